@@ -1,0 +1,3 @@
+module github.com/eccheck/eccheck
+
+go 1.26

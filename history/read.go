@@ -1,0 +1,166 @@
+package history
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// History is a recorded run: operations in the order the harness observed
+// them.
+type History []Op
+
+// LineError is a problem with one line of a history file.
+type LineError struct {
+	File string // the file name, or a description of the stream
+	Line int    // 1-based line number
+	Err  error
+}
+
+func (e *LineError) Error() string {
+	return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+}
+
+func (e *LineError) Unwrap() error { return e.Err }
+
+// ReadFile reads a history file: JSONL, or Jepsen EDN when the name ends in
+// .edn. Warnings (a dropped truncated last line) are returned, not printed.
+func ReadFile(path string) (History, []string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open history: %w", err)
+	}
+	defer f.Close()
+	if strings.EqualFold(filepath.Ext(path), ".edn") {
+		h, err := ReadEDN(f, path)
+		return h, nil, err
+	}
+	return Read(f, path)
+}
+
+// Read reads a JSONL history from r; name is used in error messages. Blank
+// lines are skipped. A last line without a newline that does not parse is
+// taken for a write cut short by a crash: it is dropped with a warning. Any
+// other malformed line is an error naming the line. The history is then
+// validated with [Validate].
+func Read(r io.Reader, name string) (History, []string, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var (
+		h        History
+		warnings []string
+		lineNo   int
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A very long line (a large set read): gather it whole.
+			long := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, warnings, fmt.Errorf("read %s: %w", name, err)
+		}
+		if len(line) == 0 && err != nil {
+			break
+		}
+		lineNo++
+		complete := len(line) > 0 && line[len(line)-1] == '\n'
+		trimmed := bytes.TrimSpace(line)
+		if len(trimmed) > 0 {
+			op, derr := decodeOp(trimmed)
+			switch {
+			case errors.Is(derr, errNoIndex):
+				op.Index = int64(len(h))
+			case derr != nil && !complete:
+				warnings = append(warnings, fmt.Sprintf("%s:%d: dropped a truncated last line (%v); the run was probably cut short while writing it", name, lineNo, derr))
+				return finish(h, name, warnings)
+			case derr != nil:
+				return nil, warnings, &LineError{File: name, Line: lineNo, Err: derr}
+			}
+			h = append(h, op)
+		}
+		if err != nil {
+			break
+		}
+	}
+	return finish(h, name, warnings)
+}
+
+func finish(h History, name string, warnings []string) (History, []string, error) {
+	if err := Validate(h); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			ve.File = name
+		}
+		return nil, warnings, err
+	}
+	return h, warnings, nil
+}
+
+// ValidationError says why a history cannot be real.
+type ValidationError struct {
+	File  string // set by the reader
+	Index int    // position of the offending op in the history
+	Err   error
+}
+
+func (e *ValidationError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("%s: op %d (line %d): %v", e.File, e.Index, e.Index+1, e.Err)
+	}
+	return fmt.Sprintf("op %d: %v", e.Index, e.Err)
+}
+
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+// Validate rejects histories that cannot be real: time going backwards, a
+// completion with no invocation in flight on its process, a completion whose
+// f or key differs from its invocation, or a second invocation on a process
+// that already has one in flight. Nemesis operations are exempt from pairing
+// rules; they record faults, often as two info lines.
+//
+// The line number in the error assumes one op per line with no blank lines.
+func Validate(h History) error {
+	inFlight := make(map[Process]int) // process -> index of its open invocation
+	var last int64
+	for i, op := range h {
+		bad := func(format string, args ...any) error {
+			return &ValidationError{Index: i, Err: fmt.Errorf(format, args...)}
+		}
+		if op.Type < Invoke || op.Type > Info {
+			return bad("invalid type %d", op.Type)
+		}
+		if op.Time < last {
+			return bad("time goes backwards: %d ns after %d ns on the line before; lines must be in the order they happened", op.Time, last)
+		}
+		last = op.Time
+		if op.Process == Nemesis {
+			continue
+		}
+		open, busy := inFlight[op.Process]
+		if op.Type == Invoke {
+			if busy {
+				return bad("process %d invokes %s while its %s from op %d is still in flight; a process has at most one operation in flight (after an info, continue under a fresh process id)", op.Process, op.F, h[open].F, open)
+			}
+			inFlight[op.Process] = i
+			continue
+		}
+		if !busy {
+			return bad("%s completion of %s on process %d has no invocation in flight", op.Type, op.F, op.Process)
+		}
+		if inv := h[open]; inv.F != op.F || inv.Key != op.Key {
+			return bad("completion %s %q of process %d does not match its invocation %s %q (op %d)", op.F, op.Key, op.Process, inv.F, inv.Key, open)
+		}
+		delete(inFlight, op.Process)
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Kind is the shape of a [Value].
+type Kind uint8
+
+// The kinds of value an operation can carry.
+const (
+	KindNil    Kind = iota // JSON null: a read of a never-written key, or no value
+	KindInt                // an integer that fits in int64
+	KindString             // a JSON string
+	KindList               // a JSON array: a CAS pair, a set read, a Jepsen tuple
+	KindOther              // any other JSON (objects, floats, booleans), kept verbatim
+)
+
+// Value is the value of an operation: what was written, what was read, a CAS
+// pair [old, new], or the elements of a set. Scalars (nil, integers, strings)
+// compare with [Value.Scalar]; anything else is kept as it was written.
+//
+// The zero Value is nil.
+type Value struct {
+	kind Kind
+	num  int64
+	str  string // the string for KindString; the raw JSON for KindOther
+	list []Value
+}
+
+// Nil returns the nil value.
+func Nil() Value { return Value{} }
+
+// Int returns an integer value.
+func Int(n int64) Value { return Value{kind: KindInt, num: n} }
+
+// String returns a string value.
+func String(s string) Value { return Value{kind: KindString, str: s} }
+
+// List returns a list value holding vs.
+func List(vs ...Value) Value {
+	if vs == nil {
+		vs = []Value{}
+	}
+	return Value{kind: KindList, list: vs}
+}
+
+// Ints returns a list value of integers.
+func Ints(ns ...int64) Value {
+	vs := make([]Value, len(ns))
+	for i, n := range ns {
+		vs[i] = Int(n)
+	}
+	return List(vs...)
+}
+
+// Raw returns a value holding arbitrary JSON, kept verbatim. Valid JSON null,
+// integers, strings and arrays are decoded into their own kinds instead.
+func Raw(js []byte) (Value, error) {
+	var v Value
+	err := v.UnmarshalJSON(js)
+	return v, err
+}
+
+// Kind reports the shape of v.
+func (v Value) Kind() Kind { return v.kind }
+
+// IsNil reports whether v is nil.
+func (v Value) IsNil() bool { return v.kind == KindNil }
+
+// AsInt returns v as an integer, and whether it is one.
+func (v Value) AsInt() (int64, bool) { return v.num, v.kind == KindInt }
+
+// AsString returns v as a string, and whether it is one.
+func (v Value) AsString() (string, bool) { return v.str, v.kind == KindString }
+
+// AsList returns the elements of v, and whether it is a list.
+func (v Value) AsList() ([]Value, bool) { return v.list, v.kind == KindList }
+
+// Pair returns the two elements of a two-element list, such as a CAS
+// [old, new], and whether v is one.
+func (v Value) Pair() (Value, Value, bool) {
+	if v.kind != KindList || len(v.list) != 2 {
+		return Value{}, Value{}, false
+	}
+	return v.list[0], v.list[1], true
+}
+
+// IsScalar reports whether v is nil, an integer or a string.
+func (v Value) IsScalar() bool { return v.kind <= KindString }
+
+// Scalar is a comparable form of a scalar [Value], fit to be a map key.
+type Scalar struct {
+	kind Kind
+	num  int64
+	str  string
+}
+
+// Scalar returns the comparable form of v. Lists and other values map to a
+// Scalar holding their JSON text, so two equal lists give equal Scalars.
+func (v Value) Scalar() Scalar {
+	switch v.kind {
+	case KindNil, KindInt, KindString:
+		return Scalar{kind: v.kind, num: v.num, str: v.str}
+	default:
+		return Scalar{kind: KindOther, str: v.String()}
+	}
+}
+
+// IsNil reports whether s is the nil value.
+func (s Scalar) IsNil() bool { return s.kind == KindNil }
+
+// Value returns s as a Value.
+func (s Scalar) Value() Value {
+	if s.kind == KindOther {
+		v, err := Raw([]byte(s.str))
+		if err != nil {
+			return Value{kind: KindOther, str: s.str}
+		}
+		return v
+	}
+	return Value{kind: s.kind, num: s.num, str: s.str}
+}
+
+// String returns the JSON text of s.
+func (s Scalar) String() string { return s.Value().String() }
+
+// Equal reports whether v and w are the same value.
+func (v Value) Equal(w Value) bool {
+	if v.kind != w.kind {
+		return false
+	}
+	switch v.kind {
+	case KindNil:
+		return true
+	case KindInt:
+		return v.num == w.num
+	case KindString, KindOther:
+		return v.str == w.str
+	default:
+		if len(v.list) != len(w.list) {
+			return false
+		}
+		for i := range v.list {
+			if !v.list[i].Equal(w.list[i]) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// String returns the JSON text of v.
+func (v Value) String() string { return string(v.AppendJSON(nil)) }
+
+// AppendJSON appends the JSON text of v to b.
+func (v Value) AppendJSON(b []byte) []byte {
+	switch v.kind {
+	case KindNil:
+		return append(b, "null"...)
+	case KindInt:
+		return strconv.AppendInt(b, v.num, 10)
+	case KindString:
+		return appendJSONString(b, v.str)
+	case KindList:
+		b = append(b, '[')
+		for i, e := range v.list {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = e.AppendJSON(b)
+		}
+		return append(b, ']')
+	default:
+		return append(b, v.str...)
+	}
+}
+
+// MarshalJSON implements [json.Marshaler].
+func (v Value) MarshalJSON() ([]byte, error) { return v.AppendJSON(nil), nil }
+
+// UnmarshalJSON implements [json.Unmarshaler].
+func (v *Value) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return fmt.Errorf("empty value")
+	}
+	switch c := b[0]; {
+	case c == 'n' && string(b) == "null":
+		*v = Value{}
+		return nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+			*v = Int(n)
+			return nil
+		}
+		if !json.Valid(b) {
+			return fmt.Errorf("invalid number %q", b)
+		}
+		*v = Value{kind: KindOther, str: string(b)}
+		return nil
+	case c == '"':
+		if s, ok := unquoteSimple(b); ok {
+			*v = String(s)
+			return nil
+		}
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*v = String(s)
+		return nil
+	case c == '[':
+		var vs []Value
+		if err := json.Unmarshal(b, &vs); err != nil {
+			return err
+		}
+		*v = List(vs...)
+		return nil
+	default:
+		if !json.Valid(b) {
+			return fmt.Errorf("invalid value %.40q", b)
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, b); err != nil {
+			return err
+		}
+		*v = Value{kind: KindOther, str: buf.String()}
+		return nil
+	}
+}
+
+// unquoteSimple unquotes a JSON string with no escapes and no control
+// characters, the common case, without the reflection of encoding/json.
+func unquoteSimple(b []byte) (string, bool) {
+	if len(b) < 2 || b[len(b)-1] != '"' {
+		return "", false
+	}
+	in := b[1 : len(b)-1]
+	for _, c := range in {
+		if c == '\\' || c == '"' || c < 0x20 {
+			return "", false
+		}
+	}
+	return string(in), true
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	simple := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	js, _ := json.Marshal(s) // a Go string always marshals
+	return append(b, js...)
+}
+
+// ParseValue parses the JSON text of a value; a convenience for tests and
+// flags.
+func ParseValue(s string) (Value, error) {
+	var v Value
+	if err := v.UnmarshalJSON([]byte(strings.TrimSpace(s))); err != nil {
+		return Value{}, fmt.Errorf("parse value %q: %w", s, err)
+	}
+	return v, nil
+}
