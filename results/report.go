@@ -1,0 +1,108 @@
+// Package results turns checker results into what people and CI read: the
+// summary table on a terminal and the JSON document that is eccheck's
+// machine-readable contract.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/olekukonko/tablewriter"
+
+	"github.com/eccheck/eccheck/checkers"
+)
+
+// SchemaVersion is the version of the JSON report layout. It grows when a
+// field changes meaning or disappears; new fields do not change it.
+const SchemaVersion = 1
+
+// Report is the outcome of checking one history.
+type Report struct {
+	Schema   int               `json:"schema"`
+	Source   string            `json:"source"`   // the history file
+	Workload checkers.Workload `json:"workload"` // register, set or counter
+	Ops      int               `json:"ops"`      // paired client operations
+	Verdict  checkers.Verdict  `json:"verdict"`  // all results composed
+	Results  []checkers.Result `json:"results"`
+	Warnings []string          `json:"warnings,omitempty"`
+}
+
+// NewReport composes the verdict of rs.
+func NewReport(source string, w checkers.Workload, ops int, rs []checkers.Result, warnings []string) Report {
+	vs := make([]checkers.Verdict, len(rs))
+	for i, r := range rs {
+		vs[i] = r.Verdict
+	}
+	return Report{Schema: SchemaVersion, Source: source, Workload: w, Ops: ops,
+		Verdict: checkers.Compose(vs...), Results: rs, Warnings: warnings}
+}
+
+// WriteJSON writes r as indented JSON.
+func WriteJSON(w io.Writer, r Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// ShownAnomalies is how many anomalies per checker the table lists under the
+// summary; JSON lists them all (up to checkers.MaxAnomalies).
+const ShownAnomalies = 5
+
+// WriteTable writes the summary table, one row per checker, followed by the
+// first anomalies of each failing checker with their explanations.
+func WriteTable(w io.Writer, r Report) error {
+	fmt.Fprintf(w, "%s: %s workload, %d operations\n", r.Source, r.Workload, r.Ops)
+	t := tablewriter.NewTable(w)
+	t.Header("Checker", "Verdict", "Anomalies", "Figures")
+	for _, res := range r.Results {
+		fig := res.Summary
+		if res.Verdict == checkers.Unknown && res.Reason != "" {
+			fig = res.Reason
+		}
+		if err := t.Append(res.Checker, string(res.Verdict), strconv.Itoa(res.AnomalyCount), fig); err != nil {
+			return fmt.Errorf("table: %w", err)
+		}
+	}
+	if err := t.Render(); err != nil {
+		return fmt.Errorf("table: %w", err)
+	}
+	for _, res := range r.Results {
+		if len(res.Anomalies) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: %d anomal%s\n", res.Checker, res.AnomalyCount, plural(res.AnomalyCount, "y", "ies"))
+		for i, a := range res.Anomalies {
+			if i == ShownAnomalies {
+				fmt.Fprintf(w, "  ... and %d more (-o json lists them all)\n", res.AnomalyCount-ShownAnomalies)
+				break
+			}
+			fmt.Fprintf(w, "  - [%s] %s\n", a.Kind, a.Explanation)
+			if len(a.Ops) > 0 {
+				fmt.Fprintf(w, "    ops: %s\n", opList(a.Ops))
+			}
+		}
+		for _, art := range res.Artifacts {
+			fmt.Fprintf(w, "  see %s\n", art)
+		}
+	}
+	fmt.Fprintf(w, "\nverdict: %s\n", r.Verdict)
+	return nil
+}
+
+func opList(ops []checkers.OpRef) string {
+	parts := make([]string, len(ops))
+	for i, o := range ops {
+		parts[i] = fmt.Sprintf("#%d %s %s %s", o.Invoke, o.F, o.Value, o.Type)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
