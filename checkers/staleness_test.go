@@ -167,7 +167,7 @@ func TestStalenessEmpty(t *testing.T) {
 	}
 }
 
-// refWrite finds the single write of a read value, as the reference
+// refIndex finds the single write of a read value, as the reference
 // checkers below see it, independently of registers().
 type refIndex struct {
 	ops    []history.Operation
