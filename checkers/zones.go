@@ -64,34 +64,40 @@ import (
 // event.
 const zonesInit int64 = math.MinInt64
 
-// zoneOp is one operation as the engine sees it.
+// The kinds of zoneOp.
+const (
+	zRead uint8 = iota
+	zWrite
+	zCAS
+	zInitial // the initial value's virtual write
+)
+
+// zoneOp is one operation as the engine sees it. Values are ids into
+// zonesEngine.vals.
 type zoneOp struct {
-	pos          int // position in Input.Ops; -1 for the initial value's virtual write
-	call, ret    int64
-	f            string
-	value, old   history.Value
-	readOfValue  bool
-	initialWrite bool
+	call, ret int64
+	pos       int32 // position in Input.Ops; -1 for the virtual write
+	kind      uint8
+	val       int32 // the value read or written
+	old       int32 // a CAS's expected value
 }
 
 // zoneValue is what the engine knows of one value.
 type zoneValue struct {
-	v        history.Value
-	writer   int   // index in ops of the operation that wrote it, -1 none
-	failed   bool  // some failed operation wrote it
-	reads    []int // indexes in ops of the OK reads that returned it
-	consumer int   // index in ops of the kept CAS that consumed it, -1 none
-	observed bool
-	block    int // block index, -1 until assigned
+	writer     int32 // index in ops of the operation that wrote it, -1 none
+	consumer   int32 // index in ops of the kept CAS that consumed it, -1 none
+	block      int32 // block index, -1 until assigned
+	readsStart int32 // its reads are reads[readsStart:readsEnd]
+	readsEnd   int32
+	failed     bool // some failed operation wrote it
+	observed   bool
 }
 
-// zoneBlock is a chain of values and its operations in their fixed order.
+// zoneBlock is a chain of values, from root, and its zone.
 type zoneBlock struct {
-	values []history.Scalar
-	groups [][]int // indexes in ops, group by group
-	f, s   int64   // earliest return, latest call
-	fOp    int     // index in ops of the op returning at f (-1: initial)
-	sOp    int     // index in ops of the op called at s (-1: initial)
+	root     int32 // the chain's first value
+	f, s     int64 // earliest return, latest call
+	fOp, sOp int32 // indexes in ops of the ops returning at f and called at s
 }
 
 // zonesEngine checks one key.
@@ -99,8 +105,11 @@ type zonesEngine struct {
 	key    string
 	all    []history.Operation
 	ops    []zoneOp
-	values map[history.Scalar]*zoneValue
-	order  []history.Scalar // values in order of first appearance
+	vals   []zoneValue
+	scal   []history.Scalar // the value of each id
+	ints   map[int64]int32  // value ids of integers, the common case
+	others map[history.Scalar]int32
+	reads  []int32 // indexes in ops of OK reads, grouped by value
 	res    *zoneOutcome
 }
 
@@ -118,80 +127,89 @@ type zoneOutcome struct {
 // is outside the engine's domain (repeated written values, a written null,
 // functions other than read, write and cas, a malformed CAS).
 func checkZones(key string, all []history.Operation, positions []int) zoneOutcome {
-	e := &zonesEngine{key: key, all: all, values: make(map[history.Scalar]*zoneValue), res: &zoneOutcome{}}
+	e := &zonesEngine{key: key, all: all, ints: make(map[int64]int32), others: make(map[history.Scalar]int32), res: &zoneOutcome{}}
 	if reason := e.collect(positions); reason != "" {
 		return zoneOutcome{Fallback: reason}
 	}
+	e.groupReads()
 	e.observe()
 	e.link()
 	blocks := e.blocks()
 	e.zones(blocks)
-	kept := 0
-	for _, op := range e.ops {
-		if op.pos >= 0 {
-			kept++
+	for i := range e.ops {
+		if e.ops[i].kind != zInitial && e.kept(int32(i)) {
+			e.res.Ops++
 		}
 	}
-	e.res.Ops = kept
 	return *e.res
 }
 
-func (e *zonesEngine) value(v history.Value) *zoneValue {
-	s := v.Scalar()
-	zv := e.values[s]
-	if zv == nil {
-		zv = &zoneValue{v: v, writer: -1, consumer: -1, block: -1}
-		e.values[s] = zv
-		e.order = append(e.order, s)
+// id interns a value.
+func (e *zonesEngine) id(v history.Value) int32 {
+	if n, ok := v.AsInt(); ok {
+		if id, ok := e.ints[n]; ok {
+			return id
+		}
+		id := e.newValue(v)
+		e.ints[n] = id
+		return id
 	}
-	return zv
+	s := v.Scalar()
+	if id, ok := e.others[s]; ok {
+		return id
+	}
+	id := e.newValue(v)
+	e.others[s] = id
+	return id
+}
+
+func (e *zonesEngine) newValue(v history.Value) int32 {
+	e.vals = append(e.vals, zoneValue{writer: -1, consumer: -1, block: -1})
+	e.scal = append(e.scal, v.Scalar())
+	return int32(len(e.vals) - 1)
 }
 
 // collect reads the key's operations and checks the engine's preconditions.
 func (e *zonesEngine) collect(positions []int) string {
-	// The initial value's virtual write comes first.
-	e.ops = append(e.ops, zoneOp{pos: -1, call: zonesInit, ret: zonesInit, f: FWrite, initialWrite: true})
-	e.value(history.Nil()).writer = 0
+	e.ops = make([]zoneOp, 0, len(positions)+1)
+	// The initial value's virtual write comes first: value id 0 is nil.
+	nilID := e.id(history.Nil())
+	e.ops = append(e.ops, zoneOp{pos: -1, call: zonesInit, ret: zonesInit, kind: zInitial, val: nilID})
+	e.vals[nilID].writer = 0
 	for _, p := range positions {
-		o := e.all[p]
+		o := &e.all[p]
 		switch o.F {
 		case FRead:
 			if o.Type != history.OK {
 				continue // a read that never returned tells nothing
 			}
-			e.ops = append(e.ops, zoneOp{pos: p, call: o.Call, ret: o.Return, f: FRead, value: o.Value, readOfValue: true})
-		case FWrite:
-			if o.Value.IsNil() {
-				return fmt.Sprintf("a write of null (op %d) cannot be told apart from the initial value", o.Invoke)
-			}
-			if o.Type == history.Fail {
-				e.value(o.Value).failed = true
-				continue
-			}
-			zv := e.value(o.Value)
-			if zv.writer >= 0 {
-				return fmt.Sprintf("value %s is written more than once (ops %d and %d)", o.Value, e.invokeOf(zv.writer), o.Invoke)
-			}
-			e.ops = append(e.ops, zoneOp{pos: p, call: o.Call, ret: o.Return, f: FWrite, value: o.Value})
-			zv.writer = len(e.ops) - 1
-		case FCAS:
-			old, nv, ok := o.Value.Pair()
-			if !ok {
-				return fmt.Sprintf("cas op %d has value %s, not [old, new]", o.Invoke, o.Value)
+			e.ops = append(e.ops, zoneOp{pos: int32(p), call: o.Call, ret: o.Return, kind: zRead, val: e.id(o.Value)})
+		case FWrite, FCAS:
+			nv, old, kind := o.Value, history.Nil(), zWrite
+			if o.F == FCAS {
+				var ok bool
+				if old, nv, ok = o.Value.Pair(); !ok {
+					return fmt.Sprintf("cas op %d has value %s, not [old, new]", o.Invoke, o.Value)
+				}
+				kind = zCAS
 			}
 			if nv.IsNil() {
-				return fmt.Sprintf("a CAS to null (op %d) cannot be told apart from the initial value", o.Invoke)
+				return fmt.Sprintf("a %s of null (op %d) cannot be told apart from the initial value", o.F, o.Invoke)
 			}
+			id := e.id(nv)
 			if o.Type == history.Fail {
-				e.value(nv).failed = true
+				e.vals[id].failed = true
 				continue
 			}
-			zv := e.value(nv)
-			if zv.writer >= 0 {
-				return fmt.Sprintf("value %s is written more than once (ops %d and %d)", nv, e.invokeOf(zv.writer), o.Invoke)
+			if w := e.vals[id].writer; w >= 0 {
+				return fmt.Sprintf("value %s is written more than once (ops %d and %d)", nv, e.invokeOf(w), o.Invoke)
 			}
-			e.ops = append(e.ops, zoneOp{pos: p, call: o.Call, ret: o.Return, f: FCAS, value: nv, old: old})
-			zv.writer = len(e.ops) - 1
+			op := zoneOp{pos: int32(p), call: o.Call, ret: o.Return, kind: kind, val: id}
+			if kind == zCAS {
+				op.old = e.id(old)
+			}
+			e.ops = append(e.ops, op)
+			e.vals[id].writer = int32(len(e.ops) - 1)
 		default:
 			return fmt.Sprintf("op %d is a %q, which the register engine does not model", o.Invoke, o.F)
 		}
@@ -199,53 +217,77 @@ func (e *zonesEngine) collect(positions []int) string {
 	return ""
 }
 
-func (e *zonesEngine) invokeOf(i int) int {
+// groupReads lays out the reads of each value contiguously (a counting
+// sort), so no value holds a slice of its own.
+func (e *zonesEngine) groupReads() {
+	counts := make([]int32, len(e.vals)+1)
+	for _, op := range e.ops {
+		if op.kind == zRead {
+			counts[op.val+1]++
+		}
+	}
+	for i := 1; i < len(counts); i++ {
+		counts[i] += counts[i-1]
+	}
+	e.reads = make([]int32, counts[len(counts)-1])
+	for id := range e.vals {
+		e.vals[id].readsStart, e.vals[id].readsEnd = counts[id], counts[id]
+	}
+	for i, op := range e.ops {
+		if op.kind == zRead {
+			v := &e.vals[op.val]
+			e.reads[v.readsEnd] = int32(i)
+			v.readsEnd++
+		}
+	}
+}
+
+func (e *zonesEngine) invokeOf(i int32) int {
 	if p := e.ops[i].pos; p >= 0 {
 		return e.all[p].Invoke
 	}
 	return -1
 }
 
+// text renders value id as JSON.
+func (e *zonesEngine) text(id int32) string { return e.scal[id].String() }
+
 // kept reports whether op i may have taken effect and is part of the
 // problem: reads, OK writes and CASes, and indeterminate ones whose value
 // was observed.
-func (e *zonesEngine) kept(i int) bool {
-	op := e.ops[i]
-	if op.readOfValue || op.initialWrite || op.ret != history.Open {
+func (e *zonesEngine) kept(i int32) bool {
+	op := &e.ops[i]
+	if op.kind == zRead || op.kind == zInitial || op.ret != history.Open {
 		return true
 	}
-	return e.values[op.value.Scalar()].observed
+	return e.vals[op.val].observed
 }
 
 // observe marks the values that were observed, keeping the indeterminate
 // writes and CASes that must have happened.
 func (e *zonesEngine) observe() {
-	var work []history.Scalar
-	mark := func(v history.Value) {
-		zv := e.value(v)
-		if !zv.observed {
-			zv.observed = true
-			work = append(work, v.Scalar())
+	var work []int32
+	mark := func(id int32) {
+		if !e.vals[id].observed {
+			e.vals[id].observed = true
+			work = append(work, id)
 		}
 	}
-	for i, op := range e.ops {
+	for _, op := range e.ops {
 		switch {
-		case op.readOfValue:
-			mark(op.value)
-			zv := e.values[op.value.Scalar()]
-			zv.reads = append(zv.reads, i)
-		case op.f == FCAS && op.ret != history.Open:
+		case op.kind == zRead:
+			mark(op.val)
+		case op.kind == zCAS && op.ret != history.Open:
 			mark(op.old)
 		}
 	}
 	// An observed value written by an indeterminate CAS means that CAS took
 	// effect, so the value it consumed was observed too.
 	for len(work) > 0 {
-		s := work[len(work)-1]
+		id := work[len(work)-1]
 		work = work[:len(work)-1]
-		zv := e.values[s]
-		if zv.writer > 0 {
-			if op := e.ops[zv.writer]; op.f == FCAS && op.ret == history.Open {
+		if w := e.vals[id].writer; w > 0 {
+			if op := e.ops[w]; op.kind == zCAS && op.ret == history.Open {
 				mark(op.old)
 			}
 		}
@@ -254,33 +296,34 @@ func (e *zonesEngine) observe() {
 
 // link checks rules 1 and 2 and records which CAS consumes each value.
 func (e *zonesEngine) link() {
-	for i, op := range e.ops {
-		if op.readOfValue {
-			zv := e.values[op.value.Scalar()]
-			if zv.writer < 0 {
-				e.unwritten(i, op.value, zv.failed, "read")
+	for i := range e.ops {
+		op := e.ops[i]
+		i := int32(i)
+		if op.kind == zRead {
+			if v := e.vals[op.val]; v.writer < 0 {
+				e.unwritten(i, op.val, v.failed, "read")
 			}
 			continue
 		}
-		if op.f != FCAS || !e.kept(i) {
+		if op.kind != zCAS || !e.kept(i) {
 			continue
 		}
-		zv := e.value(op.old)
+		v := &e.vals[op.old]
 		switch {
-		case zv.writer < 0:
-			e.unwritten(i, op.old, zv.failed, "CAS")
-		case zv.consumer >= 0:
+		case v.writer < 0:
+			e.unwritten(i, op.old, v.failed, "CAS")
+		case v.consumer >= 0:
 			e.add(Anomaly{
-				Kind: "double-cas", Key: e.key, Ops: e.refs(zv.writer, zv.consumer, i),
-				Explanation: fmt.Sprintf("two successful CASes consumed value %s: op %d (%s) and op %d (%s); once one replaced it, it was never current again", op.old, e.invokeOf(zv.consumer), e.describe(zv.consumer), e.invokeOf(i), e.describe(i)),
+				Kind: "double-cas", Key: e.key, Ops: e.refs(v.writer, v.consumer, i),
+				Explanation: fmt.Sprintf("two successful CASes consumed value %s: op %d (%s) and op %d (%s); once one replaced it, it was never current again", e.text(op.old), e.invokeOf(v.consumer), e.describe(v.consumer), e.invokeOf(i), e.describe(i)),
 			})
 		default:
-			zv.consumer = i
+			v.consumer = i
 		}
 	}
 }
 
-func (e *zonesEngine) unwritten(i int, v history.Value, failed bool, what string) {
+func (e *zonesEngine) unwritten(i, id int32, failed bool, what string) {
 	why := "no operation wrote it"
 	if failed {
 		why = "the only write of it failed, so it certainly did not happen"
@@ -291,7 +334,7 @@ func (e *zonesEngine) unwritten(i int, v history.Value, failed bool, what string
 	}
 	e.add(Anomaly{
 		Kind: kind, Key: e.key, Ops: e.refs(i),
-		Explanation: fmt.Sprintf("%s op %d (%s) saw value %s of key %q, but %s", what, e.invokeOf(i), e.describe(i), v, e.key, why),
+		Explanation: fmt.Sprintf("%s op %d (%s) saw value %s of key %q, but %s", what, e.invokeOf(i), e.describe(i), e.text(id), e.key, why),
 	})
 }
 
@@ -299,31 +342,66 @@ func (e *zonesEngine) unwritten(i int, v history.Value, failed bool, what string
 // value) and checks rule 3 inside each.
 func (e *zonesEngine) blocks() []zoneBlock {
 	var out []zoneBlock
-	for _, s := range e.order {
-		zv := e.values[s]
-		if zv.writer < 0 || e.ops[zv.writer].f == FCAS || !e.kept(zv.writer) {
+	for id := range e.vals {
+		v := e.vals[id]
+		if v.writer < 0 || e.ops[v.writer].kind == zCAS || !e.kept(v.writer) {
 			continue
 		}
-		b := zoneBlock{}
-		cur := zv
-		for {
-			cur.block = len(out)
-			b.values = append(b.values, cur.v.Scalar())
-			b.groups = append(b.groups, []int{cur.writer}, cur.reads)
-			if cur.consumer < 0 {
-				break
-			}
-			next := e.values[e.ops[cur.consumer].value.Scalar()]
-			if next.block >= 0 {
-				break // a cycle back into this chain; reported below
-			}
-			cur = next
-		}
-		e.order3(&b)
+		b := zoneBlock{root: int32(id)}
+		e.chain(&b, int32(len(out)))
 		out = append(out, b)
 	}
 	e.cycles()
 	return out
+}
+
+// chain walks a block's operations in their fixed order (the write, the
+// reads of its value, the CAS that consumed it, the reads of the next
+// value, ...), checks rule 3 and computes the zone: no operation may return
+// before an operation in an earlier group was called.
+func (e *zonesEngine) chain(b *zoneBlock, blockID int32) {
+	maxCall, maxOp := zonesInit, int32(-1) // latest call in the groups before this one
+	b.f, b.fOp = history.Open, -1
+	b.s, b.sOp = zonesInit, -1
+	visit := func(i int32, gMax *int64, gOp *int32) {
+		op := &e.ops[i]
+		if op.ret < maxCall && maxOp >= 0 {
+			e.add(Anomaly{
+				Kind: "order", Key: e.key, Ops: e.refs(maxOp, i),
+				Explanation: fmt.Sprintf("op %d (%s) returned at %s, before op %d (%s) was invoked at %s, yet it must take effect after it: %s", e.invokeOf(i), e.describe(i), ms(op.ret), e.invokeOf(maxOp), e.describe(maxOp), ms(e.ops[maxOp].call), e.whyAfter(maxOp, i)),
+			})
+		}
+		if op.ret < b.f {
+			b.f, b.fOp = op.ret, i
+		}
+		if op.call > b.s || b.sOp < 0 {
+			b.s, b.sOp = op.call, i
+		}
+		if op.call > *gMax {
+			*gMax, *gOp = op.call, i
+		}
+	}
+	for id := b.root; ; {
+		v := &e.vals[id]
+		v.block = blockID
+		// The group of the write.
+		gMax, gOp := maxCall, maxOp
+		visit(v.writer, &gMax, &gOp)
+		maxCall, maxOp = gMax, gOp
+		// The group of its reads.
+		for _, r := range e.reads[v.readsStart:v.readsEnd] {
+			visit(r, &gMax, &gOp)
+		}
+		maxCall, maxOp = gMax, gOp
+		if v.consumer < 0 {
+			return
+		}
+		next := e.ops[v.consumer].val
+		if e.vals[next].block >= 0 {
+			return // cannot happen with unique values; kept as a guard
+		}
+		id = next
+	}
 }
 
 // cycles reports CAS chains that never reach a plain write or the initial
@@ -331,20 +409,20 @@ func (e *zonesEngine) blocks() []zoneBlock {
 // leads back to itself. (A chain that leads back to a value nobody wrote, or
 // to a value two CASes consumed, was reported already.)
 func (e *zonesEngine) cycles() {
-	done := map[history.Scalar]bool{}
-	for _, s := range e.order {
-		zv := e.values[s]
-		if done[s] || zv.block >= 0 || zv.writer <= 0 || e.ops[zv.writer].f != FCAS || !e.kept(zv.writer) {
+	done := make(map[int32]bool)
+	for id := range e.vals {
+		start := int32(id)
+		v := e.vals[id]
+		if done[start] || v.block >= 0 || v.writer <= 0 || e.ops[v.writer].kind != zCAS || !e.kept(v.writer) {
 			continue
 		}
-		walk := map[history.Scalar]bool{}
-		cur := s
-		for {
+		walk := map[int32]bool{}
+		for cur := start; ; {
 			if walk[cur] {
-				w := e.values[cur].writer
+				w := e.vals[cur].writer
 				e.add(Anomaly{
 					Kind: "cas-chain-without-start", Key: e.key, Ops: e.refs(w),
-					Explanation: fmt.Sprintf("value %s came from CAS op %d, but following the CASes back from it leads in a circle, never to a plain write or the initial value; with unique values that cannot happen", e.values[cur].v, e.invokeOf(w)),
+					Explanation: fmt.Sprintf("value %s came from CAS op %d, but following the CASes back from it leads in a circle, never to a plain write or the initial value; with unique values that cannot happen", e.text(cur), e.invokeOf(w)),
 				})
 				break
 			}
@@ -352,16 +430,16 @@ func (e *zonesEngine) cycles() {
 				break
 			}
 			walk[cur] = true
-			cv := e.values[cur]
-			if cv.block >= 0 || cv.writer <= 0 || e.ops[cv.writer].f != FCAS {
+			cv := e.vals[cur]
+			if cv.block >= 0 || cv.writer <= 0 || e.ops[cv.writer].kind != zCAS {
 				break
 			}
 			cas := cv.writer
-			old := e.values[e.ops[cas].old.Scalar()]
-			if old == nil || old.writer < 0 || old.consumer != cas {
+			old := e.ops[cas].old
+			if ov := e.vals[old]; ov.writer < 0 || ov.consumer != cas {
 				break // reported as cas-unwritten or double-cas
 			}
-			cur = e.ops[cas].old.Scalar()
+			cur = old
 		}
 		for v := range walk {
 			done[v] = true
@@ -369,49 +447,16 @@ func (e *zonesEngine) cycles() {
 	}
 }
 
-// order3 checks rule 3 for one block and computes its zone: no operation
-// may return before an operation in an earlier group was called.
-func (e *zonesEngine) order3(b *zoneBlock) {
-	maxCall, maxOp := zonesInit, -1 // latest call in the groups before this one
-	b.f, b.fOp = history.Open, -1
-	b.s, b.sOp = zonesInit, -1
-	for _, g := range b.groups {
-		gMax, gOp := maxCall, maxOp
-		for _, i := range g {
-			if !e.kept(i) {
-				continue
-			}
-			op := e.ops[i]
-			if op.ret < maxCall && maxOp >= 0 {
-				e.add(Anomaly{
-					Kind: "order", Key: e.key, Ops: e.refs(maxOp, i),
-					Explanation: fmt.Sprintf("op %d (%s) returned at %s, before op %d (%s) was invoked at %s, yet it must take effect after it: %s", e.invokeOf(i), e.describe(i), ms(op.ret), e.invokeOf(maxOp), e.describe(maxOp), ms(e.ops[maxOp].call), e.whyAfter(maxOp, i)),
-				})
-			}
-			if op.ret < b.f {
-				b.f, b.fOp = op.ret, i
-			}
-			if op.call > b.s || b.sOp < 0 {
-				b.s, b.sOp = op.call, i
-			}
-			if op.call > gMax {
-				gMax, gOp = op.call, i
-			}
-		}
-		maxCall, maxOp = gMax, gOp
-	}
-}
-
 // whyAfter explains why op j must take effect after op i in their chain.
-func (e *zonesEngine) whyAfter(i, j int) string {
+func (e *zonesEngine) whyAfter(i, j int32) string {
 	a, b := e.ops[i], e.ops[j]
 	switch {
-	case b.readOfValue && (a.f == FWrite || a.f == FCAS) && b.value.Equal(a.value):
-		return fmt.Sprintf("it read %s, which that op wrote", b.value)
-	case b.f == FCAS && !a.readOfValue:
-		return fmt.Sprintf("it replaced %s, which came from that op", b.old)
-	case b.f == FCAS:
-		return fmt.Sprintf("that op read %s, which it replaced", b.old)
+	case b.kind == zRead && a.kind != zRead && b.val == a.val:
+		return fmt.Sprintf("it read %s, which that op wrote", e.text(b.val))
+	case b.kind == zCAS && a.kind != zRead:
+		return fmt.Sprintf("it replaced %s, which came from that op", e.text(b.old))
+	case b.kind == zCAS:
+		return fmt.Sprintf("that op read %s, which it replaced", e.text(b.old))
 	default:
 		return "the CAS chain fixes their order"
 	}
@@ -474,27 +519,33 @@ func (e *zonesEngine) inside(b, outer zoneBlock) {
 	})
 }
 
-// valuesText names a block's values: "value 17", "the initial value", or "the CAS chain 3 -> 4 -> 9".
+// valuesText names a block's values: "value 17", "the initial value", or
+// "the CAS chain 3 -> 4 -> 9".
 func (e *zonesEngine) valuesText(b zoneBlock) string {
-	names := make([]string, len(b.values))
-	for i, s := range b.values {
-		if s.IsNil() {
-			names[i] = "the initial value"
+	var names []string
+	for id := b.root; ; {
+		if e.scal[id].IsNil() {
+			names = append(names, "the initial value")
 		} else {
-			names[i] = s.String()
+			names = append(names, e.text(id))
 		}
+		c := e.vals[id].consumer
+		if c < 0 || len(names) > 8 {
+			break
+		}
+		id = e.ops[c].val
 	}
-	if len(names) == 1 {
-		if b.values[0].IsNil() {
-			return names[0]
-		}
+	switch {
+	case len(names) == 1 && e.scal[b.root].IsNil():
+		return names[0]
+	case len(names) == 1:
 		return "value " + names[0]
 	}
 	return "the CAS chain " + strings.Join(names, " -> ")
 }
 
 // endText describes a zone end: the return (isReturn) or the call of op i.
-func (e *zonesEngine) endText(i int, isReturn bool) string {
+func (e *zonesEngine) endText(i int32, isReturn bool) string {
 	if i < 0 || e.ops[i].pos < 0 {
 		return "the start"
 	}
@@ -505,22 +556,22 @@ func (e *zonesEngine) endText(i int, isReturn bool) string {
 }
 
 // describe says what op i did, e.g. "read 7", "write 3", "cas 3->4".
-func (e *zonesEngine) describe(i int) string {
+func (e *zonesEngine) describe(i int32) string {
 	op := e.ops[i]
-	switch {
-	case op.initialWrite:
+	switch op.kind {
+	case zInitial:
 		return "initial value"
-	case op.readOfValue:
-		return "read " + op.value.String()
-	case op.f == FCAS:
-		return "cas " + op.old.String() + "->" + op.value.String()
+	case zRead:
+		return "read " + e.text(op.val)
+	case zCAS:
+		return "cas " + e.text(op.old) + "->" + e.text(op.val)
 	}
-	return "write " + op.value.String()
+	return "write " + e.text(op.val)
 }
 
-func (e *zonesEngine) refs(is ...int) []OpRef {
+func (e *zonesEngine) refs(is ...int32) []OpRef {
 	out := make([]OpRef, 0, len(is))
-	seen := map[int]bool{}
+	seen := map[int32]bool{}
 	for _, i := range is {
 		if i < 0 || e.ops[i].pos < 0 || seen[i] {
 			continue
