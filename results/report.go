@@ -13,6 +13,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/history"
 )
 
 // SchemaVersion is the version of the JSON report layout. It grows when a
@@ -95,9 +96,22 @@ func WriteTable(w io.Writer, r Report) error {
 func opList(ops []checkers.OpRef) string {
 	parts := make([]string, len(ops))
 	for i, o := range ops {
-		parts[i] = fmt.Sprintf("#%d %s %s %s", o.Invoke, o.F, o.Value, o.Type)
+		parts[i] = fmt.Sprintf("#%d %s %s %s", o.Invoke, o.F, shortValue(o.Value), o.Type)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// shortValue renders a value for the table, eliding the middle of long
+// lists (a set read can hold thousands of elements; JSON has them all).
+func shortValue(v history.Value) string {
+	s := v.String()
+	if len(s) <= 60 {
+		return s
+	}
+	if l, ok := v.AsList(); ok {
+		return fmt.Sprintf("%s ... %s (%d elements)", s[:30], s[len(s)-15:], len(l))
+	}
+	return s[:45] + "..." + s[len(s)-12:]
 }
 
 func plural(n int, one, many string) string {
