@@ -1,7 +1,6 @@
 package history
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,6 +179,18 @@ func (op Op) MarshalJSON() ([]byte, error) {
 	return op.AppendJSON(nil), nil
 }
 
+// UnmarshalJSON implements [json.Unmarshaler] with the rules of the history
+// format: type, process, f and time are required, a key may be written as an
+// integer, and an absent index leaves Index zero.
+func (op *Op) UnmarshalJSON(b []byte) error {
+	o, err := decodeOp(b)
+	if err != nil && !errors.Is(err, errNoIndex) {
+		return err
+	}
+	*op = o
+	return nil
+}
+
 // jsonOp is the wire form of an Op; pointers tell absent fields apart.
 type jsonOp struct {
 	Index   *int64           `json:"index"`
@@ -202,13 +213,9 @@ var errNoIndex = errors.New("no index")
 // filled) when the index is absent.
 func decodeOp(line []byte) (Op, error) {
 	var j jsonOp
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if err := dec.Decode(&j); err != nil {
+	// json.Unmarshal also rejects text after the object.
+	if err := json.Unmarshal(line, &j); err != nil {
 		return Op{}, cleanJSONError(err)
-	}
-	if dec.More() {
-		return Op{}, errors.New("more than one JSON value on the line")
 	}
 	var op Op
 	switch {
@@ -263,7 +270,13 @@ func decodeKey(raw json.RawMessage) (string, error) {
 func cleanJSONError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Errorf("a line must be one JSON object, got JSON %s", te.Value)
+		}
 		return fmt.Errorf("field %q: expected %s, got JSON %s", te.Field, friendlyType(te.Field), te.Value)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("invalid JSON: the line ends inside the object")
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -283,6 +296,8 @@ func friendlyType(field string) string {
 		return "a string"
 	case "final":
 		return "true or false"
+	case "type":
+		return `"invoke", "ok", "fail" or "info"`
 	}
 	return "another type"
 }

@@ -3,6 +3,7 @@ package history
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ func Read(r io.Reader, name string) (History, []string, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var (
 		h        History
+		lines    []int // the line of each op, for validation errors
 		warnings []string
 		lineNo   int
 	)
@@ -80,26 +82,32 @@ func Read(r io.Reader, name string) (History, []string, error) {
 			switch {
 			case errors.Is(derr, errNoIndex):
 				op.Index = int64(len(h))
-			case derr != nil && !complete:
+			case derr != nil && !complete && !json.Valid(trimmed):
+				// Only text that is not JSON at all can be a write cut
+				// short; a whole JSON object that is wrong is an error.
 				warnings = append(warnings, fmt.Sprintf("%s:%d: dropped a truncated last line (%v); the run was probably cut short while writing it", name, lineNo, derr))
-				return finish(h, name, warnings)
+				return finish(h, lines, name, warnings)
 			case derr != nil:
 				return nil, warnings, &LineError{File: name, Line: lineNo, Err: derr}
 			}
 			h = append(h, op)
+			lines = append(lines, lineNo)
 		}
 		if err != nil {
 			break
 		}
 	}
-	return finish(h, name, warnings)
+	return finish(h, lines, name, warnings)
 }
 
-func finish(h History, name string, warnings []string) (History, []string, error) {
+func finish(h History, lines []int, name string, warnings []string) (History, []string, error) {
 	if err := Validate(h); err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
 			ve.File = name
+			if ve.Index >= 0 && ve.Index < len(lines) {
+				ve.Line = lines[ve.Index]
+			}
 		}
 		return nil, warnings, err
 	}
@@ -109,13 +117,17 @@ func finish(h History, name string, warnings []string) (History, []string, error
 // ValidationError says why a history cannot be real.
 type ValidationError struct {
 	File  string // set by the reader
+	Line  int    // 1-based line of the offending op, set by the reader; 0 if unknown
 	Index int    // position of the offending op in the history
 	Err   error
 }
 
 func (e *ValidationError) Error() string {
-	if e.File != "" {
-		return fmt.Sprintf("%s: op %d (line %d): %v", e.File, e.Index, e.Index+1, e.Err)
+	switch {
+	case e.File != "" && e.Line > 0:
+		return fmt.Sprintf("%s:%d: op %d: %v", e.File, e.Line, e.Index, e.Err)
+	case e.File != "":
+		return fmt.Sprintf("%s: op %d: %v", e.File, e.Index, e.Err)
 	}
 	return fmt.Sprintf("op %d: %v", e.Index, e.Err)
 }
@@ -125,10 +137,10 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 // Validate rejects histories that cannot be real: time going backwards, a
 // completion with no invocation in flight on its process, a completion whose
 // f or key differs from its invocation, or a second invocation on a process
-// that already has one in flight. Nemesis operations are exempt from pairing
-// rules; they record faults, often as two info lines.
-//
-// The line number in the error assumes one op per line with no blank lines.
+// that already has one in flight. It also rejects ops that could not be
+// written and read back: an invalid type or process, or an empty f. Nemesis
+// operations are exempt from pairing rules; they record faults, often as two
+// info lines.
 func Validate(h History) error {
 	inFlight := make(map[Process]int) // process -> index of its open invocation
 	var last int64
@@ -138,6 +150,12 @@ func Validate(h History) error {
 		}
 		if op.Type < Invoke || op.Type > Info {
 			return bad("invalid type %d", op.Type)
+		}
+		if op.Process < 0 && op.Process != Nemesis {
+			return bad("invalid process %d: a process is a non-negative integer, or the nemesis", op.Process)
+		}
+		if op.F == "" {
+			return bad("%s of process %s has an empty f", op.Type, op.Process)
 		}
 		if op.Time < last {
 			return bad("time goes backwards: %d ns after %d ns on the line before; lines must be in the order they happened", op.Time, last)

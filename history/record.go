@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// SyncInterval is how often a [Recorder] writes buffered lines to its file
-// and syncs it to disk. A harness killed with SIGKILL loses at most the
-// lines of the last interval.
+// SyncInterval is how often a [Recorder] writes buffered lines to its file.
+// Each write is followed by a sync to disk, done in the background so that a
+// slow disk never delays the next write. A harness killed with SIGKILL loses
+// at most the lines of the last interval.
 const SyncInterval = 100 * time.Millisecond
 
 // Recorder appends operations to a JSONL history file. Many client workers
@@ -23,13 +24,19 @@ type Recorder struct {
 	start  time.Time
 	next   int64
 	keep   bool
-	ops    History
-	err    error // first write or sync error; reported by Close
+	ops    []History // with KeepInMemory: chunks of at most opsChunk ops
+	err    error     // first write or sync error; reported by Close
 	closed bool
 
-	stop chan struct{}
-	done chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	syncCh chan struct{} // asks the sync goroutine for an fsync
+	synced chan struct{} // closed when the sync goroutine has ended
 }
+
+// opsChunk is the size of the chunks a KeepInMemory recorder keeps ops in:
+// appending to fixed chunks never copies the ops recorded before.
+const opsChunk = 4096
 
 // RecorderOption configures a Recorder.
 type RecorderOption func(*Recorder)
@@ -47,15 +54,18 @@ func Create(path string, opts ...RecorderOption) (*Recorder, error) {
 		return nil, fmt.Errorf("create history: %w", err)
 	}
 	r := &Recorder{
-		f:     f,
-		buf:   make([]byte, 0, 64<<10),
-		start: time.Now(),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		f:      f,
+		buf:    make([]byte, 0, 64<<10),
+		start:  time.Now(),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		syncCh: make(chan struct{}, 1),
+		synced: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(r)
 	}
+	go r.flushLoop()
 	go r.syncLoop()
 	return r, nil
 }
@@ -78,7 +88,11 @@ func (r *Recorder) Record(op Op) Op {
 	r.buf = op.AppendJSON(r.buf)
 	r.buf = append(r.buf, '\n')
 	if r.keep {
-		r.ops = append(r.ops, op)
+		if n := len(r.ops); n == 0 || len(r.ops[n-1]) == opsChunk {
+			r.ops = append(r.ops, make(History, 0, opsChunk))
+		}
+		last := &r.ops[len(r.ops)-1]
+		*last = append(*last, op)
 	}
 	if len(r.buf) >= 1<<20 {
 		r.flushLocked()
@@ -98,7 +112,10 @@ func (r *Recorder) flushLocked() {
 	r.buf = r.buf[:0]
 }
 
-func (r *Recorder) syncLoop() {
+// flushLoop writes the buffer to the file every SyncInterval, and asks
+// syncLoop for an fsync. Writing is what protects lines from a killed
+// process, so it never waits for a slow fsync.
+func (r *Recorder) flushLoop() {
 	defer close(r.done)
 	t := time.NewTicker(SyncInterval)
 	defer t.Stop()
@@ -110,7 +127,23 @@ func (r *Recorder) syncLoop() {
 			r.mu.Lock()
 			r.flushLocked()
 			r.mu.Unlock()
-			// Sync outside the lock: workers keep appending meanwhile.
+			select {
+			case r.syncCh <- struct{}{}:
+			default: // an fsync is already pending
+			}
+		}
+	}
+}
+
+// syncLoop syncs the file to disk when flushLoop asks, outside the lock:
+// workers keep appending meanwhile.
+func (r *Recorder) syncLoop() {
+	defer close(r.synced)
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.syncCh:
 			if err := r.f.Sync(); err != nil {
 				r.mu.Lock()
 				if r.err == nil {
@@ -134,7 +167,15 @@ func (r *Recorder) Len() int64 {
 func (r *Recorder) History() History {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append(History(nil), r.ops...)
+	n := 0
+	for _, c := range r.ops {
+		n += len(c)
+	}
+	h := make(History, 0, n)
+	for _, c := range r.ops {
+		h = append(h, c...)
+	}
+	return h
 }
 
 // Close flushes and syncs the file, and closes it. It returns the first
@@ -149,6 +190,7 @@ func (r *Recorder) Close() error {
 	r.mu.Unlock()
 	close(r.stop)
 	<-r.done
+	<-r.synced
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.flushLocked()
