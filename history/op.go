@@ -183,86 +183,12 @@ func (op Op) MarshalJSON() ([]byte, error) {
 // format: type, process, f and time are required, a key may be written as an
 // integer, and an absent index leaves Index zero.
 func (op *Op) UnmarshalJSON(b []byte) error {
-	o, err := decodeOp(b)
+	o, err := decodeOp(b, nil)
 	if err != nil && !errors.Is(err, errNoIndex) {
 		return err
 	}
 	*op = o
 	return nil
-}
-
-// jsonOp is the wire form of an Op; pointers tell absent fields apart.
-type jsonOp struct {
-	Index   *int64           `json:"index"`
-	Time    *int64           `json:"time"`
-	Process *Process         `json:"process"`
-	Type    *Type            `json:"type"`
-	F       *string          `json:"f"`
-	Key     *json.RawMessage `json:"key"`
-	Value   Value            `json:"value"`
-	Node    string           `json:"node"`
-	Error   string           `json:"error"`
-	Final   bool             `json:"final"`
-}
-
-// errNoIndex is returned by decodeOp when the line has no index, so that the
-// reader assigns one from line order.
-var errNoIndex = errors.New("no index")
-
-// decodeOp decodes one line. It reports errNoIndex (with op otherwise
-// filled) when the index is absent.
-func decodeOp(line []byte) (Op, error) {
-	var j jsonOp
-	// json.Unmarshal also rejects text after the object.
-	if err := json.Unmarshal(line, &j); err != nil {
-		return Op{}, cleanJSONError(err)
-	}
-	var op Op
-	switch {
-	case j.Type == nil:
-		return Op{}, errors.New(`missing "type" (invoke, ok, fail or info)`)
-	case j.Process == nil:
-		return Op{}, errors.New(`missing "process" (a non-negative integer, or "nemesis")`)
-	case j.F == nil || *j.F == "":
-		return Op{}, errors.New(`missing "f" (read, write, cas, add, ...)`)
-	case j.Time == nil:
-		return Op{}, errors.New(`missing "time" (integer nanoseconds since the run started)`)
-	}
-	if *j.Time < 0 {
-		return Op{}, fmt.Errorf("negative time %d", *j.Time)
-	}
-	op.Time, op.Process, op.Type, op.F = *j.Time, *j.Process, *j.Type, *j.F
-	if j.Key != nil {
-		k, err := decodeKey(*j.Key)
-		if err != nil {
-			return Op{}, err
-		}
-		op.Key = k
-	}
-	op.Value, op.Node, op.Error, op.Final = j.Value, j.Node, j.Error, j.Final
-	if j.Index == nil {
-		return op, errNoIndex
-	}
-	op.Index = *j.Index
-	return op, nil
-}
-
-// decodeKey accepts a key written as a JSON string, or as an integer (as
-// Jepsen's independent keys often are), which becomes its decimal text.
-func decodeKey(raw json.RawMessage) (string, error) {
-	var v Value
-	if err := v.UnmarshalJSON(raw); err != nil {
-		return "", fmt.Errorf("key: %w", err)
-	}
-	switch v.Kind() {
-	case KindNil:
-		return "", nil
-	case KindString:
-		return v.str, nil
-	case KindInt:
-		return strconv.FormatInt(v.num, 10), nil
-	}
-	return "", fmt.Errorf("key must be a string or an integer, got %.40s", raw)
 }
 
 // cleanJSONError turns encoding/json errors into short text without Go type

@@ -41,7 +41,13 @@ func ReadFile(path string) (History, []string, error) {
 		h, err := ReadEDN(f, path)
 		return h, nil, err
 	}
-	return Read(f, path)
+	hint := 0
+	if st, err := f.Stat(); err == nil {
+		// History lines run about 90 bytes; sizing the slice up front
+		// saves copying every op as it grows.
+		hint = int(min(st.Size()/90, 1<<26))
+	}
+	return readJSONL(f, path, hint)
 }
 
 // Read reads a JSONL history from r; name is used in error messages. Blank
@@ -50,12 +56,18 @@ func ReadFile(path string) (History, []string, error) {
 // other malformed line is an error naming the line. The history is then
 // validated with [Validate].
 func Read(r io.Reader, name string) (History, []string, error) {
+	return readJSONL(r, name, 0)
+}
+
+// readJSONL is Read with room made for about hint ops.
+func readJSONL(r io.Reader, name string, hint int) (History, []string, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var (
-		h        History
-		lines    []int // the line of each op, for validation errors
+		h        = make(History, 0, hint)
+		lines    = make([]int, 0, hint) // the line of each op, for validation errors
 		warnings []string
 		lineNo   int
+		names    = newInterner()
 	)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -78,7 +90,7 @@ func Read(r io.Reader, name string) (History, []string, error) {
 		complete := len(line) > 0 && line[len(line)-1] == '\n'
 		trimmed := bytes.TrimSpace(line)
 		if len(trimmed) > 0 {
-			op, derr := decodeOp(trimmed)
+			op, derr := decodeOp(trimmed, names)
 			switch {
 			case errors.Is(derr, errNoIndex):
 				op.Index = int64(len(h))

@@ -1,14 +1,10 @@
 package history
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // Kind is the shape of a [Value].
@@ -188,156 +184,12 @@ func (v Value) MarshalJSON() ([]byte, error) { return v.AppendJSON(nil), nil }
 
 // UnmarshalJSON implements [json.Unmarshaler].
 func (v *Value) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return fmt.Errorf("empty value")
-	}
-	switch c := b[0]; {
-	case c == 'n' && string(b) == "null":
-		*v = Value{}
-		return nil
-	case c == '-' || (c >= '0' && c <= '9'):
-		// strconv accepts leading zeros, which JSON does not.
-		if digits := bytes.TrimPrefix(b, []byte{'-'}); len(digits) == 1 || (len(digits) > 1 && digits[0] != '0') {
-			if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
-				*v = Int(n)
-				return nil
-			}
-		}
-		if !json.Valid(b) {
-			return fmt.Errorf("invalid number %q", b)
-		}
-		*v = Value{kind: KindOther, str: string(b)}
-		return nil
-	case c == '"':
-		if s, ok := unquoteSimple(b); ok {
-			*v = String(s)
-			return nil
-		}
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*v = String(s)
-		return nil
-	case c == '[':
-		if bytes.IndexByte(b[1:], '[') >= 0 {
-			// Nested lists: decoding each level with json.Unmarshal would
-			// scan the inner text again at every level.
-			list, err := decodeNestedList(b)
-			if err != nil {
-				return err
-			}
-			*v = list
-			return nil
-		}
-		var vs []Value
-		if err := json.Unmarshal(b, &vs); err != nil {
-			return err
-		}
-		*v = List(vs...)
-		return nil
-	default:
-		if !json.Valid(b) {
-			return fmt.Errorf("invalid value %.40q", b)
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, b); err != nil {
-			return err
-		}
-		*v = Value{kind: KindOther, str: buf.String()}
-		return nil
-	}
-}
-
-// maxDepth bounds how deeply lists may nest, as encoding/json bounds any
-// JSON value.
-const maxDepth = 10000
-
-// decodeNestedList decodes a JSON array that holds arrays in one pass: the
-// decoder walks into inner arrays token by token, and every other element
-// is decoded once from its own text.
-func decodeNestedList(b []byte) (Value, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if _, err := dec.Token(); err != nil { // the opening [
-		return Value{}, err
-	}
-	list, err := decodeListElements(dec, b, 1)
+	val, err := decodeValue(b)
 	if err != nil {
-		return Value{}, err
+		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Value{}, fmt.Errorf("invalid value %.40q: text after the array", b)
-	}
-	return list, nil
-}
-
-// decodeListElements decodes the elements of an array whose opening
-// bracket dec has just read, and its closing bracket.
-func decodeListElements(dec *json.Decoder, b []byte, depth int) (Value, error) {
-	if depth > maxDepth {
-		return Value{}, fmt.Errorf("lists nested more than %d deep", maxDepth)
-	}
-	vs := []Value{}
-	for {
-		i := int(dec.InputOffset())
-		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == ',') {
-			i++
-		}
-		if i == len(b) {
-			return Value{}, fmt.Errorf("invalid value %.40q: unexpected end of the array", b)
-		}
-		switch b[i] {
-		case ']':
-			if _, err := dec.Token(); err != nil {
-				return Value{}, err
-			}
-			return List(vs...), nil
-		case '[':
-			if _, err := dec.Token(); err != nil {
-				return Value{}, err
-			}
-			e, err := decodeListElements(dec, b, depth+1)
-			if err != nil {
-				return Value{}, err
-			}
-			vs = append(vs, e)
-		default:
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return Value{}, err
-			}
-			var e Value
-			if err := e.UnmarshalJSON(raw); err != nil {
-				return Value{}, err
-			}
-			vs = append(vs, e)
-		}
-	}
-}
-
-// unquoteSimple unquotes a JSON string with no escapes, no control
-// characters and only valid UTF-8, the common case, without the reflection
-// of encoding/json. (encoding/json replaces invalid UTF-8 with U+FFFD; so
-// must every path that decodes a string.)
-func unquoteSimple(b []byte) (string, bool) {
-	if len(b) < 2 || b[len(b)-1] != '"' {
-		return "", false
-	}
-	in := b[1 : len(b)-1]
-	ascii := true
-	for _, c := range in {
-		if c == '\\' || c == '"' || c < 0x20 {
-			return "", false
-		}
-		if c >= 0x80 {
-			ascii = false
-		}
-	}
-	if !ascii && !utf8.Valid(in) {
-		return "", false
-	}
-	return string(in), true
+	*v = val
+	return nil
 }
 
 // appendJSONString appends s as a JSON string.
