@@ -43,23 +43,19 @@ type LinearizableDetails struct {
 	// UnknownKeys are the keys whose check ran out of time after another
 	// key was found not linearizable.
 	UnknownKeys []string `json:"unknown_keys,omitempty"`
+	// Fallback says, for the first keys the zones engine could not decide,
+	// why (a repeated written value, a written null, ...); those keys went
+	// to Porcupine.
+	Fallback []string `json:"fallback,omitempty"`
 	// Warnings are problems that did not change the verdict, such as a
 	// visualization that could not be written.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Linearizable checks that the register operations of in (f "read",
-// "write" and "cas") are linearizable, each key being one register whose
-// initial value is nil. It runs Porcupine with a register/CAS model
+// porcupineCheck checks the register operations of the keys in include (all
+// keys when include is nil) with Porcupine: a register/CAS model
 // partitioned per key, so a history is linearizable exactly when every key
 // is.
-//
-// Failed operations are dropped, since they certainly did not happen.
-// Indeterminate (info) reads are dropped too, since they constrain nothing;
-// indeterminate writes and CASes may take effect at any time after their
-// call, or never (an indeterminate CAS that takes effect changes the
-// register only when it held the CAS's old value). Operations with any
-// other f are ignored and counted in the stats.
 //
 // Each key that is not linearizable becomes an Anomaly of kind
 // "nonlinearizable" citing a small witness: the end of the longest order
@@ -70,10 +66,10 @@ type LinearizableDetails struct {
 // The verdict is unknown, with a Reason, when the history breaks the rules
 // Porcupine relies on (a return before its call), or when opt.Timeout
 // passes or ctx is done before the search ends; it is never a guess.
-func Linearizable(ctx context.Context, in Input, opt Options) Result {
+func porcupineCheck(ctx context.Context, in Input, opt Options, include map[string]bool) Result {
 	start := time.Now()
 	res := Result{Checker: LinearizableName, Verdict: Valid, Stats: map[string]float64{}}
-	rh, err := convertRegisters(in.Ops)
+	rh, err := convertRegisters(in.Ops, include)
 	if err != nil {
 		res.Verdict = Unknown
 		res.Reason = fmt.Sprintf("refused to check: %v (Porcupine would give a wrong answer on such input)", err)
@@ -256,7 +252,7 @@ type regHistory struct {
 // convertRegisters turns the register operations of ops into Porcupine
 // operations, dropping failed operations and indeterminate reads, and
 // refusing input Porcupine would misjudge.
-func convertRegisters(ops []history.Operation) (*regHistory, error) {
+func convertRegisters(ops []history.Operation, include map[string]bool) (*regHistory, error) {
 	rh := &regHistory{}
 	in := newInterner(len(ops))
 	rh.initial = in.get(history.Nil())
@@ -278,6 +274,9 @@ func convertRegisters(ops []history.Operation) (*regHistory, error) {
 			kind = regCAS
 		default:
 			rh.ignored++
+			continue
+		}
+		if include != nil && !include[o.Key] {
 			continue
 		}
 		switch o.Type {

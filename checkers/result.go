@@ -132,6 +132,9 @@ type Options struct {
 	// MaxStaleness makes staleness invalid when a read was stale for longer.
 	// Zero means staleness is only measured.
 	MaxStaleness time.Duration
+	// Engine picks how the linearizable checker decides: EngineAuto (the
+	// default, also for ""), EngineZones or EnginePorcupine.
+	Engine string
 	// VizDir is where the linearizable checker writes Porcupine's HTML
 	// visualization of each failing key. Empty means none is written.
 	VizDir string

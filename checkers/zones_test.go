@@ -153,7 +153,7 @@ func TestZonesRules(t *testing.T) {
 				}
 			}
 			// The reference: Porcupine must agree on every case.
-			if got, want := len(out.Anomalies) == 0, porcupineLinearizable(t, h); got != want {
+			if got, want := len(out.Anomalies) == 0, refPorcupine(t, h); got != want {
 				t.Fatalf("zones says linearizable=%v, Porcupine says %v", got, want)
 			}
 		})
@@ -232,9 +232,9 @@ var refModel = porcupine.Model{
 	Equal: func(a, b any) bool { return a == b },
 }
 
-// porcupineLinearizable checks one key with raw Porcupine: failed ops
+// refPorcupine checks one key with raw Porcupine: failed ops
 // dropped, indeterminate ones open-ended, indeterminate reads dropped.
-func porcupineLinearizable(t testing.TB, h history.History) bool {
+func refPorcupine(t testing.TB, h history.History) bool {
 	var ops []porcupine.Operation
 	for _, o := range history.Pair(h) {
 		if o.Type == history.Fail || (o.Type == history.Info && o.F == FRead) {
@@ -392,7 +392,7 @@ func TestZonesDifferential(t *testing.T) {
 		if out.Fallback != "" {
 			t.Fatalf("seed %d round %d: unexpected fallback %s", seed, i, out.Fallback)
 		}
-		got, want := len(out.Anomalies) == 0, porcupineLinearizable(t, h)
+		got, want := len(out.Anomalies) == 0, refPorcupine(t, h)
 		if got != want {
 			var b strings.Builder
 			for _, op := range h {
