@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type checkOptions struct {
 	timeout      time.Duration
 	maxStaleness time.Duration
 	vizDir       string
+	engine       string
 	quiet        bool
 }
 
@@ -61,6 +63,7 @@ a usage error and 4 when the file cannot be read or is malformed.`,
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the linearizability search; past it the verdict is unknown (0 = no bound)")
 	f.DurationVar(&o.maxStaleness, "max-staleness", 0, "fail the staleness checker when a read was stale for longer than this (0 = only measure)")
+	f.StringVar(&o.engine, "engine", checkers.EngineAuto, "linearizability engine: auto (zones where written values are unique, else Porcupine), zones, or porcupine")
 	f.StringVar(&o.vizDir, "viz-dir", "", "where to write the linearizability visualization of failing keys (default: next to the history)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines on stderr")
 	return cmd
@@ -121,6 +124,9 @@ func runCheck(ctx context.Context, o checkOptions, a *app) (results.Report, erro
 	if o.output != "table" && o.output != "json" {
 		return results.Report{}, usagef("-o %q: want table or json", o.output)
 	}
+	if !slices.Contains(checkers.Engines, o.engine) {
+		return results.Report{}, usagef("--engine %q: want %s", o.engine, strings.Join(checkers.Engines, ", "))
+	}
 	if o.timeout < 0 || o.maxStaleness < 0 {
 		return results.Report{}, usagef("--timeout and --max-staleness must not be negative")
 	}
@@ -143,7 +149,7 @@ func runCheck(ctx context.Context, o checkOptions, a *app) (results.Report, erro
 	if err != nil {
 		return results.Report{}, err
 	}
-	opt := checkers.Options{Timeout: o.timeout, MaxStaleness: o.maxStaleness, VizDir: o.vizDir}
+	opt := checkers.Options{Timeout: o.timeout, MaxStaleness: o.maxStaleness, VizDir: o.vizDir, Engine: o.engine}
 	if opt.VizDir == "" {
 		opt.VizDir = filepath.Dir(o.file)
 	}

@@ -30,6 +30,21 @@ func TestCheckTestdata(t *testing.T) {
 		{"register-stale-read.jsonl", exitInvalid, []string{"linearizable"}, "k1"},
 		{"register-read-your-writes.jsonl", exitInvalid, []string{"linearizable", "read-your-writes"}, "read-your-writes"},
 		{"register-monotonic-reads.jsonl", exitInvalid, []string{"linearizable", "monotonic-reads"}, "monotonic-reads"},
+		{"register-final-valid.jsonl", exitValid, nil, "verdict: valid"},
+		{"register-lost-write.jsonl", exitInvalid, []string{"linearizable", "read-your-writes", "lost-writes"}, "silently lost"},
+		{"register-divergence.jsonl", exitInvalid, []string{"linearizable", "lost-writes"}, "divergence"},
+		{"register-unknown-final-value.jsonl", exitInvalid, []string{"linearizable", "lost-writes"}, "unknown-final-value"},
+		{"set-valid.jsonl", exitValid, nil, "verdict: valid"},
+		{"set-lost.jsonl", exitInvalid, []string{"lost-writes"}, "[lost]"},
+		{"set-unexpected.jsonl", exitInvalid, []string{"lost-writes"}, "unexpected"},
+		{"set-unexpected-after-fail.jsonl", exitInvalid, []string{"lost-writes"}, "unexpected"},
+		{"set-duplicated.jsonl", exitInvalid, []string{"lost-writes"}, "duplicated"},
+		{"counter-valid.jsonl", exitValid, nil, "verdict: valid"},
+		{"counter-bad.jsonl", exitInvalid, []string{"counter"}, "counter-out-of-bounds"},
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "*.jsonl"))
+	if len(files) != len(cases) {
+		t.Errorf("testdata holds %d histories but the table covers %d: give every example history its expected verdict", len(files), len(cases))
 	}
 	for _, c := range cases {
 		t.Run("check/"+strings.TrimSuffix(c.file, ".jsonl"), func(t *testing.T) {
@@ -106,6 +121,7 @@ func TestCheckErrors(t *testing.T) {
 		{"usage/bad-output/3", []string{"check", "../../testdata/register-valid.jsonl", "-o", "xml"}, exitUsage, "want table or json"},
 		{"usage/unknown-checker/3", []string{"check", "../../testdata/register-valid.jsonl", "--checkers", "serializable"}, exitUsage, "unknown checker"},
 		{"usage/checker-wrong-workload/3", []string{"check", "../../testdata/register-valid.jsonl", "--checkers", "counter"}, exitUsage, "does not apply"},
+		{"usage/bad-engine/3", []string{"check", "../../testdata/register-valid.jsonl", "--engine", "knossos"}, exitUsage, "--engine"},
 		{"usage/bad-workload/3", []string{"check", "../../testdata/register-valid.jsonl", "--workload", "queue"}, exitUsage, "unknown workload"},
 		{"usage/bad-flag/3", []string{"check", "--bogus", "x"}, exitUsage, "unknown flag"},
 		{"usage/unknown-command/3", []string{"frobnicate"}, exitUsage, "unknown command"},
