@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eccheck/eccheck/history"
@@ -110,11 +113,12 @@ func Linearizable(ctx context.Context, in Input, opt Options) Result {
 		undecided []string
 		zonesOps  int
 	)
-	for _, k := range keys {
-		if err := ctx.Err(); err != nil {
-			return linStopped(res, err)
-		}
-		out := checkZones(k, in.Ops, byKey[k])
+	outs := zonesAll(ctx, keys, in.Ops, byKey)
+	if err := ctx.Err(); err != nil {
+		return linStopped(res, err)
+	}
+	for i, k := range keys {
+		out := outs[i]
 		if out.Fallback != "" {
 			if len(details.Fallback) < 10 {
 				details.Fallback = append(details.Fallback, fmt.Sprintf("%s: %s", keyPhrase(k), out.Fallback))
@@ -212,6 +216,26 @@ func Linearizable(ctx context.Context, in Input, opt Options) Result {
 	res.Stats["elapsed_ms"] = float64(time.Since(start).Microseconds()) / 1000
 	res.Summary = linSummary(res, len(keys), zonesKeys, len(fallback), failedSeq, undecided)
 	return res
+}
+
+// zonesAll runs the zones engine on every key, a few keys at a time.
+func zonesAll(ctx context.Context, keys []string, ops []history.Operation, byKey map[string][]int) []zoneOutcome {
+	outs := make([]zoneOutcome, len(keys))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(keys)) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) {
+					return
+				}
+				outs[i] = checkZones(keys[i], ops, byKey[keys[i]])
+			}
+		})
+	}
+	wg.Wait()
+	return outs
 }
 
 // checkTimes refuses operations whose times cannot be real: both engines
