@@ -1,0 +1,199 @@
+// Package ecstore is the adapter for ecstore, eccheck's own store: it turns
+// history operations into calls on a node's HTTP API and classifies each
+// outcome as ok, fail (certainly did not happen) or info (may have
+// happened).
+package ecstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/store"
+)
+
+// Workloads an adapter client serves; they decide what "read" and "add"
+// mean.
+const (
+	Register = "register"
+	Set      = "set"
+	Counter  = "counter"
+)
+
+// Options configure a Client.
+type Options struct {
+	// Workload is Register (the default), Set or Counter.
+	Workload string
+	// Sessions makes the client carry its session token on every request,
+	// so that the store gives read-your-writes and monotonic reads.
+	Sessions bool
+	// Timeout bounds each operation; past it the operation is info. 0
+	// means 5s.
+	Timeout time.Duration
+}
+
+// Client performs operations against one ecstore node. It is not safe for
+// concurrent use: a client is one process of the history, with at most one
+// operation in flight.
+type Client struct {
+	addr    string
+	opts    Options
+	http    *http.Client
+	session *store.Session
+}
+
+// New returns a client of the node at addr (host:port).
+func New(addr string, o Options) *Client {
+	if o.Workload == "" {
+		o.Workload = Register
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4
+	return &Client{addr: addr, opts: o, http: &http.Client{Transport: tr}}
+}
+
+// Addr returns the node the client talks to.
+func (c *Client) Addr() string { return c.addr }
+
+// ResetSession forgets the session token, as a new client would.
+func (c *Client) ResetSession() { c.session = nil }
+
+// request maps an invocation to a store request.
+func (c *Client) request(op history.Op) (store.Request, error) {
+	req := store.Request{Key: op.Key}
+	if req.Key == "" {
+		req.Key = "default"
+	}
+	raw := func(v history.Value) json.RawMessage { return json.RawMessage(v.String()) }
+	switch {
+	case c.opts.Workload == Register && op.F == "read":
+		req.Op = store.OpRead
+	case c.opts.Workload == Register && op.F == "write":
+		req.Op, req.Value = store.OpWrite, raw(op.Value)
+	case c.opts.Workload == Register && op.F == "cas":
+		old, nv, ok := op.Value.Pair()
+		if !ok {
+			return req, fmt.Errorf("cas value %s is not [old, new]", op.Value)
+		}
+		req.Op, req.Old, req.Value = store.OpCAS, raw(old), raw(nv)
+	case c.opts.Workload == Set && op.F == "add":
+		req.Op, req.Value = store.OpSetAdd, raw(op.Value)
+	case c.opts.Workload == Set && op.F == "read":
+		req.Op = store.OpSetRead
+	case c.opts.Workload == Counter && op.F == "add":
+		req.Op, req.Value = store.OpCounterAdd, raw(op.Value)
+	case c.opts.Workload == Counter && op.F == "read":
+		req.Op = store.OpCounterRead
+	default:
+		return req, fmt.Errorf("the %s workload has no operation %q", c.opts.Workload, op.F)
+	}
+	if c.opts.Sessions && c.session != nil {
+		req.Session = c.session
+	}
+	return req, nil
+}
+
+// Invoke performs the invocation op and returns its completion: the same
+// process, f and key, with type ok, fail or info, the value read (for
+// reads) and the node and error text. It never returns an invocation.
+func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
+	done := history.Op{Process: op.Process, F: op.F, Key: op.Key, Value: op.Value, Type: history.Info}
+	req, err := c.request(op)
+	if err != nil {
+		done.Type, done.Error = history.Fail, err.Error()
+		return done
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	resp, sent, err := c.do(ctx, req)
+	if err != nil {
+		done.Error = err.Error()
+		if !sent {
+			done.Type = history.Fail // never reached the node
+		}
+		return done
+	}
+	done.Node = resp.Node
+	if c.opts.Sessions && resp.Session != nil {
+		if c.session == nil {
+			c.session = &store.Session{}
+		}
+		c.session.Merge(resp.Session)
+	}
+	switch {
+	case resp.Error == "":
+		done.Type = history.OK
+		if req.Op == store.OpRead || req.Op == store.OpSetRead || req.Op == store.OpCounterRead {
+			v, err := history.ParseValue(string(orNull(resp.Value)))
+			if err != nil {
+				done.Type, done.Error = history.Info, fmt.Sprintf("unreadable value from %s: %v", resp.Node, err)
+				return done
+			}
+			done.Value = v
+		}
+	case resp.Error.Definite():
+		done.Type, done.Error = history.Fail, errText(resp)
+	default:
+		done.Type, done.Error = history.Info, errText(resp)
+	}
+	return done
+}
+
+func orNull(v json.RawMessage) json.RawMessage {
+	if len(v) == 0 {
+		return json.RawMessage("null")
+	}
+	return v
+}
+
+func errText(r store.Response) string {
+	if r.Message != "" {
+		return string(r.Error) + ": " + r.Message
+	}
+	return string(r.Error)
+}
+
+// do sends req. sent is false only when the request certainly did not reach
+// the node (the connection was refused), which makes the operation a fail;
+// any later error (a timeout, a connection lost while waiting) is info.
+func (c *Client) do(ctx context.Context, req store.Request) (resp store.Response, sent bool, err error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return resp, false, fmt.Errorf("encode request: %w", err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.addr+"/v1/op", bytes.NewReader(body))
+	if err != nil {
+		return resp, false, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := c.http.Do(hr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return resp, false, fmt.Errorf("node %s unreachable: %w", c.addr, err)
+		}
+		if ctx.Err() != nil {
+			return resp, true, fmt.Errorf("timeout after %v", c.opts.Timeout)
+		}
+		return resp, true, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	if err != nil {
+		return resp, true, fmt.Errorf("read response: %w", err)
+	}
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return resp, true, fmt.Errorf("node %s answered %d with %q", c.addr, res.StatusCode, bytes.TrimSpace(data))
+	}
+	return resp, true, nil
+}

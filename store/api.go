@@ -1,0 +1,165 @@
+// Package store is ecstore, eccheck's own replicated key-value store with
+// tunable consistency. Every mode has a known guarantee, so eccheck's
+// checkers can be proven on both sides: configurations that must pass and
+// configurations that must fail, each for a known reason.
+//
+// A Node serves a JSON client API over HTTP and talks to its peers over the
+// network: HTTP messages for the lww, hlc and primary modes, Raft's own TCP
+// transport for the raft mode. Nodes run one per process (`eccheck store
+// serve`, as in a container) or several in one process (LocalCluster, the
+// in-process backend), where a shared Faults value can cut, delay and pause
+// their traffic.
+package store
+
+import "encoding/json"
+
+// Op names a client operation.
+type Op string
+
+// The client operations.
+const (
+	OpRead        Op = "read"         // register read
+	OpWrite       Op = "write"        // register write
+	OpCAS         Op = "cas"          // register compare-and-set
+	OpSetAdd      Op = "set-add"      // add an element to a set
+	OpSetRead     Op = "set-read"     // read a whole set
+	OpCounterAdd  Op = "counter-add"  // add a delta to a counter
+	OpCounterRead Op = "counter-read" // read a counter
+)
+
+// Request is a client operation, the body of POST /v1/op.
+type Request struct {
+	Op  Op     `json:"op"`
+	Key string `json:"key"`
+	// Value is the value written, the element added, or the delta (an
+	// integer) added.
+	Value json.RawMessage `json:"value,omitempty"`
+	// Old is the value a CAS expects.
+	Old json.RawMessage `json:"old,omitempty"`
+	// Session, when present, is the token of the last state the client
+	// saw; a node waits (up to its session bound) until it has caught up
+	// with it before answering, or answers ErrSession.
+	Session *Session `json:"session,omitempty"`
+}
+
+// ErrorKind classifies a failed operation so a client can tell whether it
+// certainly did not happen.
+type ErrorKind string
+
+// The error kinds. Only ErrIndeterminate leaves the outcome unknown.
+const (
+	// ErrCASMismatch: the register did not hold the expected value; the CAS
+	// certainly did not happen.
+	ErrCASMismatch ErrorKind = "cas-mismatch"
+	// ErrUnavailable: the node refused before doing anything (no quorum
+	// reachable, not the primary, shutting down); certainly not applied.
+	ErrUnavailable ErrorKind = "unavailable"
+	// ErrNotLeader: this node cannot serve the operation; Leader names the
+	// node that can, if known. Certainly not applied.
+	ErrNotLeader ErrorKind = "not-leader"
+	// ErrSession: the node did not catch up with the client's session
+	// within its bound; certainly not applied.
+	ErrSession ErrorKind = "session-timeout"
+	// ErrIndeterminate: the operation may or may not have taken effect
+	// (a write reached fewer than W replicas before the deadline, a Raft
+	// apply timed out after being proposed).
+	ErrIndeterminate ErrorKind = "indeterminate"
+	// ErrBadRequest: the request was malformed; nothing happened.
+	ErrBadRequest ErrorKind = "bad-request"
+)
+
+// Definite reports whether an error of kind k means the operation
+// certainly did not take effect.
+func (k ErrorKind) Definite() bool { return k != ErrIndeterminate }
+
+// Response answers a Request.
+type Response struct {
+	// Value is what a read returned: the register's value (null when never
+	// written), a set's elements (an array), a counter's total (an
+	// integer). For a CAS that failed with ErrCASMismatch it is the value
+	// the register held, when the mode knows it.
+	Value json.RawMessage `json:"value,omitempty"`
+	// Session is the client's token updated with what this operation saw
+	// or wrote; pass it with the next request for session guarantees.
+	Session *Session `json:"session,omitempty"`
+	// Node is the node that coordinated the operation.
+	Node string `json:"node"`
+	// Error is empty on success.
+	Error   ErrorKind `json:"error,omitempty"`
+	Message string    `json:"message,omitempty"`
+	// Leader names the node to retry with, for ErrNotLeader.
+	Leader string `json:"leader,omitempty"`
+}
+
+// Session is a client's session token: per key, the newest version the
+// client has written or read. Stamps compare by Stamp.Less; a raft or
+// primary node uses the Index field of its stamps.
+type Session struct {
+	Seen map[string]Stamp `json:"seen"`
+}
+
+// Observe records that the client saw version s of key, keeping the newest.
+func (s *Session) Observe(key string, st Stamp) {
+	if s.Seen == nil {
+		s.Seen = make(map[string]Stamp)
+	}
+	if old, ok := s.Seen[key]; !ok || old.Less(st) {
+		s.Seen[key] = st
+	}
+}
+
+// Merge folds o into s.
+func (s *Session) Merge(o *Session) {
+	if o == nil {
+		return
+	}
+	for k, st := range o.Seen {
+		s.Observe(k, st)
+	}
+}
+
+// Stamp is a version of a register: the wall-clock (lww) or hybrid logical
+// (hlc) time of its write, broken by the writing node's id, or a log index
+// (raft, primary).
+type Stamp struct {
+	Wall    int64  `json:"w,omitempty"` // nanoseconds since the epoch, on the writer's (skewed) clock
+	Logical uint32 `json:"l,omitempty"` // HLC counter
+	Node    string `json:"n,omitempty"` // tie-break: the coordinating node
+	Index   uint64 `json:"i,omitempty"` // log position (raft, primary); compared first
+}
+
+// Less orders stamps: index, then wall time, then logical counter, then
+// node id. Last-write-wins keeps the greatest.
+func (s Stamp) Less(o Stamp) bool {
+	switch {
+	case s.Index != o.Index:
+		return s.Index < o.Index
+	case s.Wall != o.Wall:
+		return s.Wall < o.Wall
+	case s.Logical != o.Logical:
+		return s.Logical < o.Logical
+	}
+	return s.Node < o.Node
+}
+
+// IsZero reports whether s is the stamp of a never-written register.
+func (s Stamp) IsZero() bool { return s == Stamp{} }
+
+// Status is what GET /v1/health reports.
+type Status struct {
+	ID     string `json:"id"`
+	Mode   string `json:"mode"`
+	Role   string `json:"role,omitempty"`   // leader, follower, primary, candidate
+	Leader string `json:"leader,omitempty"` // the node this one believes leads
+	Ready  bool   `json:"ready"`
+	// ClockOffsetNs is the offset the nemesis set on this node's clock.
+	ClockOffsetNs int64  `json:"clock_offset_ns"`
+	Paused        bool   `json:"paused,omitempty"`
+	Detail        string `json:"detail,omitempty"`
+}
+
+// ClockRequest is the body of POST /v1/admin/clock.
+type ClockRequest struct {
+	OffsetNs int64   `json:"offset_ns"`
+	DriftPPM float64 `json:"drift_ppm,omitempty"`
+}
