@@ -197,3 +197,31 @@ func (c *Client) do(ctx context.Context, req store.Request) (resp store.Response
 	}
 	return resp, true, nil
 }
+
+// Roaming is a client that sends each operation to the next node in turn,
+// carrying one session token across them (when Sessions is set): the way an
+// application behind a load balancer meets a replicated store.
+type Roaming struct {
+	clients []*Client
+	next    int
+	session *store.Session
+}
+
+// NewRoaming returns a roaming client over the nodes at addrs.
+func NewRoaming(addrs []string, o Options) *Roaming {
+	r := &Roaming{}
+	for _, a := range addrs {
+		r.clients = append(r.clients, New(a, o))
+	}
+	return r
+}
+
+// Invoke performs op on the next node.
+func (r *Roaming) Invoke(ctx context.Context, op history.Op) history.Op {
+	c := r.clients[r.next%len(r.clients)]
+	r.next++
+	c.session = r.session
+	done := c.Invoke(ctx, op)
+	r.session = c.session
+	return done
+}

@@ -1,0 +1,202 @@
+// Package workload makes the operations of a test and drives them: the
+// generators (register, set, session, counter) produce invocations with
+// unique values on rotating keys, and Run has concurrent workers perform
+// them through clients while a nemesis injects faults, recording every
+// invocation and completion into the history, then heals, waits and reads
+// every key from every node in a final phase.
+package workload
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/eccheck/eccheck/history"
+)
+
+// The workloads.
+const (
+	Register = "register" // reads, writes of unique values and CAS on rotating keys
+	Set      = "set"      // unique adds and periodic full reads
+	Session  = "session"  // each client writes a key and reads it back through any node
+	Counter  = "counter"  // adds and reads
+)
+
+// Names lists the workloads in help order.
+var Names = []string{Register, Session, Set, Counter}
+
+// Kind is the data type a workload works on: what its clients must speak.
+func Kind(workload string) string {
+	switch workload {
+	case Set:
+		return "set"
+	case Counter:
+		return "counter"
+	}
+	return "register"
+}
+
+// ParseWorkloads parses "register,session,set".
+func ParseWorkloads(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range strings.Split(s, ",") {
+		w = strings.TrimSpace(w)
+		if w == "" || seen[w] {
+			continue
+		}
+		ok := false
+		for _, n := range Names {
+			ok = ok || n == w
+		}
+		if !ok {
+			return nil, fmt.Errorf("unknown workload %q (want %s)", w, strings.Join(Names, ", "))
+		}
+		seen[w] = true
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no workload named (want some of %s)", strings.Join(Names, ", "))
+	}
+	return out, nil
+}
+
+// Generator makes one workload's operations. Each worker gets its own
+// stream, a pure function of the seed and the worker's number, so the
+// same seed gives the same operations whatever the timing.
+type Generator struct {
+	name string
+	// groupSize workers share each key; a key serves opsPerKey operations
+	// of each worker before the group moves on to a fresh key (Jepsen's
+	// independent keys), so every key's history stays small.
+	groupSize int
+	opsPerKey int
+	workers   int
+
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+// NewGenerator returns the generator of a workload for workers workers.
+func NewGenerator(name string, workers int) (*Generator, error) {
+	g := &Generator{name: name, workers: workers, keys: map[string]bool{}}
+	switch name {
+	case Register:
+		g.groupSize, g.opsPerKey = 5, 60
+	case Session:
+		g.groupSize, g.opsPerKey = 3, 30
+	case Set:
+		g.groupSize, g.opsPerKey = 5, 200
+	case Counter:
+		g.groupSize, g.opsPerKey = 5, 1<<30
+	default:
+		return nil, fmt.Errorf("unknown workload %q", name)
+	}
+	if workers < 1 {
+		return nil, fmt.Errorf("workload %s: %d workers", name, workers)
+	}
+	return g, nil
+}
+
+// Name returns the workload's name.
+func (g *Generator) Name() string { return g.name }
+
+// Keys returns every key the generator has handed out, sorted: what the
+// final phase reads.
+func (g *Generator) Keys() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.keys))
+	for k := range g.keys {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (g *Generator) use(key string) {
+	g.mu.Lock()
+	g.keys[key] = true
+	g.mu.Unlock()
+}
+
+// Stream is one worker's sequence of operations.
+type Stream struct {
+	g      *Generator
+	worker int
+	rng    *rand.Rand
+	n      int                      // operations issued
+	seq    int64                    // values issued
+	last   map[string]history.Value // the value this worker last wrote, per key
+	phase  int                      // session workload: write, read, read
+}
+
+// Stream returns worker's stream; seed and worker decide it entirely.
+func (g *Generator) Stream(seed uint64, worker int) *Stream {
+	return &Stream{g: g, worker: worker, rng: rand.New(rand.NewPCG(seed, uint64(worker)+1)), last: map[string]history.Value{}}
+}
+
+// value returns a value no other worker or call writes.
+func (s *Stream) value() history.Value {
+	s.seq++
+	return history.Int(s.seq*int64(s.g.workers) + int64(s.worker) + 1)
+}
+
+// key is the key of the worker's group for its current epoch.
+func (s *Stream) key() string {
+	group := s.worker / s.g.groupSize
+	epoch := s.n / s.g.opsPerKey
+	prefix := map[string]string{Register: "r", Session: "s", Set: "set", Counter: "c"}[s.g.name]
+	return fmt.Sprintf("%s%d-%d", prefix, group, epoch)
+}
+
+// Next returns the worker's next invocation (F, Key, Value; the runner
+// fills in the process).
+func (s *Stream) Next() history.Op {
+	key := s.key()
+	s.n++
+	s.g.use(key)
+	op := history.Op{Type: history.Invoke, Key: key}
+	switch s.g.name {
+	case Register:
+		switch r := s.rng.IntN(100); {
+		case r < 50:
+			op.F = "read"
+		case r < 80:
+			op.F = "write"
+			op.Value = s.value()
+			s.last[key] = op.Value
+		default:
+			// Expect the value this worker last wrote (nil at first): a pure
+			// function of the seed, unlike the values reads return.
+			op.F = "cas"
+			nv := s.value()
+			op.Value = history.List(s.last[key], nv)
+			s.last[key] = nv
+		}
+	case Session:
+		// Write, then read it back twice (through whatever node the client
+		// roams to).
+		if s.phase == 0 {
+			op.F, op.Value = "write", s.value()
+		} else {
+			op.F = "read"
+		}
+		s.phase = (s.phase + 1) % 3
+	case Set:
+		if s.rng.IntN(10) == 0 {
+			op.F = "read"
+		} else {
+			op.F, op.Value = "add", s.value()
+		}
+	case Counter:
+		if s.rng.IntN(5) == 0 {
+			op.F = "read"
+		} else {
+			op.F, op.Value = "add", history.Int(int64(1+s.rng.IntN(5)))
+		}
+	}
+	return op
+}

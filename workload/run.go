@@ -1,0 +1,319 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eccheck/eccheck/history"
+)
+
+// Client performs operations against one node (or roams across nodes). It
+// is used by one worker at a time. Invoke takes an invocation and returns
+// its completion: ok (happened), fail (certainly did not) or info (may
+// have); it must return by ctx's deadline.
+type Client interface {
+	Invoke(ctx context.Context, op history.Op) history.Op
+}
+
+// Nemesis injects faults while the workers run; HealAll undoes every fault
+// and must work after Run returned. The nemesis package provides one.
+type Nemesis interface {
+	Run(ctx context.Context) error
+	HealAll(ctx context.Context) error
+	Active() []string
+}
+
+// Recorder is where operations go; history.Recorder is one.
+type Recorder interface {
+	Record(op history.Op) history.Op
+}
+
+// Part is one workload of a run and how many workers drive it.
+type Part struct {
+	Gen     *Generator
+	Workers int
+}
+
+// Options configure Run.
+type Options struct {
+	Parts []Part
+	// Nodes are the cluster's nodes; worker i of a part is bound to node
+	// i mod len(Nodes) (session workers roam instead).
+	Nodes []string
+	// NewClient makes the client of a worker: for workload (a Part's
+	// generator name) bound to node, or roaming across all nodes when node
+	// is "".
+	NewClient func(workload, node string) (Client, error)
+	// Seed decides every stream's operations.
+	Seed uint64
+	// Rate is the total operations per second to aim for; 0 is as fast as
+	// the clients go.
+	Rate float64
+	// TimeLimit is how long the workers run.
+	TimeLimit time.Duration
+	// OpTimeout bounds each operation; past it the completion is info.
+	OpTimeout time.Duration
+	// MaxOps stops the workers after this many operations in all (0: no
+	// bound but the time limit).
+	MaxOps   int64
+	Recorder Recorder
+	// Nemesis, if set, runs alongside the workers and is healed before
+	// the final phase.
+	Nemesis Nemesis
+	// Recovery is how long to wait after healing, before the final reads.
+	Recovery time.Duration
+	// Progress, if set, is called about once a second, and once at the end.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a running test.
+type Progress struct {
+	Elapsed, Limit      time.Duration
+	Ops, OK, Fail, Info int64
+	OpsPerSec           float64
+	Faults              []string
+	Phase               string // "workload", "healing", "recovery", "final reads", "done"
+}
+
+// Summary is what Run did.
+type Summary struct {
+	Ops, OK, Fail, Info int64
+	Elapsed             time.Duration
+	FinalReads          int
+}
+
+// counters are shared by the workers.
+type counters struct{ ops, ok, fail, info atomic.Int64 }
+
+func (c *counters) count(t history.Type) {
+	c.ops.Add(1)
+	switch t {
+	case history.OK:
+		c.ok.Add(1)
+	case history.Fail:
+		c.fail.Add(1)
+	default:
+		c.info.Add(1)
+	}
+}
+
+// Run drives the workload: workers perform their streams' operations until
+// the time limit (or MaxOps, or ctx ends), while the nemesis injects
+// faults; then it heals every fault, waits Recovery and reads every key the
+// workload touched from every node, marking those reads final. Every
+// invocation and completion is recorded. A worker whose operation ended
+// info continues under a fresh process id.
+//
+// The nemesis is healed on every way out, including a canceled ctx and a
+// panic in a worker. Run returns an error only when the harness itself
+// failed (a client could not be made); anomalies are for the checkers.
+func Run(ctx context.Context, o Options) (sum Summary, err error) {
+	if o.Recorder == nil || o.NewClient == nil || len(o.Nodes) == 0 || len(o.Parts) == 0 {
+		return sum, errors.New("workload: Recorder, NewClient, Nodes and Parts are required")
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 5 * time.Second
+	}
+	total := 0
+	for _, p := range o.Parts {
+		total += p.Workers
+	}
+	start := time.Now()
+	var c counters
+	heal := func() error {
+		if o.Nemesis == nil {
+			return nil
+		}
+		hctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return o.Nemesis.HealAll(hctx)
+	}
+	healed := false
+	defer func() {
+		if !healed {
+			if herr := heal(); herr != nil {
+				err = errors.Join(err, fmt.Errorf("heal: %w", herr))
+			}
+		}
+	}()
+
+	// Make every client first, so a harness failure stops before any fault.
+	type worker struct {
+		part   Part
+		id     int // worker number within its part
+		proc   history.Process
+		client Client
+		stream *Stream
+	}
+	var workers []*worker
+	procs := 0
+	for _, p := range o.Parts {
+		for i := 0; i < p.Workers; i++ {
+			node := o.Nodes[i%len(o.Nodes)]
+			if p.Gen.Name() == Session {
+				node = "" // roam
+			}
+			cl, err := o.NewClient(p.Gen.Name(), node)
+			if err != nil {
+				return sum, fmt.Errorf("client for %s worker %d: %w", p.Gen.Name(), i, err)
+			}
+			workers = append(workers, &worker{part: p, id: i, proc: history.Process(procs), client: cl, stream: p.Gen.Stream(o.Seed, i)})
+			procs++
+		}
+	}
+
+	wctx, stopWorkers := context.WithTimeout(ctx, o.TimeLimit)
+	defer stopWorkers()
+	var nemDone chan error
+	if o.Nemesis != nil {
+		nemDone = make(chan error, 1)
+		go func() { nemDone <- o.Nemesis.Run(wctx) }()
+	}
+	progress := func(phase string) {
+		if o.Progress == nil {
+			return
+		}
+		el := time.Since(start)
+		p := Progress{Elapsed: el, Limit: o.TimeLimit, Ops: c.ops.Load(), OK: c.ok.Load(), Fail: c.fail.Load(), Info: c.info.Load(), Phase: phase}
+		if el > 0 {
+			p.OpsPerSec = float64(p.Ops) / el.Seconds()
+		}
+		if o.Nemesis != nil {
+			p.Faults = o.Nemesis.Active()
+		}
+		o.Progress(p)
+	}
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+				progress("workload")
+			}
+		}
+	}()
+
+	// Pace: each worker waits its share of the rate.
+	var interval time.Duration
+	if o.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(len(workers)) / o.Rate)
+	}
+	var issued atomic.Int64
+	// Fresh process ids for workers that got an info, and for the final
+	// reads: never reused.
+	var fresh atomic.Int64
+	fresh.Store(int64(procs))
+	freshProc := func() history.Process { return history.Process(fresh.Add(1) - 1) }
+	var wg sync.WaitGroup
+	panics := make(chan any, len(workers))
+	for _, w := range workers {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					panics <- p
+					stopWorkers()
+				}
+			}()
+			next := time.Now()
+			for wctx.Err() == nil {
+				if o.MaxOps > 0 && issued.Add(1) > o.MaxOps {
+					return
+				}
+				if interval > 0 {
+					next = next.Add(interval)
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-wctx.Done():
+							return
+						}
+					}
+				}
+				inv := w.stream.Next()
+				inv.Process = w.proc
+				inv = o.Recorder.Record(inv)
+				octx, cancel := context.WithTimeout(context.Background(), o.OpTimeout)
+				done := w.client.Invoke(octx, inv)
+				cancel()
+				done.Process, done.F, done.Key = w.proc, inv.F, inv.Key
+				done.Index, done.Time = 0, 0
+				done = o.Recorder.Record(done)
+				c.count(done.Type)
+				if done.Type == history.Info {
+					w.proc = freshProc()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stopWorkers()
+	select {
+	case p := <-panics:
+		close(stopProgress)
+		<-progressDone
+		panic(p) // the deferred heal runs first
+	default:
+	}
+	if nemDone != nil {
+		if nerr := <-nemDone; nerr != nil {
+			err = errors.Join(err, fmt.Errorf("nemesis: %w", nerr))
+		}
+	}
+
+	// Final phase: heal, recover, read everything from everywhere.
+	progress("healing")
+	healed = true
+	if herr := heal(); herr != nil {
+		err = errors.Join(err, fmt.Errorf("heal: %w", herr))
+	}
+	if ctx.Err() == nil && o.Recovery > 0 {
+		progress("recovery")
+		select {
+		case <-time.After(o.Recovery):
+		case <-ctx.Done():
+		}
+	}
+	progress("final reads")
+	for _, p := range o.Parts {
+		for _, node := range o.Nodes {
+			if ctx.Err() != nil {
+				break
+			}
+			cl, cerr := o.NewClient(p.Gen.Name(), node)
+			if cerr != nil {
+				err = errors.Join(err, fmt.Errorf("final client %s on %s: %w", p.Gen.Name(), node, cerr))
+				continue
+			}
+			next := freshProc()
+			for _, key := range p.Gen.Keys() {
+				inv := o.Recorder.Record(history.Op{Process: next, Type: history.Invoke, F: "read", Key: key, Node: node, Final: true})
+				octx, cancel := context.WithTimeout(context.Background(), o.OpTimeout)
+				done := cl.Invoke(octx, inv)
+				cancel()
+				done.Process, done.F, done.Key, done.Final = next, "read", key, true
+				done.Index, done.Time = 0, 0
+				o.Recorder.Record(done)
+				sum.FinalReads++
+				if done.Type == history.Info {
+					next = freshProc()
+				}
+			}
+		}
+	}
+	close(stopProgress)
+	<-progressDone
+	progress("done")
+	sum.Ops, sum.OK, sum.Fail, sum.Info = c.ops.Load(), c.ok.Load(), c.fail.Load(), c.info.Load()
+	sum.Elapsed = time.Since(start)
+	return sum, err
+}
