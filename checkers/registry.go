@@ -182,3 +182,62 @@ func runOne(ctx context.Context, in Input, c Checker, opt Options) (r Result) {
 	}
 	return r
 }
+
+// SplitByWorkload groups the operations of a history that mixes workloads
+// (as `eccheck test --workload register,set` records) by key: a key with
+// writes or CAS is a register; a key with adds is a set when its reads
+// return lists (or it has no reads) and a counter when they return
+// integers; a key with only reads is a set when they return lists, and a
+// register otherwise. Workloads come back in the order of Workloads; each
+// group's operations keep their history order.
+func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation, []Workload) {
+	type flags struct{ write, add, listRead, intRead bool }
+	byKey := map[string]*flags{}
+	for _, o := range ops {
+		f := byKey[o.Key]
+		if f == nil {
+			f = &flags{}
+			byKey[o.Key] = f
+		}
+		switch o.F {
+		case FWrite, FCAS:
+			f.write = true
+		case FAdd:
+			f.add = true
+		case FRead:
+			if o.Type == history.OK {
+				switch o.Value.Kind() {
+				case history.KindList:
+					f.listRead = true
+				case history.KindInt:
+					f.intRead = true
+				}
+			}
+		}
+	}
+	kind := map[string]Workload{}
+	for k, f := range byKey {
+		switch {
+		case f.write:
+			kind[k] = WorkloadRegister
+		case f.add && f.intRead && !f.listRead:
+			kind[k] = WorkloadCounter
+		case f.add, f.listRead:
+			kind[k] = WorkloadSet
+		default:
+			kind[k] = WorkloadRegister
+		}
+	}
+	out := map[Workload][]history.Operation{}
+	for _, o := range ops {
+		w := kind[o.Key]
+		out[w] = append(out[w], o)
+	}
+	var order []Workload
+	for _, w := range Workloads {
+		if len(out[w]) > 0 {
+			order = append(order, w)
+		}
+	}
+	return out, order
+}

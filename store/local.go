@@ -24,6 +24,8 @@ type LocalOptions struct {
 	// DataDir is where nodes keep what their mode persists, one folder per
 	// node; empty means a temporary folder removed by Close.
 	DataDir string
+	// LogfFor, if set, gives each node its logger (Node.Logf otherwise).
+	LogfFor func(node string) func(format string, args ...any)
 }
 
 // LocalCluster is N ecstore nodes in this process, talking over loopback
@@ -83,6 +85,9 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 		}
 		cfg.DataDir = filepath.Join(dataDir, id)
 		cfg.Faults = c.net
+		if o.LogfFor != nil {
+			cfg.Logf = o.LogfFor(id)
+		}
 		c.cfgs[id] = cfg
 	}
 	for _, id := range c.ids {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,8 +32,8 @@ type checkOptions struct {
 func newCheckCmd(a *app) *cobra.Command {
 	var o checkOptions
 	cmd := &cobra.Command{
-		Use:   "check FILE",
-		Short: "Check a recorded history (JSONL, or Jepsen EDN)",
+		Use:   "check FILE|RUN_DIR",
+		Short: "Check a recorded history (JSONL, Jepsen EDN, or a run directory)",
 		Long: `Check reads a history (eccheck's JSONL format, or a Jepsen history.edn) and
 runs the checkers that fit its workload, which is inferred from the
 operations unless --workload names it.
@@ -46,7 +47,7 @@ a usage error and 4 when the file cannot be read or is malformed.`,
 		Example: `  eccheck check runs/latest/history.jsonl
   eccheck check history.edn --checkers linearizable --timeout 2m
   eccheck check history.jsonl --max-staleness 250ms -o json`,
-		Args: exactArgs(1, "one history file"),
+		Args: exactArgs(1, "one history file or run directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file = args[0]
 			rep, err := runCheck(cmd.Context(), o, a)
@@ -82,24 +83,28 @@ func checkerHelp() string {
 }
 
 // resolveCheckers validates --workload and --checkers against the history's
-// operations.
-func resolveCheckers(o checkOptions, ops []history.Operation) (checkers.Workload, []checkers.Checker, error) {
-	var w checkers.Workload
+// operations and returns the checkers to run per workload. A history that
+// mixes workloads (as `eccheck test` records) is split by key.
+func resolveCheckers(o checkOptions, ops []history.Operation) ([]workloadRun, error) {
+	var groups []workloadRun
 	if o.workload != "" {
-		var err error
-		if w, err = checkers.ParseWorkload(o.workload); err != nil {
-			return "", nil, usageError{fmt.Errorf("--workload: %w", err)}
+		w, err := checkers.ParseWorkload(o.workload)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--workload: %w", err)}
 		}
+		groups = []workloadRun{{workload: w, ops: ops}}
+	} else if w, err := checkers.InferWorkload(ops); err == nil {
+		groups = []workloadRun{{workload: w, ops: ops}}
 	} else {
-		var err error
-		if w, err = checkers.InferWorkload(ops); err != nil {
-			return "", nil, usageError{err}
+		split, order := checkers.SplitByWorkload(ops)
+		if len(order) == 0 {
+			return nil, usageError{err}
+		}
+		for _, w := range order {
+			groups = append(groups, workloadRun{workload: w, ops: split[w]})
 		}
 	}
-	if len(o.checkers) == 0 {
-		return w, checkers.ForWorkload(w), nil
-	}
-	var cs []checkers.Checker
+	var named []checkers.Checker
 	seen := map[string]bool{}
 	for _, name := range o.checkers {
 		name = strings.TrimSpace(name)
@@ -109,68 +114,150 @@ func resolveCheckers(o checkOptions, ops []history.Operation) (checkers.Workload
 		seen[name] = true
 		c, err := checkers.Lookup(name)
 		if err != nil {
-			return "", nil, usageError{fmt.Errorf("--checkers: %w", err)}
+			return nil, usageError{fmt.Errorf("--checkers: %w", err)}
 		}
-		if !c.Fits(w) {
-			return "", nil, usagef("--checkers: %s does not apply to a %s workload (it checks %v)", c.Name, w, c.Workloads)
-		}
-		cs = append(cs, c)
+		named = append(named, c)
 	}
-	return w, cs, nil
+	for i := range groups {
+		g := &groups[i]
+		if len(named) == 0 {
+			g.checkers = checkers.ForWorkload(g.workload)
+			continue
+		}
+		for _, c := range named {
+			if c.Fits(g.workload) {
+				g.checkers = append(g.checkers, c)
+			}
+		}
+	}
+	for _, c := range named {
+		fits := false
+		for _, g := range groups {
+			fits = fits || c.Fits(g.workload)
+		}
+		if !fits {
+			return nil, usagef("--checkers: %s does not apply to a %s workload (it checks %v)", c.Name, groups[0].workload, c.Workloads)
+		}
+	}
+	return groups, nil
+}
+
+// workloadRun is one workload of a history and the checkers to run on it.
+type workloadRun struct {
+	workload checkers.Workload
+	ops      []history.Operation
+	checkers []checkers.Checker
+}
+
+// historyPath resolves a run directory to its history file.
+func historyPath(p string) (string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("open history: %w", err)
+	}
+	if !st.IsDir() {
+		return p, nil
+	}
+	h := filepath.Join(p, "history.jsonl")
+	if _, err := os.Stat(h); err != nil {
+		return "", fmt.Errorf("%s is a directory without a history.jsonl; give a history file or a run directory", p)
+	}
+	return h, nil
 }
 
 // runCheck reads, checks and prints one history.
 func runCheck(ctx context.Context, o checkOptions, a *app) (results.Report, error) {
-	if o.output != "table" && o.output != "json" {
-		return results.Report{}, usagef("-o %q: want table or json", o.output)
+	if err := o.validate(); err != nil {
+		return results.Report{}, err
 	}
-	if !slices.Contains(checkers.Engines, o.engine) {
-		return results.Report{}, usagef("--engine %q: want %s", o.engine, strings.Join(checkers.Engines, ", "))
+	path, err := historyPath(o.file)
+	if err != nil {
+		return results.Report{}, err
 	}
-	if o.timeout < 0 || o.maxStaleness < 0 {
-		return results.Report{}, usagef("--timeout and --max-staleness must not be negative")
-	}
-	logf := func(format string, args ...any) {
-		if !o.quiet {
-			fmt.Fprintf(a.stderr, "eccheck: "+format+"\n", args...)
-		}
-	}
+	logf := o.logf(a)
 	start := time.Now()
-	h, warnings, err := history.ReadFile(o.file)
+	h, warnings, err := history.ReadFile(path)
 	for _, w := range warnings {
 		fmt.Fprintf(a.stderr, "eccheck: warning: %s\n", w)
 	}
 	if err != nil {
 		return results.Report{}, err
 	}
-	in := checkers.NewInput(h)
-	logf("read %d lines (%d operations) from %s in %s", len(h), len(in.Ops), o.file, time.Since(start).Round(time.Millisecond))
-	w, cs, err := resolveCheckers(o, in.Ops)
+	logf("read %d lines from %s in %s", len(h), path, time.Since(start).Round(time.Millisecond))
+	if o.vizDir == "" {
+		o.vizDir = filepath.Dir(path)
+	}
+	rep, err := checkHistory(ctx, path, h, warnings, o, logf)
+	if err != nil {
+		return results.Report{}, err
+	}
+	return rep, writeReport(a, o.output, rep)
+}
+
+func (o checkOptions) validate() error {
+	if o.output != "table" && o.output != "json" {
+		return usagef("-o %q: want table or json", o.output)
+	}
+	if !slices.Contains(checkers.Engines, o.engine) {
+		return usagef("--engine %q: want %s", o.engine, strings.Join(checkers.Engines, ", "))
+	}
+	if o.timeout < 0 || o.maxStaleness < 0 {
+		return usagef("--timeout and --max-staleness must not be negative")
+	}
+	return nil
+}
+
+func (o checkOptions) logf(a *app) func(string, ...any) {
+	return func(format string, args ...any) {
+		if !o.quiet {
+			fmt.Fprintf(a.stderr, "eccheck: "+format+"\n", args...)
+		}
+	}
+}
+
+// checkHistory runs the checkers that fit h (split by workload when it
+// mixes them) and composes the report. `eccheck test` and `eccheck check`
+// share it, so a re-check of a run gives the same verdict.
+func checkHistory(ctx context.Context, source string, h history.History, warnings []string, o checkOptions, logf func(string, ...any)) (results.Report, error) {
+	ops := history.Pair(h)
+	groups, err := resolveCheckers(o, ops)
 	if err != nil {
 		return results.Report{}, err
 	}
 	opt := checkers.Options{Timeout: o.timeout, MaxStaleness: o.maxStaleness, VizDir: o.vizDir, Engine: o.engine}
-	if opt.VizDir == "" {
-		opt.VizDir = filepath.Dir(o.file)
-	}
-	rs := make([]checkers.Result, 0, len(cs))
-	for _, c := range cs {
-		t := time.Now()
-		r := checkers.Run(ctx, in, []checkers.Checker{c}, opt)[0]
-		logf("%s: %s (%s)", c.Name, r.Verdict, time.Since(t).Round(time.Millisecond))
-		rs = append(rs, r)
+	var rs []checkers.Result
+	var names []string
+	for _, g := range groups {
+		names = append(names, string(g.workload))
+		in := checkers.Input{History: h, Ops: g.ops}
+		if in.Ops == nil {
+			in.Ops = []history.Operation{}
+		}
+		for _, c := range g.checkers {
+			t := time.Now()
+			r := checkers.Run(ctx, in, []checkers.Checker{c}, opt)[0]
+			if len(groups) > 1 {
+				r.Checker += " (" + string(g.workload) + ")"
+			}
+			logf("%s: %s (%s)", r.Checker, r.Verdict, time.Since(t).Round(time.Millisecond))
+			rs = append(rs, r)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return results.Report{}, fmt.Errorf("check interrupted: %w", err)
 	}
-	rep := results.NewReport(o.file, w, len(in.Ops), rs, warnings)
-	if o.output == "json" {
+	return results.NewReport(source, checkers.Workload(strings.Join(names, "+")), len(ops), rs, warnings), nil
+}
+
+func writeReport(a *app, format string, rep results.Report) error {
+	var err error
+	if format == "json" {
 		err = results.WriteJSON(a.stdout, rep)
 	} else {
 		err = results.WriteTable(a.stdout, rep)
 	}
 	if err != nil {
-		return results.Report{}, fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write report: %w", err)
 	}
-	return rep, nil
+	return nil
 }
