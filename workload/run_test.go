@@ -1,0 +1,263 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/history"
+)
+
+// memStore is a linearizable in-memory store for the runner's unit tests:
+// one lock around registers, sets and counters. Every fifth operation of a
+// process named flaky ends info (after taking effect).
+type memStore struct {
+	mu    sync.Mutex
+	regs  map[string]history.Value
+	sets  map[string][]history.Value
+	ctrs  map[string]int64
+	calls atomic.Int64
+	flaky bool
+}
+
+func newMemStore() *memStore {
+	return &memStore{regs: map[string]history.Value{}, sets: map[string][]history.Value{}, ctrs: map[string]int64{}}
+}
+
+type memClient struct {
+	s    *memStore
+	kind string
+}
+
+func (c memClient) Invoke(ctx context.Context, op history.Op) history.Op {
+	s := c.s
+	n := s.calls.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	done := op
+	done.Type = history.OK
+	switch {
+	case c.kind == "register" && op.F == "read":
+		done.Value = s.regs[op.Key]
+	case c.kind == "register" && op.F == "write":
+		s.regs[op.Key] = op.Value
+	case c.kind == "register" && op.F == "cas":
+		old, nv, _ := op.Value.Pair()
+		if !s.regs[op.Key].Equal(old) {
+			done.Type = history.Fail
+		} else {
+			s.regs[op.Key] = nv
+		}
+	case c.kind == "set" && op.F == "add":
+		s.sets[op.Key] = append(s.sets[op.Key], op.Value)
+	case c.kind == "set" && op.F == "read":
+		done.Value = history.List(append([]history.Value(nil), s.sets[op.Key]...)...)
+	case c.kind == "counter" && op.F == "add":
+		d, _ := op.Value.AsInt()
+		s.ctrs[op.Key] += d
+	case c.kind == "counter" && op.F == "read":
+		done.Value = history.Int(s.ctrs[op.Key])
+	}
+	if s.flaky && n%5 == 0 && op.F != "read" {
+		done.Type, done.Error = history.Info, "timeout"
+	}
+	return done
+}
+
+// fakeNemesis counts its calls; a fake is fine in this unit test.
+type fakeNemesis struct {
+	runs, heals atomic.Int64
+}
+
+func (f *fakeNemesis) Run(ctx context.Context) error { f.runs.Add(1); <-ctx.Done(); return nil }
+func (f *fakeNemesis) HealAll(context.Context) error { f.heals.Add(1); return nil }
+func (f *fakeNemesis) Active() []string              { return []string{"fake"} }
+
+func runMem(t *testing.T, s *memStore, names []string, o Options) (Summary, history.History) {
+	t.Helper()
+	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	for _, n := range names {
+		g, err := NewGenerator(n, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Parts = append(o.Parts, Part{Gen: g, Workers: 4})
+	}
+	o.Recorder = rec
+	o.Nodes = []string{"n1", "n2", "n3"}
+	o.NewClient = func(w, node string) (Client, error) { return memClient{s: s, kind: Kind(w)}, nil }
+	sum, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rec.History()
+	if err := history.Validate(h); err != nil {
+		t.Fatalf("recorded history is invalid: %v", err)
+	}
+	return sum, h
+}
+
+func TestRunRecordsACheckableHistory(t *testing.T) {
+	s := newMemStore()
+	s.flaky = true
+	nem := &fakeNemesis{}
+	var progress atomic.Int64
+	sum, h := runMem(t, s, []string{Register, Set, Counter}, Options{
+		Seed: 1, TimeLimit: 300 * time.Millisecond, MaxOps: 3000, Nemesis: nem,
+		Progress: func(Progress) { progress.Add(1) },
+	})
+	if sum.Ops == 0 || sum.Info == 0 || sum.FinalReads == 0 {
+		t.Fatalf("summary %+v: want operations, some info, final reads", sum)
+	}
+	if nem.runs.Load() != 1 || nem.heals.Load() != 1 || progress.Load() == 0 {
+		t.Errorf("nemesis runs %d heals %d, progress calls %d; want 1, 1, >0", nem.runs.Load(), nem.heals.Load(), progress.Load())
+	}
+	// A process that got an info never invokes again.
+	infoed := map[history.Process]bool{}
+	finals := 0
+	for _, op := range h {
+		if op.Type == history.Invoke && infoed[op.Process] {
+			t.Fatalf("process %d invoked after an info", op.Process)
+		}
+		if op.Type == history.Info {
+			infoed[op.Process] = true
+		}
+		if op.Final && op.Type == history.OK {
+			finals++
+		}
+	}
+	if finals != sum.FinalReads {
+		t.Errorf("%d final reads ok, summary says %d", finals, sum.FinalReads)
+	}
+	// The store is linearizable, so every checker must agree.
+	in := checkers.NewInput(h)
+	split, order := checkers.SplitByWorkload(in.Ops)
+	if len(order) != 3 {
+		t.Fatalf("workloads %v, want register, set and counter", order)
+	}
+	for _, w := range order {
+		sub := checkers.Input{History: h, Ops: split[w]}
+		for _, r := range checkers.Run(context.Background(), sub, checkers.ForWorkload(w), checkers.Options{Timeout: time.Minute}) {
+			if r.Verdict != checkers.Valid {
+				t.Errorf("%s on %s: %s (%s)", r.Checker, w, r.Verdict, r.Summary)
+			}
+		}
+	}
+}
+
+func TestRunBounds(t *testing.T) {
+	s := newMemStore()
+	start := time.Now()
+	sum, _ := runMem(t, s, []string{Register}, Options{Seed: 2, TimeLimit: 10 * time.Second, MaxOps: 500})
+	if sum.Ops != 500 || time.Since(start) > 5*time.Second {
+		t.Fatalf("MaxOps 500: ran %d ops in %v", sum.Ops, time.Since(start))
+	}
+	sum, _ = runMem(t, newMemStore(), []string{Register}, Options{Seed: 2, TimeLimit: 500 * time.Millisecond, Rate: 100})
+	if sum.Ops < 25 || sum.Ops > 80 {
+		t.Fatalf("rate 100/s for 0.5 s gave %d ops, want about 50", sum.Ops)
+	}
+}
+
+func TestStreamsAreAFunctionOfTheSeed(t *testing.T) {
+	ops := func(seed uint64) []string {
+		g, _ := NewGenerator(Register, 4)
+		var out []string
+		for w := 0; w < 4; w++ {
+			s := g.Stream(seed, w)
+			for i := 0; i < 200; i++ {
+				out = append(out, string(s.Next().AppendJSON(nil)))
+			}
+		}
+		return out
+	}
+	a, b, c := ops(7), ops(7), ops(8)
+	same := func(x, y []string) bool {
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	if !same(a, b) || same(a, c) {
+		t.Fatal("the same seed must give the same operations, and another seed others")
+	}
+	// Written values are unique across workers.
+	seen := map[string]bool{}
+	for _, line := range a {
+		op, _, err := history.Read(stringsReader(line+"\n"), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := op[0].F; f == "write" || f == "cas" {
+			v := op[0].Value.String()
+			if f == "cas" {
+				_, nv, _ := op[0].Value.Pair()
+				v = nv.String()
+			}
+			if seen[v] {
+				t.Fatalf("value %s written twice", v)
+			}
+			seen[v] = true
+		}
+	}
+}
+
+func TestRunHealsOnPanic(t *testing.T) {
+	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	g, _ := NewGenerator(Register, 2)
+	nem := &fakeNemesis{}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("the worker's panic did not propagate")
+		}
+		if nem.heals.Load() != 1 {
+			t.Fatalf("heals %d after a panic, want 1", nem.heals.Load())
+		}
+	}()
+	Run(context.Background(), Options{Parts: []Part{{Gen: g, Workers: 2}}, Nodes: []string{"n1"}, Recorder: rec, Nemesis: nem, TimeLimit: time.Second,
+		NewClient: func(string, string) (Client, error) { return panicClient{}, nil }})
+}
+
+type panicClient struct{}
+
+func (panicClient) Invoke(context.Context, history.Op) history.Op { panic("client bug") }
+
+func TestRunRejectsMissingOptions(t *testing.T) {
+	if _, err := Run(context.Background(), Options{}); err == nil {
+		t.Fatal("Run with no options succeeded")
+	}
+	_, err := Run(context.Background(), Options{Parts: []Part{{Gen: mustGen(t), Workers: 1}}, Nodes: []string{"n1"}, Recorder: nopRecorder{},
+		NewClient: func(string, string) (Client, error) { return nil, errors.New("no route") }})
+	if err == nil {
+		t.Fatal("a client that cannot be made must stop the run")
+	}
+}
+
+func mustGen(t *testing.T) *Generator {
+	g, err := NewGenerator(Register, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(op history.Op) history.Op { return op }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
