@@ -1,0 +1,432 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eccheck/eccheck/adapters/ecstore"
+	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/results"
+	"github.com/eccheck/eccheck/store"
+	"github.com/eccheck/eccheck/workload"
+)
+
+// testOptions are the flags of `eccheck test`.
+type testOptions struct {
+	db, cluster     string
+	mode            string
+	nodes, n, w, r  int
+	setImpl         string
+	primaryReads    string
+	sessions        bool
+	workloads       string
+	nemesis         string
+	nemesisInterval time.Duration
+	clockMax        time.Duration
+	timeLimit       time.Duration
+	concurrency     int
+	rate            float64
+	seed            uint64
+	seedSet         bool
+	opTimeout       time.Duration
+	recovery        time.Duration
+	out, name       string
+	check           checkOptions
+}
+
+func newTestCmd(a *app) *cobra.Command {
+	var o testOptions
+	cmd := &cobra.Command{
+		Use:   "test",
+		Short: "Run a cluster, drive a workload under faults, record and check the history",
+		Long: `Test starts a cluster, drives concurrent clients with a workload, injects
+faults on a schedule, records every operation, then heals every fault, waits
+for the cluster to recover, reads every key from every node, checks the
+history and prints the summary table.
+
+With no flags it runs ecstore in this process in its weakest configuration
+(last-write-wins, W=1 R=1, three nodes) under partitions and clock skew for
+30 s, and finds anomalies (exit 1); --mode raft gives a clean bill (exit 0).
+
+Everything lands in a run directory, runs/<name>/<UTC time>/ (and the link
+runs/latest): test.json (the configuration, seed and version), history.jsonl,
+results.json, report.txt, nodes/<node>.log and, for keys that are not
+linearizable, their visualizations. 'eccheck check runs/latest' re-checks it.
+
+The seed decides every operation and the fault schedule; it is printed at the
+start, and --seed repeats a run's choices.`,
+		Example: `  eccheck test
+  eccheck test --mode raft --nemesis partition,kill
+  eccheck test --mode lww --w 2 --r 2 --workload register --time-limit 1m
+  eccheck test --workload set --set-impl lww-blob --nemesis partition`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.seedSet = cmd.Flags().Changed("seed")
+			rep, err := runTest(cmd.Context(), o, a)
+			if err != nil {
+				return err
+			}
+			a.verdict = rep.Verdict
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.db, "db", "ecstore", "the store under test (ecstore)")
+	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process)")
+	f.StringVar(&o.mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
+	f.IntVar(&o.nodes, "nodes", 3, "cluster size")
+	f.IntVar(&o.n, "n", 0, "replicas per key in lww and hlc (0 = every node)")
+	f.IntVar(&o.w, "w", 1, "write quorum in lww and hlc")
+	f.IntVar(&o.r, "r", 1, "read quorum in lww and hlc")
+	f.StringVar(&o.setImpl, "set-impl", store.SetORSet, "sets in lww and hlc: orset (a CRDT) or lww-blob (one last-write-wins value)")
+	f.StringVar(&o.primaryReads, "primary-reads", "any", "primary mode: reads from any node, or from the primary")
+	f.BoolVar(&o.sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
+	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads, comma-separated: "+strings.Join(workload.Names, ", "))
+	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause; or none")
+	f.DurationVar(&o.nemesisInterval, "nemesis-interval", 5*time.Second, "time between fault changes")
+	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
+	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs")
+	f.IntVar(&o.concurrency, "concurrency", 10, "concurrent clients")
+	f.Float64Var(&o.rate, "rate", 0, "target operations per second in all (0 = as fast as the clients go)")
+	f.Uint64Var(&o.seed, "seed", 0, "seed for operations and faults (default: random, printed)")
+	f.DurationVar(&o.opTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info")
+	f.DurationVar(&o.recovery, "recovery", 3*time.Second, "wait after healing, before the final reads")
+	f.StringVar(&o.out, "out", "runs", "where run directories go")
+	f.StringVar(&o.name, "name", "", "run name (default: db-mode and quorums)")
+	f.StringVarP(&o.check.output, "output", "o", "table", "output format: table or json")
+	f.DurationVar(&o.check.timeout, "timeout", 5*time.Minute, "bound on the linearizability search; past it the verdict is unknown")
+	f.DurationVar(&o.check.maxStaleness, "max-staleness", 0, "fail the staleness checker beyond this (0 = only measure)")
+	f.StringVar(&o.check.engine, "engine", "auto", "linearizability engine: auto, zones or porcupine")
+	f.BoolVarP(&o.check.quiet, "quiet", "q", false, "no progress on stderr")
+	return cmd
+}
+
+func (o *testOptions) validate() error {
+	switch {
+	case o.db != "ecstore":
+		return usagef("--db %q: this build tests ecstore (Postgres and Cassandra adapters are coming)", o.db)
+	case o.cluster != "local":
+		return usagef("--cluster %q: this build runs the local (in-process) cluster; the Docker backend is coming", o.cluster)
+	case o.nodes < 1 || o.nodes > 15:
+		return usagef("--nodes %d: want 1 to 15", o.nodes)
+	case o.concurrency < 1 || o.concurrency > 1000:
+		return usagef("--concurrency %d: want 1 to 1000", o.concurrency)
+	case o.timeLimit <= 0:
+		return usagef("--time-limit must be positive")
+	case o.rate < 0 || o.opTimeout <= 0 || o.recovery < 0 || o.nemesisInterval <= 0:
+		return usagef("--rate, --recovery must not be negative; --op-timeout and --nemesis-interval must be positive")
+	}
+	if err := o.check.validate(); err != nil {
+		return err
+	}
+	ok := false
+	for _, m := range store.Modes {
+		ok = ok || m == o.mode
+	}
+	if !ok {
+		return usagef("--mode %q: want %s", o.mode, strings.Join(store.Modes, ", "))
+	}
+	return nil
+}
+
+// runName is the default name of a run: what was tested.
+func (o *testOptions) runName() string {
+	if o.name != "" {
+		return o.name
+	}
+	name := o.db + "-" + o.mode
+	if o.mode == store.ModeLWW || o.mode == store.ModeHLC {
+		name += fmt.Sprintf("-w%dr%d", o.w, o.r)
+	}
+	return name
+}
+
+// testConfig is test.json.
+type testConfig struct {
+	Version   string            `json:"version"`
+	Seed      uint64            `json:"seed"`
+	Start     time.Time         `json:"start"`
+	DB        string            `json:"db"`
+	Cluster   string            `json:"cluster"`
+	Mode      string            `json:"mode"`
+	Nodes     int               `json:"nodes"`
+	N, W, R   int               `json:"n,omitempty"`
+	SetImpl   string            `json:"set_impl,omitempty"`
+	Sessions  bool              `json:"sessions"`
+	Workloads []string          `json:"workloads"`
+	Nemesis   []string          `json:"nemesis"`
+	Interval  string            `json:"nemesis_interval"`
+	TimeLimit string            `json:"time_limit"`
+	Conc      int               `json:"concurrency"`
+	Rate      float64           `json:"rate"`
+	Args      []string          `json:"args"`
+	Summary   *workload.Summary `json:"summary,omitempty"`
+}
+
+func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error) {
+	if err := o.validate(); err != nil {
+		return results.Report{}, err
+	}
+	parts, err := workload.ParseWorkloads(o.workloads)
+	if err != nil {
+		return results.Report{}, usageError{fmt.Errorf("--workload: %w", err)}
+	}
+	faults, err := nemesis.ParseFaults(o.nemesis)
+	if err != nil {
+		return results.Report{}, usageError{fmt.Errorf("--nemesis: %w", err)}
+	}
+	if !o.seedSet {
+		o.seed = rand.Uint64() >> 12 // short enough to type back
+	}
+	logf := o.check.logf(a)
+
+	start := time.Now().UTC()
+	dir := filepath.Join(o.out, o.runName(), start.Format("20060102T150405.000Z"))
+	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
+		return results.Report{}, fmt.Errorf("create run directory: %w", err)
+	}
+	logf("run %s, seed %d", dir, o.seed)
+	cfg := testConfig{
+		Version: versionString(), Seed: o.seed, Start: start, DB: o.db, Cluster: o.cluster, Mode: o.mode,
+		Nodes: o.nodes, N: o.n, W: o.w, R: o.r, SetImpl: o.setImpl, Sessions: o.sessions,
+		Workloads: parts, Nemesis: faults, Interval: o.nemesisInterval.String(), TimeLimit: o.timeLimit.String(),
+		Conc: o.concurrency, Rate: o.rate, Args: os.Args[1:],
+	}
+	if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
+		return results.Report{}, err
+	}
+	if err := linkLatest(o.out, dir); err != nil {
+		logf("warning: %v", err)
+	}
+
+	// Node logs go to nodes/<node>.log.
+	logs := &nodeLogs{dir: filepath.Join(dir, "nodes"), files: map[string]*os.File{}}
+	defer logs.close()
+	node := store.Config{Mode: o.mode, N: o.n, W: o.w, R: o.r, SetImpl: o.setImpl, PrimaryReads: o.primaryReads,
+		RequestTimeout: o.opTimeout / 2, AntiEntropy: 500 * time.Millisecond, FailoverTimeout: time.Second}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cluster, err := store.StartLocal(sctx, store.LocalOptions{Nodes: o.nodes, Node: node, DataDir: filepath.Join(dir, "data"), LogfFor: logs.logf})
+	cancel()
+	if err != nil {
+		return results.Report{}, fmt.Errorf("start the %s cluster: %w", o.mode, err)
+	}
+	defer func() {
+		if err := cluster.Close(); err != nil {
+			logf("warning: stop the cluster: %v", err)
+		}
+		os.RemoveAll(filepath.Join(dir, "data"))
+	}()
+	logf("cluster up: %d %s nodes in this process (%s)", o.nodes, o.mode, strings.Join(cluster.Nodes(), ", "))
+
+	rec, err := history.Create(filepath.Join(dir, "history.jsonl"), history.KeepInMemory())
+	if err != nil {
+		return results.Report{}, err
+	}
+	defer rec.Close()
+
+	var nem workload.Nemesis
+	if len(faults) > 0 {
+		n, err := nemesis.New(cluster, nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Seed: o.seed, ClockMax: o.clockMax}, rec.Record)
+		if err != nil {
+			return results.Report{}, usageError{fmt.Errorf("--nemesis: %w", err)}
+		}
+		nem = n
+	}
+	var wparts []workload.Part
+	for i, name := range parts {
+		workers := o.concurrency / len(parts)
+		if i < o.concurrency%len(parts) {
+			workers++
+		}
+		if workers == 0 {
+			continue
+		}
+		g, err := workload.NewGenerator(name, workers)
+		if err != nil {
+			return results.Report{}, usageError{err}
+		}
+		wparts = append(wparts, workload.Part{Gen: g, Workers: workers})
+	}
+	addrs := make([]string, 0, o.nodes)
+	for _, id := range cluster.Nodes() {
+		addrs = append(addrs, cluster.Addr(id))
+	}
+	newClient := func(name, node string) (workload.Client, error) {
+		opts := ecstore.Options{Workload: workload.Kind(name), Sessions: o.sessions, Timeout: o.opTimeout}
+		if node == "" {
+			return ecstore.NewRoaming(addrs, opts), nil
+		}
+		return ecstore.New(cluster.Addr(node), opts), nil
+	}
+	prog := newProgressPrinter(a.stderr, o.check.quiet)
+	logf("workload %s, %d clients, nemesis %s every %v, %v", strings.Join(parts, ","), o.concurrency, orNone(faults), o.nemesisInterval, o.timeLimit)
+	sum, runErr := workload.Run(ctx, workload.Options{
+		Parts: wparts, Nodes: cluster.Nodes(), NewClient: newClient, Seed: o.seed, Rate: o.rate,
+		TimeLimit: o.timeLimit, OpTimeout: o.opTimeout, Recorder: rec, Nemesis: nem, Recovery: o.recovery,
+		Progress: prog.print,
+	})
+	prog.done()
+	if cerr := rec.Close(); cerr != nil {
+		runErr = errors.Join(runErr, cerr)
+	}
+	cfg.Summary = &sum
+	_ = writeJSONFile(filepath.Join(dir, "test.json"), cfg)
+	if runErr != nil {
+		return results.Report{}, fmt.Errorf("run %s: %w (the history so far is in %s)", dir, runErr, filepath.Join(dir, "history.jsonl"))
+	}
+	if err := ctx.Err(); err != nil {
+		return results.Report{}, fmt.Errorf("interrupted; the history so far is in %s: %w", dir, err)
+	}
+	logf("%d operations (%d ok, %d fail, %d info), %d final reads in %s", sum.Ops, sum.OK, sum.Fail, sum.Info, sum.FinalReads, sum.Elapsed.Round(time.Millisecond))
+
+	co := o.check
+	co.vizDir = dir
+	h := rec.History()
+	rep, err := checkHistory(ctx, filepath.Join(dir, "history.jsonl"), h, nil, co, logf)
+	if err != nil {
+		return results.Report{}, err
+	}
+	if err := writeJSONFile(filepath.Join(dir, "results.json"), rep); err != nil {
+		return results.Report{}, err
+	}
+	f, err := os.Create(filepath.Join(dir, "report.txt"))
+	if err != nil {
+		return results.Report{}, fmt.Errorf("write report: %w", err)
+	}
+	werr := results.WriteTable(f, rep)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return results.Report{}, fmt.Errorf("write report: %w", werr)
+	}
+	if err := writeReport(a, o.check.output, rep); err != nil {
+		return results.Report{}, err
+	}
+	logf("run directory: %s (re-check with: eccheck check %s)", dir, dir)
+	return rep, nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// linkLatest points out/latest at dir.
+func linkLatest(out, dir string) error {
+	link := filepath.Join(out, "latest")
+	rel, err := filepath.Rel(out, dir)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	tmp := link + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(rel, tmp); err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	return nil
+}
+
+// nodeLogs writes each node's log to its own file.
+type nodeLogs struct {
+	mu    sync.Mutex
+	dir   string
+	files map[string]*os.File
+}
+
+func (l *nodeLogs) logf(node string) func(string, ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(l.dir, node+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return func(string, ...any) {}
+	}
+	l.files[node] = f
+	lg := log.New(f, "", log.LstdFlags|log.Lmicroseconds|log.LUTC)
+	return lg.Printf
+}
+
+func (l *nodeLogs) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.files {
+		f.Close()
+	}
+}
+
+// progressPrinter shows the live progress line: rewritten in place on a
+// terminal, one line every 5 s otherwise (CI logs).
+type progressPrinter struct {
+	w     io.Writer
+	quiet bool
+	tty   bool
+	last  time.Time
+	shown bool
+}
+
+func newProgressPrinter(w io.Writer, quiet bool) *progressPrinter {
+	p := &progressPrinter{w: w, quiet: quiet}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progressPrinter) print(pr workload.Progress) {
+	if p.quiet {
+		return
+	}
+	if !p.tty && time.Since(p.last) < 5*time.Second && pr.Phase == "workload" {
+		return
+	}
+	p.last = time.Now()
+	faults := "no faults"
+	if len(pr.Faults) > 0 {
+		faults = strings.Join(pr.Faults, "; ")
+	}
+	line := fmt.Sprintf("[%s/%s] %s: %d ops (%.0f/s) ok %d fail %d info %d | %s",
+		pr.Elapsed.Round(time.Second), pr.Limit, pr.Phase, pr.Ops, pr.OpsPerSec, pr.OK, pr.Fail, pr.Info, faults)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.shown = true
+	} else {
+		fmt.Fprintln(p.w, "eccheck: "+line)
+	}
+}
+
+func (p *progressPrinter) done() {
+	if p.tty && p.shown {
+		fmt.Fprintln(p.w)
+	}
+}
