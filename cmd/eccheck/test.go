@@ -163,7 +163,9 @@ type testConfig struct {
 	Cluster   string            `json:"cluster"`
 	Mode      string            `json:"mode"`
 	Nodes     int               `json:"nodes"`
-	N, W, R   int               `json:"n,omitempty"`
+	N         int               `json:"n,omitempty"`
+	W         int               `json:"w,omitempty"`
+	R         int               `json:"r,omitempty"`
 	SetImpl   string            `json:"set_impl,omitempty"`
 	Sessions  bool              `json:"sessions"`
 	Workloads []string          `json:"workloads"`

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/eccheck/eccheck/history"
+)
+
+// These end-to-end tests run `eccheck test` on the in-process cluster and
+// assert what each configuration must show. Each runs a few seconds.
+
+type e2eReport struct {
+	Verdict string `json:"verdict"`
+	Results []struct {
+		Checker      string `json:"checker"`
+		Verdict      string `json:"verdict"`
+		AnomalyCount int    `json:"anomaly_count"`
+		Summary      string `json:"summary"`
+	} `json:"results"`
+}
+
+func runE2E(t *testing.T, args ...string) (int, e2eReport, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end run; -short skips it")
+	}
+	out := t.TempDir()
+	base := []string{"test", "--out", out, "-o", "json", "-q", "--recovery", "1s", "--nemesis-interval", "1s"}
+	code, stdout, stderr := runCLI(t, append(base, args...)...)
+	var rep e2eReport
+	if code == exitValid || code == exitInvalid {
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s\n%s", err, stdout, stderr)
+		}
+	}
+	if code != exitValid && code != exitInvalid {
+		t.Fatalf("eccheck test %v: exit %d\n%s", args, code, stderr)
+	}
+	return code, rep, filepath.Join(out, "latest")
+}
+
+func verdictOf(t *testing.T, rep e2eReport, checker string) string {
+	t.Helper()
+	for _, r := range rep.Results {
+		if r.Checker == checker {
+			return r.Verdict
+		}
+	}
+	t.Fatalf("no result for %s in %+v", checker, rep.Results)
+	return ""
+}
+
+func expectVerdicts(t *testing.T, rep e2eReport, want map[string]string) {
+	t.Helper()
+	for checker, v := range want {
+		if got := verdictOf(t, rep, checker); got != v {
+			t.Errorf("%s: %s, want %s; results %+v", checker, got, v, rep.Results)
+		}
+	}
+}
+
+func TestE2ELWWPartitionsBreakSessions(t *testing.T) {
+	code, rep, _ := runE2E(t, "--mode", "lww", "--w", "1", "--r", "1", "--workload", "session", "--nemesis", "partition", "--time-limit", "5s", "--seed", "11")
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want %d", code, exitInvalid)
+	}
+	expectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid", "monotonic-reads": "invalid", "linearizable": "invalid"})
+}
+
+func TestE2ELWWClockSkewLosesWrites(t *testing.T) {
+	_, rep, _ := runE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "clock", "--clock-max", "5s", "--time-limit", "6s", "--seed", "12")
+	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+}
+
+func TestE2ESetsLWWBlobLosesAddsORSetDoesNot(t *testing.T) {
+	_, blob, _ := runE2E(t, "--mode", "lww", "--workload", "set", "--set-impl", "lww-blob", "--nemesis", "partition", "--time-limit", "4s", "--seed", "13")
+	expectVerdicts(t, blob, map[string]string{"lost-writes": "invalid"})
+	_, orset, _ := runE2E(t, "--mode", "lww", "--workload", "set", "--set-impl", "orset", "--nemesis", "partition", "--time-limit", "4s", "--seed", "13")
+	expectVerdicts(t, orset, map[string]string{"lost-writes": "valid"})
+}
+
+func TestE2EPrimaryFailoverLosesWrites(t *testing.T) {
+	_, rep, _ := runE2E(t, "--mode", "primary", "--workload", "register", "--nemesis", "partition", "--time-limit", "8s", "--seed", "14")
+	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+}
+
+func TestE2ERaftIsLinearizableUnderFaults(t *testing.T) {
+	for _, seed := range []string{"21", "22"} {
+		t.Run("raft/seed-"+seed+"/valid", func(t *testing.T) {
+			code, rep, dir := runE2E(t, "--mode", "raft", "--workload", "register,set", "--nemesis", "partition,kill,clock", "--time-limit", "6s", "--seed", seed)
+			if code != exitValid {
+				t.Fatalf("exit %d, want 0; results %+v (run dir %s)", code, rep.Results, dir)
+			}
+		})
+	}
+}
+
+// TestE2ESeedFixesTheFaultSchedule runs twice with one seed: the faults
+// (not their exact times) must be the same.
+func TestE2ESeedFixesTheFaultSchedule(t *testing.T) {
+	faults := func() []string {
+		_, _, dir := runE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "partition,clock,pause", "--time-limit", "4s", "--seed", "99")
+		h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, op := range history.Faults(h) {
+			out = append(out, op.F+" "+op.Value.String())
+		}
+		return out
+	}
+	a, b := faults(), faults()
+	if len(a) < 2 || strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatalf("seed 99 gave different fault schedules:\n%s\n--\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+}
+
+func TestE2ERunDirectoryIsComplete(t *testing.T) {
+	code, rep, dir := runE2E(t, "--mode", "lww", "--w", "2", "--r", "2", "--workload", "register", "--nemesis", "none", "--time-limit", "2s", "--seed", "5")
+	for _, f := range []string{"test.json", "history.jsonl", "results.json", "report.txt", "nodes/n1.log"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("run directory lacks %s: %v", f, err)
+		}
+	}
+	var cfg struct {
+		Seed    uint64 `json:"seed"`
+		Version string `json:"version"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "test.json"))
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.Seed != 5 || !strings.HasPrefix(cfg.Version, "eccheck ") {
+		t.Errorf("test.json %s: want seed 5 and the version (%v)", b, err)
+	}
+	// `eccheck check RUN_DIR` gives the same verdict.
+	code2, out, _ := runCLI(t, "check", dir, "-o", "json", "-q")
+	var rep2 e2eReport
+	json.Unmarshal([]byte(out), &rep2)
+	if code2 != code || rep2.Verdict != rep.Verdict {
+		t.Fatalf("re-check: exit %d verdict %s; the run gave exit %d verdict %s", code2, rep2.Verdict, code, rep.Verdict)
+	}
+}
