@@ -82,8 +82,9 @@ type Progress struct {
 // Summary is what Run did.
 type Summary struct {
 	Ops, OK, Fail, Info int64
-	Elapsed             time.Duration
-	FinalReads          int
+	// Elapsed is the whole run; Workload the part before the final phase.
+	Elapsed, Workload time.Duration
+	FinalReads        int
 }
 
 // counters are shared by the workers.
@@ -257,6 +258,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	}
 	wg.Wait()
 	stopWorkers()
+	sum.Workload = time.Since(start)
 	select {
 	case p := <-panics:
 		close(stopProgress)

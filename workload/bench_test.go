@@ -1,0 +1,81 @@
+package workload_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eccheck/eccheck/adapters/ecstore"
+	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/store"
+	"github.com/eccheck/eccheck/workload"
+)
+
+// The harness's cost: the same operations against the same in-process lww
+// cluster (3 nodes, W=1 R=1, 10 clients), once from a bare loop of client
+// calls and once through workload.Run with recording; compare their
+// ops/s. (Target: the harness adds at most 5%, and records at least 20k
+// ops/s.)
+
+const benchClients = 10
+
+func benchCluster(b *testing.B) *store.LocalCluster {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := store.StartLocal(ctx, store.LocalOptions{Nodes: 3, DataDir: b.TempDir(),
+		Node: store.Config{Mode: store.ModeLWW, W: 1, R: 1, Logf: func(string, ...any) {}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+func BenchmarkBareClientLoop(b *testing.B) {
+	c := benchCluster(b)
+	g, _ := workload.NewGenerator(workload.Register, benchClients)
+	nodes := c.Nodes()
+	per := b.N/benchClients + 1
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range benchClients {
+		cl := ecstore.New(c.Addr(nodes[w%len(nodes)]), ecstore.Options{})
+		s := g.Stream(1, w)
+		wg.Go(func() {
+			for range per {
+				op := s.Next()
+				op.Process = history.Process(w)
+				cl.Invoke(context.Background(), op)
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*benchClients)/time.Since(start).Seconds(), "ops/s")
+}
+
+func BenchmarkHarness(b *testing.B) {
+	c := benchCluster(b)
+	g, _ := workload.NewGenerator(workload.Register, benchClients)
+	rec, err := history.Create(filepath.Join(b.TempDir(), "history.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rec.Close()
+	b.ResetTimer()
+	sum, err := workload.Run(context.Background(), workload.Options{
+		Parts: []workload.Part{{Gen: g, Workers: benchClients}}, Nodes: c.Nodes(), Seed: 1,
+		NewClient: func(name, node string) (workload.Client, error) {
+			return ecstore.New(c.Addr(node), ecstore.Options{}), nil
+		},
+		TimeLimit: time.Hour, MaxOps: int64(b.N/benchClients+1) * benchClients, Recorder: rec,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	// Count only the workload, not the final phase.
+	b.ReportMetric(float64(sum.Ops)/sum.Workload.Seconds(), "ops/s")
+}
