@@ -30,7 +30,12 @@ func startCluster(t testing.TB, nodes int, cfg store.Config) *store.LocalCluster
 			cfg.Logf = func(string, ...any) {}
 		}
 	}
-	c, err := store.StartLocal(ctx, store.LocalOptions{Nodes: nodes, Node: cfg, DataDir: t.TempDir()})
+	logf := cfg.Logf
+	cfg.Logf = nil
+	c, err := store.StartLocal(ctx, store.LocalOptions{Nodes: nodes, Node: cfg, DataDir: t.TempDir(),
+		LogfFor: func(node string) func(string, ...any) {
+			return func(format string, args ...any) { logf(node+": "+format, args...) }
+		}})
 	if err != nil {
 		t.Fatalf("start %s cluster: %v", cfg.Mode, err)
 	}
@@ -157,4 +162,3 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
-
