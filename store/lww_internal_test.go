@@ -353,3 +353,7 @@ func TestLWWUnreachableReplicas(t *testing.T) {
 		})
 	}
 }
+
+// LWWReplicas returns the nodes that hold key when each key lives on n of
+// the nodes ids, for the external tests.
+func LWWReplicas(ids []string, n int, key string) []string { return lwwReplicas(ids, n, key) }

@@ -494,3 +494,34 @@ func TestLWWStopsCleanly(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestLWWCoordinatorNotAReplica(t *testing.T) {
+	// With N=2 of 3 nodes, the third node still coordinates every
+	// operation on a key, keeping none of it.
+	cfg := lwwConfig(store.ModeLWW, 2, 1)
+	cfg.N = 2
+	c := startCluster(t, 3, cfg)
+	key, outsider := "", ""
+	for i := 0; outsider == ""; i++ {
+		key = fmt.Sprintf("k%d", i)
+		reps := store.LWWReplicas(c.Nodes(), 2, key)
+		for _, n := range c.Nodes() {
+			if n != reps[0] && n != reps[1] {
+				outsider = n
+			}
+		}
+	}
+	x := newTester(t, c)
+	p := x.client(outsider, ecstore.Options{})
+	for i := int64(1); i <= 3; i++ {
+		lwwExpectType(t, x, p.write(key, i), history.OK)
+		if got := p.read(key); got.Type != history.OK || !got.Value.Equal(history.Int(i)) {
+			x.dump()
+			t.Fatalf("read via %s, which replicates nothing of %s: %s %s, want ok %d", outsider, key, got.Type, got.Value, i)
+		}
+	}
+	if s := store.LWWState(c.Node(outsider), key); s != "" {
+		t.Errorf("%s is not a replica of %s yet holds %q", outsider, key, s)
+	}
+	x.expect(x.check(checkers.LinearizableName), checkers.LinearizableName, checkers.Valid)
+}
