@@ -84,7 +84,7 @@ func TestE2ESetsLWWBlobLosesAddsORSetDoesNot(t *testing.T) {
 }
 
 func TestE2EPrimaryFailoverLosesWrites(t *testing.T) {
-	_, rep, _ := runE2E(t, "--mode", "primary", "--workload", "register", "--nemesis", "partition", "--time-limit", "8s", "--seed", "14")
+	_, rep, _ := runE2E(t, "--mode", "primary", "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "3s", "--time-limit", "9s", "--seed", "14")
 	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
 }
 
