@@ -63,17 +63,29 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	}
 	http := map[string]string{}
 	raft := map[string]string{}
+	// Hold every picked port until all are picked, so that no two nodes
+	// get the same one.
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
 	for i := 1; i <= o.Nodes; i++ {
 		id := "n" + strconv.Itoa(i)
 		c.ids = append(c.ids, id)
 		var err error
-		if http[id], err = freeAddr(); err != nil {
+		if http[id], err = freeAddr(&held); err != nil {
 			return nil, err
 		}
-		if raft[id], err = freeAddr(); err != nil {
+		if raft[id], err = freeAddr(&held); err != nil {
 			return nil, err
 		}
 	}
+	for _, ln := range held {
+		ln.Close()
+	}
+	held = nil
 	for _, id := range c.ids {
 		cfg := o.Node
 		cfg.ID, cfg.Listen, cfg.RaftListen = id, http[id], raft[id]
@@ -103,13 +115,14 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	return c, nil
 }
 
-// freeAddr finds a free loopback port.
-func freeAddr() (string, error) {
+// freeAddr finds a free loopback port, adding its listener to held (the
+// caller closes them).
+func freeAddr(held *[]net.Listener) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("find a free port: %w", err)
 	}
-	defer ln.Close()
+	*held = append(*held, ln)
 	return ln.Addr().String(), nil
 }
 
