@@ -79,7 +79,7 @@ const (
 	lwwLinger       = 5 * time.Millisecond // how long replication nobody waits for may wait to join a batch
 	lwwMaxBatch     = 256                  // replica operations per batch message
 	lwwMaxQueue     = 8192                 // queued replica operations per peer; beyond, new ones are dropped
-	lwwAEBudget     = 2048                 // registers, counter slots and set tags pushed per peer per round
+	lwwAEBudget     = 2048                 // about how many registers, counter slots and set tags go in one anti-entropy message
 	lwwMaxRepairs   = 32                   // reads waiting for late answers to repair, at once
 	lwwSessionPause = 5 * time.Millisecond // first pause before a session read asks the replicas again
 )
@@ -1318,74 +1318,85 @@ func (l *lww) antiEntropyLoop() {
 	}
 }
 
-// antiEntropyRound pushes a bounded part of this node's state to each peer
-// that replicates it, at once, and merges what each answers.
+// antiEntropyRound pushes this node's whole state, shard by shard in
+// messages of about lwwAEBudget units, to each peer that replicates it, and
+// merges what each answers. A peer that does not answer is skipped until the
+// next round. (A budget per round instead left a large state to converge
+// over dozens of rounds: after a heal, final reads found set elements still
+// missing seconds later.)
 func (l *lww) antiEntropyRound() {
 	first := int(l.round.Add(1))
 	var wg sync.WaitGroup
 	for _, p := range l.e.peers.Others() {
-		m := l.aeCollect(p, first)
-		if m.empty() {
-			continue
-		}
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(l.ctx, l.cfg.RequestTimeout)
-			defer cancel()
-			var rep lwwAEMsg
-			if err := l.e.peers.Call(ctx, p, lwwAEKind, m, &rep); err != nil {
-				return // partitioned or down: the next round tries again
+			for done := 0; done < lwwShards; {
+				if l.ctx.Err() != nil {
+					return
+				}
+				m, n := l.aeCollectFrom(p, first+done, lwwShards-done)
+				done += n
+				if m.empty() {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(l.ctx, l.cfg.RequestTimeout)
+				var rep lwwAEMsg
+				err := l.e.peers.Call(ctx, p, lwwAEKind, m, &rep)
+				cancel()
+				if err != nil {
+					return // partitioned or down: the next round tries again
+				}
+				l.mergeAE(rep, false)
 			}
-			l.mergeAE(rep, false)
 		})
 	}
 	wg.Wait()
 }
 
-// aeCollect gathers up to lwwAEBudget units of the state of the keys that
-// peer replicates, starting at a shard that rotates every round.
+// aeCollect gathers the state of the keys that peer replicates, whole
+// shards at a time from shard first, up to about lwwAEBudget units.
 func (l *lww) aeCollect(peer string, first int) lwwAEMsg {
+	m, _ := l.aeCollectFrom(peer, first, lwwShards)
+	return m
+}
+
+// aeCollectFrom gathers whole shards, at most count of them starting at
+// shard first, until about lwwAEBudget units; it returns the message and
+// how many shards it took.
+func (l *lww) aeCollectFrom(peer string, first, count int) (lwwAEMsg, int) {
 	var m lwwAEMsg
-	budget := lwwAEBudget
-	for i := 0; i < lwwShards && budget > 0; i++ {
+	units := 0
+	i := 0
+	for ; i < count && units < lwwAEBudget; i++ {
 		s := &l.shards[(first+i)%lwwShards]
 		s.mu.Lock()
 		for k, v := range s.regs {
-			if budget <= 0 {
-				break
-			}
 			if l.replicates(peer, k) {
 				m.Regs = append(m.Regs, lwwAEReg{K: k, S: v.S, V: v.V})
-				budget--
+				units++
 			}
 		}
 		for k, c := range s.counters {
-			if budget <= 0 {
-				break
-			}
 			if l.replicates(peer, k) {
 				cp := make(map[string]lwwSlot, len(c))
 				for a, sl := range c {
 					cp[a] = sl
 				}
 				m.Counters = append(m.Counters, lwwAECounter{K: k, C: cp})
-				budget -= len(c)
+				units += len(c)
 			}
 		}
 		for k := range s.sets {
-			if budget <= 0 {
-				break
-			}
 			if l.replicates(peer, k) {
 				e := s.setElems(k, nil)
 				m.Sets = append(m.Sets, lwwAESet{K: k, E: e})
 				for _, we := range e {
-					budget -= len(we.Tags)
+					units += len(we.Tags)
 				}
 			}
 		}
 		s.mu.Unlock()
 	}
-	return m
+	return m, i
 }
 
 // mergeAE merges pushed state; with answer set it returns, for the same
