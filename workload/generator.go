@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -74,6 +75,7 @@ type Generator struct {
 	groupSize int
 	opsPerKey int
 	workers   int
+	prefix    string // of its keys: r, s, set, c
 
 	mu   sync.Mutex
 	keys map[string]bool
@@ -84,13 +86,13 @@ func NewGenerator(name string, workers int) (*Generator, error) {
 	g := &Generator{name: name, workers: workers, keys: map[string]bool{}}
 	switch name {
 	case Register:
-		g.groupSize, g.opsPerKey = 5, 60
+		g.groupSize, g.opsPerKey, g.prefix = 5, 60, "r"
 	case Session:
-		g.groupSize, g.opsPerKey = 3, 30
+		g.groupSize, g.opsPerKey, g.prefix = 3, 30, "s"
 	case Set:
-		g.groupSize, g.opsPerKey = 5, 200
+		g.groupSize, g.opsPerKey, g.prefix = 5, 200, "set"
 	case Counter:
-		g.groupSize, g.opsPerKey = 5, 1<<30
+		g.groupSize, g.opsPerKey, g.prefix = 5, 1<<30, "c"
 	default:
 		return nil, fmt.Errorf("unknown workload %q", name)
 	}
@@ -148,8 +150,7 @@ func (s *Stream) value() history.Value {
 func (s *Stream) key() string {
 	group := s.worker / s.g.groupSize
 	epoch := s.n / s.g.opsPerKey
-	prefix := map[string]string{Register: "r", Session: "s", Set: "set", Counter: "c"}[s.g.name]
-	return fmt.Sprintf("%s%d-%d", prefix, group, epoch)
+	return s.g.prefix + strconv.Itoa(group) + "-" + strconv.Itoa(epoch)
 }
 
 // Next returns the worker's next invocation (F, Key, Value; the runner
