@@ -1,0 +1,436 @@
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/eccheck/eccheck/checkers"
+)
+
+// MatrixSchemaVersion is the version of the report card's JSON layout
+// ([WriteMatrixJSON]). It grows when a field changes meaning or disappears;
+// new fields do not change it.
+const MatrixSchemaVersion = 1
+
+// Mark is what the report card shows in one of its property columns, and as
+// a cell's verdict: a checker verdict, [MarkError] when the cell could not
+// run, or [MarkNone] when no checker of that property ran (the workloads did
+// not include one it checks).
+type Mark string
+
+// The marks. MarkValid, MarkInvalid and MarkUnknown are the checker verdicts.
+const (
+	MarkValid   = Mark(checkers.Valid)
+	MarkInvalid = Mark(checkers.Invalid)
+	MarkUnknown = Mark(checkers.Unknown)
+	MarkError   Mark = "error"
+	MarkNone    Mark = ""
+)
+
+// Symbol is the mark's glyph on the table and Markdown card.
+func (m Mark) Symbol() string {
+	switch m {
+	case MarkValid:
+		return "✓"
+	case MarkInvalid:
+		return "✗"
+	case MarkUnknown:
+		return "?"
+	case MarkError:
+		return "!"
+	}
+	return "-"
+}
+
+// MatrixLegend explains the glyphs of [Mark.Symbol].
+const MatrixLegend = "✓ valid, ✗ invalid (anomalies found), ? unknown (a checker could not decide), ! error (the cell did not run), - not checked"
+
+// Columns of the report card that expectations can name, in card order.
+// "verdict" is the cell's composed verdict.
+const (
+	ColumnVerdict        = "verdict"
+	ColumnLinearizable   = "linearizable"
+	ColumnReadYourWrites = "read-your-writes"
+	ColumnMonotonicReads = "monotonic-reads"
+	ColumnLostWrites     = "lost-writes"
+)
+
+// MatrixColumns lists the columns an expectation may name.
+var MatrixColumns = []string{ColumnVerdict, ColumnLinearizable, ColumnReadYourWrites, ColumnMonotonicReads, ColumnLostWrites}
+
+// Cell is one configuration under one nemesis: one run of `eccheck test`.
+type Cell struct {
+	Config  string `json:"config"`  // the configuration as the matrix names it, e.g. "lww:w1r1"
+	Nemesis string `json:"nemesis"` // "none", "partition", "partition+clock"
+	// Dir is the cell's run directory (empty when the cell failed before it
+	// had one).
+	Dir string `json:"dir,omitempty"`
+	// Verdict is the run's composed verdict (every checker, staleness and
+	// counters included), or "error".
+	Verdict        Mark `json:"verdict"`
+	Linearizable   Mark `json:"linearizable,omitempty"`
+	ReadYourWrites Mark `json:"read_your_writes,omitempty"`
+	MonotonicReads Mark `json:"monotonic_reads,omitempty"`
+	// LostWrites composes the register and the set lost-writes checkers:
+	// invalid if either is.
+	LostWrites Mark `json:"lost_writes,omitempty"`
+	// StaleP99MS is the staleness checker's "stale_p99_ms"; absent when no
+	// staleness result exists.
+	StaleP99MS *float64 `json:"stale_p99_ms,omitempty"`
+	// OpsPerSec is the workload's throughput, from test.json's summary.
+	OpsPerSec *float64 `json:"ops_per_sec,omitempty"`
+	// Seconds is how long the cell took, cluster start to checked report.
+	Seconds float64 `json:"seconds"`
+	// Error is the harness failure of an "error" cell.
+	Error string `json:"error,omitempty"`
+}
+
+// Name is "config x nemesis", as progress lines and expectations say it.
+func (c Cell) Name() string { return c.Config + " x " + c.Nemesis }
+
+// Column returns the mark of a column named in [MatrixColumns].
+func (c Cell) Column(name string) Mark {
+	switch name {
+	case ColumnVerdict:
+		return c.Verdict
+	case ColumnLinearizable:
+		return c.Linearizable
+	case ColumnReadYourWrites:
+		return c.ReadYourWrites
+	case ColumnMonotonicReads:
+		return c.MonotonicReads
+	case ColumnLostWrites:
+		return c.LostWrites
+	}
+	return MarkNone
+}
+
+// NewCell builds the cell of a finished run from its report. Checker names
+// of a mixed-workload report ("lost-writes (set)") count for their property;
+// several results of one property compose.
+func NewCell(config, nemesis, dir string, rep Report) Cell {
+	c := Cell{Config: config, Nemesis: nemesis, Dir: dir, Verdict: Mark(rep.Verdict)}
+	compose := func(m *Mark, v checkers.Verdict) {
+		if *m == MarkNone {
+			*m = Mark(v)
+			return
+		}
+		*m = Mark(checkers.Compose(checkers.Verdict(*m), v))
+	}
+	for _, r := range rep.Results {
+		name, _, _ := strings.Cut(r.Checker, " (")
+		switch name {
+		case checkers.LinearizableName:
+			compose(&c.Linearizable, r.Verdict)
+		case checkers.NameReadYourWrites:
+			compose(&c.ReadYourWrites, r.Verdict)
+		case checkers.NameMonotonicReads:
+			compose(&c.MonotonicReads, r.Verdict)
+		case checkers.NameLostWrites:
+			compose(&c.LostWrites, r.Verdict)
+		case checkers.NameStaleness:
+			if p, ok := r.Stats["stale_p99_ms"]; ok && (c.StaleP99MS == nil || p > *c.StaleP99MS) {
+				c.StaleP99MS = &p
+			}
+		}
+	}
+	return c
+}
+
+// ErrorCell is the cell of a run that failed in the harness: it has no
+// verdicts, only the error (and the run directory, if it got one).
+func ErrorCell(config, nemesis, dir string, err error) Cell {
+	return Cell{Config: config, Nemesis: nemesis, Dir: dir, Verdict: MarkError, Error: err.Error()}
+}
+
+// ReadOpsPerSec reads the workload throughput from a run directory's
+// test.json: operations over the workload's duration (the final reads
+// excluded).
+func ReadOpsPerSec(dir string) (float64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
+	if err != nil {
+		return 0, fmt.Errorf("read test.json: %w", err)
+	}
+	var t struct {
+		Summary *struct {
+			Ops      int64         `json:"Ops"`
+			Workload time.Duration `json:"Workload"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal(b, &t); err != nil {
+		return 0, fmt.Errorf("read %s: %w", filepath.Join(dir, "test.json"), err)
+	}
+	if t.Summary == nil || t.Summary.Workload <= 0 {
+		return 0, fmt.Errorf("%s has no workload summary", filepath.Join(dir, "test.json"))
+	}
+	return float64(t.Summary.Ops) / t.Summary.Workload.Seconds(), nil
+}
+
+// Card is the consistency report card of `eccheck matrix`: one [Cell] per
+// configuration and nemesis, in the order they ran.
+type Card struct {
+	Schema    int       `json:"schema"` // MatrixSchemaVersion
+	DB        string    `json:"db"`
+	Workloads []string  `json:"workloads"`
+	Configs   []string  `json:"configs"`
+	Nemeses   []string  `json:"nemeses"`
+	TimeLimit string    `json:"time_limit"` // per cell
+	Seed      uint64    `json:"seed"`       // the same for every cell
+	Start     time.Time `json:"start"`
+	Dir       string    `json:"dir"` // the matrix directory holding the cells' run directories
+	// Planned is how many cells the matrix asked for; Cells holds fewer when
+	// it was interrupted.
+	Planned     int  `json:"planned"`
+	Interrupted bool `json:"interrupted"`
+	// Verdict composes the verdicts of the cells that ran (error cells
+	// aside); Errors counts the error cells.
+	Verdict checkers.Verdict `json:"verdict"`
+	Errors  int              `json:"errors"`
+	Cells   []Cell           `json:"cells"`
+	// Expectations are the outcomes of --expect, when given.
+	Expectations []ExpectationOutcome `json:"expectations,omitempty"`
+}
+
+// Add appends a cell and updates the card's verdict and error count.
+func (c *Card) Add(cell Cell) {
+	c.Cells = append(c.Cells, cell)
+	if c.Verdict == "" {
+		c.Verdict = checkers.Valid
+	}
+	if cell.Verdict == MarkError {
+		c.Errors++
+		return
+	}
+	c.Verdict = checkers.Compose(c.Verdict, checkers.Verdict(cell.Verdict))
+}
+
+// WriteMatrixJSON writes the card as indented JSON (schema
+// [MatrixSchemaVersion]).
+func WriteMatrixJSON(w io.Writer, c Card) error {
+	c.Schema = MatrixSchemaVersion
+	if c.Cells == nil {
+		c.Cells = []Cell{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(c)
+}
+
+// matrixHeader are the card's column titles.
+var matrixHeader = []string{"configuration", "nemesis", "linearizable", "read-your-writes", "monotonic reads", "lost writes", "stale p99 ms", "ops/s", "verdict"}
+
+// matrixRow renders a cell as the card's row.
+func matrixRow(c Cell) []string {
+	verdict := c.Verdict.Symbol() + " " + string(c.Verdict)
+	return []string{c.Config, c.Nemesis,
+		c.Linearizable.Symbol(), c.ReadYourWrites.Symbol(), c.MonotonicReads.Symbol(), c.LostWrites.Symbol(),
+		matrixNumber(c.StaleP99MS, 1), matrixNumber(c.OpsPerSec, 0), verdict}
+}
+
+func matrixNumber(p *float64, prec int) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*p, 'f', prec, 64)
+}
+
+// matrixTitle is the line above the card.
+func matrixTitle(c Card) string {
+	s := fmt.Sprintf("%s: %s, %s per cell, seed %d, %d of %d cells", c.DB, strings.Join(c.Workloads, ","), c.TimeLimit, c.Seed, len(c.Cells), c.Planned)
+	if c.Interrupted {
+		s += " (interrupted)"
+	}
+	return s
+}
+
+// matrixFooter is what follows the card in text formats: errors, failed
+// expectations, the verdict.
+func matrixFooter(w io.Writer, c Card, code func(string) string) {
+	if c.Errors > 0 {
+		fmt.Fprintf(w, "\ncells in error:\n")
+	}
+	for _, cell := range c.Cells {
+		if cell.Verdict == MarkError {
+			fmt.Fprintf(w, "- %s: %s\n", code(cell.Name()), cell.Error)
+		}
+	}
+	if len(c.Expectations) > 0 {
+		failed := 0
+		for _, e := range c.Expectations {
+			if !e.Holds {
+				failed++
+			}
+		}
+		fmt.Fprintf(w, "\nexpectations: %d of %d hold\n", len(c.Expectations)-failed, len(c.Expectations))
+		for _, e := range c.Expectations {
+			if !e.Holds {
+				fmt.Fprintf(w, "- does not hold: %s (%s): %s\n", code(e.Expectation.Text), e.Expectation.Pos(), e.Reason)
+			}
+		}
+	}
+	verdict := string(c.Verdict)
+	if c.Errors > 0 {
+		verdict += fmt.Sprintf(", %d cell%s in error", c.Errors, plural(c.Errors, "", "s"))
+	}
+	fmt.Fprintf(w, "\nverdict: %s; run directories in %s\n", verdict, code(c.Dir))
+}
+
+// WriteMatrixTable writes the card as a terminal table with its legend,
+// followed by the errors of cells that did not run and the expectations
+// that do not hold.
+func WriteMatrixTable(w io.Writer, c Card) error {
+	fmt.Fprintln(w, matrixTitle(c))
+	// The titles are already what they should read: no upper-casing, which
+	// would split "read-your-writes" and "ops/s" at their punctuation.
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
+	t.Header(matrixHeader)
+	for _, cell := range c.Cells {
+		if err := t.Append(matrixRow(cell)); err != nil {
+			return fmt.Errorf("table: %w", err)
+		}
+	}
+	if err := t.Render(); err != nil {
+		return fmt.Errorf("table: %w", err)
+	}
+	fmt.Fprintln(w, MatrixLegend)
+	matrixFooter(w, c, func(s string) string { return s })
+	return nil
+}
+
+// WriteMatrixMarkdown writes the card as GitHub-flavoured Markdown, fit for
+// a CI step summary ($GITHUB_STEP_SUMMARY).
+func WriteMatrixMarkdown(w io.Writer, c Card) error {
+	fmt.Fprintf(w, "### Consistency report card (eccheck matrix)\n\n%s\n\n", matrixMDEscape(matrixTitle(c)))
+	fmt.Fprintf(w, "| %s |\n", strings.Join(matrixHeader, " | "))
+	fmt.Fprintln(w, "| --- | --- | :-: | :-: | :-: | :-: | --: | --: | --- |")
+	for _, cell := range c.Cells {
+		row := matrixRow(cell)
+		for i := range row {
+			row[i] = matrixMDEscape(row[i])
+		}
+		row[0], row[1] = "`"+row[0]+"`", "`"+row[1]+"`"
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Fprintf(w, "\n%s\n", MatrixLegend)
+	matrixFooter(w, c, func(s string) string { return "`" + matrixMDEscape(s) + "`" })
+	return nil
+}
+
+// matrixMDEscape keeps text from breaking a Markdown table row.
+func matrixMDEscape(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	s = strings.ReplaceAll(s, "`", "'")
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+// WriteMatrixHTML writes the card as one self-contained page (no scripts,
+// no network). Each row links to its run directory's report.html when it
+// exists, else to its results.json; links are relative to base, the
+// directory the page is saved in ("" for the current directory).
+func WriteMatrixHTML(w io.Writer, c Card, base string) error {
+	type row struct {
+		Cells []string
+		Marks []Mark
+		Link  string
+		Cell  Cell
+	}
+	data := struct {
+		Title, Legend string
+		Header        []string
+		Rows          []row
+		Card          Card
+		Footer        string
+	}{Title: matrixTitle(c), Legend: MatrixLegend, Header: matrixHeader, Card: c}
+	for _, cell := range c.Cells {
+		r := row{Cells: matrixRow(cell), Cell: cell,
+			Marks: []Mark{cell.Linearizable, cell.ReadYourWrites, cell.MonotonicReads, cell.LostWrites}}
+		r.Link = matrixLink(cell.Dir, base)
+		data.Rows = append(data.Rows, r)
+	}
+	var foot strings.Builder
+	matrixFooter(&foot, c, func(s string) string { return s })
+	data.Footer = strings.TrimSpace(foot.String())
+	if err := matrixPage.Execute(w, data); err != nil {
+		return fmt.Errorf("html: %w", err)
+	}
+	return nil
+}
+
+// matrixLink is the link from the page to a cell's report: report.html if
+// the run directory has one, else results.json, else the directory.
+func matrixLink(dir, base string) string {
+	if dir == "" {
+		return ""
+	}
+	target := dir
+	for _, f := range []string{"report.html", "results.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			target = filepath.Join(dir, f)
+			break
+		}
+	}
+	if base != "" {
+		if rel, err := filepath.Rel(base, target); err == nil {
+			target = rel
+		}
+	}
+	return filepath.ToSlash(target)
+}
+
+// matrixPage is the HTML card. It is well-formed XML as well as HTML, so
+// tests parse it with encoding/xml.
+var matrixPage = template.Must(template.New("matrix").Funcs(template.FuncMap{
+	"symbol": func(m Mark) string { return m.Symbol() },
+	"class": func(m Mark) string {
+		if m == MarkNone {
+			return "none"
+		}
+		return string(m)
+	},
+}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8"/>
+<title>eccheck matrix: {{.Card.DB}}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: center; }
+td.name { text-align: left; font-family: monospace; }
+td.num { text-align: right; }
+.valid { background: #dcf5dc; }
+.invalid { background: #f8d0d0; }
+.unknown { background: #fdf0c0; }
+.error { background: #e0e0e0; }
+pre { white-space: pre-wrap; }
+</style>
+</head>
+<body>
+<h1>eccheck matrix: {{.Card.DB}}</h1>
+<p>{{.Title}}</p>
+<table>
+<thead><tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr></thead>
+<tbody>
+{{range .Rows}}<tr>
+<td class="name">{{.Cell.Config}}</td><td class="name">{{.Cell.Nemesis}}</td>
+{{range .Marks}}<td class="{{class .}}">{{symbol .}}</td>{{end}}
+<td class="num">{{index .Cells 6}}</td><td class="num">{{index .Cells 7}}</td>
+<td class="{{class .Cell.Verdict}}">{{if .Link}}<a href="{{.Link}}">{{index .Cells 8}}</a>{{else}}{{index .Cells 8}}{{end}}</td>
+</tr>
+{{end}}</tbody>
+</table>
+<p>{{.Legend}}</p>
+<pre>{{.Footer}}</pre>
+</body>
+</html>
+`))
