@@ -30,9 +30,9 @@ type Mark string
 
 // The marks. MarkValid, MarkInvalid and MarkUnknown are the checker verdicts.
 const (
-	MarkValid   = Mark(checkers.Valid)
-	MarkInvalid = Mark(checkers.Invalid)
-	MarkUnknown = Mark(checkers.Unknown)
+	MarkValid        = Mark(checkers.Valid)
+	MarkInvalid      = Mark(checkers.Invalid)
+	MarkUnknown      = Mark(checkers.Unknown)
 	MarkError   Mark = "error"
 	MarkNone    Mark = ""
 )
