@@ -44,6 +44,7 @@ type testOptions struct {
 	opTimeout       time.Duration
 	recovery        time.Duration
 	out, name       string
+	noLatest        bool // no out/latest link (eccheck matrix)
 	check           checkOptions
 }
 
@@ -178,17 +179,26 @@ type testConfig struct {
 	Summary   *workload.Summary `json:"summary,omitempty"`
 }
 
+// runTest runs one test, as `eccheck test` does.
 func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error) {
+	rep, _, err := runTestDir(ctx, o, a)
+	return rep, err
+}
+
+// runTestDir is runTest that also returns the run directory, even when the
+// run fails once the directory exists (before that it is ""). `eccheck
+// matrix` runs each of its cells through it.
+func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report, dir string, err error) {
 	if err := o.validate(); err != nil {
-		return results.Report{}, err
+		return results.Report{}, dir, err
 	}
 	parts, err := workload.ParseWorkloads(o.workloads)
 	if err != nil {
-		return results.Report{}, usageError{fmt.Errorf("--workload: %w", err)}
+		return results.Report{}, dir, usageError{fmt.Errorf("--workload: %w", err)}
 	}
 	faults, err := nemesis.ParseFaults(o.nemesis)
 	if err != nil {
-		return results.Report{}, usageError{fmt.Errorf("--nemesis: %w", err)}
+		return results.Report{}, dir, usageError{fmt.Errorf("--nemesis: %w", err)}
 	}
 	if !o.seedSet {
 		o.seed = rand.Uint64() >> 12 // short enough to type back
@@ -196,9 +206,9 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 	logf := o.check.logf(a)
 
 	start := time.Now().UTC()
-	dir := filepath.Join(o.out, o.runName(), start.Format("20060102T150405.000Z"))
+	dir = filepath.Join(o.out, o.runName(), start.Format("20060102T150405.000Z"))
 	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
-		return results.Report{}, fmt.Errorf("create run directory: %w", err)
+		return results.Report{}, dir, fmt.Errorf("create run directory: %w", err)
 	}
 	logf("run %s, seed %d", dir, o.seed)
 	cfg := testConfig{
@@ -208,10 +218,12 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 		Conc: o.concurrency, Rate: o.rate, Args: os.Args[1:],
 	}
 	if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
-		return results.Report{}, err
+		return results.Report{}, dir, err
 	}
-	if err := linkLatest(o.out, dir); err != nil {
-		logf("warning: %v", err)
+	if !o.noLatest { // the cells of eccheck matrix have no latest link
+		if err := linkLatest(o.out, dir); err != nil {
+			logf("warning: %v", err)
+		}
 	}
 
 	// Node logs go to nodes/<node>.log.
@@ -223,7 +235,7 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 	cluster, err := store.StartLocal(sctx, store.LocalOptions{Nodes: o.nodes, Node: node, DataDir: filepath.Join(dir, "data"), LogfFor: logs.logf})
 	cancel()
 	if err != nil {
-		return results.Report{}, fmt.Errorf("start the %s cluster: %w", o.mode, err)
+		return results.Report{}, dir, fmt.Errorf("start the %s cluster: %w", o.mode, err)
 	}
 	defer func() {
 		if err := cluster.Close(); err != nil {
@@ -235,7 +247,7 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 
 	rec, err := history.Create(filepath.Join(dir, "history.jsonl"), history.KeepInMemory())
 	if err != nil {
-		return results.Report{}, err
+		return results.Report{}, dir, err
 	}
 	defer rec.Close()
 
@@ -243,7 +255,7 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 	if len(faults) > 0 {
 		n, err := nemesis.New(cluster, nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Seed: o.seed, ClockMax: o.clockMax}, rec.Record)
 		if err != nil {
-			return results.Report{}, usageError{fmt.Errorf("--nemesis: %w", err)}
+			return results.Report{}, dir, usageError{fmt.Errorf("--nemesis: %w", err)}
 		}
 		nem = n
 	}
@@ -258,7 +270,7 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 		}
 		g, err := workload.NewGenerator(name, workers)
 		if err != nil {
-			return results.Report{}, usageError{err}
+			return results.Report{}, dir, usageError{err}
 		}
 		wparts = append(wparts, workload.Part{Gen: g, Workers: workers})
 	}
@@ -287,39 +299,39 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 	cfg.Summary = &sum
 	_ = writeJSONFile(filepath.Join(dir, "test.json"), cfg)
 	if runErr != nil {
-		return results.Report{}, fmt.Errorf("run %s: %w (the history so far is in %s)", dir, runErr, filepath.Join(dir, "history.jsonl"))
+		return results.Report{}, dir, fmt.Errorf("run %s: %w (the history so far is in %s)", dir, runErr, filepath.Join(dir, "history.jsonl"))
 	}
 	if err := ctx.Err(); err != nil {
-		return results.Report{}, fmt.Errorf("interrupted; the history so far is in %s: %w", dir, err)
+		return results.Report{}, dir, fmt.Errorf("interrupted; the history so far is in %s: %w", dir, err)
 	}
 	logf("%d operations (%d ok, %d fail, %d info), %d final reads in %s", sum.Ops, sum.OK, sum.Fail, sum.Info, sum.FinalReads, sum.Elapsed.Round(time.Millisecond))
 
 	co := o.check
 	co.vizDir = dir
 	h := rec.History()
-	rep, err := checkHistory(ctx, filepath.Join(dir, "history.jsonl"), h, nil, co, logf)
+	rep, err = checkHistory(ctx, filepath.Join(dir, "history.jsonl"), h, nil, co, logf)
 	if err != nil {
-		return results.Report{}, err
+		return results.Report{}, dir, err
 	}
 	if err := writeJSONFile(filepath.Join(dir, "results.json"), rep); err != nil {
-		return results.Report{}, err
+		return results.Report{}, dir, err
 	}
 	f, err := os.Create(filepath.Join(dir, "report.txt"))
 	if err != nil {
-		return results.Report{}, fmt.Errorf("write report: %w", err)
+		return results.Report{}, dir, fmt.Errorf("write report: %w", err)
 	}
 	werr := results.WriteTable(f, rep)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		return results.Report{}, fmt.Errorf("write report: %w", werr)
+		return results.Report{}, dir, fmt.Errorf("write report: %w", werr)
 	}
 	if err := writeReport(a, o.check.output, rep); err != nil {
-		return results.Report{}, err
+		return results.Report{}, dir, err
 	}
 	logf("run directory: %s (re-check with: eccheck check %s)", dir, dir)
-	return rep, nil
+	return rep, dir, nil
 }
 
 func orNone(s []string) string {
