@@ -1,0 +1,288 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/eccheck/eccheck/adapters/ecstore"
+	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/store"
+)
+
+func TestEcstoreImage(t *testing.T) {
+	c := engine(t)
+	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
+	ctx := t.Context()
+	o := BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}, Force: true}
+	first, err := c.BuildEcstore(ctx, o)
+	if err != nil {
+		t.Fatalf("images/ecstore/forced build: %v", err)
+	}
+	if !first.Built || !strings.HasPrefix(first.Ref, "eccheck/ecstore:") {
+		t.Fatalf("images/ecstore/forced build: got %+v, want a built eccheck/ecstore:<hash>", first)
+	}
+	o.Force = false
+	second, err := c.BuildEcstore(ctx, o)
+	if err != nil {
+		t.Fatalf("images/ecstore/second build: %v", err)
+	}
+	if second.Built || second.Ref != first.Ref {
+		t.Fatalf("images/ecstore/second build/skipped by label: got %+v, want the same ref %s not built", second, first.Ref)
+	}
+	ref, err := c.ImageFor(ctx, RoleEcstore)
+	if err != nil || ref != "eccheck/ecstore:latest" {
+		t.Fatalf("images/ecstore/latest: ImageFor = %q, %v", ref, err)
+	}
+	insp, err := c.api.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := insp.Config.Labels[LabelInputs]; got != first.Inputs {
+		t.Errorf("images/ecstore/label: %s=%q, want %q", LabelInputs, got, first.Inputs)
+	}
+	if ep := strings.Join(insp.Config.Entrypoint, " "); ep != "/eccheck store serve" {
+		t.Errorf("images/ecstore/entrypoint: %q", ep)
+	}
+}
+
+// health reads a node's GET /v1/health through its published port.
+func health(addr string) (store.Status, error) {
+	var st store.Status
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := hc.Get("http://" + addr + "/v1/health")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// eventually retries f every 100 ms until it returns nil or d passes.
+func eventually(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func invoke(t *testing.T, addr, f, key string, v history.Value) history.Op {
+	t.Helper()
+	cl := ecstore.New(addr, ecstore.Options{Timeout: 2 * time.Second})
+	return cl.Invoke(t.Context(), history.Op{Type: history.Invoke, F: f, Key: key, Value: v})
+}
+
+// labelled counts the containers and networks carrying eccheck.cluster=name.
+func labelled(t *testing.T, c *Client, name string) (containers, networks int) {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := c.api.NetworkList(ctx, client.NetworkListOptions{Filters: clusterFilter(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(cs.Items), len(ns.Items)
+}
+
+// TestCluster brings up a 3-node lww cluster (W=1 R=1) and exercises it:
+// client operations through the published ports, status, kill and start,
+// pause and resume, clock offsets, a partition and its heal, and down.
+func TestCluster(t *testing.T) {
+	c := engine(t)
+	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
+	ctx := t.Context()
+	o := BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
+	if _, err := c.BuildEcstore(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.BuildBase(ctx, o); err != nil {
+		t.Fatalf("images/base: %v", err)
+	}
+	t.Logf("base image ready in %v", time.Since(start).Round(time.Second))
+
+	name := fmt.Sprintf("t%d", time.Now().UnixNano()%1e6)
+	t.Cleanup(func() {
+		if err := c.Down(context.Background(), name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	cl, err := c.Up(ctx, UpOptions{Name: name, Nodes: 3, Mode: store.ModeLWW, W: 1, R: 1, Wait: 60 * time.Second, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatalf("cluster/up: %v", err)
+	}
+
+	t.Run("ops/write then read through 127.0.0.1/value read", func(t *testing.T) {
+		for _, n := range cl.Nodes() {
+			if a := cl.Addr(n); !strings.HasPrefix(a, "127.0.0.1:") {
+				t.Errorf("node %s published at %q, want 127.0.0.1:PORT", n, a)
+			}
+		}
+		if w := invoke(t, cl.Addr("n1"), "write", "k", history.Int(7)); w.Type != history.OK {
+			t.Fatalf("write: %+v", w)
+		}
+		r := invoke(t, cl.Addr("n1"), "read", "k", history.Nil())
+		if r.Type != history.OK || r.Value.Scalar() != history.Int(7).Scalar() {
+			t.Fatalf("read: %+v, want ok 7", r)
+		}
+	})
+
+	t.Run("status/open by label/three running nodes", func(t *testing.T) {
+		got, err := c.Open(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got.Nodes(), ",") != "n1,n2,n3" {
+			t.Fatalf("nodes %v", got.Nodes())
+		}
+		for _, n := range got.nodes {
+			if n.State != "running" || got.Addr(n.Name) != cl.Addr(n.Name) || n.IP != cl.nodes[0].IP && n.Name == "n1" {
+				t.Errorf("node %+v, want running at %s", n, cl.Addr(n.Name))
+			}
+		}
+		names, err := c.ClusterNames(ctx)
+		if err != nil || !strings.Contains(strings.Join(names, ","), name) {
+			t.Errorf("ClusterNames = %v, %v; want %s among them", names, err, name)
+		}
+	})
+
+	t.Run("kill/start/node serves again at the same address", func(t *testing.T) {
+		if err := cl.Kill("n2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := health(cl.Addr("n2")); err == nil {
+			t.Fatal("n2 answers after kill")
+		}
+		if err := cl.Start("n2"); err != nil {
+			t.Fatal(err)
+		}
+		if w := invoke(t, cl.Addr("n2"), "write", "k2", history.Int(1)); w.Type != history.OK {
+			t.Fatalf("write after start: %+v", w)
+		}
+	})
+
+	t.Run("pause/resume/paused node stops answering", func(t *testing.T) {
+		if err := cl.Pause("n3"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := health(cl.Addr("n3")); err == nil {
+			t.Error("n3 answers while paused")
+		}
+		if err := cl.Resume("n3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Resume("n3"); err != nil {
+			t.Errorf("resume of a running node: %v", err)
+		}
+		if err := eventually(5*time.Second, func() error { _, err := health(cl.Addr("n3")); return err }); err != nil {
+			t.Errorf("n3 after resume: %v", err)
+		}
+	})
+
+	t.Run("clock/clock file/offset reported by the node", func(t *testing.T) {
+		if err := cl.SetClock("n1", 90*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		check := func(want time.Duration) error {
+			st, err := health(cl.Addr("n1"))
+			if err != nil {
+				return err
+			}
+			if time.Duration(st.ClockOffsetNs) != want {
+				return fmt.Errorf("clock offset %v, want %v", time.Duration(st.ClockOffsetNs), want)
+			}
+			return nil
+		}
+		if err := eventually(3*time.Second, func() error { return check(90 * time.Second) }); err != nil {
+			t.Error(err)
+		}
+		if err := cl.SetClock("n1", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := eventually(3*time.Second, func() error { return check(0) }); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("partition/n1 isolated/write on n2 not seen on n1 until heal", func(t *testing.T) {
+		if err := cl.Partition(map[string][]string{"n1": {"n2", "n3"}, "n2": {"n1"}, "n3": {"n1"}}); err != nil {
+			t.Fatal(err)
+		}
+		healed := false
+		defer func() {
+			if !healed {
+				cl.Heal()
+			}
+		}()
+		if w := invoke(t, cl.Addr("n2"), "write", "p", history.Int(42)); w.Type != history.OK {
+			t.Fatalf("write on n2: %+v", w)
+		}
+		// Anti-entropy runs every second: three rounds pass.
+		time.Sleep(3 * time.Second)
+		if r := invoke(t, cl.Addr("n1"), "read", "p", history.Nil()); r.Type != history.OK || r.Value.Scalar() != history.Nil().Scalar() {
+			t.Fatalf("read on isolated n1: %+v, want ok null", r)
+		}
+		// The host still reaches the isolated node, and n3 gets n2's write.
+		if err := eventually(5*time.Second, func() error {
+			r := invoke(t, cl.Addr("n3"), "read", "p", history.Nil())
+			if r.Type != history.OK || r.Value.Scalar() != history.Int(42).Scalar() {
+				return fmt.Errorf("read on n3: %+v", r)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		if err := cl.Heal(); err != nil {
+			t.Fatal(err)
+		}
+		healed = true
+		if err := eventually(10*time.Second, func() error {
+			r := invoke(t, cl.Addr("n1"), "read", "p", history.Nil())
+			if r.Type != history.OK || r.Value.Scalar() != history.Int(42).Scalar() {
+				return fmt.Errorf("read on n1 after heal: %+v", r)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("logs/node log/names the node", func(t *testing.T) {
+		logs, err := cl.Logs(ctx, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(logs, "ecstore n1") {
+			t.Errorf("n1's log does not name it:\n%s", logs)
+		}
+	})
+
+	t.Run("down/everything labelled/removed", func(t *testing.T) {
+		if cs, ns := labelled(t, c, name); cs < 3 || ns != 1 {
+			t.Fatalf("before down: %d containers, %d networks", cs, ns)
+		}
+		if err := cl.Down(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cs, ns := labelled(t, c, name); cs != 0 || ns != 0 {
+			t.Fatalf("after down: %d containers, %d networks left", cs, ns)
+		}
+		if err := c.Down(ctx, name); err != nil {
+			t.Errorf("down of nothing: %v", err)
+		}
+	})
+}

@@ -1,0 +1,156 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Chain is the iptables chain in a node's network namespace that holds
+// eccheck's DROP rules; only the filter table is touched (Docker's
+// embedded DNS lives in the nat table).
+const Chain = "ECCHECK"
+
+// rulesScript makes the ECCHECK chain, hooks it into INPUT once, flushes
+// it, and drops packets from each address given as an argument. It is a
+// constant: the addresses come as arguments, never inside the script.
+const rulesScript = `set -e
+iptables -w -N ECCHECK 2>/dev/null || true
+iptables -w -C INPUT -j ECCHECK 2>/dev/null || iptables -w -I INPUT -j ECCHECK
+iptables -w -F ECCHECK
+for ip in "$@"; do iptables -w -A ECCHECK -s "$ip" -j DROP; done
+`
+
+// Partition replaces any previous partition: grudge[a] lists the nodes
+// whose packets a drops, as iptables DROP rules on INPUT in a's network
+// namespace (so a neither gets their messages nor their replies). Nodes
+// not named get no rules. A killed node gets its rules when it starts.
+func (cl *Cluster) Partition(grudge map[string][]string) error {
+	for a, bs := range grudge {
+		if _, err := cl.Node(a); err != nil {
+			return fmt.Errorf("partition: %w", err)
+		}
+		for _, b := range bs {
+			if _, err := cl.Node(b); err != nil {
+				return fmt.Errorf("partition: %w", err)
+			}
+		}
+	}
+	cl.mu.Lock()
+	cl.grudge = map[string][]string{}
+	for a, bs := range grudge {
+		cl.grudge[a] = append([]string(nil), bs...)
+	}
+	cl.mu.Unlock()
+	return cl.applyAll()
+}
+
+// Heal removes every partition: it flushes the ECCHECK chain of every
+// running node.
+func (cl *Cluster) Heal() error {
+	cl.mu.Lock()
+	cl.grudge = nil
+	cl.mu.Unlock()
+	return cl.applyAll()
+}
+
+// applyAll applies the grudge in force to every running or paused node, in
+// parallel.
+func (cl *Cluster) applyAll() error {
+	ctx, cancel := faultCtx()
+	defer cancel()
+	cl.mu.Lock()
+	g := cl.grudge
+	cl.mu.Unlock()
+	errs := make(chan error, len(cl.nodes))
+	for _, n := range cl.nodes {
+		go func() {
+			insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
+			if err != nil {
+				errs <- fmt.Errorf("inspect %s: %w", n.Name, err)
+				return
+			}
+			if insp.Container.State == nil || !insp.Container.State.Running {
+				errs <- nil // killed: Start applies the rules
+				return
+			}
+			errs <- cl.applyRules(ctx, n, g[n.Name])
+		}()
+	}
+	var all []error
+	for range cl.nodes {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// applyRules runs the helper in n's network namespace so that n drops
+// packets from the nodes in drops (none: the chain is flushed).
+func (cl *Cluster) applyRules(ctx context.Context, n *Node, drops []string) error {
+	args := []string{"sh", "-c", rulesScript, "eccheck-rules"}
+	for _, d := range drops {
+		peer, err := cl.Node(d)
+		if err != nil {
+			return err
+		}
+		args = append(args, peer.IP.String())
+	}
+	if err := cl.runHelper(ctx, n, args); err != nil {
+		return fmt.Errorf("iptables in %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// runHelper runs cmd in a short-lived container from the base image that
+// shares n's network namespace, with CAP_NET_ADMIN (and CAP_NET_RAW, which
+// iptables needs for its socket) and no other capability, and removes it
+// afterwards, even when ctx ends. It returns the helper's output with its
+// error.
+func (cl *Cluster) runHelper(ctx context.Context, n *Node, cmd []string) error {
+	img, err := cl.c.ImageFor(ctx, RoleBase)
+	if err != nil {
+		return fmt.Errorf("network helper: %w", err)
+	}
+	res, err := cl.c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:      img,
+			Entrypoint: cmd[:1],
+			Cmd:        cmd[1:],
+			Labels:     map[string]string{LabelCluster: cl.name, LabelRole: "helper", LabelNode: n.Name},
+		},
+		HostConfig: &container.HostConfig{
+			NetworkMode: container.NetworkMode("container:" + n.ID),
+			CapDrop:     []string{"ALL"},
+			CapAdd:      []string{"NET_ADMIN", "NET_RAW"},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create helper: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		cl.c.api.ContainerRemove(rctx, res.ID, client.ContainerRemoveOptions{Force: true})
+	}()
+	if _, err := cl.c.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start helper: %w", err)
+	}
+	wr := cl.c.api.ContainerWait(ctx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	var code int64
+	select {
+	case r := <-wr.Result:
+		code = r.StatusCode
+	case err := <-wr.Error:
+		return fmt.Errorf("wait for helper: %w", err)
+	}
+	if code != 0 {
+		out, _ := cl.c.logs(ctx, res.ID, "20")
+		return fmt.Errorf("helper exited %d: %s", code, strings.TrimSpace(out))
+	}
+	return nil
+}
