@@ -30,7 +30,7 @@ import (
 
 // Ports and paths inside an ecstore node container.
 const (
-	ecstorePort = 7001              // the client and peer HTTP API; Raft on 8001
+	ecstorePort = 7001               // the client and peer HTTP API; Raft on 8001
 	ecstoreDir  = "/var/lib/ecstore" // holds the data directory and the clock file
 	clockFile   = ecstoreDir + "/clock"
 	dataDir     = ecstoreDir + "/data"

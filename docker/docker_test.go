@@ -250,6 +250,10 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		healed = true
+		helpers, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", LabelRole+"=helper")})
+		if err != nil || len(helpers.Items) != 0 {
+			t.Errorf("helper containers left after heal: %d, %v", len(helpers.Items), err)
+		}
 		if err := eventually(10*time.Second, func() error {
 			r := invoke(t, cl.Addr("n1"), "read", "p", history.Nil())
 			if r.Type != history.OK || r.Value.Scalar() != history.Int(42).Scalar() {

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/store"
+)
+
+func newClusterCmd(a *app) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Run a store's cluster in Docker containers",
+		Long: `Cluster starts and stops clusters in Docker containers, through the Docker
+Engine API. Each cluster has its own bridge network eccheck-NAME on a free
+172.30-31.x.0/24 subnet, one container per node (eccheck-NAME-n1, ...) at
+a fixed address (.11, .12, ...), client ports published on 127.0.0.1 only,
+and the label eccheck.cluster=NAME on every container and network.
+
+Build the images first: eccheck images build.`,
+	}
+	cmd.PersistentFlags().StringVar(&name, "name", "default", "the cluster's name (lowercase letters, digits, - and _)")
+	cmd.AddCommand(newClusterUpCmd(a, &name), newClusterDownCmd(a, &name), newClusterStatusCmd(a, &name), newClusterLogsCmd(a, &name))
+	return cmd
+}
+
+func newClusterUpCmd(a *app, name *string) *cobra.Command {
+	var (
+		o  docker.UpOptions
+		db string
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start a cluster and wait until every node answers",
+		Long: `Up starts an ecstore cluster and waits until every node answers GET /v1/health
+through its published port (--wait bounds it; the error names the node and
+shows its last log lines). The nodes run 'eccheck store serve' with their
+peers at fixed addresses, a data directory and the clock file
+/var/lib/ecstore/clock (for clock faults). If up fails, it removes what it
+created.`,
+		Example: `  eccheck cluster up --name demo --nodes 3 --mode lww --w 1 --r 1
+  eccheck cluster up --name r --mode raft`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if db != "ecstore" {
+				return usagef("--db %s: only ecstore runs in Docker so far (postgres is next)", db)
+			}
+			if !slices.Contains(store.Modes, o.Mode) {
+				return usagef("--mode %s: want %s", o.Mode, strings.Join(store.Modes, ", "))
+			}
+			if err := docker.ValidName(*name); err != nil {
+				return usageError{err}
+			}
+			o.Name, o.Progress = *name, a.stderr
+			c, err := docker.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			cl, err := c.Up(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return printNodes(a.stdout, cl)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&db, "db", "ecstore", "the store: ecstore")
+	f.IntVar(&o.Nodes, "nodes", 3, "how many nodes")
+	f.StringVar(&o.Mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
+	f.IntVar(&o.N, "n", 0, "replicas per key (lww, hlc; 0 = every node)")
+	f.IntVar(&o.W, "w", 1, "write quorum (lww, hlc)")
+	f.IntVar(&o.R, "r", 1, "read quorum (lww, hlc)")
+	f.StringVar(&o.SetImpl, "set-impl", "", "sets: orset or lww-blob (lww, hlc)")
+	f.DurationVar(&o.Wait, "wait", 60*time.Second, "how long to wait for every node to answer")
+	return cmd
+}
+
+func newClusterDownCmd(a *app, name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Remove every container and network labelled eccheck.cluster=NAME",
+		Long: `Down removes every container (nodes and helpers) and network carrying the
+label eccheck.cluster=NAME, including what a crashed or killed run left
+behind. A cluster that does not exist is not an error.`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := docker.ValidName(*name); err != nil {
+				return usageError{err}
+			}
+			c, err := docker.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.Down(cmd.Context(), *name); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "cluster %s: removed\n", *name)
+			return nil
+		},
+	}
+}
+
+func newClusterStatusCmd(a *app, name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "List a cluster's nodes, their state and addresses",
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := docker.ValidName(*name); err != nil {
+				return usageError{err}
+			}
+			c, err := docker.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			cl, err := c.Open(cmd.Context(), *name)
+			if err != nil {
+				if names, nerr := c.ClusterNames(cmd.Context()); nerr == nil && len(names) > 0 {
+					return fmt.Errorf("%w; clusters here: %s", err, strings.Join(names, ", "))
+				}
+				return err
+			}
+			return printNodes(a.stdout, cl)
+		},
+	}
+}
+
+func newClusterLogsCmd(a *app, name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "logs NODE",
+		Short: "Print a node's container log",
+		Args:  exactArgs(1, "one node name (n1, n2, ...)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := docker.ValidName(*name); err != nil {
+				return usageError{err}
+			}
+			c, err := docker.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			cl, err := c.Open(cmd.Context(), *name)
+			if err != nil {
+				return err
+			}
+			logs, err := cl.Logs(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(a.stdout, logs)
+			return err
+		},
+	}
+}
+
+// printNodes prints one line per node: name, state, published address,
+// address on the cluster network and container.
+func printNodes(w io.Writer, cl *docker.Cluster) error {
+	netName, subnet := cl.Network()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\tSTATE\tADDRESS\tNETWORK %s (%s)\tCONTAINER\n", netName, subnet)
+	for _, n := range cl.Nodes() {
+		nd, _ := cl.Node(n)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, nd.State, cl.Addr(n), nd.IP, nd.Container)
+	}
+	return tw.Flush()
+}
