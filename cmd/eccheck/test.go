@@ -64,8 +64,10 @@ With no flags it runs ecstore in this process in its weakest configuration
 
 Everything lands in a run directory, runs/<name>/<UTC time>/ (and the link
 runs/latest): test.json (the configuration, seed and version), history.jsonl,
-results.json, report.txt, nodes/<node>.log and, for keys that are not
-linearizable, their visualizations. 'eccheck check runs/latest' re-checks it.
+results.json, report.txt, report.md, junit.xml, report.html (plots),
+nodes/<node>.log and, for keys that are not linearizable, their
+visualizations. 'eccheck check runs/latest' re-checks it; 'eccheck report
+runs/latest -o markdown' renders it again.
 
 The seed decides every operation and the fault schedule; it is printed at the
 start, and --seed repeats a run's choices.`,
@@ -327,6 +329,9 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	if werr != nil {
 		return results.Report{}, dir, fmt.Errorf("write report: %w", werr)
 	}
+	writeRunReports(dir, rep, h, func(format string, args ...any) {
+		fmt.Fprintf(a.stderr, "eccheck: warning: "+format+"\n", args...)
+	})
 	if err := writeReport(a, o.check.output, rep); err != nil {
 		return results.Report{}, dir, err
 	}
