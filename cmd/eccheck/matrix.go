@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/nemesis"
@@ -100,7 +101,12 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 			return runMatrix(cmd.Context(), o, a)
 		},
 	}
-	f := cmd.Flags()
+	bindMatrixFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+// bindMatrixFlags defines the flags of `eccheck matrix` on f, into o.
+func bindMatrixFlags(f *pflag.FlagSet, o *matrixOptions) {
 	f.StringVar(&o.db, "db", "ecstore", "the store under test (ecstore)")
 	f.StringVar(&o.cluster, "cluster", "local", "where the clusters run: local (in this process)")
 	f.StringVar(&o.modes, "modes", "raft,lww:w1r1,lww:w2r2,hlc,primary", "configurations, comma-separated: "+modeSpecForms)
@@ -122,7 +128,6 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 	f.StringVar(&o.expect, "expect", "", "file of expectations the cells must meet; the exit code follows it")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each cell's own progress and log lines")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines on stderr")
-	return cmd
 }
 
 // matrixConfig is one configuration of the matrix: a row group of the card.
