@@ -295,7 +295,7 @@ func runMatrix(ctx context.Context, o matrixOptions, a *app) error {
 		o.seed = rand.Uint64() >> 12 // short enough to type back
 	}
 	start := time.Now().UTC()
-	dir := filepath.Join(o.out, "matrix-"+start.Format("20060102T150405Z"))
+	dir := filepath.Join(o.out, "matrix-"+start.Format("20060102T150405.000Z"))
 	cells, configs, nemeses, err := planMatrix(o, dir)
 	if err != nil {
 		return err
@@ -342,7 +342,9 @@ func runMatrix(ctx context.Context, o matrixOptions, a *app) error {
 			cell = results.ErrorCell(mc.config, mc.nemesis, runDir, err)
 			if ctx.Err() != nil {
 				card.Interrupted = true
-				cell.Error = "interrupted: " + cell.Error
+				if !strings.HasPrefix(cell.Error, "interrupted") {
+					cell.Error = "interrupted: " + cell.Error
+				}
 			}
 		} else {
 			cell = results.NewCell(mc.config, mc.nemesis, runDir, rep)
