@@ -327,7 +327,9 @@ func renderSVG(p *plot.Plot) (svg string, err error) {
 	p.Legend = plot.NewLegend()
 	legWidth := leg.Rectangle(dc).Size().X
 	if legWidth > 0 {
-		legWidth += vg.Points(12)
+		// Room beyond gonum's own measure: a browser may draw the text in
+		// a wider fallback font (the SVG names fonts it does not embed).
+		legWidth = legWidth*5/4 + vg.Points(12)
 	}
 	p.Draw(draw.Crop(dc, 0, -legWidth, 0, 0))
 	if legWidth > 0 {
