@@ -153,13 +153,25 @@ type Status struct {
 	Leader string `json:"leader,omitempty"` // the node this one believes leads
 	Ready  bool   `json:"ready"`
 	// ClockOffsetNs is the offset the nemesis set on this node's clock.
-	ClockOffsetNs int64  `json:"clock_offset_ns"`
-	Paused        bool   `json:"paused,omitempty"`
-	Detail        string `json:"detail,omitempty"`
+	ClockOffsetNs int64 `json:"clock_offset_ns"`
+	Paused        bool  `json:"paused,omitempty"`
+	// DelaysMs are the delays, in milliseconds, that POST /v1/admin/delay
+	// put on this node's messages to each peer (containers only).
+	DelaysMs map[string]int64 `json:"delays_ms,omitempty"`
+	Detail   string           `json:"detail,omitempty"`
 }
 
 // ClockRequest is the body of POST /v1/admin/clock.
 type ClockRequest struct {
 	OffsetNs int64   `json:"offset_ns"`
 	DriftPPM float64 `json:"drift_ppm,omitempty"`
+}
+
+// DelayRequest is the body of POST /v1/admin/delay: delay this node's
+// messages to Peer (every peer when empty) by Ms milliseconds; 0 removes
+// the delay. Only a node with no in-process fault state (one in its own
+// container) accepts it.
+type DelayRequest struct {
+	Peer string `json:"peer,omitempty"`
+	Ms   int64  `json:"ms"`
 }

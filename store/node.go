@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -229,6 +231,10 @@ type Node struct {
 	srv    *http.Server
 	stopCh chan struct{}
 	wg     sync.WaitGroup
+	// own is the node's own fault state when cfg.Faults is nil (a node in
+	// its own container): only the delays set through POST
+	// /v1/admin/delay, which its peer messages obey.
+	own *LocalNet
 }
 
 // NewNode checks cfg and makes a node; Start runs it.
@@ -236,7 +242,11 @@ func NewNode(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
-	return &Node{cfg: cfg, clock: NewClock(), stopCh: make(chan struct{})}, nil
+	n := &Node{cfg: cfg, clock: NewClock(), stopCh: make(chan struct{})}
+	if cfg.Faults == nil {
+		n.own = NewLocalNet()
+	}
+	return n, nil
 }
 
 // Clock returns the node's clock, for in-process skew.
@@ -259,7 +269,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.ClockFile != "" {
 		n.wg.Go(func() { n.clock.WatchFile(n.cfg.ClockFile, 100*time.Millisecond, n.stopCh, n.cfg.Logf) })
 	}
-	eng, err := newEngine(env{cfg: n.cfg, clock: n.clock, peers: NewPeers(n.cfg.ID, n.cfg.Peers, n.cfg.Faults), logf: n.cfg.Logf})
+	var pf Faults = n.own
+	if n.cfg.Faults != nil {
+		pf = n.cfg.Faults
+	}
+	eng, err := newEngine(env{cfg: n.cfg, clock: n.clock, peers: NewPeers(n.cfg.ID, n.cfg.Peers, pf), logf: n.cfg.Logf})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("node %s: %w", n.cfg.ID, err)
@@ -270,6 +284,7 @@ func (n *Node) Start(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/peer/{kind}", n.handlePeer)
 	mux.HandleFunc("GET /v1/health", n.handleHealth)
 	mux.HandleFunc("POST /v1/admin/clock", n.handleClock)
+	mux.HandleFunc("POST /v1/admin/delay", n.handleDelay)
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Go(func() {
 		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -371,6 +386,16 @@ func (n *Node) Status() Status {
 	if ln, ok := n.cfg.Faults.(*LocalNet); ok {
 		s.Paused = ln.Paused(n.cfg.ID)
 	}
+	if n.own != nil {
+		for _, p := range slices.Sorted(maps.Keys(n.cfg.Peers)) {
+			if d := n.own.Delay(n.cfg.ID, p); d > 0 {
+				if s.DelaysMs == nil {
+					s.DelaysMs = map[string]int64{}
+				}
+				s.DelaysMs[p] = d.Milliseconds()
+			}
+		}
+	}
 	if n.eng != nil {
 		n.eng.status(&s)
 	}
@@ -388,6 +413,40 @@ func (n *Node) handleClock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.clock.Set(time.Duration(req.OffsetNs), req.DriftPPM)
+	writeJSON(w, http.StatusOK, n.Status())
+}
+
+// handleDelay sets the delay of this node's messages to one peer (or to
+// every peer when the request names none); 0 removes it. Only a node with
+// no shared in-process fault state has delays of its own: an in-process
+// node answers 409, as its cluster's LocalNet sets them.
+func (n *Node) handleDelay(w http.ResponseWriter, r *http.Request) {
+	if n.own == nil {
+		http.Error(w, "node "+n.cfg.ID+" obeys its in-process cluster's fault state: set delays there", http.StatusConflict)
+		return
+	}
+	var req DelayRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		http.Error(w, "decode delay request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if req.Ms < 0 {
+		http.Error(w, fmt.Sprintf("delay of %d ms: want 0 or more", req.Ms), http.StatusBadRequest)
+		return
+	}
+	peers := slices.Sorted(maps.Keys(n.cfg.Peers))
+	if req.Peer != "" {
+		if _, ok := n.cfg.Peers[req.Peer]; !ok || req.Peer == n.cfg.ID {
+			http.Error(w, fmt.Sprintf("node %s has no peer %q", n.cfg.ID, req.Peer), http.StatusBadRequest)
+			return
+		}
+		peers = []string{req.Peer}
+	}
+	for _, p := range peers {
+		if p != n.cfg.ID {
+			n.own.SetDelay(n.cfg.ID, p, time.Duration(req.Ms)*time.Millisecond)
+		}
+	}
 	writeJSON(w, http.StatusOK, n.Status())
 }
 
