@@ -50,13 +50,14 @@ func (cl *Cluster) Partition(grudge map[string][]string) error {
 	return cl.applyAll()
 }
 
-// Heal removes every partition: it flushes the ECCHECK chain of every
-// running node.
+// Heal removes every partition and link fault: it flushes the ECCHECK and
+// ECCHECK-LOSS chains and removes the root qdisc of every running node,
+// and clears the delays set through ecstore's transport hook.
 func (cl *Cluster) Heal() error {
 	cl.mu.Lock()
 	cl.grudge = nil
 	cl.mu.Unlock()
-	return cl.applyAll()
+	return errors.Join(cl.applyAll(), cl.clearLinks())
 }
 
 // applyAll applies the grudge in force to every running or paused node, in
@@ -106,15 +107,22 @@ func (cl *Cluster) applyRules(ctx context.Context, n *Node, drops []string) erro
 	return nil
 }
 
-// runHelper runs cmd in a short-lived container from the base image that
-// shares n's network namespace, with CAP_NET_ADMIN (and CAP_NET_RAW, which
-// iptables needs for its socket) and no other capability, and removes it
-// afterwards, even when ctx ends. It returns the helper's output with its
-// error.
+// runHelper runs cmd in a short-lived helper container in n's network
+// namespace (see [Cluster.runHelperOutput]).
 func (cl *Cluster) runHelper(ctx context.Context, n *Node, cmd []string) error {
+	_, err := cl.runHelperOutput(ctx, n, cmd)
+	return err
+}
+
+// runHelperOutput runs cmd in a short-lived container from the base image
+// that shares n's network namespace, with CAP_NET_ADMIN (and CAP_NET_RAW,
+// which iptables needs for its socket) and no other capability, and
+// removes it afterwards, even when ctx ends. It returns the helper's output
+// (stdout and stderr); on a non-zero exit the error carries its last lines.
+func (cl *Cluster) runHelperOutput(ctx context.Context, n *Node, cmd []string) (string, error) {
 	img, err := cl.c.ImageFor(ctx, RoleBase)
 	if err != nil {
-		return fmt.Errorf("network helper: %w", err)
+		return "", fmt.Errorf("network helper: %w", err)
 	}
 	res, err := cl.c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
@@ -130,7 +138,7 @@ func (cl *Cluster) runHelper(ctx context.Context, n *Node, cmd []string) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("create helper: %w", err)
+		return "", fmt.Errorf("create helper: %w", err)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -138,7 +146,7 @@ func (cl *Cluster) runHelper(ctx context.Context, n *Node, cmd []string) error {
 		cl.c.api.ContainerRemove(rctx, res.ID, client.ContainerRemoveOptions{Force: true})
 	}()
 	if _, err := cl.c.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("start helper: %w", err)
+		return "", fmt.Errorf("start helper: %w", err)
 	}
 	wr := cl.c.api.ContainerWait(ctx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	var code int64
@@ -146,11 +154,15 @@ func (cl *Cluster) runHelper(ctx context.Context, n *Node, cmd []string) error {
 	case r := <-wr.Result:
 		code = r.StatusCode
 	case err := <-wr.Error:
-		return fmt.Errorf("wait for helper: %w", err)
+		return "", fmt.Errorf("wait for helper: %w", err)
 	}
+	out, _ := cl.c.logs(ctx, res.ID, "all")
 	if code != 0 {
-		out, _ := cl.c.logs(ctx, res.ID, "20")
-		return fmt.Errorf("helper exited %d: %s", code, strings.TrimSpace(out))
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) > 20 {
+			lines = lines[len(lines)-20:]
+		}
+		return out, fmt.Errorf("helper exited %d: %s", code, strings.Join(lines, "\n"))
 	}
-	return nil
+	return out, nil
 }

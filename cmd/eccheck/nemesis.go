@@ -1,0 +1,485 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eccheck/eccheck/docker"
+)
+
+// nemesisOpts are the flags shared by the nemesis subcommands.
+type nemesisOpts struct {
+	cluster string
+}
+
+func newNemesisCmd(a *app) *cobra.Command {
+	o := &nemesisOpts{}
+	cmd := &cobra.Command{
+		Use:   "nemesis",
+		Short: "Inject faults by hand into a running Docker cluster",
+		Long: `Nemesis injects one fault into a cluster started with 'eccheck cluster up',
+found by its label eccheck.cluster=NAME, and prints one line saying what it
+did: the way people use Pumba while exploring.
+
+Partitions and random loss are iptables DROP rules (chains ECCHECK and
+ECCHECK-LOSS, filter table) in the node's network namespace, applied by a
+short-lived helper container; bandwidth is a tc tbf qdisc on the node's
+eth0; delay is tc netem where the kernel has sch_netem, and otherwise (and
+for one peer) ecstore's own transport hook, which the output says. 'heal'
+removes all of these. Clock offsets go through ecstore's clock file; kill,
+start, pause and resume through the Engine API.
+
+A partition is not remembered between commands: a node started with
+'eccheck nemesis start' comes back without its rules (heal, then partition
+again).`,
+		Example: `  eccheck nemesis partition --cluster demo --shape isolate --node n1
+  eccheck nemesis partition --cluster demo --grudge 'n1=n2,n3;n2=n1'
+  eccheck nemesis loss --cluster demo --node n1 --percent 20
+  eccheck nemesis delay --cluster demo --node n1 --ms 200
+  eccheck nemesis clock --cluster demo --node n2 --offset -5s
+  eccheck nemesis status --cluster demo
+  eccheck nemesis heal --cluster demo`,
+	}
+	cmd.PersistentFlags().StringVar(&o.cluster, "cluster", "default", "the cluster's name (as given to 'eccheck cluster up --name')")
+	cmd.AddCommand(
+		newNemesisPartitionCmd(a, o),
+		nemesisSimple(a, o, "heal", "Remove every partition, loss rule, qdisc and hook delay", func(cl *docker.Cluster) (string, error) {
+			return "healed: partitions, loss, bandwidth limits and delays removed", cl.Heal()
+		}),
+		newNemesisClockCmd(a, o),
+		nemesisNodeCmd(a, o, "kill", "Kill a node's container (SIGKILL); its filesystem stays", (*docker.Cluster).Kill, "killed"),
+		nemesisNodeCmd(a, o, "start", "Start a killed node and wait until it answers", (*docker.Cluster).Start, "started"),
+		nemesisNodeCmd(a, o, "pause", "Freeze a node (cgroup freezer)", (*docker.Cluster).Pause, "paused"),
+		nemesisNodeCmd(a, o, "resume", "Unfreeze a paused node", (*docker.Cluster).Resume, "resumed"),
+		newNemesisDelayCmd(a, o),
+		newNemesisLossCmd(a, o),
+		newNemesisBandwidthCmd(a, o),
+		newNemesisStatusCmd(a, o),
+	)
+	return cmd
+}
+
+// openCluster connects to the engine and opens the cluster; a cluster
+// that does not exist is a usage error.
+func openCluster(ctx context.Context, o *nemesisOpts) (*docker.Client, *docker.Cluster, error) {
+	if err := docker.ValidName(o.cluster); err != nil {
+		return nil, nil, usageError{err}
+	}
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.Open(ctx, o.cluster)
+	if err != nil {
+		c.Close()
+		if strings.HasPrefix(err.Error(), "no cluster") {
+			return nil, nil, usageError{err}
+		}
+		return nil, nil, err
+	}
+	return c, cl, nil
+}
+
+// withCluster runs f on the opened cluster and prints its line.
+func withCluster(cmd *cobra.Command, a *app, o *nemesisOpts, f func(cl *docker.Cluster) (string, error)) error {
+	c, cl, err := openCluster(cmd.Context(), o)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	line, err := f(cl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "cluster %s: %s\n", cl.Name(), line)
+	return nil
+}
+
+// knownNode checks that node is one of the cluster's nodes (a usage error
+// otherwise).
+func knownNode(cl *docker.Cluster, flag, node string) error {
+	if node == "" {
+		return usagef("%s is required (one of %s)", flag, strings.Join(cl.Nodes(), ", "))
+	}
+	if _, err := cl.Node(node); err != nil {
+		return usageError{fmt.Errorf("%s: %w", flag, err)}
+	}
+	return nil
+}
+
+func nemesisSimple(a *app, o *nemesisOpts, use, short string, f func(cl *docker.Cluster) (string, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withCluster(cmd, a, o, f)
+		},
+	}
+}
+
+func nemesisNodeCmd(a *app, o *nemesisOpts, use, short string, f func(*docker.Cluster, string) error, did string) *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
+				if err := knownNode(cl, "--node", node); err != nil {
+					return "", err
+				}
+				return did + " " + node, f(cl, node)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node (n1, n2, ...)")
+	return cmd
+}
+
+// partitionShapes are the --shape values.
+var partitionShapes = []string{"isolate", "halves", "one-way"}
+
+// shapeGrudge turns a shape into a grudge (node -> nodes whose packets it
+// drops).
+func shapeGrudge(shape, node string, nodes []string) (map[string][]string, string, error) {
+	g := map[string][]string{}
+	others := func(x string) []string {
+		var out []string
+		for _, n := range nodes {
+			if n != x {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	switch shape {
+	case "isolate":
+		g[node] = others(node)
+		for _, n := range others(node) {
+			g[n] = []string{node}
+		}
+		return g, fmt.Sprintf("isolated %s from %s", node, strings.Join(others(node), ", ")), nil
+	case "one-way":
+		g[node] = others(node)
+		return g, fmt.Sprintf("%s drops packets from %s (they still receive its packets)", node, strings.Join(others(node), ", ")), nil
+	case "halves":
+		if len(nodes) < 2 {
+			return nil, "", usagef("--shape halves needs at least 2 nodes")
+		}
+		a, b := nodes[:len(nodes)/2], nodes[len(nodes)/2:]
+		for _, x := range a {
+			g[x] = slices.Clone(b)
+		}
+		for _, x := range b {
+			g[x] = slices.Clone(a)
+		}
+		return g, fmt.Sprintf("split into %s | %s", strings.Join(a, ","), strings.Join(b, ",")), nil
+	}
+	return nil, "", usagef("--shape %q: want %s", shape, strings.Join(partitionShapes, ", "))
+}
+
+// parseGrudge parses 'n1=n2,n3;n2=n1'.
+func parseGrudge(s string, cl *docker.Cluster) (map[string][]string, error) {
+	g := map[string][]string{}
+	for part := range strings.SplitSeq(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		at, froms, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(froms) == "" {
+			return nil, usagef("--grudge %q: want NODE=NODE,NODE;NODE=NODE (each node and the nodes whose packets it drops)", s)
+		}
+		at = strings.TrimSpace(at)
+		if err := knownNode(cl, "--grudge", at); err != nil {
+			return nil, err
+		}
+		for f := range strings.SplitSeq(froms, ",") {
+			f = strings.TrimSpace(f)
+			if err := knownNode(cl, "--grudge", f); err != nil {
+				return nil, err
+			}
+			if f == at {
+				return nil, usagef("--grudge: %s cannot drop its own packets", at)
+			}
+			g[at] = append(g[at], f)
+		}
+	}
+	if len(g) == 0 {
+		return nil, usagef("--grudge %q names no node", s)
+	}
+	return g, nil
+}
+
+func formatGrudge(g map[string][]string) string {
+	var parts []string
+	for _, at := range slices.Sorted(maps.Keys(g)) {
+		parts = append(parts, at+"="+strings.Join(g[at], ","))
+	}
+	return strings.Join(parts, ";")
+}
+
+func newNemesisPartitionCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var shape, node, grudge string
+	cmd := &cobra.Command{
+		Use:   "partition",
+		Short: "Partition the cluster (replaces any partition in force)",
+		Long: `Partition drops packets between nodes with iptables rules in each node's
+network namespace. Give either --shape or --grudge:
+
+  --shape isolate --node n1   n1 and the others drop each other's packets
+  --shape halves              the first half of the nodes and the rest
+  --shape one-way --node n1   n1 drops the others' packets (TCP replies too)
+  --grudge 'n1=n2,n3;n2=n1'   each node and the nodes whose packets it drops`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (shape == "") == (grudge == "") {
+				return usagef("give exactly one of --shape (%s) and --grudge", strings.Join(partitionShapes, ", "))
+			}
+			if shape != "" && !slices.Contains(partitionShapes, shape) {
+				return usagef("--shape %q: want %s", shape, strings.Join(partitionShapes, ", "))
+			}
+			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
+				var g map[string][]string
+				var what string
+				var err error
+				if grudge != "" {
+					if g, err = parseGrudge(grudge, cl); err != nil {
+						return "", err
+					}
+					what = "partitioned: " + formatGrudge(g)
+				} else {
+					if shape != "halves" {
+						if node == "" {
+							node = cl.Nodes()[0]
+						}
+						if err := knownNode(cl, "--node", node); err != nil {
+							return "", err
+						}
+					}
+					if g, what, err = shapeGrudge(shape, node, cl.Nodes()); err != nil {
+						return "", err
+					}
+					what = "partitioned: " + what
+				}
+				return what, cl.Partition(g)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&shape, "shape", "", "isolate, halves or one-way")
+	f.StringVar(&node, "node", "", "the node for isolate and one-way (default: the first node)")
+	f.StringVar(&grudge, "grudge", "", "explicit partition: 'n1=n2,n3;n2=n1' (each node = the nodes whose packets it drops)")
+	return cmd
+}
+
+func newNemesisClockCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var node string
+	var offset time.Duration
+	cmd := &cobra.Command{
+		Use:   "clock",
+		Short: "Set a node's clock offset (0 resets it)",
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
+				if err := knownNode(cl, "--node", node); err != nil {
+					return "", err
+				}
+				if offset == 0 {
+					return "reset the clock of " + node, cl.SetClock(node, 0)
+				}
+				return fmt.Sprintf("set the clock of %s %+v off", node, offset), cl.SetClock(node, offset)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node (n1, n2, ...)")
+	cmd.Flags().DurationVar(&offset, "offset", 0, "the offset, such as -5s or 90s (0 resets)")
+	return cmd
+}
+
+func newNemesisDelayCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var node, peer string
+	var ms int64
+	cmd := &cobra.Command{
+		Use:   "delay",
+		Short: "Delay a node's messages to one peer or to all (--ms 0 removes)",
+		Long: `Delay slows a node's outgoing messages: through tc netem when the kernel has
+sch_netem and no --peer is given; otherwise through ecstore's own transport
+hook (POST /v1/admin/delay), which delays its peer messages but not its
+answers to clients. The output says which was used and why.`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ms < 0 {
+				return usagef("--ms %d: want 0 or more", ms)
+			}
+			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
+				if err := knownNode(cl, "--node", node); err != nil {
+					return "", err
+				}
+				if peer != "" {
+					if err := knownNode(cl, "--peer", peer); err != nil {
+						return "", err
+					}
+					if peer == node {
+						return "", usagef("--peer %s is --node itself", peer)
+					}
+				}
+				to := "every peer"
+				if peer != "" {
+					to = peer
+				}
+				res, err := cl.Delay(node, peer, time.Duration(ms)*time.Millisecond)
+				if err != nil {
+					return "", err
+				}
+				if ms == 0 {
+					return fmt.Sprintf("removed the delay of %s's messages to %s", node, to), nil
+				}
+				line := fmt.Sprintf("delayed %s's messages to %s by %dms with %s", node, to, ms, res.Method)
+				if res.Note != "" {
+					line += " (" + res.Note + ")"
+				}
+				return line, nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node whose messages are delayed")
+	cmd.Flags().StringVar(&peer, "peer", "", "only its messages to this node (default: every peer)")
+	cmd.Flags().Int64Var(&ms, "ms", 0, "the delay in milliseconds (0 removes it)")
+	return cmd
+}
+
+func newNemesisLossCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var node, peer string
+	var percent float64
+	cmd := &cobra.Command{
+		Use:   "loss",
+		Short: "Drop a share of the packets a node receives from its peers (--percent 0 removes)",
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if percent < 0 || percent > 100 {
+				return usagef("--percent %v: want 0 to 100", percent)
+			}
+			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
+				if err := knownNode(cl, "--node", node); err != nil {
+					return "", err
+				}
+				from := "every peer"
+				if peer != "" {
+					if err := knownNode(cl, "--peer", peer); err != nil {
+						return "", err
+					}
+					if peer == node {
+						return "", usagef("--peer %s is --node itself", peer)
+					}
+					from = peer
+				}
+				if err := cl.Loss(node, peer, percent); err != nil {
+					return "", err
+				}
+				if percent == 0 {
+					return "removed the packet loss on " + node, nil
+				}
+				return fmt.Sprintf("%s drops %v%% of the packets from %s at random", node, percent, from), nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node that loses packets")
+	cmd.Flags().StringVar(&peer, "peer", "", "only packets from this node (default: every peer)")
+	cmd.Flags().Float64Var(&percent, "percent", 0, "the share of packets dropped, 0 to 100")
+	return cmd
+}
+
+func newNemesisBandwidthCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var node, rate string
+	cmd := &cobra.Command{
+		Use:   "bandwidth",
+		Short: "Limit a node's outgoing bandwidth (tc tbf; --rate 0 removes)",
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rate == "0" {
+				rate = ""
+			}
+			if rate != "" {
+				if err := docker.ValidRate(rate); err != nil {
+					return usageError{fmt.Errorf("--rate: %w", err)}
+				}
+			}
+			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
+				if err := knownNode(cl, "--node", node); err != nil {
+					return "", err
+				}
+				if err := cl.Bandwidth(node, rate); err != nil {
+					return "", err
+				}
+				if rate == "" {
+					return "removed the bandwidth limit of " + node, nil
+				}
+				return fmt.Sprintf("limited %s's outgoing bandwidth to %s", node, rate), nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node")
+	cmd.Flags().StringVar(&rate, "rate", "", "the rate, such as 1mbit or 500kbit (0 removes the limit)")
+	return cmd
+}
+
+func newNemesisStatusCmd(a *app, o *nemesisOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the faults in force on each node, as far as the cluster can tell",
+		Args:  exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cl, err := openCluster(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			fs, err := cl.Faults(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printFaults(a.stdout, fs)
+		},
+	}
+}
+
+// printFaults prints one line per node.
+func printFaults(w io.Writer, fs []docker.NodeFaults) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tDROPS FROM\tLOSS\tQDISC\tDELAY\tCLOCK")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, f := range fs {
+		var loss, delay []string
+		for _, n := range slices.Sorted(maps.Keys(f.Loss)) {
+			loss = append(loss, fmt.Sprintf("%s %.0f%%", n, f.Loss[n]*100))
+		}
+		for _, n := range slices.Sorted(maps.Keys(f.DelaysMs)) {
+			delay = append(delay, fmt.Sprintf("%s %dms", n, f.DelaysMs[n]))
+		}
+		clock := "-"
+		if f.ClockOffset != 0 {
+			clock = fmt.Sprintf("%+v", f.ClockOffset)
+		}
+		if f.Unreachable != "" {
+			clock = "unreachable"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Node, f.State, dash(strings.Join(f.Drops, ",")), dash(strings.Join(loss, ",")),
+			dash(f.Qdisc), dash(strings.Join(delay, ",")), clock)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eccheck/eccheck/docker"
+)
+
+func TestShapeGrudge(t *testing.T) {
+	nodes := []string{"n1", "n2", "n3"}
+	for _, tc := range []struct {
+		name, shape, node, want string
+	}{
+		{"shape/isolate n2/both ways", "isolate", "n2", "n1=n2;n2=n1,n3;n3=n2"},
+		{"shape/one-way n1/only n1 drops", "one-way", "n1", "n1=n2,n3"},
+		{"shape/halves of three/n1 against n2,n3", "halves", "", "n1=n2,n3;n2=n1;n3=n1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, _, err := shapeGrudge(tc.shape, tc.node, nodes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := formatGrudge(g); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+	if _, _, err := shapeGrudge("ring", "n1", nodes); err == nil {
+		t.Error("shape/unknown/error: got none")
+	}
+}
+
+// TestNemesisUsageErrors checks the errors found before any engine is
+// asked: they exit 3.
+func TestNemesisUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"partition/unknown shape/exit 3", []string{"nemesis", "partition", "--shape", "ring"}, "want isolate, halves, one-way"},
+		{"partition/no shape nor grudge/exit 3", []string{"nemesis", "partition"}, "exactly one of"},
+		{"partition/shape and grudge/exit 3", []string{"nemesis", "partition", "--shape", "halves", "--grudge", "n1=n2"}, "exactly one of"},
+		{"delay/negative/exit 3", []string{"nemesis", "delay", "--node", "n1", "--ms", "-1"}, "want 0 or more"},
+		{"loss/over 100/exit 3", []string{"nemesis", "loss", "--node", "n1", "--percent", "101"}, "want 0 to 100"},
+		{"bandwidth/bad rate/exit 3", []string{"nemesis", "bandwidth", "--node", "n1", "--rate", "fast"}, "--rate"},
+		{"cluster/bad name/exit 3", []string{"nemesis", "heal", "--cluster", "Bad Name"}, "cluster name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, tc.args...)
+			if code != exitUsage || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, exitUsage, tc.want)
+			}
+		})
+	}
+}
+
+// nemesisEngine skips a test without a Docker engine, unless
+// ECCHECK_REQUIRE_DOCKER=1.
+func nemesisEngine(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		if os.Getenv("ECCHECK_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("ECCHECK_REQUIRE_DOCKER=1 but: %v", err)
+		}
+		t.Skipf("no Docker engine (set ECCHECK_REQUIRE_DOCKER=1 to fail instead): %v", err)
+	}
+	c.Close()
+}
+
+// TestNemesisDocker runs the nemesis subcommands against a 3-node cluster
+// in containers (the images must have been built: eccheck images build).
+func TestNemesisDocker(t *testing.T) {
+	nemesisEngine(t)
+	name := fmt.Sprintf("nem%d", time.Now().UnixNano()%1e6)
+	t.Cleanup(func() {
+		if code, _, stderr := runCLI(t, "cluster", "down", "--name", name); code != 0 {
+			t.Errorf("cleanup: cluster down exit %d: %s", code, stderr)
+		}
+	})
+	if code, _, stderr := runCLI(t, "cluster", "up", "--name", name, "--nodes", "3", "--mode", "lww"); code != 0 {
+		t.Fatalf("cluster up: exit %d: %s", code, stderr)
+	}
+	steps := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"partition/isolate n1/one line", []string{"partition", "--shape", "isolate", "--node", "n1"}, 0, "isolated n1 from n2, n3", ""},
+		{"status/after isolate/n1 drops n2,n3", []string{"status"}, 0, "n2,n3", ""},
+		{"partition/unknown node/exit 3", []string{"partition", "--shape", "isolate", "--node", "n9"}, exitUsage, "", "no node \"n9\""},
+		{"partition/grudge with unknown node/exit 3", []string{"partition", "--grudge", "n1=n7"}, exitUsage, "", "no node \"n7\""},
+		{"heal/after isolate/one line", []string{"heal"}, 0, "healed", ""},
+		{"kill/n2/one line", []string{"kill", "--node", "n2"}, 0, "killed n2", ""},
+		{"status/after kill/n2 stopped", []string{"status"}, 0, "stopped", ""},
+		{"start/n2/one line", []string{"start", "--node", "n2"}, 0, "started n2", ""},
+		{"kill/no node/exit 3", []string{"kill"}, exitUsage, "", "--node is required"},
+		{"clock/n3 -5s/one line", []string{"clock", "--node", "n3", "--offset", "-5s"}, 0, "set the clock of n3 -5s off", ""},
+		{"clock/n3 0/reset", []string{"clock", "--node", "n3", "--offset", "0"}, 0, "reset the clock of n3", ""},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, append([]string{"nemesis", s.args[0], "--cluster", name}, s.args[1:]...)...)
+			if code != s.code || !strings.Contains(stdout, s.out) || !strings.Contains(stderr, s.err) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q", code, stdout, stderr, s.code, s.out, s.err)
+			}
+			if s.code == 0 && s.args[0] != "status" && strings.Count(stdout, "\n") != 1 {
+				t.Errorf("stdout %q: want one line", stdout)
+			}
+		})
+	}
+}
