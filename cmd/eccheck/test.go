@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eccheck/eccheck/adapters/ecstore"
+	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/results"
@@ -46,6 +47,13 @@ type testOptions struct {
 	out, name       string
 	noLatest        bool // no out/latest link (eccheck matrix)
 	check           checkOptions
+	// The Docker backend (--cluster docker).
+	clusterName string
+	keep        bool
+	// --op-timeout and --recovery were not given: Docker has defaults of
+	// its own (eccheck matrix sets neither and keeps its values).
+	opTimeoutDefault bool
+	recoveryDefault  bool
 }
 
 func newTestCmd(a *app) *cobra.Command {
@@ -78,6 +86,8 @@ start, and --seed repeats a run's choices.`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.seedSet = cmd.Flags().Changed("seed")
+			o.opTimeoutDefault = !cmd.Flags().Changed("op-timeout")
+			o.recoveryDefault = !cmd.Flags().Changed("recovery")
 			rep, err := runTest(cmd.Context(), o, a)
 			if err != nil {
 				return err
@@ -88,7 +98,9 @@ start, and --seed repeats a run's choices.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.db, "db", "ecstore", "the store under test (ecstore)")
-	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process)")
+	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process) or docker (ecstore containers; see 'eccheck images build')")
+	f.StringVar(&o.clusterName, "cluster-name", "", "docker: the cluster's name (default eccheck-test-<run id>)")
+	f.BoolVar(&o.keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --name NAME')")
 	f.StringVar(&o.mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
 	f.IntVar(&o.nodes, "nodes", 3, "cluster size")
 	f.IntVar(&o.n, "n", 0, "replicas per key in lww and hlc (0 = every node)")
@@ -105,8 +117,8 @@ start, and --seed repeats a run's choices.`,
 	f.IntVar(&o.concurrency, "concurrency", 10, "concurrent clients")
 	f.Float64Var(&o.rate, "rate", 0, "target operations per second in all (0 = as fast as the clients go)")
 	f.Uint64Var(&o.seed, "seed", 0, "seed for operations and faults (default: random, printed)")
-	f.DurationVar(&o.opTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info")
-	f.DurationVar(&o.recovery, "recovery", 3*time.Second, "wait after healing, before the final reads")
+	f.DurationVar(&o.opTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info (docker default: 3s)")
+	f.DurationVar(&o.recovery, "recovery", 3*time.Second, "wait after healing, before the final reads (docker default: 5s)")
 	f.StringVar(&o.out, "out", "runs", "where run directories go")
 	f.StringVar(&o.name, "name", "", "run name (default: db-mode and quorums)")
 	f.StringVarP(&o.check.output, "output", "o", "table", "output format: table or json")
@@ -121,8 +133,12 @@ func (o *testOptions) validate() error {
 	switch {
 	case o.db != "ecstore":
 		return usagef("--db %q: this build tests ecstore (Postgres and Cassandra adapters are coming)", o.db)
-	case o.cluster != "local":
-		return usagef("--cluster %q: this build runs the local (in-process) cluster; the Docker backend is coming", o.cluster)
+	case o.cluster != clusterLocal && o.cluster != clusterDocker:
+		return usagef("--cluster %q: want local (in this process) or docker", o.cluster)
+	case o.cluster == clusterLocal && (o.clusterName != "" || o.keep):
+		return usagef("--cluster-name and --keep go with --cluster docker")
+	case o.cluster == clusterDocker && o.nodes > 9:
+		return usagef("--nodes %d: a Docker cluster has 1 to 9 nodes", o.nodes)
 	case o.nodes < 1 || o.nodes > 15:
 		return usagef("--nodes %d: want 1 to 15", o.nodes)
 	case o.concurrency < 1 || o.concurrency > 1000:
@@ -134,6 +150,11 @@ func (o *testOptions) validate() error {
 	}
 	if err := o.check.validate(); err != nil {
 		return err
+	}
+	if o.clusterName != "" {
+		if err := docker.ValidName(o.clusterName); err != nil {
+			return usageError{fmt.Errorf("--cluster-name: %w", err)}
+		}
 	}
 	ok := false
 	for _, m := range store.Modes {
@@ -159,26 +180,29 @@ func (o *testOptions) runName() string {
 
 // testConfig is test.json.
 type testConfig struct {
-	Version   string            `json:"version"`
-	Seed      uint64            `json:"seed"`
-	Start     time.Time         `json:"start"`
-	DB        string            `json:"db"`
-	Cluster   string            `json:"cluster"`
-	Mode      string            `json:"mode"`
-	Nodes     int               `json:"nodes"`
-	N         int               `json:"n,omitempty"`
-	W         int               `json:"w,omitempty"`
-	R         int               `json:"r,omitempty"`
-	SetImpl   string            `json:"set_impl,omitempty"`
-	Sessions  bool              `json:"sessions"`
-	Workloads []string          `json:"workloads"`
-	Nemesis   []string          `json:"nemesis"`
-	Interval  string            `json:"nemesis_interval"`
-	TimeLimit string            `json:"time_limit"`
-	Conc      int               `json:"concurrency"`
-	Rate      float64           `json:"rate"`
-	Args      []string          `json:"args"`
-	Summary   *workload.Summary `json:"summary,omitempty"`
+	Version   string    `json:"version"`
+	Seed      uint64    `json:"seed"`
+	Start     time.Time `json:"start"`
+	DB        string    `json:"db"`
+	Cluster   string    `json:"cluster"`
+	Mode      string    `json:"mode"`
+	Nodes     int       `json:"nodes"`
+	N         int       `json:"n,omitempty"`
+	W         int       `json:"w,omitempty"`
+	R         int       `json:"r,omitempty"`
+	SetImpl   string    `json:"set_impl,omitempty"`
+	Sessions  bool      `json:"sessions"`
+	Workloads []string  `json:"workloads"`
+	Nemesis   []string  `json:"nemesis"`
+	Interval  string    `json:"nemesis_interval"`
+	TimeLimit string    `json:"time_limit"`
+	Conc      int       `json:"concurrency"`
+	Rate      float64   `json:"rate"`
+	Args      []string  `json:"args"`
+	// ClusterName and Images: the Docker cluster and the images it ran.
+	ClusterName string            `json:"cluster_name,omitempty"`
+	Images      map[string]string `json:"images,omitempty"`
+	Summary     *workload.Summary `json:"summary,omitempty"`
 }
 
 // runTest runs one test, as `eccheck test` does.
@@ -193,6 +217,9 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report, dir string, err error) {
 	if err := o.validate(); err != nil {
 		return results.Report{}, dir, err
+	}
+	if o.cluster == clusterDocker {
+		o.dockerDefaults()
 	}
 	parts, err := workload.ParseWorkloads(o.workloads)
 	if err != nil {
@@ -228,24 +255,39 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 		}
 	}
 
-	// Node logs go to nodes/<node>.log.
-	logs := &nodeLogs{dir: filepath.Join(dir, "nodes"), files: map[string]*os.File{}}
-	defer logs.close()
-	node := store.Config{Mode: o.mode, N: o.n, W: o.w, R: o.r, SetImpl: o.setImpl, PrimaryReads: o.primaryReads,
-		RequestTimeout: o.opTimeout / 2, AntiEntropy: 500 * time.Millisecond, FailoverTimeout: time.Second}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	cluster, err := store.StartLocal(sctx, store.LocalOptions{Nodes: o.nodes, Node: node, DataDir: filepath.Join(dir, "data"), LogfFor: logs.logf})
-	cancel()
-	if err != nil {
-		return results.Report{}, dir, fmt.Errorf("start the %s cluster: %w", o.mode, err)
-	}
-	defer func() {
-		if err := cluster.Close(); err != nil {
-			logf("warning: stop the cluster: %v", err)
+	var cluster testCluster
+	if o.cluster == clusterDocker {
+		dc, err := startDocker(ctx, o, a, dir, logf)
+		if err != nil {
+			return results.Report{}, dir, err
 		}
-		os.RemoveAll(filepath.Join(dir, "data"))
-	}()
-	logf("cluster up: %d %s nodes in this process (%s)", o.nodes, o.mode, strings.Join(cluster.Nodes(), ", "))
+		defer dc.close(logf)
+		cfg.ClusterName, cfg.Images = dc.cl.Name(), dc.images
+		if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
+			return results.Report{}, dir, err
+		}
+		cluster = dc.cl
+	} else {
+		// Node logs go to nodes/<node>.log.
+		logs := &nodeLogs{dir: filepath.Join(dir, "nodes"), files: map[string]*os.File{}}
+		defer logs.close()
+		node := store.Config{Mode: o.mode, N: o.n, W: o.w, R: o.r, SetImpl: o.setImpl, PrimaryReads: o.primaryReads,
+			RequestTimeout: o.opTimeout / 2, AntiEntropy: 500 * time.Millisecond, FailoverTimeout: time.Second}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		local, err := store.StartLocal(sctx, store.LocalOptions{Nodes: o.nodes, Node: node, DataDir: filepath.Join(dir, "data"), LogfFor: logs.logf})
+		cancel()
+		if err != nil {
+			return results.Report{}, dir, fmt.Errorf("start the %s cluster: %w", o.mode, err)
+		}
+		defer func() {
+			if err := local.Close(); err != nil {
+				logf("warning: stop the cluster: %v", err)
+			}
+			os.RemoveAll(filepath.Join(dir, "data"))
+		}()
+		logf("cluster up: %d %s nodes in this process (%s)", o.nodes, o.mode, strings.Join(local.Nodes(), ", "))
+		cluster = local
+	}
 
 	rec, err := history.Create(filepath.Join(dir, "history.jsonl"), history.KeepInMemory())
 	if err != nil {

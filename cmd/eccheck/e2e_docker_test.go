@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/eccheck/eccheck/docker"
+)
+
+// These end-to-end tests run `eccheck test --cluster docker` against
+// ecstore containers. They skip when no Docker engine answers, and fail
+// instead with ECCHECK_REQUIRE_DOCKER=1.
+
+// dockerEngine connects to the engine for a test, or skips it.
+func dockerEngine(t *testing.T) *docker.Client {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end run in Docker; -short skips it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		if os.Getenv("ECCHECK_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("ECCHECK_REQUIRE_DOCKER=1 but: %v", err)
+		}
+		t.Skipf("no Docker engine (set ECCHECK_REQUIRE_DOCKER=1 to fail instead): %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+var (
+	e2eImageOnce sync.Once
+	e2eImageErr  error
+)
+
+// e2eImages builds the ecstore image from this source tree once (the test
+// binary is not static, so eccheck test would use whatever
+// eccheck/ecstore:latest is) and makes sure the base image exists.
+func e2eImages(t *testing.T, c *docker.Client) {
+	t.Helper()
+	e2eImageOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "eccheck-e2e-docker-")
+		if err != nil {
+			e2eImageErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		bin := filepath.Join(dir, "eccheck")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			e2eImageErr = &buildError{err, string(out)}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if _, err := c.BuildEcstore(ctx, docker.BuildOptions{Binary: bin}); err != nil {
+			e2eImageErr = err
+			return
+		}
+		if _, err := c.ImageFor(ctx, docker.RoleBase); err != nil {
+			_, e2eImageErr = c.BuildBase(ctx, docker.BuildOptions{})
+		}
+	})
+	if e2eImageErr != nil {
+		t.Fatalf("images: %v", e2eImageErr)
+	}
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string {
+	return "go build of a static eccheck: " + e.err.Error() + "\n" + e.out
+}
+
+// leftovers lists the containers and networks labelled with the cluster.
+func leftovers(t *testing.T, c *docker.Client, name string) []string {
+	t.Helper()
+	ctx := context.Background()
+	f := make(client.Filters).Add("label", docker.LabelCluster+"="+name)
+	var out []string
+	cs, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cs.Items {
+		out = append(out, "container "+strings.Join(s.Names, ","))
+	}
+	ns, err := c.API().NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns.Items {
+		out = append(out, "network "+n.Name)
+	}
+	return out
+}
+
+// runDockerE2E runs eccheck test in Docker under a cluster name of its own
+// and checks that the node logs were saved and nothing was left behind.
+func runDockerE2E(t *testing.T, args ...string) (int, e2eReport) {
+	t.Helper()
+	c := dockerEngine(t)
+	e2eImages(t, c)
+	name := "e2e-" + shortID()
+	t.Cleanup(func() { c.Down(context.Background(), name) })
+	code, rep, dir := runE2E(t, append([]string{"--cluster", "docker", "--cluster-name", name}, args...)...)
+	b, err := os.ReadFile(filepath.Join(dir, "nodes", "n1.log"))
+	if err != nil || !strings.Contains(string(b), "ecstore n1") {
+		t.Errorf("docker/node log/saved: nodes/n1.log: %v, %q", err, b)
+	}
+	if left := leftovers(t, c, name); len(left) > 0 {
+		t.Errorf("docker/teardown/nothing left: %s", strings.Join(left, "; "))
+	}
+	return code, rep
+}
+
+func TestE2EDockerLWWPartitionsBreakSessions(t *testing.T) {
+	code, rep := runDockerE2E(t, "--mode", "lww", "--w", "1", "--r", "1", "--workload", "session", "--nemesis", "partition", "--time-limit", "8s", "--nemesis-interval", "5s", "--seed", "11")
+	if code != exitInvalid {
+		t.Fatalf("docker/lww w1r1 partition/exit 1: exit %d", code)
+	}
+	expectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
+}
+
+func TestE2EDockerRaftPartitionKillValid(t *testing.T) {
+	code, rep := runDockerE2E(t, "--mode", "raft", "--nemesis", "partition,kill", "--time-limit", "10s", "--nemesis-interval", "2s", "--recovery", "3s", "--seed", "5")
+	if code != exitValid {
+		t.Fatalf("docker/raft partition,kill/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"linearizable (register)": "valid", "lost-writes (register)": "valid", "lost-writes (set)": "valid"})
+}
