@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -116,21 +118,11 @@ func newClusterStatusCmd(a *app, name *string) *cobra.Command {
 		Short: "List a cluster's nodes, their state and addresses",
 		Args:  exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := docker.ValidName(*name); err != nil {
-				return usageError{err}
-			}
-			c, err := docker.Connect(cmd.Context())
+			c, cl, err := openCluster(cmd.Context(), *name)
 			if err != nil {
-				return err
+				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
-			cl, err := c.Open(cmd.Context(), *name)
-			if err != nil {
-				if names, nerr := c.ClusterNames(cmd.Context()); nerr == nil && len(names) > 0 {
-					return fmt.Errorf("%w; clusters here: %s", err, strings.Join(names, ", "))
-				}
-				return err
-			}
 			return printNodes(a.stdout, cl)
 		},
 	}
@@ -142,18 +134,11 @@ func newClusterLogsCmd(a *app, name *string) *cobra.Command {
 		Short: "Print a node's container log",
 		Args:  exactArgs(1, "one node name (n1, n2, ...)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := docker.ValidName(*name); err != nil {
-				return usageError{err}
-			}
-			c, err := docker.Connect(cmd.Context())
+			c, cl, err := openCluster(cmd.Context(), *name)
 			if err != nil {
-				return err
+				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
-			cl, err := c.Open(cmd.Context(), *name)
-			if err != nil {
-				return err
-			}
 			logs, err := cl.Logs(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -175,4 +160,22 @@ func printNodes(w io.Writer, cl *docker.Cluster) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, nd.State, cl.Addr(n), nd.IP, nd.Container)
 	}
 	return tw.Flush()
+}
+
+// withClusterNames adds the clusters that do exist to an error about one
+// that does not.
+func withClusterNames(ctx context.Context, err error) error {
+	var ue usageError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	c, cerr := docker.Connect(ctx)
+	if cerr != nil {
+		return err
+	}
+	defer c.Close()
+	if names, nerr := c.ClusterNames(ctx); nerr == nil && len(names) > 0 {
+		return usageError{fmt.Errorf("%w; clusters here: %s", ue.err, strings.Join(names, ", "))}
+	}
+	return err
 }

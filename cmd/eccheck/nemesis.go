@@ -69,15 +69,15 @@ again).`,
 
 // openCluster connects to the engine and opens the cluster; a cluster
 // that does not exist is a usage error.
-func openCluster(ctx context.Context, o *nemesisOpts) (*docker.Client, *docker.Cluster, error) {
-	if err := docker.ValidName(o.cluster); err != nil {
+func openCluster(ctx context.Context, name string) (*docker.Client, *docker.Cluster, error) {
+	if err := docker.ValidName(name); err != nil {
 		return nil, nil, usageError{err}
 	}
 	c, err := docker.Connect(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := c.Open(ctx, o.cluster)
+	cl, err := c.Open(ctx, name)
 	if err != nil {
 		c.Close()
 		if strings.HasPrefix(err.Error(), "no cluster") {
@@ -90,7 +90,7 @@ func openCluster(ctx context.Context, o *nemesisOpts) (*docker.Client, *docker.C
 
 // withCluster runs f on the opened cluster and prints its line.
 func withCluster(cmd *cobra.Command, a *app, o *nemesisOpts, f func(cl *docker.Cluster) (string, error)) error {
-	c, cl, err := openCluster(cmd.Context(), o)
+	c, cl, err := openCluster(cmd.Context(), o.cluster)
 	if err != nil {
 		return err
 	}
@@ -439,7 +439,7 @@ func newNemesisStatusCmd(a *app, o *nemesisOpts) *cobra.Command {
 		Short: "Show the faults in force on each node, as far as the cluster can tell",
 		Args:  exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cl, err := openCluster(cmd.Context(), o)
+			c, cl, err := openCluster(cmd.Context(), o.cluster)
 			if err != nil {
 				return err
 			}
