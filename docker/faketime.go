@@ -1,0 +1,91 @@
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// Paths of the libfaketime hook in containers of stores written in C (or
+// anything else linked against the C library), which cannot read
+// ecstore's clock file.
+const (
+	// FakeTimeLib is libfaketime in the base image (Debian's faketime
+	// package, amd64).
+	FakeTimeLib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+	// FakeTimeDir holds FakeTimeFile; [Client.SetFakeTime] creates it.
+	FakeTimeDir = "/var/lib/eccheck"
+	// FakeTimeFile is libfaketime's timestamp file: one offset such as
+	// "+90s" or "-5m", re-read on every clock call.
+	FakeTimeFile = FakeTimeDir + "/faketime"
+)
+
+// FakeTimeEnv returns the environment that makes a container's processes
+// see their clock through libfaketime's timestamp file: LD_PRELOAD of
+// [FakeTimeLib], FAKETIME_TIMESTAMP_FILE=[FakeTimeFile] and
+// FAKETIME_NO_CACHE=1, so that an offset written with
+// [Client.SetFakeTime] applies from the next clock call. Until the file
+// exists the processes see the real time. Append it to a container's
+// Config.Env when creating it.
+func FakeTimeEnv() []string {
+	return []string{
+		"LD_PRELOAD=" + FakeTimeLib,
+		"FAKETIME_TIMESTAMP_FILE=" + FakeTimeFile,
+		"FAKETIME_NO_CACHE=1",
+	}
+}
+
+// FakeTimeOffset formats offset the way libfaketime's timestamp file
+// wants a relative offset: a sign, whole seconds and "s" ("+90s",
+// "-300s", "+0s"). Sub-second parts are dropped.
+func FakeTimeOffset(offset time.Duration) string {
+	s := int64(offset / time.Second)
+	if s < 0 {
+		return fmt.Sprintf("-%ds", -s)
+	}
+	return fmt.Sprintf("+%ds", s)
+}
+
+// SetFakeTime sets the clock offset seen by the processes of a container
+// started with [FakeTimeEnv], by writing [FakeTimeFile] into it with
+// CopyToContainer (the container may be running; nothing is executed in
+// it). 0 resets the offset.
+func (c *Client) SetFakeTime(ctx context.Context, containerID string, offset time.Duration) error {
+	body := []byte(FakeTimeOffset(offset) + "\n")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: now}); err != nil {
+		return fmt.Errorf("set fake time: %w", err)
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/faketime", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: now}); err != nil {
+		return fmt.Errorf("set fake time: %w", err)
+	}
+	if _, err := tw.Write(body); err != nil {
+		return fmt.Errorf("set fake time: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("set fake time: %w", err)
+	}
+	if _, err := c.api.CopyToContainer(ctx, containerID, client.CopyToContainerOptions{DestinationPath: "/var/lib", Content: &buf}); err != nil {
+		return fmt.Errorf("set fake time of %s: %w", containerID, err)
+	}
+	return nil
+}
+
+// SetFakeTime sets node's clock offset through libfaketime's timestamp
+// file, for nodes whose store is not ecstore and whose container was
+// started with [FakeTimeEnv]. (For ecstore nodes use [Cluster.SetClock].)
+func (cl *Cluster) SetFakeTime(node string, offset time.Duration) error {
+	n, err := cl.Node(node)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := faultCtx()
+	defer cancel()
+	return cl.c.SetFakeTime(ctx, n.ID, offset)
+}
