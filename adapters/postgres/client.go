@@ -1,0 +1,326 @@
+// Package postgres is the adapter for PostgreSQL through pgx: it turns
+// history operations into single SQL statements (each its own autocommit
+// transaction) and classifies each outcome as ok, fail (certainly did not
+// happen) or info (may have happened).
+//
+// Writes always go to the primary. Reads go to the primary, or to a replica
+// when [Options.ReadDSN] names one: the routing that makes a user's own
+// write vanish on refresh when the replica lags.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eccheck/eccheck/history"
+)
+
+// Workloads a client serves; they decide what "read" and "add" mean.
+const (
+	Register = "register"
+	Set      = "set"
+	Counter  = "counter"
+)
+
+// schema creates the tables of every workload; each statement is
+// idempotent.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS registers (k text PRIMARY KEY, v jsonb)`,
+	`CREATE TABLE IF NOT EXISTS sets (k text NOT NULL, e jsonb NOT NULL)`,
+	`CREATE INDEX IF NOT EXISTS sets_k ON sets (k)`,
+	`CREATE TABLE IF NOT EXISTS counters (k text PRIMARY KEY, n bigint NOT NULL)`,
+}
+
+// Setup creates the workloads' tables on the primary at dsn if they do not
+// exist yet. Replicas receive them through replication.
+func Setup(ctx context.Context, dsn string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("postgres setup: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, s := range schema {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("postgres setup: %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// Options configure a Client.
+type Options struct {
+	// Workload is Register (the default), Set or Counter.
+	Workload string
+	// ReadDSN, when not empty, is where reads go (a replica); empty means
+	// reads go to the primary with the writes.
+	ReadDSN string
+	// Node and ReadNode name the primary and the read target in the
+	// completions' node field; empty means "primary" and "replica".
+	Node, ReadNode string
+	// Timeout bounds each operation, connecting included; past it a write
+	// is info. 0 means 5s.
+	Timeout time.Duration
+}
+
+// Client performs operations for one process of a history. It is not safe
+// for concurrent use: a process has at most one operation in flight.
+type Client struct {
+	opts    Options
+	primary *target
+	read    *target // == primary when reads go to the primary
+}
+
+// target is one server the client talks to, with its connection (opened
+// on first use, and again after a connection was lost) and the notices the
+// server sent during the current operation.
+type target struct {
+	dsn  string
+	node string
+	conn *pgx.Conn
+
+	mu      sync.Mutex
+	notices []*pgconn.Notice
+}
+
+// New returns a client whose writes go to the primary at primaryDSN (a
+// libpq keyword string or a postgres:// URL).
+func New(primaryDSN string, o Options) *Client {
+	if o.Workload == "" {
+		o.Workload = Register
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Node == "" {
+		o.Node = "primary"
+	}
+	if o.ReadNode == "" {
+		o.ReadNode = "replica"
+	}
+	c := &Client{opts: o, primary: &target{dsn: primaryDSN, node: o.Node}}
+	c.read = c.primary
+	if o.ReadDSN != "" {
+		c.read = &target{dsn: o.ReadDSN, node: o.ReadNode}
+	}
+	return c
+}
+
+// Close closes the client's connections.
+func (c *Client) Close(ctx context.Context) error {
+	var errs []error
+	for _, t := range []*target{c.primary, c.read} {
+		if t.conn != nil {
+			errs = append(errs, t.conn.Close(ctx))
+			t.conn = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// connect opens t's connection if it has none.
+func (t *target) connect(ctx context.Context) error {
+	if t.conn != nil && !t.conn.IsClosed() {
+		return nil
+	}
+	t.conn = nil
+	cfg, err := pgx.ParseConfig(t.dsn)
+	if err != nil {
+		return fmt.Errorf("dsn of %s: %w", t.node, err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		t.mu.Lock()
+		t.notices = append(t.notices, n)
+		t.mu.Unlock()
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", t.node, err)
+	}
+	t.conn = conn
+	return nil
+}
+
+// takeNotices returns the notices received since the last call.
+func (t *target) takeNotices() []*pgconn.Notice {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.notices
+	t.notices = nil
+	return n
+}
+
+// drop closes the connection after an error that may have left it in an
+// unknown state; the next operation connects again.
+func (t *target) drop() {
+	if t.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		t.conn.Close(ctx)
+		cancel()
+		t.conn = nil
+	}
+}
+
+// errNoRows marks a CAS whose old value did not match.
+var errNoRows = errors.New("no row matched the expected value")
+
+// Invoke performs the invocation op and returns its completion: the same
+// process, f and key, with type ok, fail or info, the value read (for
+// reads), the node and the error text. It never returns an invocation.
+func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
+	done := history.Op{Process: op.Process, F: op.F, Key: op.Key, Value: op.Value, Type: history.Info}
+	key := op.Key
+	if key == "" {
+		key = "default"
+	}
+	read := op.F == "read"
+	t := c.primary
+	if read {
+		t = c.read
+	}
+	done.Node = t.node
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	if err := t.connect(ctx); err != nil {
+		// Nothing was sent: the operation certainly did not happen.
+		done.Type, done.Error = history.Fail, err.Error()
+		return done
+	}
+	t.takeNotices()
+	v, err := c.exec(ctx, t.conn, op, key)
+	notices := t.takeNotices()
+	done.Type, done.Error = Classify(err, read, notices)
+	if done.Type == history.OK && read {
+		done.Value = v
+	}
+	if err != nil && !errors.Is(err, errNoRows) && !errors.Is(err, errUsage) {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Severity == "FATAL" || pe.Severity == "PANIC" {
+			t.drop()
+		}
+	}
+	return done
+}
+
+// errUsage marks an operation the workload does not have.
+var errUsage = errors.New("unknown operation")
+
+// exec runs op's statement and returns what a read returned.
+func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key string) (history.Value, error) {
+	scan := func(q string, args ...any) (history.Value, error) {
+		var s *string
+		if err := conn.QueryRow(ctx, q, args...).Scan(&s); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return history.Nil(), nil
+			}
+			return history.Nil(), err
+		}
+		if s == nil {
+			return history.Nil(), nil
+		}
+		v, err := history.ParseValue(*s)
+		if err != nil {
+			return history.Nil(), fmt.Errorf("unreadable value %q: %w", *s, err)
+		}
+		return v, nil
+	}
+	affected := func(q string, args ...any) error {
+		tag, err := conn.Exec(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errNoRows
+		}
+		return nil
+	}
+	switch {
+	case c.opts.Workload == Register && op.F == "read":
+		return scan(`SELECT v::text FROM registers WHERE k = $1`, key)
+	case c.opts.Workload == Register && op.F == "write":
+		_, err := conn.Exec(ctx, `INSERT INTO registers (k, v) VALUES ($1, $2::jsonb) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, key, op.Value.String())
+		return history.Nil(), err
+	case c.opts.Workload == Register && op.F == "cas":
+		old, nv, ok := op.Value.Pair()
+		if !ok {
+			return history.Nil(), fmt.Errorf("%w: cas value %s is not [old, new]", errUsage, op.Value)
+		}
+		if old.IsNil() {
+			return history.Nil(), affected(`INSERT INTO registers (k, v) VALUES ($1, $2::jsonb) ON CONFLICT (k) DO NOTHING`, key, nv.String())
+		}
+		return history.Nil(), affected(`UPDATE registers SET v = $3::jsonb WHERE k = $1 AND v = $2::jsonb`, key, old.String(), nv.String())
+	case c.opts.Workload == Set && op.F == "add":
+		_, err := conn.Exec(ctx, `INSERT INTO sets (k, e) VALUES ($1, $2::jsonb)`, key, op.Value.String())
+		return history.Nil(), err
+	case c.opts.Workload == Set && op.F == "read":
+		return scan(`SELECT COALESCE(jsonb_agg(e ORDER BY e), '[]'::jsonb)::text FROM sets WHERE k = $1`, key)
+	case c.opts.Workload == Counter && op.F == "add":
+		d, ok := op.Value.AsInt()
+		if !ok {
+			return history.Nil(), fmt.Errorf("%w: counter add of %s, not an integer", errUsage, op.Value)
+		}
+		_, err := conn.Exec(ctx, `INSERT INTO counters (k, n) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET n = counters.n + EXCLUDED.n`, key, d)
+		return history.Nil(), err
+	case c.opts.Workload == Counter && op.F == "read":
+		return scan(`SELECT COALESCE((SELECT n FROM counters WHERE k = $1), 0)::text`, key)
+	}
+	return history.Nil(), fmt.Errorf("%w: the %s workload has no operation %q", errUsage, c.opts.Workload, op.F)
+}
+
+// Classify decides the type of a completed operation from the error its
+// statement returned and the notices the server sent meanwhile:
+//
+//   - no error and no warning of a commit left unreplicated: ok;
+//   - a read that did not complete: fail (a read changes nothing, so it
+//     certainly did not happen);
+//   - a CAS that matched no row, an unknown operation, an error the server
+//     reported with severity ERROR (the statement's autocommit transaction
+//     rolled back: constraint, serialization, read-only and similar), or an
+//     error pgx says was raised before anything was sent: fail;
+//   - a WARNING that the transaction committed locally but might not have
+//     been replicated (a cancelled wait for a synchronous standby): info,
+//     even though the statement returned success;
+//   - anything else (a timeout, a lost connection, a FATAL termination
+//     after the statement was sent: a single autocommit statement is its
+//     own commit, so it may have committed): info.
+//
+// The returned text is the error or the warning, "" for ok.
+func Classify(err error, read bool, notices []*pgconn.Notice) (history.Type, string) {
+	for _, n := range notices {
+		if UnreplicatedCommit(n) {
+			text := "committed locally, might not be replicated: " + n.Message
+			if err != nil {
+				text = err.Error() + "; " + text
+			}
+			if read {
+				return history.Fail, text
+			}
+			return history.Info, text
+		}
+	}
+	if err == nil {
+		return history.OK, ""
+	}
+	if read || errors.Is(err, errNoRows) || errors.Is(err, errUsage) || pgconn.SafeToRetry(err) {
+		return history.Fail, err.Error()
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Severity == "ERROR" {
+		return history.Fail, err.Error()
+	}
+	return history.Info, err.Error()
+}
+
+// UnreplicatedCommit reports whether a notice is Postgres's warning that a
+// transaction committed locally but might not have been replicated to the
+// synchronous standbys (sent when the wait for them is cancelled or the
+// connection is terminated during it).
+func UnreplicatedCommit(n *pgconn.Notice) bool {
+	return n != nil && (strings.Contains(n.Detail, "committed locally") || strings.Contains(n.Message, "committed locally"))
+}
