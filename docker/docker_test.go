@@ -218,6 +218,70 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("clock/n1 60s behind/later write through n1 silently lost to earlier write through n2", func(t *testing.T) {
+		// Real-time order: 1 through n2, then 2 through n1 whose clock is
+		// 60 s behind. Both are acknowledged, but lww keeps the newest
+		// stamp, so after anti-entropy both nodes answer 1: the later
+		// write is lost because of the clock written into n1's container.
+		if w := invoke(t, cl.Addr("n2"), "write", "skew", history.Int(1)); w.Type != history.OK {
+			t.Fatalf("write 1 through n2: %+v", w)
+		}
+		if err := cl.SetClock("n1", -60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		defer cl.SetClock("n1", 0)
+		if err := eventually(3*time.Second, func() error {
+			st, err := health(cl.Addr("n1"))
+			if err == nil && time.Duration(st.ClockOffsetNs) != -60*time.Second {
+				err = fmt.Errorf("n1 clock offset %v, want -1m0s", time.Duration(st.ClockOffsetNs))
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if w := invoke(t, cl.Addr("n1"), "write", "skew", history.Int(2)); w.Type != history.OK {
+			t.Fatalf("write 2 through n1: %+v", w)
+		}
+		for _, n := range []string{"n1", "n2"} {
+			if err := eventually(10*time.Second, func() error {
+				r := invoke(t, cl.Addr(n), "read", "skew", history.Nil())
+				if r.Type != history.OK || r.Value.Scalar() != history.Int(1).Scalar() {
+					return fmt.Errorf("read through %s: %+v, want ok 1 (the earlier write through n2)", n, r)
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		}
+		// Control: with n1's clock back, a write through n1 wins.
+		if err := cl.SetClock("n1", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := eventually(3*time.Second, func() error {
+			st, err := health(cl.Addr("n1"))
+			if err == nil && st.ClockOffsetNs != 0 {
+				err = fmt.Errorf("n1 clock offset %v, want 0", time.Duration(st.ClockOffsetNs))
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if w := invoke(t, cl.Addr("n1"), "write", "skew", history.Int(3)); w.Type != history.OK {
+			t.Fatalf("write 3 through n1: %+v", w)
+		}
+		for _, n := range []string{"n1", "n2"} {
+			if err := eventually(10*time.Second, func() error {
+				r := invoke(t, cl.Addr(n), "read", "skew", history.Nil())
+				if r.Type != history.OK || r.Value.Scalar() != history.Int(3).Scalar() {
+					return fmt.Errorf("control: read through %s: %+v, want ok 3 (n1's clock reset)", n, r)
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
 	t.Run("partition/n1 isolated/write on n2 not seen on n1 until heal", func(t *testing.T) {
 		if err := cl.Partition(map[string][]string{"n1": {"n2", "n3"}, "n2": {"n1"}, "n3": {"n1"}}); err != nil {
 			t.Fatal(err)
