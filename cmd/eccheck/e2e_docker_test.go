@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,4 +153,72 @@ func TestE2EDockerLWWClockSkewLosesWrites(t *testing.T) {
 		t.Fatalf("docker/lww clock skew/exit 1: exit %d, results %+v", code, rep.Results)
 	}
 	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+}
+
+// TestE2EDockerClusterDownAfterSIGKILL kills a running `eccheck test
+// --cluster docker` with SIGKILL, so it cannot remove its cluster, and
+// checks that `eccheck cluster down` removes everything it left behind.
+func TestE2EDockerClusterDownAfterSIGKILL(t *testing.T) {
+	c := dockerEngine(t)
+	e2eImages(t, c)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "eccheck")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	name := "e2e-kill-" + shortID()
+	t.Cleanup(func() { c.Down(context.Background(), name) })
+	var stderr strings.Builder
+	cmd := exec.Command(bin, "test", "--cluster", "docker", "--cluster-name", name, "--mode", "lww", "--nemesis", "none", "--time-limit", "60s", "--out", filepath.Join(dir, "runs"), "-q")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+
+	// Wait until the harness has its three node containers running.
+	ctx := t.Context()
+	f := make(client.Filters).Add("label", docker.LabelCluster+"="+name).Add("label", docker.LabelRole+"=node").Add("status", "running")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cs, err := c.API().ContainerList(ctx, client.ContainerListOptions{Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs.Items) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker/harness/three running nodes within 60s: %d running; stderr:\n%s", len(cs.Items), stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	waited = true
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("harness ended with %v, want killed by SIGKILL", err)
+	}
+	left := leftovers(t, c, name)
+	if len(left) < 4 {
+		t.Errorf("docker/SIGKILL/cluster left behind: %v, want 3 containers and the network", left)
+	}
+
+	code, out, errs := runCLI(t, "cluster", "down", "--name", name)
+	if code != 0 {
+		t.Fatalf("cluster down: exit %d\n%s%s", code, out, errs)
+	}
+	if left := leftovers(t, c, name); len(left) > 0 {
+		t.Errorf("docker/cluster down after SIGKILL/nothing left: %s", strings.Join(left, "; "))
+	}
 }
