@@ -1,0 +1,335 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// Postgres inside a node container.
+const (
+	postgresPort = 5432
+	postgresData = "/var/lib/postgresql/data"
+)
+
+// postgresScript starts a Postgres node. It is a constant: the values
+// (role, primary address, slot name) arrive as positional arguments. The
+// primary is made with initdb and configured for streaming replication
+// with trust authentication (a throwaway test cluster on a private
+// network); a replica copies the primary with pg_basebackup through a
+// replication slot of its own, retrying until the primary answers, and
+// starts in standby mode (-R writes standby.signal and primary_conninfo).
+// A data directory that exists already (a restarted container) is used
+// as it is.
+const postgresScript = `set -eu
+role=$1 primary=$2 slot=$3
+D=` + postgresData + `
+if [ ! -s "$D/PG_VERSION" ]; then
+  if [ "$role" = primary ]; then
+    initdb -D "$D" -A trust -U postgres >/dev/null
+    cat >>"$D/postgresql.conf" <<EOF
+listen_addresses = '*'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+unix_socket_directories = '/tmp'
+EOF
+    echo "host all all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
+    echo "host replication all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
+  else
+    i=0
+    until pg_isready -q -h "$primary" -p 5432 -U postgres; do
+      i=$((i+1)); [ $i -lt 600 ] || { echo "primary $primary never answered" >&2; exit 1; }
+      sleep 0.1
+    done
+    i=0
+    while :; do
+      create=-C
+      n=$(psql -h "$primary" -U postgres -d postgres -Atc "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$slot'" 2>/dev/null || echo 0)
+      [ "$n" = 0 ] || create=
+      rm -rf "$D"
+      if pg_basebackup -h "$primary" -p 5432 -U postgres -D "$D" -R -X stream -S "$slot" $create; then break; fi
+      i=$((i+1)); [ $i -lt 30 ] || { echo "pg_basebackup from $primary kept failing" >&2; exit 1; }
+      sleep 0.5
+    done
+    echo "unix_socket_directories = '/tmp'" >>"$D/postgresql.auto.conf"
+  fi
+fi
+exec postgres -D "$D"
+`
+
+// PostgresOptions configure a Postgres cluster.
+type PostgresOptions struct {
+	// Name names the cluster: network eccheck-NAME, containers
+	// eccheck-NAME-n1..., label eccheck.cluster=NAME.
+	Name string
+	// Nodes is the node count, the primary (n1) included; 0 means 3.
+	Nodes int
+	// Image is the postgres image; empty means [Client.ImageFor] postgres.
+	Image string
+	// Wait bounds the readiness wait; 0 means 90s.
+	Wait time.Duration
+	// Progress receives progress lines; nil discards.
+	Progress io.Writer
+}
+
+// PostgresCluster is a Postgres primary (n1) with streaming replicas
+// (n2...) in containers, asynchronous replication, each replica through a
+// replication slot of its own.
+type PostgresCluster struct {
+	c       *Client
+	name    string
+	network string
+	subnet  netip.Prefix
+	nodes   []*Node
+}
+
+// Name returns the cluster's name.
+func (pc *PostgresCluster) Name() string { return pc.name }
+
+// Nodes returns the nodes, the primary first.
+func (pc *PostgresCluster) Nodes() []*Node { return pc.nodes }
+
+// Primary returns the primary's node name.
+func (pc *PostgresCluster) Primary() string { return pc.nodes[0].Name }
+
+// Replicas returns the replicas' node names.
+func (pc *PostgresCluster) Replicas() []string {
+	var out []string
+	for _, n := range pc.nodes[1:] {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// DSN returns a connection string for node through its port published on
+// 127.0.0.1 (user postgres, database postgres, trust authentication), or
+// "" for an unknown node.
+func (pc *PostgresCluster) DSN(node string) string {
+	for _, n := range pc.nodes {
+		if n.Name == node {
+			return postgresDSN(n.HostPort)
+		}
+	}
+	return ""
+}
+
+// PrimaryDSN returns the primary's connection string.
+func (pc *PostgresCluster) PrimaryDSN() string { return postgresDSN(pc.nodes[0].HostPort) }
+
+// ReplicaDSNs returns the replicas' connection strings, in node order.
+func (pc *PostgresCluster) ReplicaDSNs() []string {
+	var out []string
+	for _, n := range pc.nodes[1:] {
+		out = append(out, postgresDSN(n.HostPort))
+	}
+	return out
+}
+
+func postgresDSN(port int) string {
+	return "postgres://postgres@" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/postgres?sslmode=disable&connect_timeout=5"
+}
+
+// Down removes every container and network of the cluster.
+func (pc *PostgresCluster) Down(ctx context.Context) error { return pc.c.Down(ctx, pc.name) }
+
+// UpPostgres starts a Postgres cluster: the primary n1 and Nodes-1
+// streaming replicas, on a network of their own with fixed addresses
+// (.11, .12...), each container running as user postgres with its port
+// 5432 published on 127.0.0.1. It returns when the primary accepts
+// connections, every replica reports pg_is_in_recovery() and the primary
+// sees every replica streaming. On failure it removes what it created.
+func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *PostgresCluster, err error) {
+	if err := ValidName(o.Name); err != nil {
+		return nil, err
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.Nodes < 1 || o.Nodes > 9 {
+		return nil, fmt.Errorf("cluster %s: %d nodes: want 1 to 9", o.Name, o.Nodes)
+	}
+	if o.Wait == 0 {
+		o.Wait = 90 * time.Second
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	if o.Image == "" {
+		if o.Image, err = c.ImageFor(ctx, RolePostgres); err != nil {
+			return nil, err
+		}
+	}
+	existing, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(o.Name)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	if len(existing.Items) > 0 {
+		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", o.Name, len(existing.Items), o.Name)
+	}
+	pc = &PostgresCluster{c: c, name: o.Name, network: "eccheck-" + o.Name}
+	defer func() {
+		if err != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if derr := c.Down(dctx, o.Name); derr != nil {
+				err = fmt.Errorf("%w (and cleaning up: %v)", err, derr)
+			}
+		}
+	}()
+	if pc.subnet, err = c.createNetwork(ctx, o.Name, pc.network); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	for i := range o.Nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		pc.nodes = append(pc.nodes, &Node{Name: name, Container: pc.network + "-" + name, IP: hostAddr(pc.subnet, 11+i), HostPort: ports[i]})
+	}
+	fmt.Fprintf(progress, "cluster %s: network %s (%s), postgres primary and %d replica(s) from %s\n", o.Name, pc.network, pc.subnet, o.Nodes-1, o.Image)
+	port := network.MustParsePort(strconv.Itoa(postgresPort) + "/tcp")
+	primaryIP := pc.nodes[0].IP.String()
+	for i, n := range pc.nodes {
+		role := "replica"
+		if i == 0 {
+			role = "primary"
+		}
+		res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Name: n.Container,
+			Config: &container.Config{
+				Image:        o.Image,
+				User:         "postgres",
+				Cmd:          []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name},
+				Hostname:     n.Name,
+				ExposedPorts: network.PortSet{port: {}},
+				Labels: map[string]string{
+					LabelCluster: o.Name,
+					LabelNode:    n.Name,
+					LabelRole:    "node",
+					LabelDB:      "postgres",
+				},
+			},
+			HostConfig: &container.HostConfig{
+				NetworkMode: container.NetworkMode(pc.network),
+				PortBindings: network.PortMap{port: {{
+					HostIP:   netip.MustParseAddr("127.0.0.1"),
+					HostPort: strconv.Itoa(n.HostPort),
+				}}},
+			},
+			NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+				pc.network: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.IP}},
+			}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create container %s: %w", n.Container, err)
+		}
+		n.ID = res.ID
+	}
+	for _, n := range pc.nodes {
+		if _, err := c.api.ContainerStart(ctx, n.ID, client.ContainerStartOptions{}); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", n.Container, err)
+		}
+		n.State = string(container.StateRunning)
+	}
+	if err := pc.WaitReady(ctx, o.Wait); err != nil {
+		return nil, err
+	}
+	for i, n := range pc.nodes {
+		role := "replica"
+		if i == 0 {
+			role = "primary"
+		}
+		fmt.Fprintf(progress, "cluster %s: %s (%s) ready at %s (container %s, %s)\n", o.Name, n.Name, role, pc.DSN(n.Name), n.Container, n.IP)
+	}
+	return pc, nil
+}
+
+// WaitReady waits until the primary accepts connections, every replica
+// answers with pg_is_in_recovery() true, and the primary's
+// pg_stat_replication shows every replica streaming. On timeout, or when
+// a container stops, the error names the node and carries its last log
+// lines.
+func (pc *PostgresCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for i, n := range pc.nodes {
+		var check func(conn *pgx.Conn) (bool, string, error)
+		if i == 0 {
+			check = func(conn *pgx.Conn) (bool, string, error) {
+				var rec bool
+				err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+				return err == nil && !rec, "pg_is_in_recovery() is true on the primary", err
+			}
+		} else {
+			check = func(conn *pgx.Conn) (bool, string, error) {
+				var rec bool
+				err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+				return err == nil && rec, "pg_is_in_recovery() is false on a replica", err
+			}
+		}
+		if err := pc.waitPostgres(ctx, n, deadline, timeout, check); err != nil {
+			return err
+		}
+	}
+	want := len(pc.nodes) - 1
+	return pc.waitPostgres(ctx, pc.nodes[0], deadline, timeout, func(conn *pgx.Conn) (bool, string, error) {
+		var streaming int
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").Scan(&streaming)
+		return err == nil && streaming >= want, fmt.Sprintf("%d of %d replicas streaming", streaming, want), err
+	})
+}
+
+// waitPostgres connects to n through its published port until check
+// reports true.
+func (pc *PostgresCluster) waitPostgres(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration, check func(*pgx.Conn) (bool, string, error)) error {
+	var last string
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.Connect(cctx, postgresDSN(n.HostPort))
+		if err == nil {
+			ok, why, cerr := check(conn)
+			conn.Close(cctx)
+			cancel()
+			switch {
+			case ok:
+				return nil
+			case cerr != nil:
+				last = cerr.Error()
+			default:
+				last = why
+			}
+		} else {
+			cancel()
+			last = err.Error()
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("node %s: %w", n.Name, ctx.Err())
+		}
+		insp, ierr := pc.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
+		exited := ierr == nil && insp.Container.State != nil && !insp.Container.State.Running
+		if exited || time.Now().After(deadline) {
+			why := fmt.Sprintf("not ready after %v (last: %s)", timeout, last)
+			if exited {
+				why = fmt.Sprintf("container %s stopped (exit code %d)", n.Container, insp.Container.State.ExitCode)
+			}
+			logs, _ := pc.c.logs(ctx, n.ID, "20")
+			return fmt.Errorf("postgres node %s at %s: %s; its last log lines:\n%s", n.Name, net.JoinHostPort("127.0.0.1", strconv.Itoa(n.HostPort)), why, indent(logs))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
