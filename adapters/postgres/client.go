@@ -67,6 +67,12 @@ type Options struct {
 	// Timeout bounds each operation, connecting included; past it a write
 	// is info. 0 means 5s.
 	Timeout time.Duration
+	// ReadMode is ReadPrimary, ReadReplica or ReadLSNFence; empty means
+	// ReadReplica when ReadDSN is set and ReadPrimary otherwise.
+	ReadMode string
+	// FenceWait bounds the wait of a fenced read for the replica to replay
+	// the client's last write; 0 means 1s.
+	FenceWait time.Duration
 }
 
 // Client performs operations for one process of a history. It is not safe
@@ -75,6 +81,12 @@ type Client struct {
 	opts    Options
 	primary *target
 	read    *target // == primary when reads go to the primary
+
+	// lsn is the primary's WAL position after the client's last
+	// acknowledged write ("" before any); lsnUnknown says it could not be
+	// read after the last one.
+	lsn        string
+	lsnUnknown bool
 }
 
 // target is one server the client talks to, with its connection (opened
@@ -104,9 +116,12 @@ func New(primaryDSN string, o Options) *Client {
 	if o.ReadNode == "" {
 		o.ReadNode = "replica"
 	}
+	if o.FenceWait == 0 {
+		o.FenceWait = time.Second
+	}
 	c := &Client{opts: o, primary: &target{dsn: primaryDSN, node: o.Node}}
 	c.read = c.primary
-	if o.ReadDSN != "" {
+	if o.ReadDSN != "" && o.readMode() != ReadPrimary {
 		c.read = &target{dsn: o.ReadDSN, node: o.ReadNode}
 	}
 	return c
@@ -180,8 +195,13 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 		key = "default"
 	}
 	read := op.F == "read"
+	if err := c.opts.checkReadMode(); err != nil {
+		done.Type, done.Error = history.Fail, err.Error()
+		return done
+	}
+	fenced := read && c.opts.readMode() == ReadLSNFence
 	t := c.primary
-	if read {
+	if read && !(fenced && c.lsnUnknown) {
 		t = c.read
 	}
 	done.Node = t.node
@@ -192,12 +212,26 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 		done.Type, done.Error = history.Fail, err.Error()
 		return done
 	}
+	if fenced && t == c.read {
+		if err := c.fence(ctx); err != nil {
+			// The read was not sent: a definite failure, never a
+			// stale value.
+			done.Type, done.Error = history.Fail, err.Error()
+			if !errors.Is(err, errFence) {
+				t.drop()
+			}
+			return done
+		}
+	}
 	t.takeNotices()
 	v, err := c.exec(ctx, t.conn, op, key)
 	notices := t.takeNotices()
 	done.Type, done.Error = Classify(err, read, notices)
 	if done.Type == history.OK && read {
 		done.Value = v
+	}
+	if done.Type == history.OK && wrote(op.F) && c.opts.readMode() == ReadLSNFence {
+		c.remember(ctx)
 	}
 	if err != nil && !errors.Is(err, errNoRows) && !errors.Is(err, errUsage) {
 		var pe *pgconn.PgError
