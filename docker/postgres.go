@@ -29,9 +29,12 @@ const (
 // replication slot of its own, retrying until the primary answers, and
 // starts in standby mode (-R writes standby.signal and primary_conninfo).
 // A data directory that exists already (a restarted container) is used
-// as it is.
+// as it is. The primary takes synchronous_commit ($5) and
+// synchronous_standby_names ($6) when $6 is not empty; a replica connects
+// with its node name ($4) as application_name, the name
+// synchronous_standby_names lists.
 const postgresScript = `set -eu
-role=$1 primary=$2 slot=$3
+role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6
 D=` + postgresData + `
 if [ ! -s "$D/PG_VERSION" ]; then
   if [ "$role" = primary ]; then
@@ -44,6 +47,10 @@ max_replication_slots = 10
 hot_standby = on
 unix_socket_directories = '/tmp'
 EOF
+    if [ -n "$standbys" ]; then
+      echo "synchronous_commit = $synccommit" >>"$D/postgresql.conf"
+      echo "synchronous_standby_names = '$standbys'" >>"$D/postgresql.conf"
+    fi
     echo "host all all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
     echo "host replication all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
   else
@@ -63,6 +70,7 @@ EOF
       sleep 0.5
     done
     echo "unix_socket_directories = '/tmp'" >>"$D/postgresql.auto.conf"
+    echo "primary_conninfo = 'host=$primary port=5432 user=postgres application_name=$name'" >>"$D/postgresql.auto.conf"
   fi
 fi
 exec postgres -D "$D"
@@ -81,6 +89,12 @@ type PostgresOptions struct {
 	Wait time.Duration
 	// Progress receives progress lines; nil discards.
 	Progress io.Writer
+	// Sync is SyncAsync (the default when empty) or SyncRemoteApply.
+	Sync string
+	// SyncStandbys names the replicas (node names, "n2"...) the primary
+	// waits for with SyncRemoteApply; empty means every replica. Ignored
+	// with SyncAsync.
+	SyncStandbys []string
 }
 
 // PostgresCluster is a Postgres primary (n1) with streaming replicas
@@ -92,6 +106,11 @@ type PostgresCluster struct {
 	network string
 	subnet  netip.Prefix
 	nodes   []*Node
+
+	// syncCommit and syncStandbys are the primary's synchronous_commit
+	// and the node names it waits for (none when asynchronous).
+	syncCommit   string
+	syncStandbys []string
 }
 
 // Name returns the cluster's name.
@@ -162,6 +181,10 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	if o.Wait == 0 {
 		o.Wait = 90 * time.Second
 	}
+	syncCommit, standbyNames, err := o.syncSettings()
+	if err != nil {
+		return nil, err
+	}
 	progress := o.Progress
 	if progress == nil {
 		progress = io.Discard
@@ -178,7 +201,7 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	if len(existing.Items) > 0 {
 		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", o.Name, len(existing.Items), o.Name)
 	}
-	pc = &PostgresCluster{c: c, name: o.Name, network: "eccheck-" + o.Name}
+	pc = &PostgresCluster{c: c, name: o.Name, network: "eccheck-" + o.Name, syncCommit: syncCommit, syncStandbys: o.syncStandbys()}
 	defer func() {
 		if err != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -212,7 +235,7 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 			Config: &container.Config{
 				Image:        o.Image,
 				User:         "postgres",
-				Cmd:          []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name},
+				Cmd:          []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames},
 				Hostname:     n.Name,
 				ExposedPorts: network.PortSet{port: {}},
 				Labels: map[string]string{
@@ -245,6 +268,9 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 		n.State = string(container.StateRunning)
 	}
 	if err := pc.WaitReady(ctx, o.Wait); err != nil {
+		return nil, err
+	}
+	if err := pc.waitSync(ctx, o.Wait); err != nil {
 		return nil, err
 	}
 	for i, n := range pc.nodes {
