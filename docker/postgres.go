@@ -32,9 +32,10 @@ const (
 // as it is. The primary takes synchronous_commit ($5) and
 // synchronous_standby_names ($6) when $6 is not empty; a replica connects
 // with its node name ($4) as application_name, the name
-// synchronous_standby_names lists.
+// synchronous_standby_names lists. A replica takes
+// recovery_min_apply_delay ($7, in milliseconds) when it is not 0.
 const postgresScript = `set -eu
-role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6
+role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
 D=` + postgresData + `
 if [ ! -s "$D/PG_VERSION" ]; then
   if [ "$role" = primary ]; then
@@ -71,6 +72,9 @@ EOF
     done
     echo "unix_socket_directories = '/tmp'" >>"$D/postgresql.auto.conf"
     echo "primary_conninfo = 'host=$primary port=5432 user=postgres application_name=$name'" >>"$D/postgresql.auto.conf"
+    if [ "$applydelay" != 0 ]; then
+      echo "recovery_min_apply_delay = '${applydelay}ms'" >>"$D/postgresql.auto.conf"
+    fi
   fi
 fi
 exec postgres -D "$D"
@@ -95,6 +99,10 @@ type PostgresOptions struct {
 	// waits for with SyncRemoteApply; empty means every replica. Ignored
 	// with SyncAsync.
 	SyncStandbys []string
+	// ApplyDelay, when positive, makes every replica replay each commit
+	// this long after the primary made it (recovery_min_apply_delay, in
+	// whole milliseconds): replication lag on demand.
+	ApplyDelay time.Duration
 }
 
 // PostgresCluster is a Postgres primary (n1) with streaming replicas
@@ -157,6 +165,16 @@ func (pc *PostgresCluster) ReplicaDSNs() []string {
 
 func postgresDSN(port int) string {
 	return "postgres://postgres@" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/postgres?sslmode=disable&connect_timeout=5"
+}
+
+// Logs returns node's container log.
+func (pc *PostgresCluster) Logs(ctx context.Context, node string) (string, error) {
+	for _, n := range pc.nodes {
+		if n.Name == node {
+			return pc.c.logs(ctx, n.ID, "all")
+		}
+	}
+	return "", fmt.Errorf("cluster %s: no node %s", pc.name, node)
 }
 
 // Down removes every container and network of the cluster.
@@ -235,7 +253,7 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 			Config: &container.Config{
 				Image:        o.Image,
 				User:         "postgres",
-				Cmd:          []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames},
+				Cmd:          []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.ApplyDelay.Milliseconds(), 10)},
 				Hostname:     n.Name,
 				ExposedPorts: network.PortSet{port: {}},
 				Labels: map[string]string{

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eccheck/eccheck/adapters/ecstore"
+	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/nemesis"
@@ -54,6 +55,11 @@ type testOptions struct {
 	// its own (eccheck matrix sets neither and keeps its values).
 	opTimeoutDefault bool
 	recoveryDefault  bool
+	// Postgres (--db postgres): replication, read routing, lag on demand;
+	// nemesisDefault says --nemesis was not given (none with postgres).
+	pgSync, pgRead string
+	pgApplyDelay   time.Duration
+	nemesisDefault bool
 }
 
 func newTestCmd(a *app) *cobra.Command {
@@ -88,6 +94,7 @@ start, and --seed repeats a run's choices.`,
 			o.seedSet = cmd.Flags().Changed("seed")
 			o.opTimeoutDefault = !cmd.Flags().Changed("op-timeout")
 			o.recoveryDefault = !cmd.Flags().Changed("recovery")
+			o.nemesisDefault = !cmd.Flags().Changed("nemesis")
 			rep, err := runTest(cmd.Context(), o, a)
 			if err != nil {
 				return err
@@ -97,7 +104,10 @@ start, and --seed repeats a run's choices.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.db, "db", "ecstore", "the store under test (ecstore)")
+	f.StringVar(&o.db, "db", "ecstore", "the store under test: ecstore, or postgres (with --cluster docker; no faults yet, so --nemesis defaults to none)")
+	f.StringVar(&o.pgSync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply (every replica a synchronous standby)")
+	f.StringVar(&o.pgRead, "pg-read", pgadapter.ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one) or lsn-fence (replica reads that wait for the worker's last write)")
+	f.DurationVar(&o.pgApplyDelay, "pg-apply-delay", 0, "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand")
 	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process) or docker (ecstore containers; see 'eccheck images build')")
 	f.StringVar(&o.clusterName, "cluster-name", "", "docker: the cluster's name (default eccheck-test-<run id>)")
 	f.BoolVar(&o.keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --name NAME')")
@@ -110,7 +120,7 @@ start, and --seed repeats a run's choices.`,
 	f.StringVar(&o.primaryReads, "primary-reads", "any", "primary mode: reads from any node, or from the primary")
 	f.BoolVar(&o.sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
 	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads, comma-separated: "+strings.Join(workload.Names, ", "))
-	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause; or none")
+	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause; or none (the default with --db postgres, which takes no faults yet)")
 	f.DurationVar(&o.nemesisInterval, "nemesis-interval", 5*time.Second, "time between fault changes")
 	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
 	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs")
@@ -130,9 +140,14 @@ start, and --seed repeats a run's choices.`,
 }
 
 func (o *testOptions) validate() error {
+	if o.db == dbPostgres {
+		if err := o.validatePostgres(); err != nil {
+			return err
+		}
+	}
 	switch {
-	case o.db != "ecstore":
-		return usagef("--db %q: this build tests ecstore (Postgres and Cassandra adapters are coming)", o.db)
+	case o.db != "ecstore" && o.db != dbPostgres:
+		return usagef("--db %q: want ecstore or postgres (Cassandra is coming)", o.db)
 	case o.cluster != clusterLocal && o.cluster != clusterDocker:
 		return usagef("--cluster %q: want local (in this process) or docker", o.cluster)
 	case o.cluster == clusterLocal && (o.clusterName != "" || o.keep):
@@ -171,6 +186,9 @@ func (o *testOptions) runName() string {
 	if o.name != "" {
 		return o.name
 	}
+	if o.db == dbPostgres {
+		return o.db + "-" + o.pgSync + "-" + o.pgRead
+	}
 	name := o.db + "-" + o.mode
 	if o.mode == store.ModeLWW || o.mode == store.ModeHLC {
 		name += fmt.Sprintf("-w%dr%d", o.w, o.r)
@@ -202,7 +220,11 @@ type testConfig struct {
 	// ClusterName and Images: the Docker cluster and the images it ran.
 	ClusterName string            `json:"cluster_name,omitempty"`
 	Images      map[string]string `json:"images,omitempty"`
-	Summary     *workload.Summary `json:"summary,omitempty"`
+	// PGSync, PGRead and PGApplyDelay: the Postgres settings (--db postgres).
+	PGSync       string            `json:"pg_sync,omitempty"`
+	PGRead       string            `json:"pg_read,omitempty"`
+	PGApplyDelay string            `json:"pg_apply_delay,omitempty"`
+	Summary      *workload.Summary `json:"summary,omitempty"`
 }
 
 // runTest runs one test, as `eccheck test` does.
@@ -215,6 +237,9 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 // run fails once the directory exists (before that it is ""). `eccheck
 // matrix` runs each of its cells through it.
 func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report, dir string, err error) {
+	if o.db == dbPostgres && o.nemesisDefault {
+		o.nemesis = "none"
+	}
 	if err := o.validate(); err != nil {
 		return results.Report{}, dir, err
 	}
@@ -246,6 +271,10 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 		Workloads: parts, Nemesis: faults, Interval: o.nemesisInterval.String(), TimeLimit: o.timeLimit.String(),
 		Conc: o.concurrency, Rate: o.rate, Args: os.Args[1:],
 	}
+	if o.db == dbPostgres {
+		cfg.Mode, cfg.N, cfg.W, cfg.R, cfg.SetImpl = "", 0, 0, 0, ""
+		cfg.PGSync, cfg.PGRead, cfg.PGApplyDelay = o.pgSync, o.pgRead, o.pgApplyDelay.String()
+	}
 	if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
 		return results.Report{}, dir, err
 	}
@@ -256,7 +285,18 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	}
 
 	var cluster testCluster
-	if o.cluster == clusterDocker {
+	var pg *postgresRun
+	if o.db == dbPostgres {
+		pg, err = startPostgres(ctx, o, a, dir, logf)
+		if err != nil {
+			return results.Report{}, dir, err
+		}
+		defer pg.close(logf)
+		cfg.ClusterName, cfg.Images = pg.pc.Name(), map[string]string{docker.RolePostgres: pg.image}
+		if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
+			return results.Report{}, dir, err
+		}
+	} else if o.cluster == clusterDocker {
 		dc, err := startDocker(ctx, o, a, dir, logf)
 		if err != nil {
 			return results.Report{}, dir, err
@@ -318,23 +358,31 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 		}
 		wparts = append(wparts, workload.Part{Gen: g, Workers: workers})
 	}
-	addrs := make([]string, 0, o.nodes)
-	for _, id := range cluster.Nodes() {
-		addrs = append(addrs, cluster.Addr(id))
-	}
-	newClient := func(name, node string) (workload.Client, error) {
-		opts := ecstore.Options{Workload: workload.Kind(name), Sessions: o.sessions, Timeout: o.opTimeout}
-		if node == "" {
-			return ecstore.NewRoaming(addrs, opts), nil
-		}
-		return ecstore.New(cluster.Addr(node), opts), nil
-	}
 	prog := newProgressPrinter(a.stderr, o.check.quiet)
+	var nodes []string
+	var newClient func(name, node string) (workload.Client, error)
+	progress := prog.print
+	if pg != nil {
+		nodes, newClient, progress = pg.nodes(), pg.newClient, pg.progress(prog.print)
+	} else {
+		nodes = cluster.Nodes()
+		addrs := make([]string, 0, o.nodes)
+		for _, id := range nodes {
+			addrs = append(addrs, cluster.Addr(id))
+		}
+		newClient = func(name, node string) (workload.Client, error) {
+			opts := ecstore.Options{Workload: workload.Kind(name), Sessions: o.sessions, Timeout: o.opTimeout}
+			if node == "" {
+				return ecstore.NewRoaming(addrs, opts), nil
+			}
+			return ecstore.New(cluster.Addr(node), opts), nil
+		}
+	}
 	logf("workload %s, %d clients, nemesis %s every %v, %v", strings.Join(parts, ","), o.concurrency, orNone(faults), o.nemesisInterval, o.timeLimit)
 	sum, runErr := workload.Run(ctx, workload.Options{
-		Parts: wparts, Nodes: cluster.Nodes(), NewClient: newClient, Seed: o.seed, Rate: o.rate,
+		Parts: wparts, Nodes: nodes, NewClient: newClient, Seed: o.seed, Rate: o.rate,
 		TimeLimit: o.timeLimit, OpTimeout: o.opTimeout, Recorder: rec, Nemesis: nem, Recovery: o.recovery,
-		Progress: prog.print,
+		Progress: progress,
 	})
 	prog.done()
 	if cerr := rec.Close(); cerr != nil {

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
+	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/workload"
+)
+
+// The store --db postgres tests: a primary and streaming replicas in
+// Docker.
+const dbPostgres = "postgres"
+
+// postgresRun is a test's Postgres cluster in Docker.
+type postgresRun struct {
+	c     *docker.Client
+	pc    *docker.PostgresCluster
+	dir   string
+	keep  bool
+	image string
+	read  string        // --pg-read
+	wait  time.Duration // the per-operation timeout
+
+	mu      sync.Mutex
+	clients []*pgadapter.Client
+	next    int  // the next worker's replica
+	final   bool // the workers are done: clients now are the final reads'
+}
+
+// startPostgres connects to the engine, makes sure the postgres image
+// exists (building it when missing), brings up the primary and its
+// replicas, and creates the workloads' tables on the primary. The caller
+// must call close, which saves the node logs and removes the cluster.
+func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf func(string, ...any)) (*postgresRun, error) {
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ov, err := docker.LoadOverrides()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	image, err := imageOrBuild(ctx, c, ov, docker.RolePostgres, func() (docker.Image, error) {
+		logf("no postgres image yet: building it (a few minutes)")
+		return c.BuildPostgres(ctx, docker.BuildOptions{Progress: a.stderr})
+	})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	name := o.clusterName
+	if name == "" {
+		name = "eccheck-test-" + shortID()
+	}
+	progress := a.stderr
+	if o.check.quiet {
+		progress = nil
+	}
+	logf("starting Docker cluster %s: postgres primary and %d replica(s), %s, reads from %s, from %s", name, o.nodes-1, o.pgSync, o.pgRead, image)
+	pc, err := c.UpPostgres(ctx, docker.PostgresOptions{
+		Name: name, Nodes: o.nodes, Image: image, Progress: progress, Sync: o.pgSync, ApplyDelay: o.pgApplyDelay,
+	})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
+	}
+	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout}
+	if err := pr.setup(ctx); err != nil {
+		pr.close(logf)
+		return nil, err
+	}
+	logf("cluster up: postgres primary %s, replicas %v in Docker cluster %s", pc.Primary(), pc.Replicas(), name)
+	return pr, nil
+}
+
+// setup creates the tables on the primary and waits until every replica
+// has replayed them (with an apply delay that takes a moment), so that the
+// first replica reads do not fail for want of a table.
+func (pr *postgresRun) setup(ctx context.Context) error {
+	if err := pgadapter.Setup(ctx, pr.pc.PrimaryDSN()); err != nil {
+		return err
+	}
+	for _, node := range pr.pc.Replicas() {
+		if err := waitTables(ctx, pr.pc.DSN(node), 30*time.Second); err != nil {
+			return fmt.Errorf("postgres replica %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// waitTables waits until the server at dsn has the workloads' tables.
+func waitTables(ctx context.Context, dsn string, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	const q = `SELECT to_regclass('registers') IS NOT NULL AND to_regclass('sets') IS NOT NULL AND to_regclass('counters') IS NOT NULL`
+	for {
+		var ok bool
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.Connect(cctx, dsn)
+		if err == nil {
+			err = conn.QueryRow(cctx, q).Scan(&ok)
+			conn.Close(cctx)
+		}
+		cancel()
+		if err == nil && ok {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("tables missing")
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("tables not replicated within %v: %w", bound, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// nodes returns the cluster's nodes, the primary first.
+func (pr *postgresRun) nodes() []string {
+	return append([]string{pr.pc.Primary()}, pr.pc.Replicas()...)
+}
+
+// progress notes when the workers are done (the phases after the
+// workload), then passes p on.
+func (pr *postgresRun) progress(next func(workload.Progress)) func(workload.Progress) {
+	return func(p workload.Progress) {
+		if p.Phase != "workload" {
+			pr.mu.Lock()
+			pr.final = true
+			pr.mu.Unlock()
+		}
+		next(p)
+	}
+}
+
+// newClient makes a client: writes on the primary, reads per --pg-read.
+// A worker's client (before the final reads, whatever node the workload
+// bound it to) reads from the next replica in turn and keeps it, fenced
+// with lsn-fence, or from the primary with primary. A final read's client
+// reads from its node, the primary's from the primary.
+func (pr *postgresRun) newClient(name, node string) (workload.Client, error) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	primary := pr.pc.Primary()
+	opts := pgadapter.Options{Workload: workload.Kind(name), Node: primary, Timeout: pr.wait, ReadMode: pr.read}
+	replicas := pr.pc.Replicas()
+	switch {
+	case !pr.final && pr.read != pgadapter.ReadPrimary:
+		node = replicas[pr.next%len(replicas)]
+		pr.next++
+		opts.ReadDSN, opts.ReadNode = pr.pc.DSN(node), node
+	case pr.final && node != primary:
+		opts.ReadDSN, opts.ReadNode = pr.pc.DSN(node), node
+		if opts.ReadMode == pgadapter.ReadPrimary {
+			opts.ReadMode = pgadapter.ReadReplica
+		}
+	default:
+		opts.ReadMode, opts.ReadNode = pgadapter.ReadPrimary, primary
+	}
+	cl := pgadapter.New(pr.pc.PrimaryDSN(), opts)
+	pr.clients = append(pr.clients, cl)
+	return cl, nil
+}
+
+// close closes the clients, saves each node's container log to
+// nodes/<node>.log and removes the cluster (unless --keep), with a context
+// of its own, so that it works after an interrupt too.
+func (pr *postgresRun) close(logf func(string, ...any)) {
+	defer pr.c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pr.mu.Lock()
+	for _, cl := range pr.clients {
+		cl.Close(ctx)
+	}
+	pr.clients = nil
+	pr.mu.Unlock()
+	for _, n := range pr.nodes() {
+		text, err := pr.pc.Logs(ctx, n)
+		if err != nil {
+			logf("warning: log of %s: %v", n, err)
+		}
+		if err := os.WriteFile(filepath.Join(pr.dir, "nodes", n+".log"), []byte(text), 0o644); err != nil {
+			logf("warning: save the log of %s: %v", n, err)
+		}
+	}
+	name := pr.pc.Name()
+	if pr.keep {
+		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --name %s", name, name)
+		return
+	}
+	if err := pr.pc.Down(ctx); err != nil {
+		logf("warning: remove cluster %s: %v (remove it with: eccheck cluster down --name %s)", name, err, name)
+	}
+}
+
+// validatePostgres checks the flags of --db postgres.
+func (o *testOptions) validatePostgres() error {
+	switch {
+	case o.cluster != clusterDocker:
+		return usagef("--db postgres runs in Docker: add --cluster docker")
+	case o.nemesis != "" && o.nemesis != "none":
+		return usagef("--nemesis %q: faults on Postgres nodes are not built yet; --db postgres takes only --nemesis none (its default)", o.nemesis)
+	case o.pgSync != docker.SyncAsync && o.pgSync != docker.SyncRemoteApply:
+		return usagef("--pg-sync %q: want %s or %s", o.pgSync, docker.SyncAsync, docker.SyncRemoteApply)
+	case o.pgRead != pgadapter.ReadPrimary && o.pgRead != pgadapter.ReadReplica && o.pgRead != pgadapter.ReadLSNFence:
+		return usagef("--pg-read %q: want %s, %s or %s", o.pgRead, pgadapter.ReadPrimary, pgadapter.ReadReplica, pgadapter.ReadLSNFence)
+	case o.pgRead != pgadapter.ReadPrimary && o.nodes < 2:
+		return usagef("--pg-read %s needs a replica: --nodes 2 or more", o.pgRead)
+	case o.pgApplyDelay < 0:
+		return usagef("--pg-apply-delay must not be negative")
+	}
+	return nil
+}
