@@ -43,12 +43,18 @@ func runPostgresE2E(t *testing.T, read string, args ...string) (int, e2eReport) 
 	if dir == "" {
 		t.Fatalf("postgres/run directory/exists: exit %d", code)
 	}
+	sync := "async"
+	for i, a := range args {
+		if a == "--pg-sync" && i+1 < len(args) {
+			sync = args[i+1]
+		}
+	}
 	var cfg testConfig
 	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}
-	if err != nil || cfg.DB != "postgres" || cfg.PGSync != "async" || cfg.PGRead != read || len(cfg.Nemesis) != 0 {
+	if err != nil || cfg.DB != "postgres" || cfg.PGSync != sync || cfg.PGRead != read || len(cfg.Nemesis) != 0 {
 		t.Errorf("postgres/test.json/db, pg_sync, pg_read recorded, no nemesis: %v, %+v", err, cfg)
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
@@ -91,6 +97,18 @@ func TestE2EPostgresLSNFenceRestoresReadYourWrites(t *testing.T) {
 		t.Fatalf("postgres/lsn-fence with lag/exit 1 (not linearizable): exit %d, results %+v", code, rep.Results)
 	}
 	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "invalid"})
+}
+
+// With remote_apply the primary acknowledges a commit only once every
+// replica (all synchronous standbys here) has applied it, 50 ms delay
+// included, so replica reads are never stale: the whole history is
+// linearizable.
+func TestE2EPostgresRemoteApplyReplicaReadsValid(t *testing.T) {
+	code, rep := runPostgresE2E(t, "replica", "--pg-sync", "remote_apply", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
+	if code != exitValid {
+		t.Fatalf("postgres/remote_apply replica reads with lag/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "valid"})
 }
 
 func TestPostgresFlagsUsage(t *testing.T) {
