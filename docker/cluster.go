@@ -338,41 +338,12 @@ func (c *Client) Up(ctx context.Context, o UpOptions) (cl *Cluster, err error) {
 			args = append(args, "--set-impl", o.SetImpl)
 		}
 		args = append(args, o.Args...)
-		res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
-			Name: n.Container,
-			Config: &container.Config{
-				Image:        o.Image,
-				Cmd:          args,
-				Hostname:     n.Name,
-				ExposedPorts: network.PortSet{port: {}},
-				Labels: map[string]string{
-					LabelCluster: o.Name,
-					LabelNode:    n.Name,
-					LabelRole:    "node",
-					LabelDB:      "ecstore",
-				},
-			},
-			HostConfig: &container.HostConfig{
-				NetworkMode: container.NetworkMode(cl.network),
-				PortBindings: network.PortMap{port: {{
-					HostIP:   netip.MustParseAddr("127.0.0.1"),
-					HostPort: strconv.Itoa(n.HostPort),
-				}}},
-			},
-			NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-				cl.network: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.IP}},
-			}},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("create container %s: %w", n.Container, err)
+		if err := c.createNode(ctx, o.Name, "ecstore", cl.network, n, port, &container.Config{Image: o.Image, Cmd: args}); err != nil {
+			return nil, err
 		}
-		n.ID = res.ID
 	}
-	for _, n := range cl.nodes {
-		if _, err := c.api.ContainerStart(ctx, n.ID, client.ContainerStartOptions{}); err != nil {
-			return nil, fmt.Errorf("start container %s: %w", n.Container, err)
-		}
-		n.State = string(container.StateRunning)
+	if err := c.startNodes(ctx, cl.nodes); err != nil {
+		return nil, err
 	}
 	if err := cl.WaitReady(ctx, o.Wait); err != nil {
 		return nil, err
@@ -718,6 +689,46 @@ func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 	tw.Close()
 	if _, err := cl.c.api.CopyToContainer(ctx, n.ID, client.CopyToContainerOptions{DestinationPath: ecstoreDir, Content: &buf}); err != nil {
 		return fmt.Errorf("set clock of %s: %w", node, err)
+	}
+	return nil
+}
+
+// createNode creates node n's container from cfg (image, command, user),
+// adding what every cluster node has: its host name, the labels of cluster
+// and db, a fixed address on the cluster network, and port published on
+// 127.0.0.1 only, at n.HostPort.
+func (c *Client) createNode(ctx context.Context, cluster, db, netName string, n *Node, port network.Port, cfg *container.Config) error {
+	cfg.Hostname = n.Name
+	cfg.ExposedPorts = network.PortSet{port: {}}
+	cfg.Labels = map[string]string{LabelCluster: cluster, LabelNode: n.Name, LabelRole: "node", LabelDB: db}
+	res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:   n.Container,
+		Config: cfg,
+		HostConfig: &container.HostConfig{
+			NetworkMode: container.NetworkMode(netName),
+			PortBindings: network.PortMap{port: {{
+				HostIP:   netip.MustParseAddr("127.0.0.1"),
+				HostPort: strconv.Itoa(n.HostPort),
+			}}},
+		},
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			netName: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.IP}},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", n.Container, err)
+	}
+	n.ID = res.ID
+	return nil
+}
+
+// startNodes starts the nodes' containers.
+func (c *Client) startNodes(ctx context.Context, nodes []*Node) error {
+	for _, n := range nodes {
+		if _, err := c.api.ContainerStart(ctx, n.ID, client.ContainerStartOptions{}); err != nil {
+			return fmt.Errorf("start container %s: %w", n.Container, err)
+		}
+		n.State = string(container.StateRunning)
 	}
 	return nil
 }

@@ -248,42 +248,17 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 		if i == 0 {
 			role = "primary"
 		}
-		res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
-			Name: n.Container,
-			Config: &container.Config{
-				Image:        o.Image,
-				User:         "postgres",
-				Cmd:          []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.ApplyDelay.Milliseconds(), 10)},
-				Hostname:     n.Name,
-				ExposedPorts: network.PortSet{port: {}},
-				Labels: map[string]string{
-					LabelCluster: o.Name,
-					LabelNode:    n.Name,
-					LabelRole:    "node",
-					LabelDB:      "postgres",
-				},
-			},
-			HostConfig: &container.HostConfig{
-				NetworkMode: container.NetworkMode(pc.network),
-				PortBindings: network.PortMap{port: {{
-					HostIP:   netip.MustParseAddr("127.0.0.1"),
-					HostPort: strconv.Itoa(n.HostPort),
-				}}},
-			},
-			NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-				pc.network: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.IP}},
-			}},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("create container %s: %w", n.Container, err)
+		cfg := &container.Config{
+			Image: o.Image,
+			User:  "postgres",
+			Cmd:   []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.ApplyDelay.Milliseconds(), 10)},
 		}
-		n.ID = res.ID
+		if err := c.createNode(ctx, o.Name, "postgres", pc.network, n, port, cfg); err != nil {
+			return nil, err
+		}
 	}
-	for _, n := range pc.nodes {
-		if _, err := c.api.ContainerStart(ctx, n.ID, client.ContainerStartOptions{}); err != nil {
-			return nil, fmt.Errorf("start container %s: %w", n.Container, err)
-		}
-		n.State = string(container.StateRunning)
+	if err := c.startNodes(ctx, pc.nodes); err != nil {
+		return nil, err
 	}
 	if err := pc.WaitReady(ctx, o.Wait); err != nil {
 		return nil, err
