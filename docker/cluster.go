@@ -20,6 +20,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -104,9 +105,24 @@ type Cluster struct {
 	subnet  netip.Prefix
 	nodes   []*Node
 
+	// db is the store the nodes run: "" or DBEcstore for ecstore, whose
+	// health and admin API (clock file, transport delays) the methods
+	// use; DBPostgres for Postgres, whose readiness is a connection and
+	// whose clock moves through libfaketime.
+	db string
+
 	mu     sync.Mutex
 	grudge map[string][]string // the partition in force, reapplied on Start
 }
+
+// The stores a cluster's nodes may run, as the eccheck.db label names them.
+const (
+	DBEcstore  = "ecstore"
+	DBPostgres = "postgres"
+)
+
+// ecstore reports whether the nodes run ecstore.
+func (cl *Cluster) ecstore() bool { return cl.db == "" || cl.db == DBEcstore }
 
 // FaultTimeout bounds one fault method of a Cluster.
 var FaultTimeout = 60 * time.Second
@@ -368,6 +384,9 @@ func (cl *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 func (cl *Cluster) waitNode(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration) error {
+	if cl.db == DBPostgres {
+		return cl.waitPostgres(ctx, n, deadline, timeout, func(context.Context, *pgx.Conn) (bool, string, error) { return true, "", nil })
+	}
 	hc := &http.Client{Timeout: time.Second}
 	url := "http://" + cl.Addr(n.Name) + "/v1/health"
 	var last string
@@ -453,7 +472,13 @@ func (c *Client) Open(ctx context.Context, name string) (*Cluster, error) {
 	if len(res.Items) == 0 {
 		return nil, fmt.Errorf("no cluster %s: no container carries the label %s=%s", name, LabelCluster, name)
 	}
-	cl := &Cluster{c: c, name: name, network: "eccheck-" + name}
+	cl := &Cluster{c: c, name: name, network: "eccheck-" + name, db: DBEcstore}
+	port := ecstorePort
+	for _, s := range res.Items {
+		if s.Labels[LabelDB] == DBPostgres {
+			cl.db, port = DBPostgres, postgresPort
+		}
+	}
 	for _, s := range res.Items {
 		n := &Node{Name: s.Labels[LabelNode], ID: s.ID, State: string(s.State)}
 		if len(s.Names) > 0 {
@@ -469,7 +494,7 @@ func (c *Client) Open(ctx context.Context, name string) (*Cluster, error) {
 			}
 		}
 		if hc := insp.Container.HostConfig; hc != nil {
-			for _, b := range hc.PortBindings[network.MustParsePort(strconv.Itoa(ecstorePort)+"/tcp")] {
+			for _, b := range hc.PortBindings[network.MustParsePort(strconv.Itoa(port)+"/tcp")] {
 				n.HostPort, _ = strconv.Atoi(b.HostPort)
 			}
 		}
@@ -594,8 +619,9 @@ func (cl *Cluster) Kill(node string) error {
 	return nil
 }
 
-// Start starts a killed node again and waits until it answers; a running
-// node is left as it is. A partition in force is applied to it again (its
+// Start starts a killed node again and waits until it answers (ecstore's
+// health says ready; Postgres accepts a connection); a running node is
+// left as it is. A partition in force is applied to it again (its
 // network namespace is new).
 func (cl *Cluster) Start(node string) error {
 	n, err := cl.Node(node)
@@ -669,7 +695,8 @@ func (cl *Cluster) Resume(node string) error {
 
 // SetClock sets node's clock offset by writing ecstore's clock file
 // (/var/lib/ecstore/clock) into its container; the node re-reads it every
-// 100 ms. 0 resets it.
+// 100 ms. 0 resets it. On Postgres nodes (started with [FakeTimeEnv]) it
+// writes libfaketime's timestamp file instead, in whole seconds.
 func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 	n, err := cl.Node(node)
 	if err != nil {
@@ -677,6 +704,9 @@ func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 	}
 	ctx, cancel := faultCtx()
 	defer cancel()
+	if !cl.ecstore() {
+		return cl.c.SetFakeTime(ctx, n.ID, offset)
+	}
 	text := offset.String()
 	if offset >= 0 {
 		text = "+" + text

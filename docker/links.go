@@ -216,6 +216,12 @@ func (cl *Cluster) SetDelay(from, to string, d time.Duration) error {
 	if _, err := cl.Node(from); err != nil {
 		return err
 	}
+	if !cl.ecstore() {
+		if d == 0 {
+			return nil // no hook, so no delay of its to remove
+		}
+		return fmt.Errorf("delay on %s: the kernel has no netem and %s nodes have no transport hook of ecstore's; for replication lag on Postgres use --pg-apply-delay", from, cl.db)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := cl.postDelay(ctx, from, store.DelayRequest{Peer: to, Ms: d.Milliseconds()})
@@ -262,7 +268,7 @@ func (cl *Cluster) clearLinks() error {
 				errs <- fmt.Errorf("clear links of %s: %w", n.Name, err)
 				return
 			}
-			if !paused {
+			if !paused && cl.ecstore() {
 				hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
 				defer hcancel()
 				if _, err := cl.postDelay(hctx, n.Name, store.DelayRequest{}); err != nil && !strings.Contains(err.Error(), "404") {
@@ -332,7 +338,7 @@ func (cl *Cluster) Faults(ctx context.Context) ([]NodeFaults, error) {
 			}
 			parseFaults(&f, text, byIP)
 		}
-		if run && !paused {
+		if run && !paused && cl.ecstore() {
 			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			req, _ := http.NewRequestWithContext(hctx, http.MethodGet, "http://"+cl.Addr(n.Name)+"/v1/health", nil)
 			resp, err := http.DefaultClient.Do(req)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -103,38 +103,61 @@ type PostgresOptions struct {
 	// this long after the primary made it (recovery_min_apply_delay, in
 	// whole milliseconds): replication lag on demand.
 	ApplyDelay time.Duration
+	// FakeTime starts every node's processes under libfaketime
+	// ([FakeTimeEnv]), so that [Cluster.SetClock] can move their clocks.
+	// Off by default: with it every clock call reads a file.
+	FakeTime bool
 }
 
-// PostgresCluster is a Postgres primary (n1) with streaming replicas
-// (n2...) in containers, asynchronous replication, each replica through a
-// replication slot of its own.
+// PostgresCluster is a Postgres primary (n1 until a failover) with
+// streaming replicas (n2...) in containers, each replica through a
+// replication slot of its own. It is a [Cluster] (partitions, link
+// faults, kill, pause, and the clock through libfaketime when the cluster
+// was started with [PostgresOptions.FakeTime]) and adds [PostgresCluster.Failover].
 type PostgresCluster struct {
-	c       *Client
-	name    string
-	network string
-	subnet  netip.Prefix
-	nodes   []*Node
+	*Cluster
 
 	// syncCommit and syncStandbys are the primary's synchronous_commit
 	// and the node names it waits for (none when asynchronous).
 	syncCommit   string
 	syncStandbys []string
+
+	pmu     sync.Mutex
+	primary string          // the node that takes writes now
+	fenced  map[string]bool // old primaries, killed for good by a failover
 }
 
-// Name returns the cluster's name.
-func (pc *PostgresCluster) Name() string { return pc.name }
+// Primary returns the node that takes writes now: n1 until a failover.
+func (pc *PostgresCluster) Primary() string {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	return pc.primary
+}
 
-// Nodes returns the nodes, the primary first.
-func (pc *PostgresCluster) Nodes() []*Node { return pc.nodes }
-
-// Primary returns the primary's node name.
-func (pc *PostgresCluster) Primary() string { return pc.nodes[0].Name }
-
-// Replicas returns the replicas' node names.
+// Replicas returns the replicas' node names, in node order: every node
+// but the primary and the old primaries a failover killed.
 func (pc *PostgresCluster) Replicas() []string {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
 	var out []string
-	for _, n := range pc.nodes[1:] {
-		out = append(out, n.Name)
+	for _, n := range pc.nodes {
+		if n.Name != pc.primary && !pc.fenced[n.Name] {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// Fenced returns the old primaries a failover killed for good, in node
+// order.
+func (pc *PostgresCluster) Fenced() []string {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	var out []string
+	for _, n := range pc.nodes {
+		if pc.fenced[n.Name] {
+			out = append(out, n.Name)
+		}
 	}
 	return out
 }
@@ -143,22 +166,21 @@ func (pc *PostgresCluster) Replicas() []string {
 // 127.0.0.1 (user postgres, database postgres, trust authentication), or
 // "" for an unknown node.
 func (pc *PostgresCluster) DSN(node string) string {
-	for _, n := range pc.nodes {
-		if n.Name == node {
-			return postgresDSN(n.HostPort)
-		}
+	n, err := pc.Node(node)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return postgresDSN(n.HostPort)
 }
 
-// PrimaryDSN returns the primary's connection string.
-func (pc *PostgresCluster) PrimaryDSN() string { return postgresDSN(pc.nodes[0].HostPort) }
+// PrimaryDSN returns the connection string of the primary now.
+func (pc *PostgresCluster) PrimaryDSN() string { return pc.DSN(pc.Primary()) }
 
 // ReplicaDSNs returns the replicas' connection strings, in node order.
 func (pc *PostgresCluster) ReplicaDSNs() []string {
 	var out []string
-	for _, n := range pc.nodes[1:] {
-		out = append(out, postgresDSN(n.HostPort))
+	for _, r := range pc.Replicas() {
+		out = append(out, pc.DSN(r))
 	}
 	return out
 }
@@ -166,19 +188,6 @@ func (pc *PostgresCluster) ReplicaDSNs() []string {
 func postgresDSN(port int) string {
 	return "postgres://postgres@" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/postgres?sslmode=disable&connect_timeout=5"
 }
-
-// Logs returns node's container log.
-func (pc *PostgresCluster) Logs(ctx context.Context, node string) (string, error) {
-	for _, n := range pc.nodes {
-		if n.Name == node {
-			return pc.c.logs(ctx, n.ID, "all")
-		}
-	}
-	return "", fmt.Errorf("cluster %s: no node %s", pc.name, node)
-}
-
-// Down removes every container and network of the cluster.
-func (pc *PostgresCluster) Down(ctx context.Context) error { return pc.c.Down(ctx, pc.name) }
 
 // UpPostgres starts a Postgres cluster: the primary n1 and Nodes-1
 // streaming replicas, on a network of their own with fixed addresses
@@ -219,7 +228,10 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	if len(existing.Items) > 0 {
 		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", o.Name, len(existing.Items), o.Name)
 	}
-	pc = &PostgresCluster{c: c, name: o.Name, network: "eccheck-" + o.Name, syncCommit: syncCommit, syncStandbys: o.syncStandbys()}
+	pc = &PostgresCluster{
+		Cluster:    &Cluster{c: c, name: o.Name, network: "eccheck-" + o.Name, db: DBPostgres},
+		syncCommit: syncCommit, syncStandbys: o.syncStandbys(), primary: "n1", fenced: map[string]bool{},
+	}
 	defer func() {
 		if err != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -243,6 +255,10 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	fmt.Fprintf(progress, "cluster %s: network %s (%s), postgres primary and %d replica(s) from %s\n", o.Name, pc.network, pc.subnet, o.Nodes-1, o.Image)
 	port := network.MustParsePort(strconv.Itoa(postgresPort) + "/tcp")
 	primaryIP := pc.nodes[0].IP.String()
+	var env []string
+	if o.FakeTime {
+		env = FakeTimeEnv()
+	}
 	for i, n := range pc.nodes {
 		role := "replica"
 		if i == 0 {
@@ -251,9 +267,10 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 		cfg := &container.Config{
 			Image: o.Image,
 			User:  "postgres",
+			Env:   env,
 			Cmd:   []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.ApplyDelay.Milliseconds(), 10)},
 		}
-		if err := c.createNode(ctx, o.Name, "postgres", pc.network, n, port, cfg); err != nil {
+		if err := c.createNode(ctx, o.Name, DBPostgres, pc.network, n, port, cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -284,15 +301,15 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 func (pc *PostgresCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for i, n := range pc.nodes {
-		var check func(conn *pgx.Conn) (bool, string, error)
+		var check func(ctx context.Context, conn *pgx.Conn) (bool, string, error)
 		if i == 0 {
-			check = func(conn *pgx.Conn) (bool, string, error) {
+			check = func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 				var rec bool
 				err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
 				return err == nil && !rec, "pg_is_in_recovery() is true on the primary", err
 			}
 		} else {
-			check = func(conn *pgx.Conn) (bool, string, error) {
+			check = func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 				var rec bool
 				err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
 				return err == nil && rec, "pg_is_in_recovery() is false on a replica", err
@@ -303,7 +320,7 @@ func (pc *PostgresCluster) WaitReady(ctx context.Context, timeout time.Duration)
 		}
 	}
 	want := len(pc.nodes) - 1
-	return pc.waitPostgres(ctx, pc.nodes[0], deadline, timeout, func(conn *pgx.Conn) (bool, string, error) {
+	return pc.waitPostgres(ctx, pc.nodes[0], deadline, timeout, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 		var streaming int
 		err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").Scan(&streaming)
 		return err == nil && streaming >= want, fmt.Sprintf("%d of %d replicas streaming", streaming, want), err
@@ -312,13 +329,13 @@ func (pc *PostgresCluster) WaitReady(ctx context.Context, timeout time.Duration)
 
 // waitPostgres connects to n through its published port until check
 // reports true.
-func (pc *PostgresCluster) waitPostgres(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration, check func(*pgx.Conn) (bool, string, error)) error {
+func (cl *Cluster) waitPostgres(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration, check func(context.Context, *pgx.Conn) (bool, string, error)) error {
 	var last string
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.Connect(cctx, postgresDSN(n.HostPort))
 		if err == nil {
-			ok, why, cerr := check(conn)
+			ok, why, cerr := check(cctx, conn)
 			conn.Close(cctx)
 			cancel()
 			switch {
@@ -336,14 +353,14 @@ func (pc *PostgresCluster) waitPostgres(ctx context.Context, n *Node, deadline t
 		if ctx.Err() != nil {
 			return fmt.Errorf("node %s: %w", n.Name, ctx.Err())
 		}
-		insp, ierr := pc.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
+		insp, ierr := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
 		exited := ierr == nil && insp.Container.State != nil && !insp.Container.State.Running
 		if exited || time.Now().After(deadline) {
 			why := fmt.Sprintf("not ready after %v (last: %s)", timeout, last)
 			if exited {
 				why = fmt.Sprintf("container %s stopped (exit code %d)", n.Container, insp.Container.State.ExitCode)
 			}
-			logs, _ := pc.c.logs(ctx, n.ID, "20")
+			logs, _ := cl.c.logs(ctx, n.ID, "20")
 			return fmt.Errorf("postgres node %s at %s: %s; its last log lines:\n%s", n.Name, net.JoinHostPort("127.0.0.1", strconv.Itoa(n.HostPort)), why, indent(logs))
 		}
 		select {

@@ -71,6 +71,8 @@ func (o PostgresOptions) syncSettings() (commit, names string, err error) {
 // Sync returns the primary's synchronous_commit setting (SyncRemoteApply)
 // and the standbys it waits for, or SyncAsync and nil.
 func (pc *PostgresCluster) Sync() (string, []string) {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
 	if pc.syncCommit == "" {
 		return SyncAsync, nil
 	}
@@ -84,7 +86,7 @@ func (pc *PostgresCluster) waitSync(ctx context.Context, timeout time.Duration) 
 		return nil
 	}
 	want := len(pc.syncStandbys)
-	return pc.waitPostgres(ctx, pc.nodes[0], time.Now().Add(timeout), timeout, func(conn *pgx.Conn) (bool, string, error) {
+	return pc.waitPostgres(ctx, pc.nodes[0], time.Now().Add(timeout), timeout, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 		var n int
 		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND application_name = ANY($1)`, pc.syncStandbys).Scan(&n)
 		return err == nil && n == want, fmt.Sprintf("%d of %d synchronous standbys (%s) in sync", n, want, strings.Join(pc.syncStandbys, ", ")), err

@@ -57,12 +57,30 @@ type Cluster interface {
 	Resume(node string) error
 }
 
+// Failoverer is a [Cluster] with one primary that a failover replaces,
+// such as Postgres with streaming replicas; the "failover" fault needs it.
+type Failoverer interface {
+	// Primary returns the node that takes writes now.
+	Primary() string
+	// Failover kills the primary for good (it does not come back, not
+	// even through Start), promotes a replica and points the rest at it.
+	// It returns the old primary and the new one.
+	Failover() (old, promoted string, err error)
+}
+
 // Options configures a [Nemesis].
 type Options struct {
 	// Faults are the kinds of fault to inject, taking turns in this order:
-	// any of "partition", "clock", "kill", "pause" (see [ParseFaults]). A
-	// kind named twice comes up twice as often. Empty means no faults: Run
-	// just waits.
+	// any of "partition", "clock", "kill", "pause", "failover" (see
+	// [ParseFaults]). A kind named twice comes up twice as often. Empty
+	// means no faults: Run just waits.
+	//
+	// A failover, on a cluster that is a [Failoverer], starts by cutting
+	// the primary off from every other node (clients still reach it: with
+	// asynchronous replication it goes on acknowledging writes that no
+	// replica gets) and, one interval later, stops with
+	// [Failoverer.Failover] and the partition healed. Healed early (Run
+	// ending, HealAll), only the partition is undone: the primary stays.
 	Faults []string
 	// Interval is the time between fault changes: Run waits Interval,
 	// starts a fault, keeps it Interval, stops it, and so on. 0 means 10s.
@@ -107,6 +125,9 @@ type fault struct {
 	// being acted on) and are not yet back.
 	pending []string
 	strobe  *strobe
+	// failedOver says a failover's Failover was called (whatever came
+	// of it): it is never tried twice.
+	failedOver bool
 }
 
 // New returns a nemesis for cluster c, which records each fault it starts
@@ -147,6 +168,14 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 	}
 	if slices.Contains(o.Faults, kindKill) && n < 3 {
 		return nil, fmt.Errorf("nemesis: killing a minority needs at least 3 nodes, the cluster has %d", n)
+	}
+	if slices.Contains(o.Faults, kindFailover) {
+		if _, ok := c.(Failoverer); !ok {
+			return nil, errors.New("nemesis: failover needs a cluster with a primary to replace (such as --db postgres); this one has none")
+		}
+		if n < 2 {
+			return nil, fmt.Errorf("nemesis: failover needs a replica to promote, the cluster has %d node(s)", n)
+		}
 	}
 	var shapes []string
 	for _, want := range o.Partitions {
@@ -343,20 +372,72 @@ func (n *Nemesis) start(ctx context.Context, s Step) error {
 				break
 			}
 		}
+	case kindFailover:
+		primary := n.c.(Failoverer).Primary()
+		f.step.Nodes = []string{primary}
+		f.step.Grudge = isolate(primary, n.nodes)
+		f.step.Desc = "failover: " + primary + " cut off"
+		n.setCur(f)
+		if e := n.c.Partition(f.step.Grudge); e != nil {
+			err = fmt.Errorf("%s: %w", f.step.Desc, e)
+		}
+		n.emit("start-"+s.Kind, primaryValue(primary), err)
+		return err
 	}
 	n.emit("start-"+s.Kind, startValue(s), err)
 	return err
 }
 
-// stop stops the fault in force, if any.
+// isolate is the grudge that cuts node off from every other node, both
+// ways.
+func isolate(node string, nodes []string) map[string][]string {
+	g := map[string][]string{}
+	for _, o := range nodes {
+		if o != node {
+			g[node] = append(g[node], o)
+			g[o] = []string{node}
+		}
+	}
+	return g
+}
+
+// stop stops the fault in force, if any, as planned: a failover in force
+// is carried out.
 func (n *Nemesis) stop() error {
 	n.lock()
 	defer n.unlock()
+	if f := n.cur; f != nil && f.step.Kind == kindFailover && !f.failedOver {
+		return n.failover(f)
+	}
 	return n.undo()
 }
 
+// failover carries out the failover f: the old primary is killed and a
+// replica promoted, then the partition healed. The caller holds the lock.
+func (n *Nemesis) failover(f *fault) error {
+	f.failedOver = true
+	old, promoted, ferr := n.c.(Failoverer).Failover()
+	var errs []error
+	if ferr != nil {
+		errs = append(errs, fmt.Errorf("failover from %s: %w", f.step.Nodes[0], ferr))
+	}
+	if err := n.c.Heal(); err != nil {
+		errs = append(errs, fmt.Errorf("heal after the failover: %w", err))
+		n.setCur(f)
+	} else {
+		n.setCur(nil)
+	}
+	err := errors.Join(errs...)
+	n.emit("stop-"+kindFailover, rawValue(struct {
+		Killed   string `json:"killed"`
+		Promoted string `json:"promoted,omitempty"`
+	}{old, promoted}), err)
+	return err
+}
+
 // undo stops the fault in force, if any, and records that. The caller holds
-// the lock. What it could not undo stays in force.
+// the lock. What it could not undo stays in force. A failover not yet
+// carried out is undone by healing its partition only.
 func (n *Nemesis) undo() error {
 	f := n.cur
 	if f == nil {
@@ -367,12 +448,15 @@ func (n *Nemesis) undo() error {
 	var value history.Value
 	inForce := false
 	switch s.Kind {
-	case kindPartition:
+	case kindPartition, kindFailover:
 		if err := n.c.Heal(); err != nil {
 			errs = append(errs, fmt.Errorf("heal %s: %w", s.Desc, err))
 			inForce = true
 		}
 		value = grudgeValue(s.Grudge)
+		if s.Kind == kindFailover && len(s.Nodes) > 0 {
+			value = primaryValue(s.Nodes[0])
+		}
 	case kindClock:
 		if f.strobe != nil {
 			if err := f.strobe.stop(); err != nil {
@@ -434,6 +518,13 @@ func startValue(s Step) history.Value {
 	default:
 		return nodesValue(s.Nodes)
 	}
+}
+
+// primaryValue is {"primary":"n1"}.
+func primaryValue(node string) history.Value {
+	return rawValue(struct {
+		Primary string `json:"primary"`
+	}{node})
 }
 
 // grudgeValue is a grudge as a JSON object, keys sorted:

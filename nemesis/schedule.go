@@ -14,11 +14,12 @@ const (
 	kindClock     = "clock"
 	kindKill      = "kill"
 	kindPause     = "pause"
+	kindFailover  = "failover"
 )
 
 // faultKinds lists the valid fault kinds in the order error messages name
 // them.
-var faultKinds = []string{kindPartition, kindClock, kindKill, kindPause}
+var faultKinds = []string{kindPartition, kindClock, kindKill, kindPause, kindFailover}
 
 // The partition shapes, as named in [Options.Partitions].
 const (
@@ -84,7 +85,7 @@ func ParseFaults(s string) ([]string, error) {
 // Step is one fault of the schedule: what [Nemesis.Run] starts, keeps in
 // force for one [Options.Interval], then stops.
 type Step struct {
-	// Kind is "partition", "clock", "kill" or "pause".
+	// Kind is "partition", "clock", "kill", "pause" or "failover".
 	Kind string
 	// Desc describes the fault for people, as [Nemesis.Active] shows it:
 	// "partition isolate n2", "clock n1 -3.2s", "kill n2,n4".
@@ -144,6 +145,9 @@ func (p *planner) next() Step {
 	case kindPause:
 		node := p.nodes[p.rng.IntN(len(p.nodes))]
 		s = Step{Kind: kindPause, Desc: "pause " + node, Nodes: []string{node}}
+	case kindFailover:
+		// Which node is primary is known only when the step starts.
+		s = Step{Kind: kindFailover, Desc: "failover"}
 	default:
 		panic("nemesis: planner with unknown fault " + kind) // New validates the options
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/eccheck/eccheck/history"
 )
@@ -73,6 +74,12 @@ type Options struct {
 	// FenceWait bounds the wait of a fenced read for the replica to replay
 	// the client's last write; 0 means 1s.
 	FenceWait time.Duration
+	// Primary, when set, names the primary now (its DSN and node name)
+	// and is asked each time the client connects to the primary: after a
+	// failover, the first operation that finds its connection lost fails
+	// or is info, and the next connects to the new primary. It overrides
+	// New's primaryDSN and Node.
+	Primary func() (dsn, node string)
 }
 
 // Client performs operations for one process of a history. It is not safe
@@ -93,9 +100,10 @@ type Client struct {
 // on first use, and again after a connection was lost) and the notices the
 // server sent during the current operation.
 type target struct {
-	dsn  string
-	node string
-	conn *pgx.Conn
+	dsn     string
+	node    string
+	resolve func() (dsn, node string) // when set, gives dsn and node at each connect
+	conn    *pgx.Conn
 
 	mu      sync.Mutex
 	notices []*pgconn.Notice
@@ -119,7 +127,10 @@ func New(primaryDSN string, o Options) *Client {
 	if o.FenceWait == 0 {
 		o.FenceWait = time.Second
 	}
-	c := &Client{opts: o, primary: &target{dsn: primaryDSN, node: o.Node}}
+	c := &Client{opts: o, primary: &target{dsn: primaryDSN, node: o.Node, resolve: o.Primary}}
+	if o.Primary != nil {
+		c.primary.dsn, c.primary.node = o.Primary()
+	}
 	c.read = c.primary
 	if o.ReadDSN != "" && o.readMode() != ReadPrimary {
 		c.read = &target{dsn: o.ReadDSN, node: o.ReadNode}
@@ -139,15 +150,25 @@ func (c *Client) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// connect opens t's connection if it has none.
+// connect opens t's connection if it has none. A statement whose context
+// ends is cancelled on the server (a cancel request), and its connection
+// closed only if no answer comes within a second more: so that a commit
+// left waiting for a synchronous standby returns, with Postgres's warning
+// that it committed locally, rather than vanishing with the connection.
 func (t *target) connect(ctx context.Context) error {
 	if t.conn != nil && !t.conn.IsClosed() {
 		return nil
 	}
 	t.conn = nil
+	if t.resolve != nil {
+		t.dsn, t.node = t.resolve()
+	}
 	cfg, err := pgx.ParseConfig(t.dsn)
 	if err != nil {
 		return fmt.Errorf("dsn of %s: %w", t.node, err)
+	}
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: time.Second}
 	}
 	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		t.mu.Lock()
@@ -204,10 +225,11 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	if read && !(fenced && c.lsnUnknown) {
 		t = c.read
 	}
-	done.Node = t.node
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	if err := t.connect(ctx); err != nil {
+	err := t.connect(ctx)
+	done.Node = t.node
+	if err != nil {
 		// Nothing was sent: the operation certainly did not happen.
 		done.Type, done.Error = history.Fail, err.Error()
 		return done

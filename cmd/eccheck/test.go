@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,11 @@ type testOptions struct {
 	// nemesisDefault says --nemesis was not given (none with postgres).
 	pgSync, pgRead string
 	pgApplyDelay   time.Duration
+	pgStandbys     []string
+	pgPromote      string
 	nemesisDefault bool
+	// pgFlags are the --pg-* flags given, rejected with --db ecstore.
+	pgFlags []string
 }
 
 func newTestCmd(a *app) *cobra.Command {
@@ -95,6 +100,11 @@ start, and --seed repeats a run's choices.`,
 			o.opTimeoutDefault = !cmd.Flags().Changed("op-timeout")
 			o.recoveryDefault = !cmd.Flags().Changed("recovery")
 			o.nemesisDefault = !cmd.Flags().Changed("nemesis")
+			for _, name := range []string{"pg-sync", "pg-read", "pg-apply-delay", "pg-standbys", "pg-promote"} {
+				if cmd.Flags().Changed(name) {
+					o.pgFlags = append(o.pgFlags, "--"+name)
+				}
+			}
 			rep, err := runTest(cmd.Context(), o, a)
 			if err != nil {
 				return err
@@ -104,8 +114,10 @@ start, and --seed repeats a run's choices.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.db, "db", "ecstore", "the store under test: ecstore, or postgres (with --cluster docker; no faults yet, so --nemesis defaults to none)")
-	f.StringVar(&o.pgSync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply (every replica a synchronous standby)")
+	f.StringVar(&o.db, "db", "ecstore", "the store under test: ecstore, or postgres (with --cluster docker; --nemesis defaults to none there)")
+	f.StringVar(&o.pgSync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply (the primary waits for the --pg-standbys)")
+	f.StringSliceVar(&o.pgStandbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
+	f.StringVar(&o.pgPromote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
 	f.StringVar(&o.pgRead, "pg-read", pgadapter.ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one) or lsn-fence (replica reads that wait for the worker's last write)")
 	f.DurationVar(&o.pgApplyDelay, "pg-apply-delay", 0, "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand")
 	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process) or docker (ecstore containers; see 'eccheck images build')")
@@ -120,7 +132,7 @@ start, and --seed repeats a run's choices.`,
 	f.StringVar(&o.primaryReads, "primary-reads", "any", "primary mode: reads from any node, or from the primary")
 	f.BoolVar(&o.sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
 	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads, comma-separated: "+strings.Join(workload.Names, ", "))
-	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause; or none (the default with --db postgres, which takes no faults yet)")
+	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause, failover (postgres); or none (the default with --db postgres)")
 	f.DurationVar(&o.nemesisInterval, "nemesis-interval", 5*time.Second, "time between fault changes")
 	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
 	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs")
@@ -144,6 +156,8 @@ func (o *testOptions) validate() error {
 		if err := o.validatePostgres(); err != nil {
 			return err
 		}
+	} else if len(o.pgFlags) > 0 {
+		return usagef("%s: the --pg-* flags go with --db postgres", strings.Join(o.pgFlags, ", "))
 	}
 	switch {
 	case o.db != "ecstore" && o.db != dbPostgres:
@@ -224,6 +238,8 @@ type testConfig struct {
 	PGSync       string            `json:"pg_sync,omitempty"`
 	PGRead       string            `json:"pg_read,omitempty"`
 	PGApplyDelay string            `json:"pg_apply_delay,omitempty"`
+	PGStandbys   []string          `json:"pg_standbys,omitempty"`
+	PGPromote    string            `json:"pg_promote,omitempty"`
 	Summary      *workload.Summary `json:"summary,omitempty"`
 }
 
@@ -274,6 +290,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	if o.db == dbPostgres {
 		cfg.Mode, cfg.N, cfg.W, cfg.R, cfg.SetImpl = "", 0, 0, 0, ""
 		cfg.PGSync, cfg.PGRead, cfg.PGApplyDelay = o.pgSync, o.pgRead, o.pgApplyDelay.String()
+		cfg.PGStandbys, cfg.PGPromote = o.pgStandbys, o.pgPromote
 	}
 	if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
 		return results.Report{}, dir, err
@@ -285,9 +302,10 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	}
 
 	var cluster testCluster
+	var nemCluster nemesis.Cluster
 	var pg *postgresRun
 	if o.db == dbPostgres {
-		pg, err = startPostgres(ctx, o, a, dir, logf)
+		pg, err = startPostgres(ctx, o, a, dir, logf, slices.Contains(faults, "clock"))
 		if err != nil {
 			return results.Report{}, dir, err
 		}
@@ -296,6 +314,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 		if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
 			return results.Report{}, dir, err
 		}
+		nemCluster = pg.nemesisCluster()
 	} else if o.cluster == clusterDocker {
 		dc, err := startDocker(ctx, o, a, dir, logf)
 		if err != nil {
@@ -335,9 +354,12 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	}
 	defer rec.Close()
 
+	if cluster != nil {
+		nemCluster = cluster
+	}
 	var nem workload.Nemesis
 	if len(faults) > 0 {
-		n, err := nemesis.New(cluster, nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Seed: o.seed, ClockMax: o.clockMax}, rec.Record)
+		n, err := nemesis.New(nemCluster, nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Seed: o.seed, ClockMax: o.clockMax}, rec.Record)
 		if err != nil {
 			return results.Report{}, dir, usageError{fmt.Errorf("--nemesis: %w", err)}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/workload"
 )
 
@@ -22,13 +24,14 @@ const dbPostgres = "postgres"
 
 // postgresRun is a test's Postgres cluster in Docker.
 type postgresRun struct {
-	c     *docker.Client
-	pc    *docker.PostgresCluster
-	dir   string
-	keep  bool
-	image string
-	read  string        // --pg-read
-	wait  time.Duration // the per-operation timeout
+	c       *docker.Client
+	pc      *docker.PostgresCluster
+	dir     string
+	keep    bool
+	image   string
+	read    string        // --pg-read
+	wait    time.Duration // the per-operation timeout
+	promote string        // --pg-promote
 
 	mu      sync.Mutex
 	clients []*pgadapter.Client
@@ -40,7 +43,7 @@ type postgresRun struct {
 // exists (building it when missing), brings up the primary and its
 // replicas, and creates the workloads' tables on the primary. The caller
 // must call close, which saves the node logs and removes the cluster.
-func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf func(string, ...any)) (*postgresRun, error) {
+func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf func(string, ...any), fakeTime bool) (*postgresRun, error) {
 	c, err := docker.Connect(ctx)
 	if err != nil {
 		return nil, err
@@ -69,12 +72,13 @@ func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf 
 	logf("starting Docker cluster %s: postgres primary and %d replica(s), %s, reads from %s, from %s", name, o.nodes-1, o.pgSync, o.pgRead, image)
 	pc, err := c.UpPostgres(ctx, docker.PostgresOptions{
 		Name: name, Nodes: o.nodes, Image: image, Progress: progress, Sync: o.pgSync, ApplyDelay: o.pgApplyDelay,
+		SyncStandbys: o.pgStandbys, FakeTime: fakeTime,
 	})
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
-	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout}
+	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout, promote: o.pgPromote}
 	if err := pr.setup(ctx); err != nil {
 		pr.close(logf)
 		return nil, err
@@ -129,6 +133,27 @@ func (pr *postgresRun) nodes() []string {
 	return append([]string{pr.pc.Primary()}, pr.pc.Replicas()...)
 }
 
+// nemesisCluster is the cluster the nemesis acts on: the Postgres cluster,
+// whose failover promotes --pg-promote while it is a replica.
+func (pr *postgresRun) nemesisCluster() nemesis.Cluster {
+	return pgFaults{pr.pc, pr.promote}
+}
+
+// pgFaults is a Postgres cluster whose failovers prefer one replica.
+type pgFaults struct {
+	*docker.PostgresCluster
+	promote string
+}
+
+func (p pgFaults) Failover() (string, string, error) {
+	if p.promote != "" && slices.Contains(p.Replicas(), p.promote) {
+		return p.FailoverTo(p.promote)
+	}
+	return p.PostgresCluster.Failover()
+}
+
+var _ nemesis.Failoverer = pgFaults{}
+
 // progress notes when the workers are done (the phases after the
 // workload), then passes p on.
 func (pr *postgresRun) progress(next func(workload.Progress)) func(workload.Progress) {
@@ -151,7 +176,7 @@ func (pr *postgresRun) newClient(name, node string) (workload.Client, error) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	primary := pr.pc.Primary()
-	opts := pgadapter.Options{Workload: workload.Kind(name), Node: primary, Timeout: pr.wait, ReadMode: pr.read}
+	opts := pgadapter.Options{Workload: workload.Kind(name), Node: primary, Timeout: pr.wait, ReadMode: pr.read, Primary: pr.primaryNow}
 	replicas := pr.pc.Replicas()
 	switch {
 	case !pr.final && pr.read != pgadapter.ReadPrimary:
@@ -171,6 +196,13 @@ func (pr *postgresRun) newClient(name, node string) (workload.Client, error) {
 	return cl, nil
 }
 
+// primaryNow names the primary now, for clients that reconnect after a
+// failover.
+func (pr *postgresRun) primaryNow() (string, string) {
+	p := pr.pc.Primary()
+	return pr.pc.DSN(p), p
+}
+
 // close closes the clients, saves each node's container log to
 // nodes/<node>.log and removes the cluster (unless --keep), with a context
 // of its own, so that it works after an interrupt too.
@@ -184,7 +216,7 @@ func (pr *postgresRun) close(logf func(string, ...any)) {
 	}
 	pr.clients = nil
 	pr.mu.Unlock()
-	for _, n := range pr.nodes() {
+	for _, n := range pr.pc.Nodes() {
 		text, err := pr.pc.Logs(ctx, n)
 		if err != nil {
 			logf("warning: log of %s: %v", n, err)
@@ -208,8 +240,6 @@ func (o *testOptions) validatePostgres() error {
 	switch {
 	case o.cluster != clusterDocker:
 		return usagef("--db postgres runs in Docker: add --cluster docker")
-	case o.nemesis != "" && o.nemesis != "none":
-		return usagef("--nemesis %q: faults on Postgres nodes are not built yet; --db postgres takes only --nemesis none (its default)", o.nemesis)
 	case o.pgSync != docker.SyncAsync && o.pgSync != docker.SyncRemoteApply:
 		return usagef("--pg-sync %q: want %s or %s", o.pgSync, docker.SyncAsync, docker.SyncRemoteApply)
 	case o.pgRead != pgadapter.ReadPrimary && o.pgRead != pgadapter.ReadReplica && o.pgRead != pgadapter.ReadLSNFence:
@@ -218,6 +248,46 @@ func (o *testOptions) validatePostgres() error {
 		return usagef("--pg-read %s needs a replica: --nodes 2 or more", o.pgRead)
 	case o.pgApplyDelay < 0:
 		return usagef("--pg-apply-delay must not be negative")
+	case len(o.pgStandbys) > 0 && o.pgSync != docker.SyncRemoteApply:
+		return usagef("--pg-standbys names synchronous standbys: it goes with --pg-sync %s", docker.SyncRemoteApply)
+	}
+	for _, s := range o.pgStandbys {
+		if !isReplica(s, o.nodes) {
+			return usagef("--pg-standbys %s: want replicas, n2 to n%d", s, o.nodes)
+		}
+	}
+	if o.pgPromote != "" && !isReplica(o.pgPromote, o.nodes) {
+		return usagef("--pg-promote %s: want a replica, n2 to n%d", o.pgPromote, o.nodes)
+	}
+	faults, err := nemesis.ParseFaults(o.nemesis)
+	if err != nil {
+		return usageError{fmt.Errorf("--nemesis: %w", err)}
+	}
+	if n := failovers(faults, o.nemesisInterval, o.timeLimit); n >= o.nodes {
+		return usagef("--nemesis failover: this run's schedule starts %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval) or more --nodes", n, o.nodes, o.nodes-1)
 	}
 	return nil
+}
+
+// isReplica reports whether s names a replica (n2 to nN) of an N-node
+// cluster.
+func isReplica(s string, nodes int) bool {
+	for i := 2; i <= nodes; i++ {
+		if s == fmt.Sprintf("n%d", i) {
+			return true
+		}
+	}
+	return false
+}
+
+// failovers counts the failovers the nemesis starts in a run of limit:
+// step i starts at (2i+1) intervals, the kinds taking turns.
+func failovers(faults []string, interval, limit time.Duration) int {
+	n := 0
+	for i := 0; len(faults) > 0 && time.Duration(2*i+1)*interval < limit; i++ {
+		if faults[i%len(faults)] == "failover" {
+			n++
+		}
+	}
+	return n
 }

@@ -1,0 +1,225 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Start starts a killed node again and waits until it accepts
+// connections. An old primary that a failover killed stays down and Start
+// returns nil: it would come back as a second primary with writes no
+// replica has, and does not rejoin without pg_rewind.
+func (pc *PostgresCluster) Start(node string) error {
+	if pc.isFenced(node) {
+		return nil
+	}
+	return pc.Cluster.Start(node)
+}
+
+// Pause freezes node; an old primary a failover killed is left as it is.
+func (pc *PostgresCluster) Pause(node string) error {
+	if pc.isFenced(node) {
+		return nil
+	}
+	return pc.Cluster.Pause(node)
+}
+
+func (pc *PostgresCluster) isFenced(node string) bool {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	return pc.fenced[node]
+}
+
+// Failover replaces the primary the way an operator (or Patroni) does when
+// it is lost: it kills the primary for good, promotes the replica that has
+// received the most WAL (pg_promote), makes the new primary wait for the
+// synchronous standbys that are left (when the cluster is synchronous),
+// points the other replicas at it (primary_conninfo, a replication slot of
+// their own on it), and only then reports it as [PostgresCluster.Primary],
+// so that writers that reconnect find it. It returns the old primary and
+// the new one. It fails when no replica is left to promote.
+func (pc *PostgresCluster) Failover() (old, promoted string, err error) {
+	return pc.FailoverTo("")
+}
+
+// FailoverTo is [PostgresCluster.Failover] promoting node, or the replica
+// with the most WAL when node is empty. Promoting a replica that is behind
+// (an asynchronous one, or a standby that is not synchronous) loses the
+// writes it had not received, acknowledged or not.
+func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err error) {
+	ctx, cancel := faultCtx()
+	defer cancel()
+	old = pc.Primary()
+	replicas := pc.Replicas()
+	if node != "" && !slices.Contains(replicas, node) {
+		return old, "", fmt.Errorf("failover to %s: not a replica of cluster %s (replicas: %s)", node, pc.name, orNone(replicas))
+	}
+	if len(replicas) == 0 {
+		return old, "", fmt.Errorf("failover from %s: no replica left to promote (old primaries %s do not rejoin without pg_rewind)", old, orNone(pc.Fenced()))
+	}
+	// Fence first, so that no Start brings the old primary back meanwhile.
+	pc.pmu.Lock()
+	pc.fenced[old] = true
+	pc.pmu.Unlock()
+	if err := pc.Cluster.Kill(old); err != nil {
+		return old, "", fmt.Errorf("failover: %w", err)
+	}
+	promoted = node
+	if promoted == "" {
+		if promoted, err = pc.mostAdvanced(ctx, replicas); err != nil {
+			return old, "", fmt.Errorf("failover from %s: %w", old, err)
+		}
+	}
+	if err := pc.exec(ctx, promoted, `SELECT pg_promote(true, 60)`); err != nil {
+		return old, promoted, fmt.Errorf("failover from %s: promote %s: %w", old, promoted, err)
+	}
+	var errs []error
+	if pc.syncCommit != "" {
+		var left []string
+		for _, s := range pc.syncStandbys {
+			if s != promoted && s != old && !pc.isFenced(s) {
+				left = append(left, s)
+			}
+		}
+		names := ""
+		if len(left) > 0 {
+			names = fmt.Sprintf("FIRST %d (%s)", len(left), strings.Join(left, ", "))
+		}
+		if err := pc.exec(ctx, promoted, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
+			errs = append(errs, fmt.Errorf("synchronous standbys of %s: %w", promoted, err))
+		} else if err := pc.exec(ctx, promoted, `SELECT pg_reload_conf()`); err != nil {
+			errs = append(errs, fmt.Errorf("reload %s: %w", promoted, err))
+		}
+		pc.pmu.Lock()
+		pc.syncStandbys = left
+		if len(left) == 0 {
+			pc.syncCommit = ""
+		}
+		pc.pmu.Unlock()
+	}
+	p, err := pc.Node(promoted)
+	if err != nil {
+		return old, promoted, err
+	}
+	for _, r := range replicas {
+		if r == promoted {
+			continue
+		}
+		if err := pc.follow(ctx, r, p); err != nil {
+			errs = append(errs, fmt.Errorf("point %s at %s: %w", r, promoted, err))
+		}
+	}
+	pc.pmu.Lock()
+	pc.primary = promoted
+	pc.pmu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return old, promoted, fmt.Errorf("failover from %s to %s: %w", old, promoted, err)
+	}
+	return old, promoted, nil
+}
+
+// follow points replica r at the new primary p: a replication slot of its
+// own on p, and primary_conninfo and primary_slot_name changed and
+// reloaded on r, which then follows p's new timeline (recovery_target_timeline
+// is latest by default).
+func (pc *PostgresCluster) follow(ctx context.Context, r string, p *Node) error {
+	slot := "eccheck_" + r
+	if err := pc.exec(ctx, p.Name, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`); err != nil {
+		return err
+	}
+	conninfo := fmt.Sprintf("host=%s port=%d user=postgres application_name=%s", p.IP, postgresPort, r)
+	for _, q := range []string{
+		`ALTER SYSTEM SET primary_conninfo = ` + quote(conninfo),
+		`ALTER SYSTEM SET primary_slot_name = ` + quote(slot),
+		`SELECT pg_reload_conf()`,
+	} {
+		if err := pc.exec(ctx, r, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mostAdvanced returns the replica that has received (or replayed) the
+// most WAL; a replica that does not answer is passed over.
+func (pc *PostgresCluster) mostAdvanced(ctx context.Context, replicas []string) (string, error) {
+	best, bestLSN := "", uint64(0)
+	var errs []error
+	for _, r := range replicas {
+		var recv, replay *string
+		err := pc.query(ctx, r, `SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text`, &recv, &replay)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r, err))
+			continue
+		}
+		lsn := max(parseLSN(recv), parseLSN(replay))
+		if best == "" || lsn > bestLSN {
+			best, bestLSN = r, lsn
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no replica answered: %w", errors.Join(errs...))
+	}
+	return best, nil
+}
+
+// parseLSN reads a WAL position such as "0/3000148"; nil or unreadable is
+// 0.
+func parseLSN(s *string) uint64 {
+	if s == nil {
+		return 0
+	}
+	hi, lo, ok := strings.Cut(*s, "/")
+	if !ok {
+		return 0
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return h<<32 | l
+}
+
+// quote makes s a SQL string literal.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// exec runs one statement on node.
+func (pc *PostgresCluster) exec(ctx context.Context, node, q string) error {
+	return pc.query(ctx, node, q)
+}
+
+// query runs one statement on node through its published port and scans
+// its single row into dest (nothing to scan: the statement is executed).
+func (pc *PostgresCluster) query(ctx context.Context, node, q string, dest ...any) error {
+	ctx, cancel := context.WithTimeout(ctx, 70*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pc.DSN(node))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", node, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if len(dest) == 0 {
+		_, err = conn.Exec(ctx, q)
+	} else {
+		err = conn.QueryRow(ctx, q).Scan(dest...)
+	}
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", q, node, err)
+	}
+	return nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,259 @@
+package docker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/eccheck/eccheck/adapters/postgres"
+	"github.com/eccheck/eccheck/history"
+)
+
+// primaryClient is a register client that writes and reads on whatever
+// node is the cluster's primary when it connects.
+func primaryClient(pc *PostgresCluster, timeout time.Duration) *postgres.Client {
+	return postgres.New("", postgres.Options{Timeout: timeout, Primary: func() (string, string) {
+		p := pc.Primary()
+		return pc.DSN(p), p
+	}})
+}
+
+// pgDo runs one operation on key k and returns its completion.
+func pgDo(c *postgres.Client, f string, v history.Value) history.Op {
+	return c.Invoke(context.Background(), history.Op{Process: 1, Type: history.Invoke, F: f, Key: "k", Value: v})
+}
+
+// readUntilOK reads k through c until a read succeeds (the first after a
+// failover finds its connection gone).
+func readUntilOK(t *testing.T, c *postgres.Client) history.Op {
+	t.Helper()
+	var op history.Op
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if op = pgDo(c, "read", history.Nil()); op.Type == history.OK {
+			return op
+		}
+	}
+	t.Fatalf("no read succeeded in 30 s (last: %s %s)", op.Type, op.Error)
+	return op
+}
+
+// running reports whether node's container runs.
+func nodeRunning(t *testing.T, pc *PostgresCluster, node string) bool {
+	t.Helper()
+	n, err := pc.Node(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp, err := pc.c.api.ContainerInspect(context.Background(), n.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insp.Container.State != nil && insp.Container.State.Running
+}
+
+// TestPostgresAsyncFailoverLosesAckedWrite: with asynchronous replication
+// the primary, cut off from its replicas, acknowledges a write that no
+// replica receives; after the failover that write is gone, though the
+// client was told it committed. The old primary stays down (Start does not
+// bring it back), the promoted replica takes writes, and the other replica
+// follows it.
+func TestPostgresAsyncFailoverLosesAckedWrite(t *testing.T) {
+	pc := upPG(t, "fo", PostgresOptions{Nodes: 3})
+	c := primaryClient(pc, 3*time.Second)
+	defer c.Close(context.Background())
+	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK || op.Node != "n1" {
+		t.Fatalf("write 1 on n1: %+v", op)
+	}
+	for _, r := range pc.Replicas() {
+		waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
+	}
+	if err := pc.Partition(isolate3("n1")); err != nil {
+		t.Fatal(err)
+	}
+	if op := pgDo(c, "write", history.Int(2)); op.Type != history.OK {
+		t.Fatalf("write 2 on the cut-off primary: %+v, want ok (asynchronous)", op)
+	}
+	start := time.Now()
+	old, promoted, err := pc.Failover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("failover %s -> %s in %v", old, promoted, time.Since(start).Round(time.Millisecond))
+	if old != "n1" || promoted == "n1" || pc.Primary() != promoted || strings.Join(pc.Fenced(), ",") != "n1" {
+		t.Fatalf("failover %s -> %s, Primary %s, Fenced %v", old, promoted, pc.Primary(), pc.Fenced())
+	}
+	if err := pc.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start("n1"); err != nil || nodeRunning(t, pc, "n1") {
+		t.Fatalf("Start(n1) = %v, running %v: the old primary must stay down", err, nodeRunning(t, pc, "n1"))
+	}
+	if op := readUntilOK(t, c); op.Node != promoted || !op.Value.Equal(history.Int(1)) {
+		t.Fatalf("read after the failover: %+v, want 1 from %s (the acknowledged write of 2 lost)", op, promoted)
+	}
+	if op := pgDo(c, "write", history.Int(3)); op.Type != history.OK || op.Node != promoted {
+		t.Fatalf("write 3 on the new primary: %+v", op)
+	}
+	other := pc.Replicas()
+	if len(other) != 1 {
+		t.Fatalf("replicas after the failover: %v, want one", other)
+	}
+	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(other[0]), ReadNode: other[0]}), history.Int(3))
+	if _, _, err := pc.Failover(); err != nil {
+		t.Fatalf("second failover: %v", err)
+	}
+	if _, _, err := pc.Failover(); err == nil || !strings.Contains(err.Error(), "no replica left") {
+		t.Fatalf("third failover of 3 nodes = %v, want no replica left", err)
+	}
+}
+
+// isolate3 cuts node off from the other two of n1..n3, both ways.
+func isolate3(node string) map[string][]string {
+	g := map[string][]string{}
+	for _, o := range []string{"n1", "n2", "n3"} {
+		if o != node {
+			g[node] = append(g[node], o)
+			g[o] = []string{node}
+		}
+	}
+	return g
+}
+
+// TestPostgresSyncFailoverKeepsAckedWrites: with remote_apply and every
+// replica a synchronous standby, the cut-off primary acknowledges nothing:
+// the write's wait for the standbys is cancelled at the client's timeout
+// and Postgres answers with its warning that the transaction committed
+// locally but might not have been replicated, which the adapter records as
+// info, never ok. After the failover every acknowledged write is there,
+// the new primary waits for the standby that is left, and that standby
+// follows it.
+func TestPostgresSyncFailoverKeepsAckedWrites(t *testing.T) {
+	pc := upPG(t, "sfo", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply})
+	c := primaryClient(pc, 2*time.Second)
+	defer c.Close(context.Background())
+	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
+		t.Fatalf("write 1: %+v", op)
+	}
+	if err := pc.Partition(isolate3("n1")); err != nil {
+		t.Fatal(err)
+	}
+	op := pgDo(c, "write", history.Int(2))
+	if op.Type != history.Info || !strings.Contains(op.Error, "committed locally") {
+		t.Fatalf("write 2 on the cut-off primary: %s %q, want info with Postgres's committed-locally warning", op.Type, op.Error)
+	}
+	t.Logf("write 2: %s %s", op.Type, op.Error)
+	_, promoted, err := pc.Failover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if op := readUntilOK(t, c); !op.Value.Equal(history.Int(1)) {
+		t.Fatalf("read after the failover: %+v, want 1 (acknowledged; 2 was never acknowledged)", op)
+	}
+	other := pc.Replicas()[0]
+	var names string
+	pgQuery(t, pc.PrimaryDSN(), "SELECT current_setting('synchronous_standby_names')", &names)
+	if names != "FIRST 1 ("+other+")" {
+		t.Fatalf("%s waits for %q, want FIRST 1 (%s)", promoted, names, other)
+	}
+	// An acknowledged write on the new primary was applied on the standby
+	// left: it follows the new primary, synchronously.
+	var w history.Op
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if w = pgDo(c, "write", history.Int(3)); w.Type == history.OK {
+			break
+		}
+	}
+	if w.Type != history.OK {
+		t.Fatalf("write 3 on %s: %+v", promoted, w)
+	}
+	var v string
+	pgQuery(t, pc.DSN(other), "SELECT v::text FROM registers WHERE k = 'k'", &v)
+	if v != "3" {
+		t.Fatalf("%s right after the acknowledged write of 3 holds %s", other, v)
+	}
+}
+
+// TestPostgresNodeFaults runs the generic faults on Postgres nodes: a
+// replica cut off from the primary stops replaying and catches up after
+// the heal; a killed primary restarts with its acknowledged writes; a
+// paused replica answers again after resume; a clock offset through
+// libfaketime shows in now() and goes away at 0.
+func TestPostgresNodeFaults(t *testing.T) {
+	pc := upPG(t, "nf", PostgresOptions{Nodes: 3, FakeTime: true})
+	c := primaryClient(pc, 3*time.Second)
+	defer c.Close(context.Background())
+	onN2 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
+	defer onN2.Close(context.Background())
+	pgDo(c, "write", history.Int(1))
+	waitRead(t, onN2, history.Int(1))
+
+	// Partition: n2 misses the write until the heal.
+	if err := pc.Partition(map[string][]string{"n2": {"n1"}, "n1": {"n2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if op := pgDo(c, "write", history.Int(2)); op.Type != history.OK {
+		t.Fatalf("write 2: %+v", op)
+	}
+	time.Sleep(time.Second)
+	if op := pgDo(onN2, "read", history.Nil()); op.Type != history.OK || !op.Value.Equal(history.Int(1)) {
+		t.Fatalf("read on the cut-off n2 a second after write 2: %+v, want 1", op)
+	}
+	if err := pc.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	waitRead(t, onN2, history.Int(2))
+
+	// Kill and start the primary: the acknowledged write survives.
+	if err := pc.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if op := pgDo(c, "read", history.Nil()); op.Type == history.OK {
+		t.Fatalf("read on the killed primary: %+v, want fail", op)
+	}
+	if err := pc.Start("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if op := readUntilOK(t, c); !op.Value.Equal(history.Int(2)) {
+		t.Fatalf("read after the restart: %+v, want 2", op)
+	}
+
+	// Pause and resume a replica.
+	if err := pc.Pause("n3"); err != nil {
+		t.Fatal(err)
+	}
+	onN3 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n3"), ReadNode: "n3", Timeout: time.Second})
+	defer onN3.Close(context.Background())
+	if op := pgDo(onN3, "read", history.Nil()); op.Type != history.Fail {
+		t.Fatalf("read on the paused n3: %+v, want fail", op)
+	}
+	if err := pc.Resume("n3"); err != nil {
+		t.Fatal(err)
+	}
+	waitRead(t, onN3, history.Int(2))
+
+	// Clock: n2's processes see an hour ahead, then the real time again.
+	skew := func() time.Duration {
+		var ts time.Time
+		pgQuery(t, pc.DSN("n2"), "SELECT clock_timestamp()", &ts)
+		return time.Until(ts)
+	}
+	if err := pc.SetClock("n2", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := skew(); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("n2's clock after +1h: %v ahead", d)
+	}
+	if err := pc.SetClock("n2", 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := skew(); d < -time.Minute || d > time.Minute {
+		t.Fatalf("n2's clock after reset: %v ahead", d)
+	}
+	waitRead(t, onN2, history.Int(2))
+}

@@ -1,0 +1,130 @@
+package nemesis
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakePrimary is a fakeCluster with a primary that Failover replaces: it
+// kills the primary for good and promotes the next live node.
+type fakePrimary struct {
+	*fakeCluster
+	primary   string
+	failovers int
+	grudges   []string // the grudge in force at each Failover call
+}
+
+var _ Failoverer = (*fakePrimary)(nil)
+
+func (f *fakePrimary) Primary() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.primary
+}
+
+func (f *fakePrimary) Failover() (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failovers++
+	f.grudges = append(f.grudges, fmt.Sprint(f.grudge))
+	if err := f.call("failover"); err != nil {
+		return f.primary, "", err
+	}
+	old := f.primary
+	f.killed[old] = true
+	for _, n := range f.nodes {
+		if !f.killed[n] {
+			f.primary = n
+			return old, n, nil
+		}
+	}
+	return old, "", fmt.Errorf("no replica left")
+}
+
+func TestFailover(t *testing.T) {
+	t.Run("failover/cluster without a primary/refused", func(t *testing.T) {
+		_, err := New(newFake(3), Options{Faults: []string{"failover"}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "failover needs a cluster with a primary") {
+			t.Fatalf("New = %v, want an error saying failover needs a primary", err)
+		}
+	})
+	t.Run("failover/run/isolates the primary then replaces it", func(t *testing.T) {
+		c, log := &fakePrimary{fakeCluster: newFake(3), primary: "n1"}, newOpLog()
+		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 5 * time.Millisecond}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- nem.Run(ctx) }()
+		waitFor(t, "two failovers", func() bool { return len(log.history()) >= 4 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		h := log.history()
+		checkNemesisOps(t, h)
+		want := []string{
+			`start-failover {"primary":"n1"}`, `stop-failover {"killed":"n1","promoted":"n2"}`,
+			`start-failover {"primary":"n2"}`, `stop-failover {"killed":"n2","promoted":"n3"}`,
+		}
+		for i, w := range want {
+			if got := h[i].F + " " + h[i].Value.String(); got != w {
+				t.Fatalf("op %d is %s, want %s", i, got, w)
+			}
+		}
+		// Each Failover happened while its primary was cut off both ways.
+		if c.grudges[0] != "map[n1:[n2 n3] n2:[n1] n3:[n1]]" || c.grudges[1] != "map[n1:[n2] n2:[n1 n3] n3:[n2]]" {
+			t.Fatalf("grudges at the failovers: %q", c.grudges)
+		}
+		if len(c.grudge) != 0 {
+			t.Fatalf("partition left after Run: %v", c.grudge)
+		}
+	})
+	t.Run("failover/healed early/partition undone, primary kept", func(t *testing.T) {
+		c, log := &fakePrimary{fakeCluster: newFake(3), primary: "n1"}, newOpLog()
+		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: time.Hour}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nem.start(t.Context(), nem.Schedule(1)[0]); err != nil {
+			t.Fatal(err)
+		}
+		if got := nem.Active(); !slices.Equal(got, []string{"failover: n1 cut off"}) {
+			t.Fatalf("Active = %q", got)
+		}
+		if err := nem.HealAll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if c.failovers != 0 || c.Primary() != "n1" || len(c.faults()) != 0 {
+			t.Fatalf("after HealAll: %d failovers, primary %s, faults %q; want none, n1, none", c.failovers, c.Primary(), c.faults())
+		}
+		checkNemesisOps(t, log.history())
+		if got := fs(log.history()); got != "start-failover stop-failover" {
+			t.Fatalf("recorded %q", got)
+		}
+	})
+	t.Run("failover/fails/run stops, error recorded, never tried twice", func(t *testing.T) {
+		c, log := &fakePrimary{fakeCluster: newFake(3), primary: "n1"}, newOpLog()
+		c.setFail("failover", errBoom)
+		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 2 * time.Millisecond}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = nem.Run(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "failover from n1: boom") {
+			t.Fatalf("Run = %v, want the failover's error", err)
+		}
+		if err := nem.HealAll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		h := log.history()
+		if c.failovers != 1 || len(c.faults()) != 0 || len(h) != 2 || !strings.Contains(h[1].Error, "boom") {
+			t.Fatalf("%d failovers (want 1), faults %q, ops %v", c.failovers, c.faults(), h)
+		}
+	})
+}
