@@ -104,6 +104,10 @@ type target struct {
 	node    string
 	resolve func() (dsn, node string) // when set, gives dsn and node at each connect
 	conn    *pgx.Conn
+	// failed is when the last connection attempt failed (zero after a
+	// success): the next attempt waits until connectBackoff has passed,
+	// so that a client whose server is down does not spin.
+	failed time.Time
 
 	mu      sync.Mutex
 	notices []*pgconn.Notice
@@ -160,6 +164,13 @@ func (t *target) connect(ctx context.Context) error {
 		return nil
 	}
 	t.conn = nil
+	if wait := connectBackoff - time.Since(t.failed); !t.failed.IsZero() && wait > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect to %s: %w", t.node, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 	if t.resolve != nil {
 		t.dsn, t.node = t.resolve()
 	}
@@ -177,11 +188,16 @@ func (t *target) connect(ctx context.Context) error {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		t.failed = time.Now()
 		return fmt.Errorf("connect to %s: %w", t.node, err)
 	}
-	t.conn = conn
+	t.conn, t.failed = conn, time.Time{}
 	return nil
 }
+
+// connectBackoff is the least time between two connection attempts of a
+// client to a server that refused the last one.
+const connectBackoff = 100 * time.Millisecond
 
 // takeNotices returns the notices received since the last call.
 func (t *target) takeNotices() []*pgconn.Notice {

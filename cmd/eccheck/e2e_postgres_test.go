@@ -35,6 +35,13 @@ func postgresImage(t *testing.T, c *docker.Client) {
 // left behind.
 func runPostgresE2E(t *testing.T, read string, args ...string) (int, e2eReport) {
 	t.Helper()
+	code, rep, _ := runPostgresE2EDir(t, read, args...)
+	return code, rep
+}
+
+// runPostgresE2EDir is runPostgresE2E that also returns the run directory.
+func runPostgresE2EDir(t *testing.T, read string, args ...string) (int, e2eReport, string) {
+	t.Helper()
 	c := dockerEngine(t)
 	postgresImage(t, c)
 	name := "e2e-pg-" + shortID()
@@ -43,10 +50,13 @@ func runPostgresE2E(t *testing.T, read string, args ...string) (int, e2eReport) 
 	if dir == "" {
 		t.Fatalf("postgres/run directory/exists: exit %d", code)
 	}
-	sync := "async"
+	sync, faults := "async", ""
 	for i, a := range args {
 		if a == "--pg-sync" && i+1 < len(args) {
 			sync = args[i+1]
+		}
+		if a == "--nemesis" && i+1 < len(args) {
+			faults = args[i+1]
 		}
 	}
 	var cfg testConfig
@@ -54,8 +64,8 @@ func runPostgresE2E(t *testing.T, read string, args ...string) (int, e2eReport) 
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}
-	if err != nil || cfg.DB != "postgres" || cfg.PGSync != sync || cfg.PGRead != read || len(cfg.Nemesis) != 0 {
-		t.Errorf("postgres/test.json/db, pg_sync, pg_read recorded, no nemesis: %v, %+v", err, cfg)
+	if err != nil || cfg.DB != "postgres" || cfg.PGSync != sync || cfg.PGRead != read || strings.Join(cfg.Nemesis, ",") != faults {
+		t.Errorf("postgres/test.json/db, pg_sync, pg_read, nemesis %q recorded: %v, %+v", faults, err, cfg)
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
@@ -66,7 +76,7 @@ func runPostgresE2E(t *testing.T, read string, args ...string) (int, e2eReport) 
 	if left := leftovers(t, c, name); len(left) > 0 {
 		t.Errorf("postgres/teardown/nothing left: %s", strings.Join(left, "; "))
 	}
-	return code, rep
+	return code, rep, dir
 }
 
 func TestE2EPostgresPrimaryReadsValid(t *testing.T) {
@@ -111,9 +121,59 @@ func TestE2EPostgresRemoteApplyReplicaReadsValid(t *testing.T) {
 	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "valid"})
 }
 
+// Cut off from its replicas, an asynchronous primary goes on acknowledging
+// adds that no replica receives; the failover then loses them, though
+// every read went to the primary.
+func TestE2EPostgresAsyncFailoverLosesWrites(t *testing.T) {
+	code, rep := runPostgresE2E(t, "primary", "--workload", "set", "--nemesis", "failover", "--nemesis-interval", "3s", "--time-limit", "8s", "--seed", "3")
+	if code != exitInvalid {
+		t.Fatalf("postgres/async failover/exit 1: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+}
+
+// With remote_apply and every replica a synchronous standby, the cut-off
+// primary acknowledges no add: each waits for the standbys until its
+// timeout cancels the wait, and Postgres's committed-locally warning makes
+// it info. The failover loses no acknowledged add.
+func TestE2EPostgresSyncFailoverKeepsWrites(t *testing.T) {
+	code, rep, dir := runPostgresE2EDir(t, "replica", "--pg-sync", "remote_apply", "--op-timeout", "1s", "--workload", "set", "--nemesis", "failover", "--nemesis-interval", "3s", "--time-limit", "8s", "--seed", "3")
+	if code != exitValid {
+		t.Fatalf("postgres/sync failover/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"lost-writes": "valid"})
+	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil || !strings.Contains(string(b), `"type":"info"`) || !strings.Contains(string(b), "committed locally, might not be replicated") || !strings.Contains(string(b), `"f":"stop-failover","value":{"killed":"n1","promoted":`) {
+		t.Fatalf("postgres/sync failover/history has the failover and info adds with the committed-locally warning: %v", err)
+	}
+}
+
+// A kill and restart, a clock bump (libfaketime), a pause, each of the
+// primary (seed 14's schedule), then a partition ring, with asynchronous
+// replicas: with every read on the primary the history stays linearizable.
+func TestE2EPostgresPrimaryUnderFaultsValid(t *testing.T) {
+	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "register", "--nemesis", "kill,clock,pause,partition", "--nemesis-interval", "1500ms", "--time-limit", "15s", "--op-timeout", "1s", "--seed", "14")
+	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	for _, f := range []string{`"f":"stop-kill","value":["n1"]`, `"f":"stop-clock"`, `"f":"stop-pause","value":["n1"]`, `"f":"start-partition"`} {
+		if err != nil || !strings.Contains(string(b), f) {
+			t.Errorf("postgres/primary under faults/history has %s: %v", f, err)
+		}
+	}
+	if code != exitValid {
+		t.Fatalf("postgres/primary under faults/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"linearizable": "valid"})
+}
+
 func TestPostgresFlagsUsage(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
-		{"--db postgres --cluster docker --nemesis partition", "faults on Postgres nodes are not built yet"},
+		{"--pg-sync remote_apply", "the --pg-* flags go with --db postgres"},
+		{"--db ecstore --pg-read replica --pg-promote n2", "--pg-read, --pg-promote: the --pg-* flags go with --db postgres"},
+		{"--db postgres --cluster docker --pg-standbys n2", "goes with --pg-sync remote_apply"},
+		{"--db postgres --cluster docker --pg-sync remote_apply --pg-standbys n1", "--pg-standbys n1: want replicas, n2 to n3"},
+		{"--db postgres --cluster docker --pg-promote n4", "--pg-promote n4: want a replica"},
+		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "starts 5 failovers, but each kills a primary for good and 3 nodes allow 2"},
+		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
 		{"--db postgres", "add --cluster docker"},
 		{"--db postgres --cluster docker --pg-read nearest", "--pg-read"},
 		{"--db postgres --cluster docker --pg-sync quorum", "--pg-sync"},
