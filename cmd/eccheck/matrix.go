@@ -17,7 +17,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/results"
 	"github.com/eccheck/eccheck/store"
@@ -45,7 +47,17 @@ type matrixOptions struct {
 	output          string
 	expect          string
 	verbose, quiet  bool
+	// Postgres: lag on demand for every cell; modesSet and nemesesSet say
+	// --modes and --nemesis were given (Postgres has defaults of its own).
+	pgApplyDelay         time.Duration
+	modesSet, nemesesSet bool
 }
+
+// The defaults of --modes and --nemesis with --db postgres.
+const (
+	pgMatrixModes   = "async:primary,async:replica,async:lsn-fence,remote_apply:replica"
+	pgMatrixNemeses = "none,failover"
+)
 
 // matrixOutputs are the formats of -o.
 var matrixOutputs = []string{"table", "markdown", "json", "html"}
@@ -71,8 +83,16 @@ Configurations (--modes, comma-separated):
   primary:reads-primary   reads from the primary
 Any of them +sessions (lww:w1r1+sessions) runs the clients with session tokens.
 
+With --db postgres (and --cluster docker) a configuration is SYNC:READ:
+  async:primary           asynchronous replicas, every read on the primary
+  async:replica           reads on a replica (each client sticks to one)
+  async:lsn-fence         replica reads that wait for the client's last write
+  remote_apply:replica    the primary waits until every replica applied
+(default: ` + pgMatrixModes + `; nemeses none,failover).
+
 Nemeses (--nemesis, comma-separated): none, or faults joined by '+'
-(partition, clock, kill, pause; e.g. partition+clock).
+(partition, clock, kill, pause, and failover with postgres; e.g.
+partition+clock).
 
 Each cell gets its own run directory under --out/matrix-<UTC time>/<cell>/,
 and the matrix directory holds the card as card.txt, card.md, matrix.json and
@@ -98,6 +118,7 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.seedSet = cmd.Flags().Changed("seed")
+			o.modesSet, o.nemesesSet = cmd.Flags().Changed("modes"), cmd.Flags().Changed("nemesis")
 			return runMatrix(cmd.Context(), o, a)
 		},
 	}
@@ -107,8 +128,9 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 
 // bindMatrixFlags defines the flags of `eccheck matrix` on f, into o.
 func bindMatrixFlags(f *pflag.FlagSet, o *matrixOptions) {
-	f.StringVar(&o.db, "db", "ecstore", "the store under test (ecstore)")
-	f.StringVar(&o.cluster, "cluster", "local", "where the clusters run: local (in this process)")
+	f.StringVar(&o.db, "db", "ecstore", "the store under test: ecstore, or postgres (with --cluster docker)")
+	f.StringVar(&o.cluster, "cluster", "local", "where the clusters run: local (in this process) or docker")
+	f.DurationVar(&o.pgApplyDelay, "pg-apply-delay", 0, "postgres: replicas replay each commit this late (replication lag on demand), in every cell")
 	f.StringVar(&o.modes, "modes", "raft,lww:w1r1,lww:w2r2,hlc,primary", "configurations, comma-separated: "+modeSpecForms)
 	f.StringVar(&o.nemeses, "nemesis", "none,partition,clock", "fault sets, comma-separated; none, or faults joined by + (partition, clock, kill, pause)")
 	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads of every cell, comma-separated: "+strings.Join(workload.Names, ", "))
@@ -137,6 +159,8 @@ type matrixConfig struct {
 	n, w, r      int
 	primaryReads string
 	sessions     bool
+	// pgSync and pgRead are a Postgres configuration's.
+	pgSync, pgRead string
 }
 
 const modeSpecForms = "raft, lww, lww:w1r1, lww:w2r2, lww:n3w2r2 (N replicas, W, R), hlc, hlc:w1r1, primary, primary:reads-primary; any +sessions"
@@ -191,6 +215,17 @@ func parseModeSpec(spec string, nodes int) (matrixConfig, error) {
 	return c, nil
 }
 
+const pgSpecForms = "SYNC:READ with SYNC async or remote_apply and READ primary, replica or lsn-fence (e.g. async:replica)"
+
+// parsePGSpec parses one Postgres configuration of --modes: SYNC:READ.
+func parsePGSpec(spec string) (matrixConfig, error) {
+	sync, read, ok := strings.Cut(spec, ":")
+	if !ok || (sync != docker.SyncAsync && sync != docker.SyncRemoteApply) || (read != pgadapter.ReadPrimary && read != pgadapter.ReadReplica && read != pgadapter.ReadLSNFence) {
+		return matrixConfig{}, fmt.Errorf("postgres configuration %q: want %s", spec, pgSpecForms)
+	}
+	return matrixConfig{label: spec, pgSync: sync, pgRead: read}, nil
+}
+
 // parseMatrixNemeses parses --nemesis: fault sets, each none or faults
 // joined by '+'. It returns each set's label and its fault list for
 // `eccheck test --nemesis`.
@@ -227,6 +262,16 @@ func planMatrix(o matrixOptions, dir string) ([]matrixCell, []string, []string, 
 	if !slices.Contains(matrixOutputs, o.output) {
 		return nil, nil, nil, usagef("-o %q: want %s", o.output, strings.Join(matrixOutputs, ", "))
 	}
+	if o.db == dbPostgres {
+		if !o.modesSet {
+			o.modes = pgMatrixModes
+		}
+		if !o.nemesesSet {
+			o.nemeses = pgMatrixNemeses
+		}
+	} else if o.pgApplyDelay != 0 {
+		return nil, nil, nil, usagef("--pg-apply-delay goes with --db postgres")
+	}
 	var configs []matrixConfig
 	var labels []string
 	for _, spec := range strings.Split(o.modes, ",") {
@@ -234,7 +279,11 @@ func planMatrix(o matrixOptions, dir string) ([]matrixCell, []string, []string, 
 		if spec == "" {
 			continue
 		}
-		c, err := parseModeSpec(spec, o.nodes)
+		parse := func() (matrixConfig, error) { return parseModeSpec(spec, o.nodes) }
+		if o.db == dbPostgres {
+			parse = func() (matrixConfig, error) { return parsePGSpec(spec) }
+		}
+		c, err := parse()
 		if err != nil {
 			return nil, nil, nil, usageError{fmt.Errorf("--modes: %w", err)}
 		}
@@ -262,6 +311,9 @@ func planMatrix(o matrixOptions, dir string) ([]matrixCell, []string, []string, 
 				seed: o.seed, seedSet: true, opTimeout: o.opTimeout, recovery: o.recovery,
 				out: dir, name: matrixCellDir(c.label, nem), noLatest: true,
 				check: checkOptions{output: "table", timeout: o.timeout, engine: o.engine, quiet: !o.verbose || o.quiet},
+			}
+			if o.db == dbPostgres {
+				t.pgSync, t.pgRead, t.pgApplyDelay = c.pgSync, c.pgRead, o.pgApplyDelay
 			}
 			if err := t.validate(); err != nil {
 				return nil, nil, nil, err

@@ -102,6 +102,10 @@ func TestMatrixUsageErrors(t *testing.T) {
 		{"expect/malformed-line/exit-3-with-file-line", []string{"--expect", bad}, bad + `:3: unknown verdict "pass"`},
 		{"expect/no-expectations/exit-3", []string{"--expect", empty}, "holds no expectations"},
 		{"expect/missing-file/exit-3", []string{"--expect", filepath.Join(dir, "nope.txt")}, "nope.txt"},
+		{"postgres/ecstore mode/exit-3", []string{"--db", "postgres", "--cluster", "docker", "--modes", "raft"}, `postgres configuration "raft": want SYNC:READ`},
+		{"postgres/local/exit-3", []string{"--db", "postgres", "--modes", "async:replica"}, "add --cluster docker"},
+		{"postgres/apply delay with ecstore/exit-3", []string{"--pg-apply-delay", "50ms"}, "--pg-apply-delay goes with --db postgres"},
+		{"postgres/failover with ecstore/exit-3", []string{"--modes", "raft", "--nemesis", "failover"}, "failover needs a cluster with a primary"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,5 +274,29 @@ func TestMatrixInterrupt(t *testing.T) {
 	}
 	if !card.Interrupted || card.Planned != 2 || len(card.Cells) != 1 || card.Cells[0].Verdict != "error" || !strings.HasPrefix(card.Cells[0].Error, "interrupted") {
 		t.Errorf("partial card %+v: want 1 of 2 cells, interrupted", card)
+	}
+}
+
+// TestMatrixPostgres runs a matrix over Postgres in Docker, replicas
+// replaying 50 ms late: asynchronous replica reads break read-your-writes,
+// LSN fencing keeps it, remote_apply is valid. The expectations say so.
+func TestMatrixPostgres(t *testing.T) {
+	c := dockerEngine(t)
+	postgresImage(t, c)
+	out := t.TempDir()
+	expect := filepath.Join(out, "expect.txt")
+	os.WriteFile(expect, []byte("async:replica x none read-your-writes invalid\nasync:lsn-fence x none read-your-writes valid\nremote_apply:replica x none valid\n"), 0o644)
+	code, stdout, stderr := runCLI(t, matrixArgs(out, "--db", "postgres", "--cluster", "docker", "--modes", "async:replica,async:lsn-fence,remote_apply:replica", "--nemesis", "none", "--pg-apply-delay", "50ms", "--time-limit", "4s", "-o", "json", "--expect", expect)...)
+	var card matrixJSON
+	if err := json.Unmarshal([]byte(stdout), &card); err != nil {
+		t.Fatalf("exit %d; stdout is not JSON: %v\n%s\n%s", code, err, stdout, stderr)
+	}
+	if code != exitValid || len(card.Cells) != 3 || len(card.Expectations) != 3 {
+		t.Fatalf("matrix/postgres/exit 0 with 3 cells, 3 expectations holding: exit %d, %+v\n%s", code, card, stderr)
+	}
+	for _, cell := range card.Cells {
+		if cell.StaleP99MS == nil || (cell.Config == "async:replica" && *cell.StaleP99MS <= 0) || (cell.Config == "remote_apply:replica" && *cell.StaleP99MS != 0) {
+			t.Errorf("matrix/postgres/%s stale p99 (above 0 with async replica reads, 0 with remote_apply): %v", cell.Config, cell.StaleP99MS)
+		}
 	}
 }

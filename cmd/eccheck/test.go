@@ -158,6 +158,8 @@ func (o *testOptions) validate() error {
 		}
 	} else if len(o.pgFlags) > 0 {
 		return usagef("%s: the --pg-* flags go with --db postgres", strings.Join(o.pgFlags, ", "))
+	} else if fs, err := nemesis.ParseFaults(o.nemesis); err == nil && slices.Contains(fs, "failover") {
+		return usagef("--nemesis failover: a failover needs a cluster with a primary to replace (--db postgres); ecstore's primary mode fails over by itself under kill and partition")
 	}
 	switch {
 	case o.db != "ecstore" && o.db != dbPostgres:
@@ -185,7 +187,7 @@ func (o *testOptions) validate() error {
 			return usageError{fmt.Errorf("--cluster-name: %w", err)}
 		}
 	}
-	ok := false
+	ok := o.db == dbPostgres // --mode is ecstore's
 	for _, m := range store.Modes {
 		ok = ok || m == o.mode
 	}
