@@ -60,40 +60,47 @@ func TestNightlyWorkflow(t *testing.T) {
 		}
 	}
 
-	// The matrix command line, joined over its continuation lines.
-	m := regexp.MustCompile(`\n *bin/eccheck matrix ([^#]*?)> card\.md`).FindStringSubmatch(wf)
-	if m == nil {
-		t.Fatal("the workflow has no 'bin/eccheck matrix ... > card.md' command")
-	}
-	line := strings.NewReplacer("\\\n", " ", `"$TIME_LIMIT"`, "20s", `"${seed_flag[@]}"`, "").Replace(m[1])
-	args := strings.Fields(line)
-	var o matrixOptions
-	fs := pflag.NewFlagSet("matrix", pflag.ContinueOnError)
-	bindMatrixFlags(fs, &o)
-	if err := fs.Parse(args); err != nil {
-		t.Fatalf("the workflow's matrix flags %q do not parse: %v", args, err)
-	}
-	if o.output != "markdown" || o.expect != ".github/chaos-expect.txt" || o.db != "ecstore" {
-		t.Errorf("the workflow's matrix writes -o %s with --expect %q on --db %s; want markdown, .github/chaos-expect.txt, ecstore", o.output, o.expect, o.db)
-	}
-	cells, _, _, err := planMatrix(o, t.TempDir())
-	if err != nil {
-		t.Fatalf("the workflow's matrix does not plan: %v", err)
-	}
-
-	es, err := results.ReadExpectations(filepath.Join(root, o.expect))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
-		matched := 0
-		for _, c := range cells {
-			if e.Matches(results.Cell{Config: c.config, Nemesis: c.nemesis}) {
-				matched++
-			}
+	// Each matrix command line, joined over its continuation lines: the
+	// in-process ecstore card and the Postgres card.
+	for _, run := range []struct{ card, db, expect string }{
+		{"card.md", "ecstore", ".github/chaos-expect.txt"},
+		{"card-postgres.md", "postgres", ".github/chaos-expect-postgres.txt"},
+	} {
+		m := regexp.MustCompile(`\n *bin/eccheck matrix ([^#]*?)> ` + regexp.QuoteMeta(run.card)).FindStringSubmatch(wf)
+		if m == nil {
+			t.Errorf("the workflow has no 'bin/eccheck matrix ... > %s' command", run.card)
+			continue
 		}
-		if matched == 0 {
-			t.Errorf("%s: %q matches no cell of the workflow's matrix", e.Pos(), e.Text)
+		line := strings.NewReplacer("\\\n", " ", `"$TIME_LIMIT"`, "20s", `"${seed_flag[@]}"`, "").Replace(m[1])
+		args := strings.Fields(line)
+		var o matrixOptions
+		fs := pflag.NewFlagSet("matrix", pflag.ContinueOnError)
+		bindMatrixFlags(fs, &o)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("the workflow's matrix flags %q do not parse: %v", args, err)
+		}
+		o.modesSet, o.nemesesSet = fs.Changed("modes"), fs.Changed("nemesis")
+		if o.output != "markdown" || o.expect != run.expect || o.db != run.db {
+			t.Errorf("the workflow's matrix > %s writes -o %s with --expect %q on --db %s; want markdown, %s, %s", run.card, o.output, o.expect, o.db, run.expect, run.db)
+		}
+		cells, _, _, err := planMatrix(o, t.TempDir())
+		if err != nil {
+			t.Fatalf("the workflow's matrix > %s does not plan: %v", run.card, err)
+		}
+		es, err := results.ReadExpectations(filepath.Join(root, o.expect))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			matched := 0
+			for _, c := range cells {
+				if e.Matches(results.Cell{Config: c.config, Nemesis: c.nemesis}) {
+					matched++
+				}
+			}
+			if matched == 0 {
+				t.Errorf("%s: %q matches no cell of the workflow's matrix > %s", e.Pos(), e.Text, run.card)
+			}
 		}
 	}
 }
