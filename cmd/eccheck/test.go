@@ -88,12 +88,21 @@ nodes/<node>.log and, for keys that are not linearizable, their
 visualizations. 'eccheck check runs/latest' re-checks it; 'eccheck report
 runs/latest -o markdown' renders it again.
 
+With --db postgres --cluster docker it tests a Postgres primary with
+streaming replicas instead: --pg-sync (async or remote_apply, waiting for
+--pg-standbys), --pg-read (primary, replica or lsn-fence), --pg-apply-delay
+(replication lag on demand), and the faults partition, kill, pause, clock
+(libfaketime) and failover (cut the primary off, then kill it for good and
+promote the replica with the most WAL, or --pg-promote).
+
 The seed decides every operation and the fault schedule; it is printed at the
 start, and --seed repeats a run's choices.`,
 		Example: `  eccheck test
   eccheck test --mode raft --nemesis partition,kill
   eccheck test --mode lww --w 2 --r 2 --workload register --time-limit 1m
-  eccheck test --workload set --set-impl lww-blob --nemesis partition`,
+  eccheck test --workload set --set-impl lww-blob --nemesis partition
+  eccheck test --cluster docker --db postgres --pg-read replica --pg-apply-delay 50ms --workload session
+  eccheck test --cluster docker --db postgres --workload set --nemesis failover --pg-sync remote_apply`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.seedSet = cmd.Flags().Changed("seed")
