@@ -103,10 +103,21 @@ type PostgresOptions struct {
 	// this long after the primary made it (recovery_min_apply_delay, in
 	// whole milliseconds): replication lag on demand.
 	ApplyDelay time.Duration
+	// ApplyDelays, when not empty, sets the delay per replica (node name
+	// to delay) instead: replicas not named get none.
+	ApplyDelays map[string]time.Duration
 	// FakeTime starts every node's processes under libfaketime
 	// ([FakeTimeEnv]), so that [Cluster.SetClock] can move their clocks.
 	// Off by default: with it every clock call reads a file.
 	FakeTime bool
+}
+
+// applyDelay returns the apply delay of node.
+func (o PostgresOptions) applyDelay(node string) time.Duration {
+	if len(o.ApplyDelays) > 0 {
+		return o.ApplyDelays[node]
+	}
+	return o.ApplyDelay
 }
 
 // PostgresCluster is a Postgres primary (n1 until a failover) with
@@ -268,7 +279,7 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 			Image: o.Image,
 			User:  "postgres",
 			Env:   env,
-			Cmd:   []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.ApplyDelay.Milliseconds(), 10)},
+			Cmd:   []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.applyDelay(n.Name).Milliseconds(), 10)},
 		}
 		if err := c.createNode(ctx, o.Name, DBPostgres, pc.network, n, port, cfg); err != nil {
 			return nil, err

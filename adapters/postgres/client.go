@@ -74,6 +74,9 @@ type Options struct {
 	// FenceWait bounds the wait of a fenced read for the replica to replay
 	// the client's last write; 0 means 1s.
 	FenceWait time.Duration
+	// ReadTargets are the servers reads take turns on with
+	// ReadRoundRobin.
+	ReadTargets []ReadTarget
 	// Primary, when set, names the primary now (its DSN and node name)
 	// and is asked each time the client connects to the primary: after a
 	// failover, the first operation that finds its connection lost fails
@@ -88,6 +91,10 @@ type Client struct {
 	opts    Options
 	primary *target
 	read    *target // == primary when reads go to the primary
+	// rotation are the read targets of ReadRoundRobin, next the index of
+	// the one the next read goes to.
+	rotation []*target
+	next     int
 
 	// lsn is the primary's WAL position after the client's last
 	// acknowledged write ("" before any); lsnUnknown says it could not be
@@ -136,7 +143,12 @@ func New(primaryDSN string, o Options) *Client {
 		c.primary.dsn, c.primary.node = o.Primary()
 	}
 	c.read = c.primary
-	if o.ReadDSN != "" && o.readMode() != ReadPrimary {
+	switch {
+	case o.readMode() == ReadRoundRobin:
+		for _, rt := range o.ReadTargets {
+			c.rotation = append(c.rotation, &target{dsn: rt.DSN, node: rt.Node})
+		}
+	case o.ReadDSN != "" && o.readMode() != ReadPrimary:
 		c.read = &target{dsn: o.ReadDSN, node: o.ReadNode}
 	}
 	return c
@@ -145,7 +157,7 @@ func New(primaryDSN string, o Options) *Client {
 // Close closes the client's connections.
 func (c *Client) Close(ctx context.Context) error {
 	var errs []error
-	for _, t := range []*target{c.primary, c.read} {
+	for _, t := range append([]*target{c.primary, c.read}, c.rotation...) {
 		if t.conn != nil {
 			errs = append(errs, t.conn.Close(ctx))
 			t.conn = nil
@@ -238,7 +250,11 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	}
 	fenced := read && c.opts.readMode() == ReadLSNFence
 	t := c.primary
-	if read && !(fenced && c.lsnUnknown) {
+	switch {
+	case read && len(c.rotation) > 0:
+		t = c.rotation[c.next%len(c.rotation)]
+		c.next++
+	case read && !(fenced && c.lsnUnknown):
 		t = c.read
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)

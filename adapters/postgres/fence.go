@@ -22,7 +22,17 @@ const (
 	// reached in time fails; it never returns a value older than the
 	// client's own writes.
 	ReadLSNFence = "lsn-fence"
+	// ReadRoundRobin sends each read to the next of [Options.ReadTargets]
+	// in turn, as a load balancer over replicas does: replicas that lag
+	// by different amounts then serve one client values that go back in
+	// time.
+	ReadRoundRobin = "round-robin"
 )
+
+// ReadTarget is a server that reads go to, for [ReadRoundRobin].
+type ReadTarget struct {
+	DSN, Node string
+}
 
 // errFence marks a read that did not run because the replica had not
 // replayed the client's last write within the bound.
@@ -36,6 +46,8 @@ func (o Options) readMode() string {
 		return o.ReadMode
 	case o.ReadDSN != "":
 		return ReadReplica
+	case len(o.ReadTargets) > 0:
+		return ReadRoundRobin
 	}
 	return ReadPrimary
 }
@@ -51,8 +63,13 @@ func (o Options) checkReadMode() error {
 			return fmt.Errorf("%w: read mode %s needs a replica DSN", errUsage, m)
 		}
 		return nil
+	case ReadRoundRobin:
+		if len(o.ReadTargets) == 0 {
+			return fmt.Errorf("%w: read mode %s needs read targets", errUsage, m)
+		}
+		return nil
 	default:
-		return fmt.Errorf("%w: read mode %q: want %s, %s or %s", errUsage, m, ReadPrimary, ReadReplica, ReadLSNFence)
+		return fmt.Errorf("%w: read mode %q: want %s, %s, %s or %s", errUsage, m, ReadPrimary, ReadReplica, ReadLSNFence, ReadRoundRobin)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eccheck/eccheck/history"
 )
@@ -21,6 +22,8 @@ func TestReadMode(t *testing.T) {
 		{"read mode/lsn-fence with a replica/lsn-fence", Options{ReadDSN: "x", ReadMode: ReadLSNFence}, ReadLSNFence, ""},
 		{"read mode/lsn-fence without a replica/error", Options{ReadMode: ReadLSNFence}, ReadLSNFence, "needs a replica"},
 		{"read mode/unknown/error", Options{ReadMode: "nearest"}, "nearest", "want primary"},
+		{"read mode/read targets only/round-robin", Options{ReadTargets: []ReadTarget{{"x", "n2"}}}, ReadRoundRobin, ""},
+		{"read mode/round-robin without targets/error", Options{ReadMode: ReadRoundRobin}, ReadRoundRobin, "needs read targets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,5 +50,25 @@ func TestReadModeUnknownFails(t *testing.T) {
 	}
 	if c.read != c.primary || c.opts.FenceWait.Seconds() != 1 {
 		t.Fatalf("defaults: read target %p (primary %p), fence wait %v", c.read, c.primary, c.opts.FenceWait)
+	}
+}
+
+// TestRoundRobinTakesTurns checks that reads go to the read targets in
+// turn, and writes to the primary (no server answers: the node field
+// says where each operation went).
+func TestRoundRobinTakesTurns(t *testing.T) {
+	c := New("postgres://postgres@127.0.0.1:1/postgres", Options{Node: "n1", Timeout: 200 * time.Millisecond, ReadTargets: []ReadTarget{
+		{"postgres://postgres@127.0.0.1:1/postgres", "n2"}, {"postgres://postgres@127.0.0.1:1/postgres", "n3"},
+	}})
+	var got []string
+	for _, f := range []string{"read", "read", "write", "read"} {
+		op := c.Invoke(context.Background(), history.Op{Process: 0, Type: history.Invoke, F: f, Key: "k", Value: history.Int(1)})
+		if op.Type != history.Fail {
+			t.Fatalf("%s with no server: %v, want fail (nothing sent)", f, op.Type)
+		}
+		got = append(got, f+"@"+op.Node)
+	}
+	if want := "read@n2 read@n3 write@n1 read@n2"; strings.Join(got, " ") != want {
+		t.Fatalf("operations went to %q, want %q", strings.Join(got, " "), want)
 	}
 }

@@ -109,6 +109,17 @@ func TestE2EPostgresLSNFenceRestoresReadYourWrites(t *testing.T) {
 	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "invalid"})
 }
 
+// Reads that take turns on a fresh replica (n2) and one 200 ms behind (n3),
+// as behind a load balancer, go back in time: monotonic reads and
+// read-your-writes both break.
+func TestE2EPostgresRoundRobinBreaksMonotonicReads(t *testing.T) {
+	code, rep := runPostgresE2E(t, "round-robin", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "n2=0s,n3=200ms")
+	if code != exitInvalid {
+		t.Fatalf("postgres/round-robin replica reads/exit 1: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"monotonic-reads": "invalid", "read-your-writes": "invalid"})
+}
+
 // With remote_apply the primary acknowledges a commit only once every
 // replica (all synchronous standbys here) has applied it, 50 ms delay
 // included, so replica reads are never stale: the whole history is
@@ -174,6 +185,8 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --pg-promote n4", "--pg-promote n4: want a replica"},
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "starts 5 failovers, but each kills a primary for good and 3 nodes allow 2"},
 		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
+		{"--db postgres --cluster docker --pg-apply-delay n5=1s", "--pg-apply-delay n5: want replicas"},
+		{"--db postgres --cluster docker --pg-apply-delay soon", "want a delay such as 50ms"},
 		{"--db postgres", "add --cluster docker"},
 		{"--db postgres --cluster docker --pg-read nearest", "--pg-read"},
 		{"--db postgres --cluster docker --pg-sync quorum", "--pg-sync"},

@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
@@ -49,7 +48,7 @@ type matrixOptions struct {
 	verbose, quiet  bool
 	// Postgres: lag on demand for every cell; modesSet and nemesesSet say
 	// --modes and --nemesis were given (Postgres has defaults of its own).
-	pgApplyDelay         time.Duration
+	pgApplyDelay         applyDelay
 	modesSet, nemesesSet bool
 }
 
@@ -130,7 +129,7 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 func bindMatrixFlags(f *pflag.FlagSet, o *matrixOptions) {
 	f.StringVar(&o.db, "db", "ecstore", "the store under test: ecstore, or postgres (with --cluster docker)")
 	f.StringVar(&o.cluster, "cluster", "local", "where the clusters run: local (in this process) or docker")
-	f.DurationVar(&o.pgApplyDelay, "pg-apply-delay", 0, "postgres: replicas replay each commit this late (replication lag on demand), in every cell")
+	f.Var(&o.pgApplyDelay, "pg-apply-delay", "postgres: replicas replay each commit this late (replication lag on demand), in every cell: 50ms, or n2=0s,n3=200ms")
 	f.StringVar(&o.modes, "modes", "raft,lww:w1r1,lww:w2r2,hlc,primary", "configurations, comma-separated: "+modeSpecForms)
 	f.StringVar(&o.nemeses, "nemesis", "none,partition,clock", "fault sets, comma-separated; none, or faults joined by + (partition, clock, kill, pause)")
 	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads of every cell, comma-separated: "+strings.Join(workload.Names, ", "))
@@ -215,12 +214,12 @@ func parseModeSpec(spec string, nodes int) (matrixConfig, error) {
 	return c, nil
 }
 
-const pgSpecForms = "SYNC:READ with SYNC async or remote_apply and READ primary, replica or lsn-fence (e.g. async:replica)"
+const pgSpecForms = "SYNC:READ with SYNC async or remote_apply and READ primary, replica, round-robin or lsn-fence (e.g. async:replica)"
 
 // parsePGSpec parses one Postgres configuration of --modes: SYNC:READ.
 func parsePGSpec(spec string) (matrixConfig, error) {
 	sync, read, ok := strings.Cut(spec, ":")
-	if !ok || (sync != docker.SyncAsync && sync != docker.SyncRemoteApply) || (read != pgadapter.ReadPrimary && read != pgadapter.ReadReplica && read != pgadapter.ReadLSNFence) {
+	if !ok || (sync != docker.SyncAsync && sync != docker.SyncRemoteApply) || !slices.Contains(pgReads, read) {
 		return matrixConfig{}, fmt.Errorf("postgres configuration %q: want %s", spec, pgSpecForms)
 	}
 	return matrixConfig{label: spec, pgSync: sync, pgRead: read}, nil
@@ -269,7 +268,7 @@ func planMatrix(o matrixOptions, dir string) ([]matrixCell, []string, []string, 
 		if !o.nemesesSet {
 			o.nemeses = pgMatrixNemeses
 		}
-	} else if o.pgApplyDelay != 0 {
+	} else if !o.pgApplyDelay.zero() {
 		return nil, nil, nil, usagef("--pg-apply-delay goes with --db postgres")
 	}
 	var configs []matrixConfig

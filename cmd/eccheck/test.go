@@ -59,7 +59,7 @@ type testOptions struct {
 	// Postgres (--db postgres): replication, read routing, lag on demand;
 	// nemesisDefault says --nemesis was not given (none with postgres).
 	pgSync, pgRead string
-	pgApplyDelay   time.Duration
+	pgApplyDelay   applyDelay
 	pgStandbys     []string
 	pgPromote      string
 	nemesisDefault bool
@@ -127,8 +127,8 @@ start, and --seed repeats a run's choices.`,
 	f.StringVar(&o.pgSync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply (the primary waits for the --pg-standbys)")
 	f.StringSliceVar(&o.pgStandbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
 	f.StringVar(&o.pgPromote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
-	f.StringVar(&o.pgRead, "pg-read", pgadapter.ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one) or lsn-fence (replica reads that wait for the worker's last write)")
-	f.DurationVar(&o.pgApplyDelay, "pg-apply-delay", 0, "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand")
+	f.StringVar(&o.pgRead, "pg-read", pgadapter.ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one), round-robin (each read on the next replica) or lsn-fence (replica reads that wait for the worker's last write)")
+	f.Var(&o.pgApplyDelay, "pg-apply-delay", "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand; one delay for every replica (50ms) or one per replica (n2=0s,n3=200ms)")
 	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process) or docker (ecstore containers; see 'eccheck images build')")
 	f.StringVar(&o.clusterName, "cluster-name", "", "docker: the cluster's name (default eccheck-test-<run id>)")
 	f.BoolVar(&o.keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --name NAME')")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/workload"
 )
@@ -71,7 +73,7 @@ func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf 
 	}
 	logf("starting Docker cluster %s: postgres primary and %d replica(s), %s, reads from %s, from %s", name, o.nodes-1, o.pgSync, o.pgRead, image)
 	pc, err := c.UpPostgres(ctx, docker.PostgresOptions{
-		Name: name, Nodes: o.nodes, Image: image, Progress: progress, Sync: o.pgSync, ApplyDelay: o.pgApplyDelay,
+		Name: name, Nodes: o.nodes, Image: image, Progress: progress, Sync: o.pgSync, ApplyDelay: o.pgApplyDelay.all, ApplyDelays: o.pgApplyDelay.per,
 		SyncStandbys: o.pgStandbys, FakeTime: fakeTime,
 	})
 	if err != nil {
@@ -170,30 +172,54 @@ func (pr *postgresRun) progress(next func(workload.Progress)) func(workload.Prog
 // newClient makes a client: writes on the primary, reads per --pg-read.
 // A worker's client (before the final reads, whatever node the workload
 // bound it to) reads from the next replica in turn and keeps it, fenced
-// with lsn-fence, or from the primary with primary. A final read's client
+// with lsn-fence; with round-robin it reads every replica in turn, one
+// read each; with primary it reads the primary. A final read's client
 // reads from its node, the primary's from the primary.
 func (pr *postgresRun) newClient(name, node string) (workload.Client, error) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	primary := pr.pc.Primary()
+	if pr.final && slices.Contains(pr.pc.Fenced(), node) {
+		return fencedNode(node), nil
+	}
 	opts := pgadapter.Options{Workload: workload.Kind(name), Node: primary, Timeout: pr.wait, ReadMode: pr.read, Primary: pr.primaryNow}
 	replicas := pr.pc.Replicas()
 	switch {
-	case !pr.final && pr.read != pgadapter.ReadPrimary:
+	case !pr.final && pr.read == pgadapter.ReadRoundRobin && len(replicas) > 0:
+		// Every replica in turn, each worker starting at the next one.
+		for i := range replicas {
+			r := replicas[(pr.next+i)%len(replicas)]
+			opts.ReadTargets = append(opts.ReadTargets, pgadapter.ReadTarget{DSN: pr.pc.DSN(r), Node: r})
+		}
+		pr.next++
+	case !pr.final && pr.read != pgadapter.ReadPrimary && len(replicas) > 0:
 		node = replicas[pr.next%len(replicas)]
 		pr.next++
 		opts.ReadDSN, opts.ReadNode = pr.pc.DSN(node), node
 	case pr.final && node != primary:
 		opts.ReadDSN, opts.ReadNode = pr.pc.DSN(node), node
-		if opts.ReadMode == pgadapter.ReadPrimary {
+		if opts.ReadMode == pgadapter.ReadPrimary || opts.ReadMode == pgadapter.ReadRoundRobin {
 			opts.ReadMode = pgadapter.ReadReplica
 		}
 	default:
+		// Reads on the primary; also when no replica is left after
+		// failovers.
 		opts.ReadMode, opts.ReadNode = pgadapter.ReadPrimary, primary
 	}
 	cl := pgadapter.New(pr.pc.PrimaryDSN(), opts)
 	pr.clients = append(pr.clients, cl)
 	return cl, nil
+}
+
+// fencedNode is the final-read client of an old primary that a failover
+// killed for good: its reads fail at once, saying why, without a
+// connection attempt.
+type fencedNode string
+
+func (n fencedNode) Invoke(_ context.Context, op history.Op) history.Op {
+	op.Type, op.Node = history.Fail, string(n)
+	op.Error = "node " + string(n) + " is an old primary, killed for good by a failover (it does not rejoin without pg_rewind)"
+	return op
 }
 
 // primaryNow names the primary now, for clients that reconnect after a
@@ -242,14 +268,15 @@ func (o *testOptions) validatePostgres() error {
 		return usagef("--db postgres runs in Docker: add --cluster docker")
 	case o.pgSync != docker.SyncAsync && o.pgSync != docker.SyncRemoteApply:
 		return usagef("--pg-sync %q: want %s or %s", o.pgSync, docker.SyncAsync, docker.SyncRemoteApply)
-	case o.pgRead != pgadapter.ReadPrimary && o.pgRead != pgadapter.ReadReplica && o.pgRead != pgadapter.ReadLSNFence:
-		return usagef("--pg-read %q: want %s, %s or %s", o.pgRead, pgadapter.ReadPrimary, pgadapter.ReadReplica, pgadapter.ReadLSNFence)
+	case !slices.Contains(pgReads, o.pgRead):
+		return usagef("--pg-read %q: want %s", o.pgRead, strings.Join(pgReads, ", "))
 	case o.pgRead != pgadapter.ReadPrimary && o.nodes < 2:
 		return usagef("--pg-read %s needs a replica: --nodes 2 or more", o.pgRead)
-	case o.pgApplyDelay < 0:
-		return usagef("--pg-apply-delay must not be negative")
 	case len(o.pgStandbys) > 0 && o.pgSync != docker.SyncRemoteApply:
 		return usagef("--pg-standbys names synchronous standbys: it goes with --pg-sync %s", docker.SyncRemoteApply)
+	}
+	if err := o.pgApplyDelay.check(o.nodes); err != nil {
+		return err
 	}
 	for _, s := range o.pgStandbys {
 		if !isReplica(s, o.nodes) {
@@ -268,6 +295,9 @@ func (o *testOptions) validatePostgres() error {
 	}
 	return nil
 }
+
+// pgReads are the values of --pg-read.
+var pgReads = []string{pgadapter.ReadPrimary, pgadapter.ReadReplica, pgadapter.ReadRoundRobin, pgadapter.ReadLSNFence}
 
 // isReplica reports whether s names a replica (n2 to nN) of an N-node
 // cluster.
