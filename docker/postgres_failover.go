@@ -64,6 +64,15 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 	if len(replicas) == 0 {
 		return old, "", fmt.Errorf("failover from %s: no replica left to promote (old primaries %s do not rejoin without pg_rewind)", old, orNone(pc.Fenced()))
 	}
+	candidates := replicas
+	if node != "" {
+		candidates = []string{node}
+	}
+	// Nothing changes unless a candidate answers as a replica.
+	alive, why := pc.standbys(ctx, candidates)
+	if len(alive) == 0 {
+		return old, "", fmt.Errorf("failover from %s: no replica to promote answers (%s); nothing was changed", old, why)
+	}
 	// Fence first, so that no Start brings the old primary back meanwhile.
 	pc.pmu.Lock()
 	pc.fenced[old] = true
@@ -71,11 +80,8 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 	if err := pc.Cluster.Kill(old); err != nil {
 		return old, "", fmt.Errorf("failover: %w", err)
 	}
-	promoted = node
-	if promoted == "" {
-		if promoted, err = pc.mostAdvanced(ctx, replicas); err != nil {
-			return old, "", fmt.Errorf("failover from %s: %w", old, err)
-		}
+	if promoted, err = pc.mostAdvanced(ctx, alive); err != nil {
+		return old, "", fmt.Errorf("failover from %s: %w", old, err)
 	}
 	if err := pc.exec(ctx, promoted, `SELECT pg_promote(true, 60)`); err != nil {
 		return old, promoted, fmt.Errorf("failover from %s: promote %s: %w", old, promoted, err)
@@ -145,6 +151,27 @@ func (pc *PostgresCluster) follow(ctx context.Context, r string, p *Node) error 
 		}
 	}
 	return nil
+}
+
+// standbys returns the nodes of candidates that answer and are in
+// recovery, and why the others are not.
+func (pc *PostgresCluster) standbys(ctx context.Context, candidates []string) ([]string, string) {
+	var alive, why []string
+	for _, r := range candidates {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var rec bool
+		err := pc.query(cctx, r, `SELECT pg_is_in_recovery()`, &rec)
+		cancel()
+		switch {
+		case err != nil:
+			why = append(why, err.Error())
+		case !rec:
+			why = append(why, r+" is not in recovery (a second primary?)")
+		default:
+			alive = append(alive, r)
+		}
+	}
+	return alive, strings.Join(why, "; ")
 }
 
 // mostAdvanced returns the replica that has received (or replayed) the
@@ -222,4 +249,70 @@ func orNone(names []string) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// OpenPostgres finds the running Postgres cluster name by its labels, as
+// [Client.Open] does, and asks its running nodes which one is the primary
+// (pg_is_in_recovery() false) and, of that primary, which standbys it
+// waits for. Nodes that are down count as fenced: a failover does not
+// promote them. Which old primaries a failover killed is not kept
+// anywhere: starting one by hand brings back a second primary.
+func (c *Client) OpenPostgres(ctx context.Context, name string) (*PostgresCluster, error) {
+	cl, err := c.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if cl.db != DBPostgres {
+		return nil, fmt.Errorf("cluster %s runs %s, not postgres", name, cl.db)
+	}
+	pc := &PostgresCluster{Cluster: cl, fenced: map[string]bool{}}
+	var primaries, errs []string
+	for _, n := range cl.nodes {
+		if n.State != "running" {
+			// Down: an old primary, or a killed replica; neither is
+			// promoted.
+			pc.fenced[n.Name] = true
+			continue
+		}
+		var rec bool
+		if err := pc.query(ctx, n.Name, `SELECT pg_is_in_recovery()`, &rec); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		if !rec {
+			primaries = append(primaries, n.Name)
+		}
+	}
+	switch len(primaries) {
+	case 0:
+		return nil, fmt.Errorf("cluster %s: no running node is a primary (%s)", name, orNone(errs))
+	case 1:
+		pc.primary = primaries[0]
+	default:
+		return nil, fmt.Errorf("cluster %s: %s all take writes (an old primary started again after a failover?)", name, strings.Join(primaries, " and "))
+	}
+	var commit, names string
+	if err := pc.query(ctx, pc.primary, `SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names')`, &commit, &names); err != nil {
+		return nil, err
+	}
+	if standbys := parseStandbyNames(names); len(standbys) > 0 {
+		pc.syncCommit, pc.syncStandbys = commit, standbys
+	}
+	return pc, nil
+}
+
+// parseStandbyNames reads the node names of synchronous_standby_names as
+// eccheck writes it: "FIRST k (n2, n3)", or a bare list.
+func parseStandbyNames(s string) []string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '('); i >= 0 && strings.HasSuffix(s, ")") {
+		s = s[i+1 : len(s)-1]
+	}
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.Trim(strings.TrimSpace(n), `"`); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -88,6 +88,10 @@ func TestPostgresAsyncFailoverLosesAckedWrite(t *testing.T) {
 	if err := pc.Heal(); err != nil {
 		t.Fatal(err)
 	}
+	again, err := pc.c.OpenPostgres(context.Background(), pc.Name())
+	if err != nil || again.Primary() != promoted {
+		t.Fatalf("OpenPostgres after the failover: %v, primary %v; want %s", err, again, promoted)
+	}
 	if err := pc.Start("n1"); err != nil || nodeRunning(t, pc, "n1") {
 		t.Fatalf("Start(n1) = %v, running %v: the old primary must stay down", err, nodeRunning(t, pc, "n1"))
 	}
@@ -156,6 +160,9 @@ func TestPostgresSyncFailoverKeepsAckedWrites(t *testing.T) {
 		t.Fatalf("read after the failover: %+v, want 1 (acknowledged; 2 was never acknowledged)", op)
 	}
 	other := pc.Replicas()[0]
+	if again, err := pc.c.OpenPostgres(context.Background(), pc.Name()); err != nil || again.Primary() != promoted || strings.Join(again.syncStandbys, ",") != other || again.syncCommit != SyncRemoteApply {
+		t.Fatalf("OpenPostgres after the failover: %v; want primary %s waiting for %s", err, promoted, other)
+	}
 	var names string
 	pgQuery(t, pc.PrimaryDSN(), "SELECT current_setting('synchronous_standby_names')", &names)
 	if names != "FIRST 1 ("+other+")" {

@@ -112,3 +112,13 @@ func TestPostgresRemoteApply(t *testing.T) {
 	}
 	t.Logf("on n3, not named: %s", r.Anomalies[0].Explanation)
 }
+
+func TestParseStandbyNames(t *testing.T) {
+	for in, want := range map[string]string{
+		"FIRST 2 (n2, n3)": "n2,n3", "FIRST 1 (n3)": "n3", "": "", "n2,n3": "n2,n3", `ANY 1 ("n2", n3)`: "n2,n3",
+	} {
+		if got := strings.Join(parseStandbyNames(in), ","); got != want {
+			t.Errorf("standby names/%q/%q: got %q", in, want, got)
+		}
+	}
+}

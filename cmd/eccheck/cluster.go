@@ -36,8 +36,10 @@ Build the images first: eccheck images build.`,
 
 func newClusterUpCmd(a *app, name *string) *cobra.Command {
 	var (
-		o  docker.UpOptions
-		db string
+		o          docker.UpOptions
+		db         string
+		pg         docker.PostgresOptions
+		applyDelay applyDelay
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -47,13 +49,45 @@ through its published port (--wait bounds it; the error names the node and
 shows its last log lines). The nodes run 'eccheck store serve' with their
 peers at fixed addresses, a data directory and the clock file
 /var/lib/ecstore/clock (for clock faults). If up fails, it removes what it
-created.`,
+created.
+
+With --db postgres it starts a Postgres primary (n1) and --nodes-1 streaming
+replicas instead (--pg-sync, --pg-standbys, --pg-apply-delay as in 'eccheck
+test'; --fake-time runs them under libfaketime so that 'eccheck nemesis
+clock' can move their clocks), and prints each node's connection string.`,
 		Example: `  eccheck cluster up --name demo --nodes 3 --mode lww --w 1 --r 1
-  eccheck cluster up --name r --mode raft`,
+  eccheck cluster up --name r --mode raft
+  eccheck cluster up --name pg --db postgres --pg-sync remote_apply --pg-standbys n2`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if db != "ecstore" {
-				return usagef("--db %s: only ecstore runs in Docker so far (postgres is next)", db)
+			if db == docker.DBPostgres {
+				if err := docker.ValidName(*name); err != nil {
+					return usageError{err}
+				}
+				if err := applyDelay.check(o.Nodes); err != nil {
+					return err
+				}
+				pg.Name, pg.Nodes, pg.Wait, pg.Progress = *name, o.Nodes, o.Wait, a.stderr
+				pg.ApplyDelay, pg.ApplyDelays = applyDelay.all, applyDelay.per
+				c, err := docker.Connect(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				pc, err := c.UpPostgres(cmd.Context(), pg)
+				if err != nil {
+					return err
+				}
+				if err := printNodes(a.stdout, pc.Cluster); err != nil {
+					return err
+				}
+				for _, n := range pc.Nodes() {
+					fmt.Fprintf(a.stdout, "%s: %s\n", n, pc.DSN(n))
+				}
+				return nil
+			}
+			if db != docker.DBEcstore {
+				return usagef("--db %s: want ecstore or postgres", db)
 			}
 			if !slices.Contains(store.Modes, o.Mode) {
 				return usagef("--mode %s: want %s", o.Mode, strings.Join(store.Modes, ", "))
@@ -75,7 +109,11 @@ created.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&db, "db", "ecstore", "the store: ecstore")
+	f.StringVar(&db, "db", "ecstore", "the store: ecstore or postgres")
+	f.StringVar(&pg.Sync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply")
+	f.StringSliceVar(&pg.SyncStandbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys (default: every replica)")
+	f.Var(&applyDelay, "pg-apply-delay", "postgres: replication lag on demand: 50ms, or n2=0s,n3=200ms")
+	f.BoolVar(&pg.FakeTime, "fake-time", false, "postgres: run every node under libfaketime (for clock faults)")
 	f.IntVar(&o.Nodes, "nodes", 3, "how many nodes")
 	f.StringVar(&o.Mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
 	f.IntVar(&o.N, "n", 0, "replicas per key (lww, hlc; 0 = every node)")

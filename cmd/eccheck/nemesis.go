@@ -34,8 +34,10 @@ ECCHECK-LOSS, filter table) in the node's network namespace, applied by a
 short-lived helper container; bandwidth is a tc tbf qdisc on the node's
 eth0; delay is tc netem where the kernel has sch_netem, and otherwise (and
 for one peer) ecstore's own transport hook, which the output says. 'heal'
-removes all of these. Clock offsets go through ecstore's clock file; kill,
-start, pause and resume through the Engine API.
+removes all of these. Clock offsets go through ecstore's clock file, or on
+Postgres nodes libfaketime's (with 'cluster up --fake-time'); kill, start,
+pause and resume through the Engine API; 'failover' replaces a Postgres
+primary.
 
 A partition is not remembered between commands: a node started with
 'eccheck nemesis start' comes back without its rules (heal, then partition
@@ -63,7 +65,53 @@ again).`,
 		newNemesisLossCmd(a, o),
 		newNemesisBandwidthCmd(a, o),
 		newNemesisStatusCmd(a, o),
+		newNemesisFailoverCmd(a, o),
 	)
+	return cmd
+}
+
+func newNemesisFailoverCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "failover",
+		Short: "Postgres: kill the primary for good and promote a replica",
+		Long: `Failover finds the Postgres cluster's primary (the running node that is not
+in recovery), kills it, promotes the replica that received the most WAL (or
+--to), makes the new primary wait for the synchronous standbys that are left,
+and points the other replicas at it. The old primary is not started again:
+it holds writes no replica has, and 'eccheck nemesis start' on it brings back
+a second primary.`,
+		Example: `  eccheck nemesis failover --cluster pg
+  eccheck nemesis failover --cluster pg --to n3`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := docker.ValidName(o.cluster); err != nil {
+				return usageError{err}
+			}
+			c, err := docker.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			pc, err := c.OpenPostgres(cmd.Context(), o.cluster)
+			if err != nil {
+				if strings.HasPrefix(err.Error(), "no cluster") || strings.Contains(err.Error(), "not postgres") {
+					return withClusterNames(cmd.Context(), usageError{err})
+				}
+				return err
+			}
+			if to != "" && !slices.Contains(pc.Replicas(), to) {
+				return usagef("--to %s: not a replica of cluster %s (replicas: %s)", to, o.cluster, strings.Join(pc.Replicas(), ", "))
+			}
+			old, promoted, err := pc.FailoverTo(to)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: failover: %s killed for good, %s promoted; replicas now %s\n", pc.Name(), old, promoted, orNone(pc.Replicas()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the replica to promote (default: the one that received the most WAL)")
 	return cmd
 }
 

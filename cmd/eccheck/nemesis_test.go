@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eccheck/eccheck/docker"
 )
@@ -117,5 +120,71 @@ func TestNemesisDocker(t *testing.T) {
 				t.Errorf("stdout %q: want one line", stdout)
 			}
 		})
+	}
+}
+
+// TestNemesisPostgresDocker starts a Postgres cluster with 'cluster up --db
+// postgres --fake-time' and drives it by hand: a clock offset shows in
+// clock_timestamp() on that node, and 'nemesis failover' promotes a
+// replica, which then takes writes while the old primary stays down.
+func TestNemesisPostgresDocker(t *testing.T) {
+	nemesisEngine(t)
+	c := dockerEngine(t)
+	postgresImage(t, c)
+	name := fmt.Sprintf("nempg%d", time.Now().UnixNano()%1e6)
+	t.Cleanup(func() {
+		if code, _, stderr := runCLI(t, "cluster", "down", "--name", name); code != 0 {
+			t.Errorf("cleanup: cluster down exit %d: %s", code, stderr)
+		}
+	})
+	code, stdout, stderr := runCLI(t, "cluster", "up", "--name", name, "--db", "postgres", "--fake-time")
+	if code != 0 || !strings.Contains(stdout, "n2: postgres://postgres@127.0.0.1:") {
+		t.Fatalf("cluster up --db postgres: exit %d, stdout %q: %s", code, stdout, stderr)
+	}
+	dsn := map[string]string{}
+	for _, line := range strings.Split(stdout, "\n") {
+		if n, d, ok := strings.Cut(line, ": postgres://"); ok {
+			dsn[n] = "postgres://" + d
+		}
+	}
+	query := func(node, q string, dst ...any) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn[node])
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		if len(dst) == 0 {
+			_, err = conn.Exec(ctx, q)
+			return err
+		}
+		return conn.QueryRow(ctx, q).Scan(dst...)
+	}
+	nem := func(args ...string) (int, string, string) {
+		return runCLI(t, append([]string{"nemesis", args[0], "--cluster", name}, args[1:]...)...)
+	}
+	if code, out, errOut := nem("clock", "--node", "n2", "--offset", "1h"); code != 0 || !strings.Contains(out, "set the clock of n2") {
+		t.Fatalf("nemesis clock: exit %d %q %s", code, out, errOut)
+	}
+	var ts time.Time
+	if err := query("n2", "SELECT clock_timestamp()", &ts); err != nil || time.Until(ts) < 59*time.Minute {
+		t.Fatalf("n2's clock after nemesis clock 1h: %v ahead (%v)", time.Until(ts), err)
+	}
+	if code, _, errOut := nem("failover", "--to", "n9"); code != exitUsage || !strings.Contains(errOut, "--to n9: not a replica") {
+		t.Errorf("nemesis failover --to n9: exit %d %s, want a usage error", code, errOut)
+	}
+	code, out, errOut := nem("failover", "--to", "n3")
+	if code != 0 || !strings.Contains(out, "failover: n1 killed for good, n3 promoted; replicas now n2") {
+		t.Fatalf("nemesis failover --to n3: exit %d %q %s", code, out, errOut)
+	}
+	if err := query("n3", "CREATE TABLE after_failover (x int)"); err != nil {
+		t.Fatalf("write on the promoted n3: %v", err)
+	}
+	if code, out, _ := runCLI(t, "cluster", "status", "--name", name); code != 0 || !regexp.MustCompile(`n1\s+exited`).MatchString(out) {
+		t.Errorf("cluster status after the failover: exit %d, want n1 exited:\n%s", code, out)
+	}
+	if code, _, errOut := nem("failover", "--to", "n1"); code != exitUsage {
+		t.Errorf("nemesis failover --to n1 (the old primary): exit %d %s, want a usage error", code, errOut)
 	}
 }
