@@ -96,6 +96,16 @@ func TestE2EPostgresReplicaLagBreaksReadYourWrites(t *testing.T) {
 		t.Fatalf("postgres/replica reads with lag/exit 1: exit %d, results %+v", code, rep.Results)
 	}
 	expectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
+	// Stale reads, measured: their 99th percentile is about the delay.
+	for _, r := range rep.Results {
+		if r.Checker == "staleness" {
+			if p := r.Stats["stale_p99_ms"]; p < 10 || p > 1000 {
+				t.Errorf("postgres/replica reads with 50 ms lag/stale p99 between 10 and 1000 ms: %v", p)
+			}
+			return
+		}
+	}
+	t.Errorf("postgres/replica reads with 50 ms lag/a staleness result: %+v", rep.Results)
 }
 
 // Fencing guards a session's own writes only: other sessions' writes still

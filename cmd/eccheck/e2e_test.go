@@ -16,10 +16,11 @@ import (
 type e2eReport struct {
 	Verdict string `json:"verdict"`
 	Results []struct {
-		Checker      string `json:"checker"`
-		Verdict      string `json:"verdict"`
-		AnomalyCount int    `json:"anomaly_count"`
-		Summary      string `json:"summary"`
+		Checker      string             `json:"checker"`
+		Verdict      string             `json:"verdict"`
+		AnomalyCount int                `json:"anomaly_count"`
+		Summary      string             `json:"summary"`
+		Stats        map[string]float64 `json:"stats"`
 	} `json:"results"`
 }
 
