@@ -695,8 +695,9 @@ func (cl *Cluster) Resume(node string) error {
 
 // SetClock sets node's clock offset by writing ecstore's clock file
 // (/var/lib/ecstore/clock) into its container; the node re-reads it every
-// 100 ms. 0 resets it. On Postgres nodes (started with [FakeTimeEnv]) it
-// writes libfaketime's timestamp file instead, in whole seconds.
+// 100 ms. 0 resets it. On Postgres nodes it writes libfaketime's timestamp
+// file instead, rounded to whole seconds; a node started without
+// [FakeTimeEnv] is an error.
 func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 	n, err := cl.Node(node)
 	if err != nil {
@@ -705,7 +706,14 @@ func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 	ctx, cancel := faultCtx()
 	defer cancel()
 	if !cl.ecstore() {
-		return cl.c.SetFakeTime(ctx, n.ID, offset)
+		insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("set clock of %s: %w", node, err)
+		}
+		if insp.Container.Config == nil || !slices.Contains(insp.Container.Config.Env, "LD_PRELOAD="+FakeTimeLib) {
+			return fmt.Errorf("set clock of %s: its processes run without libfaketime, so no clock can move; start the cluster with clock faults in --nemesis, or 'eccheck cluster up --db %s --fake-time'", node, cl.db)
+		}
+		return cl.c.SetFakeTime(ctx, n.ID, offset.Round(time.Second))
 	}
 	text := offset.String()
 	if offset >= 0 {

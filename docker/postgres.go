@@ -133,7 +133,8 @@ type PostgresCluster struct {
 	syncCommit   string
 	syncStandbys []string
 
-	pmu     sync.Mutex
+	fmu     sync.Mutex      // held through a failover
+	pmu     sync.Mutex      // guards what follows, and the sync settings
 	primary string          // the node that takes writes now
 	fenced  map[string]bool // old primaries, killed for good by a failover
 }

@@ -39,57 +39,73 @@ func (pc *PostgresCluster) isFenced(node string) bool {
 
 // Failover replaces the primary the way an operator (or Patroni) does when
 // it is lost: it kills the primary for good, promotes the replica that has
-// received the most WAL (pg_promote), makes the new primary wait for the
-// synchronous standbys that are left (when the cluster is synchronous),
-// points the other replicas at it (primary_conninfo, a replication slot of
-// their own on it), and only then reports it as [PostgresCluster.Primary],
-// so that writers that reconnect find it. It returns the old primary and
-// the new one. It fails when no replica is left to promote.
+// received the most WAL (pg_promote; in a synchronous cluster, the most
+// advanced of the synchronous standbys, which hold every acknowledged
+// commit), makes the new primary wait for the synchronous standbys that
+// are left, points the other replicas at it (primary_conninfo, a
+// replication slot of their own on it) and waits until they stream from it,
+// and only then reports it as [PostgresCluster.Primary], so that writers
+// that reconnect find it. It returns the old primary and the new one ("" if
+// none was promoted). Nothing changes when no candidate answers as a
+// replica; it fails when no replica is left to promote.
 func (pc *PostgresCluster) Failover() (old, promoted string, err error) {
 	return pc.FailoverTo("")
 }
 
-// FailoverTo is [PostgresCluster.Failover] promoting node, or the replica
-// with the most WAL when node is empty. Promoting a replica that is behind
-// (an asynchronous one, or a standby that is not synchronous) loses the
-// writes it had not received, acknowledged or not.
+// FailoverTo is [PostgresCluster.Failover] promoting node, or choosing as
+// Failover does when node is empty. Promoting a replica that is behind (an
+// asynchronous one, or a standby that is not synchronous) loses the writes
+// it had not received, acknowledged or not, and a replica that had received
+// more than it cannot follow it (it needs pg_rewind): the error says so.
 func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err error) {
+	pc.fmu.Lock()
+	defer pc.fmu.Unlock()
 	ctx, cancel := faultCtx()
 	defer cancel()
 	old = pc.Primary()
 	replicas := pc.Replicas()
+	syncCommit, syncStandbys := pc.Sync()
 	if node != "" && !slices.Contains(replicas, node) {
 		return old, "", fmt.Errorf("failover to %s: not a replica of cluster %s (replicas: %s)", node, pc.name, orNone(replicas))
 	}
 	if len(replicas) == 0 {
-		return old, "", fmt.Errorf("failover from %s: no replica left to promote (old primaries %s do not rejoin without pg_rewind)", old, orNone(pc.Fenced()))
+		return old, "", fmt.Errorf("failover from %s: no replica left to promote (old primaries %s do not rejoin without pg_rewind: see 'eccheck nemesis rejoin')", old, orNone(pc.Fenced()))
 	}
 	candidates := replicas
-	if node != "" {
+	switch {
+	case node != "":
 		candidates = []string{node}
+	case syncCommit != SyncAsync:
+		candidates = nil
+		for _, r := range replicas {
+			if slices.Contains(syncStandbys, r) {
+				candidates = append(candidates, r)
+			}
+		}
 	}
 	// Nothing changes unless a candidate answers as a replica.
 	alive, why := pc.standbys(ctx, candidates)
 	if len(alive) == 0 {
-		return old, "", fmt.Errorf("failover from %s: no replica to promote answers (%s); nothing was changed", old, why)
+		return old, "", fmt.Errorf("failover from %s: no replica to promote answers among %s (%s); nothing was changed: start or resume one, or name one to promote", old, orNone(candidates), why)
 	}
 	// Fence first, so that no Start brings the old primary back meanwhile.
-	pc.pmu.Lock()
-	pc.fenced[old] = true
-	pc.pmu.Unlock()
+	pc.setFenced(old, true)
 	if err := pc.Cluster.Kill(old); err != nil {
+		pc.setFenced(old, false)
 		return old, "", fmt.Errorf("failover: %w", err)
 	}
-	if promoted, err = pc.mostAdvanced(ctx, alive); err != nil {
-		return old, "", fmt.Errorf("failover from %s: %w", old, err)
+	target, err := pc.mostAdvanced(ctx, alive)
+	if err != nil {
+		return old, "", fmt.Errorf("failover from %s: %w; no replica was promoted, so the cluster has no primary now", old, err)
 	}
-	if err := pc.exec(ctx, promoted, `SELECT pg_promote(true, 60)`); err != nil {
-		return old, promoted, fmt.Errorf("failover from %s: promote %s: %w", old, promoted, err)
+	if err := pc.promote(target); err != nil {
+		return old, "", fmt.Errorf("failover from %s: %w; the cluster has no primary now", old, err)
 	}
+	promoted = target
 	var errs []error
-	if pc.syncCommit != "" {
+	if syncCommit != SyncAsync {
 		var left []string
-		for _, s := range pc.syncStandbys {
+		for _, s := range syncStandbys {
 			if s != promoted && s != old && !pc.isFenced(s) {
 				left = append(left, s)
 			}
@@ -114,12 +130,20 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 	if err != nil {
 		return old, promoted, err
 	}
+	var following []string
 	for _, r := range replicas {
 		if r == promoted {
 			continue
 		}
 		if err := pc.follow(ctx, r, p); err != nil {
 			errs = append(errs, fmt.Errorf("point %s at %s: %w", r, promoted, err))
+			continue
+		}
+		following = append(following, r)
+	}
+	for _, r := range following {
+		if err := pc.waitStreaming(ctx, promoted, r, 15*time.Second); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	pc.pmu.Lock()
@@ -129,6 +153,56 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 		return old, promoted, fmt.Errorf("failover from %s to %s: %w", old, promoted, err)
 	}
 	return old, promoted, nil
+}
+
+// setFenced marks node as an old primary that stays down, or not.
+func (pc *PostgresCluster) setFenced(node string, on bool) {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	if on {
+		pc.fenced[node] = true
+	} else {
+		delete(pc.fenced, node)
+	}
+}
+
+// promote promotes node with pg_promote, with a bound of its own, and
+// checks that it left recovery; when the call fails it asks the node
+// whether it promoted anyway.
+func (pc *PostgresCluster) promote(node string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
+	defer cancel()
+	var done bool
+	err := pc.query(ctx, node, `SELECT pg_promote(true, 60)`, &done)
+	if err == nil && done {
+		return nil
+	}
+	var rec bool
+	if qerr := pc.query(ctx, node, `SELECT pg_is_in_recovery()`, &rec); qerr == nil && !rec {
+		return nil // promoted after all
+	}
+	if err == nil {
+		err = errors.New("pg_promote did not finish within 60 s")
+	}
+	return fmt.Errorf("promote %s: %w", node, err)
+}
+
+// waitStreaming waits until primary's pg_stat_replication shows replica
+// streaming. A replica that had received WAL past the promotion point
+// never does: it would need pg_rewind.
+func (pc *PostgresCluster) waitStreaming(ctx context.Context, primary, replica string, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	for {
+		var n int
+		err := pc.query(ctx, primary, `SELECT count(*) FROM pg_stat_replication WHERE application_name = `+quote(replica)+` AND state = 'streaming'`, &n)
+		if err == nil && n > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s does not stream from %s after %v (it may have received WAL past the promotion point: see its log, 'eccheck cluster logs %s'; it needs pg_rewind)", replica, primary, bound, replica)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // follow points replica r at the new primary p: a replication slot of its

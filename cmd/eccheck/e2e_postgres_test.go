@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/nemesis"
 )
 
 // These end-to-end tests run `eccheck test --cluster docker --db postgres`:
@@ -186,6 +187,30 @@ func TestE2EPostgresPrimaryUnderFaultsValid(t *testing.T) {
 	expectVerdicts(t, rep, map[string]string{"linearizable": "valid"})
 }
 
+func TestFailoverCount(t *testing.T) {
+	for _, tc := range []struct {
+		faults          string
+		interval, limit time.Duration
+		want            int
+	}{
+		{"failover", 5 * time.Second, 30 * time.Second, 2},      // at 10 s and 20 s; the one cut off at 30 s only heals
+		{"failover", 5 * time.Second, 31 * time.Second, 3},      // 10, 20, 30
+		{"partition,failover", time.Second, 9 * time.Second, 2}, // failovers at 4 s and 8 s
+		{"failover", 0, 10 * time.Second, 0},
+		{"", time.Second, 10 * time.Second, 0},
+	} {
+		faults, _ := nemesis.ParseFaults(tc.faults)
+		if got := failovers(faults, tc.interval, tc.limit); got != tc.want {
+			t.Errorf("failovers/%s every %v for %v/%d: got %d", tc.faults, tc.interval, tc.limit, tc.want, got)
+		}
+	}
+	// The help's example runs with the defaults (30 s, every 5 s, 3 nodes).
+	o := testOptions{db: dbPostgres, cluster: clusterDocker, nodes: 3, pgSync: "remote_apply", pgRead: "primary", nemesis: "failover", nemesisInterval: 5 * time.Second, timeLimit: 30 * time.Second}
+	if err := o.validatePostgres(); err != nil {
+		t.Errorf("failovers/the help's example/valid: %v", err)
+	}
+}
+
 func TestPostgresFlagsUsage(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"--pg-sync remote_apply", "the --pg-* flags go with --db postgres"},
@@ -193,7 +218,8 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --pg-standbys n2", "goes with --pg-sync remote_apply"},
 		{"--db postgres --cluster docker --pg-sync remote_apply --pg-standbys n1", "--pg-standbys n1: want replicas, n2 to n3"},
 		{"--db postgres --cluster docker --pg-promote n4", "--pg-promote n4: want a replica"},
-		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "starts 5 failovers, but each kills a primary for good and 3 nodes allow 2"},
+		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "carries out 4 failovers, but each kills a primary for good and 3 nodes allow 2"},
+		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval must be positive"},
 		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
 		{"--db postgres --cluster docker --pg-apply-delay n5=1s", "--pg-apply-delay n5: want replicas"},
 		{"--db postgres --cluster docker --pg-apply-delay soon", "want a delay such as 50ms"},

@@ -291,7 +291,7 @@ func (o *testOptions) validatePostgres() error {
 		return usageError{fmt.Errorf("--nemesis: %w", err)}
 	}
 	if n := failovers(faults, o.nemesisInterval, o.timeLimit); n >= o.nodes {
-		return usagef("--nemesis failover: this run's schedule starts %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval) or more --nodes", n, o.nodes, o.nodes-1)
+		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval) or more --nodes", n, o.nodes, o.nodes-1)
 	}
 	return nil
 }
@@ -310,11 +310,15 @@ func isReplica(s string, nodes int) bool {
 	return false
 }
 
-// failovers counts the failovers the nemesis starts in a run of limit:
-// step i starts at (2i+1) intervals, the kinds taking turns.
+// failovers counts the failovers the nemesis carries out in a run of
+// limit: step i starts at (2i+1) intervals and, if the run lasts, fails
+// over at (2i+2); the kinds take turns.
 func failovers(faults []string, interval, limit time.Duration) int {
+	if interval <= 0 || len(faults) == 0 {
+		return 0
+	}
 	n := 0
-	for i := 0; len(faults) > 0 && time.Duration(2*i+1)*interval < limit; i++ {
+	for i := 0; time.Duration(2*i+2)*interval < limit; i++ {
 		if faults[i%len(faults)] == "failover" {
 			n++
 		}
