@@ -22,6 +22,8 @@ const (
 	// FakeTimeFile is libfaketime's timestamp file: one offset such as
 	// "+90s" or "-5m", re-read on every clock call.
 	FakeTimeFile = FakeTimeDir + "/faketime"
+	// rejoinFile tells a Postgres node's script to rejoin as a replica.
+	rejoinFile = FakeTimeDir + "/rejoin"
 )
 
 // FakeTimeEnv returns the environment that makes a container's processes
@@ -55,24 +57,32 @@ func FakeTimeOffset(offset time.Duration) string {
 // CopyToContainer (the container may be running; nothing is executed in
 // it). 0 resets the offset.
 func (c *Client) SetFakeTime(ctx context.Context, containerID string, offset time.Duration) error {
-	body := []byte(FakeTimeOffset(offset) + "\n")
+	if err := c.writeEccheckFile(ctx, containerID, "faketime", []byte(FakeTimeOffset(offset)+"\n")); err != nil {
+		return fmt.Errorf("set fake time: %w", err)
+	}
+	return nil
+}
+
+// writeEccheckFile writes body as FakeTimeDir/name into a container,
+// running or not, with CopyToContainer (nothing is executed in it).
+func (c *Client) writeEccheckFile(ctx context.Context, containerID, name string, body []byte) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
 	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: now}); err != nil {
-		return fmt.Errorf("set fake time: %w", err)
+		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/faketime", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: now}); err != nil {
-		return fmt.Errorf("set fake time: %w", err)
+	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/" + name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: now}); err != nil {
+		return err
 	}
 	if _, err := tw.Write(body); err != nil {
-		return fmt.Errorf("set fake time: %w", err)
+		return err
 	}
 	if err := tw.Close(); err != nil {
-		return fmt.Errorf("set fake time: %w", err)
+		return err
 	}
 	if _, err := c.api.CopyToContainer(ctx, containerID, client.CopyToContainerOptions{DestinationPath: "/var/lib", Content: &buf}); err != nil {
-		return fmt.Errorf("set fake time of %s: %w", containerID, err)
+		return fmt.Errorf("write %s/%s into %s: %w", FakeTimeDir, name, containerID, err)
 	}
 	return nil
 }

@@ -34,15 +34,38 @@ const (
 // with its node name ($4) as application_name, the name
 // synchronous_standby_names lists. A replica takes
 // recovery_min_apply_delay ($7, in milliseconds) when it is not 0.
+//
+// An old primary rejoins as a replica ([PostgresCluster.Rejoin]) through
+// the file rejoinFile, "GENERATION ADDRESS" of the new primary: when it
+// differs from the copy kept in the data directory, the script runs
+// pg_rewind from that primary (which first completes crash recovery),
+// makes the node a standby of it through its slot, and keeps the copy.
+// pg_rewind needs wal_log_hints, which the primary turns on.
 const postgresScript = `set -eu
 role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
 D=` + postgresData + `
+R=` + rejoinFile + `
+if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined"; then
+  read gen src <"$R"
+  echo "eccheck: rejoining as a replica of $src (pg_rewind, generation $gen)" >&2
+  # The killed postmaster's lock file names PID 1, which this shell is now.
+  rm -f "$D/postmaster.pid"
+  pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress
+  touch "$D/standby.signal"
+  cat >>"$D/postgresql.auto.conf" <<EOF
+unix_socket_directories = '/tmp'
+primary_conninfo = 'host=$src port=5432 user=postgres application_name=$name'
+primary_slot_name = '$slot'
+EOF
+  cp "$R" "$D/eccheck.rejoined"
+fi
 if [ ! -s "$D/PG_VERSION" ]; then
   if [ "$role" = primary ]; then
     initdb -D "$D" -A trust -U postgres >/dev/null
     cat >>"$D/postgresql.conf" <<EOF
 listen_addresses = '*'
 wal_level = replica
+wal_log_hints = on
 max_wal_senders = 10
 max_replication_slots = 10
 hot_standby = on
@@ -132,6 +155,11 @@ type PostgresCluster struct {
 	// and the node names it waits for (none when asynchronous).
 	syncCommit   string
 	syncStandbys []string
+	// syncAll says every replica is a synchronous standby (none was
+	// named): a replica that rejoins becomes one again.
+	syncAll bool
+	// rejoins counts rejoins, the generation in rejoinFile.
+	rejoins int
 
 	fmu     sync.Mutex      // held through a failover
 	pmu     sync.Mutex      // guards what follows, and the sync settings
@@ -243,6 +271,7 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	pc = &PostgresCluster{
 		Cluster:    &Cluster{c: c, name: o.Name, network: "eccheck-" + o.Name, db: DBPostgres},
 		syncCommit: syncCommit, syncStandbys: o.syncStandbys(), primary: "n1", fenced: map[string]bool{},
+		syncAll: syncCommit != "" && len(o.SyncStandbys) == 0,
 	}
 	defer func() {
 		if err != nil {

@@ -390,3 +390,93 @@ func parseStandbyNames(s string) []string {
 	}
 	return out
 }
+
+// Rejoin brings back an old primary (or any node that is down and fenced)
+// as a replica of the primary now, the way an operator repairs it: a
+// replication slot for it on the primary, then its container started with
+// the rejoin file, so that it runs pg_rewind from the primary (throwing
+// away the writes no replica had received) and starts as a standby
+// through that slot. It returns when the primary sees it streaming; in a
+// cluster whose every replica is a synchronous standby it becomes one
+// again. A node that runs (a second primary, started by hand) is refused:
+// kill it first.
+func (pc *PostgresCluster) Rejoin(node string) error {
+	pc.fmu.Lock()
+	defer pc.fmu.Unlock()
+	n, err := pc.Node(node)
+	if err != nil {
+		return err
+	}
+	if !pc.isFenced(node) {
+		return fmt.Errorf("rejoin %s: it is not down after a failover (replicas: %s)", node, orNone(pc.Replicas()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if run, _, err := pc.running(ctx, n); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	} else if run {
+		return fmt.Errorf("rejoin %s: it is running (a second primary?); kill it first ('eccheck nemesis kill --node %s')", node, node)
+	}
+	primary := pc.Primary()
+	p, err := pc.Node(primary)
+	if err != nil {
+		return err
+	}
+	slot := "eccheck_" + node
+	if err := pc.exec(ctx, primary, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	}
+	// pg_rewind reads the source's timeline from its control file, which
+	// a promoted replica updates only at its next checkpoint.
+	if err := pc.exec(ctx, primary, `CHECKPOINT`); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	}
+	pc.pmu.Lock()
+	pc.rejoins++
+	gen := pc.rejoins
+	pc.pmu.Unlock()
+	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", fmt.Appendf(nil, "%d %s\n", gen, p.IP)); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	}
+	if err := pc.c.startNodes(ctx, []*Node{n}); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	}
+	pc.mu.Lock()
+	drops := pc.grudge[node]
+	pc.mu.Unlock()
+	if len(drops) > 0 {
+		if err := pc.applyRules(ctx, n, drops); err != nil {
+			return fmt.Errorf("rejoin %s: partition again: %w", node, err)
+		}
+	}
+	if err := pc.waitPostgres(ctx, n, time.Now().Add(90*time.Second), 90*time.Second, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
+		var rec bool
+		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&rec)
+		return err == nil && rec, "pg_is_in_recovery() is false", err
+	}); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	}
+	if err := pc.waitStreaming(ctx, primary, node, 30*time.Second); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node, err)
+	}
+	pc.setFenced(node, false)
+	pc.pmu.Lock()
+	syncAll := pc.syncAll
+	var names string
+	if syncAll {
+		pc.syncCommit = SyncRemoteApply
+		pc.syncStandbys = append(pc.syncStandbys, node)
+		slices.Sort(pc.syncStandbys)
+		names = fmt.Sprintf("FIRST %d (%s)", len(pc.syncStandbys), strings.Join(pc.syncStandbys, ", "))
+	}
+	pc.pmu.Unlock()
+	if syncAll {
+		if err := pc.exec(ctx, primary, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
+			return fmt.Errorf("rejoin %s: synchronous standbys of %s: %w", node, primary, err)
+		}
+		if err := pc.exec(ctx, primary, `SELECT pg_reload_conf()`); err != nil {
+			return fmt.Errorf("rejoin %s: reload %s: %w", node, primary, err)
+		}
+	}
+	return nil
+}

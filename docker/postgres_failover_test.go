@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -263,4 +264,86 @@ func TestPostgresNodeFaults(t *testing.T) {
 		t.Fatalf("n2's clock after reset: %v ahead", d)
 	}
 	waitRead(t, onN2, history.Int(2))
+}
+
+// TestPostgresRejoin: an old primary started plainly after a failover comes
+// back as a second primary with the write only it had (split brain); killed
+// again and rejoined, it runs pg_rewind, throws that write away, follows
+// the new primary, and can be promoted by the next failover.
+func TestPostgresRejoin(t *testing.T) {
+	pc := upPG(t, "rj", PostgresOptions{Nodes: 3})
+	c := primaryClient(pc, 3*time.Second)
+	defer c.Close(context.Background())
+	pgDo(c, "write", history.Int(1))
+	for _, r := range pc.Replicas() {
+		waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
+	}
+	if err := pc.Partition(isolate3("n1")); err != nil {
+		t.Fatal(err)
+	}
+	if op := pgDo(c, "write", history.Int(2)); op.Type != history.OK {
+		t.Fatalf("write 2 on the cut-off n1: %+v", op)
+	}
+	_, promoted, err := pc.Failover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	onN1 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n1"), ReadNode: "n1", Timeout: 3 * time.Second})
+	defer onN1.Close(context.Background())
+
+	// Started by hand, past the fence: a second primary.
+	if err := pc.Cluster.Start("n1"); err != nil {
+		t.Fatal(err)
+	}
+	var rec bool
+	pgQuery(t, pc.DSN("n1"), "SELECT pg_is_in_recovery()", &rec)
+	if rec {
+		t.Fatal("n1 started plainly after the failover is in recovery; want a second primary")
+	}
+	waitRead(t, onN1, history.Int(2))
+	if _, err := pc.c.OpenPostgres(context.Background(), pc.Name()); err == nil || !strings.Contains(err.Error(), "all take writes") {
+		t.Fatalf("OpenPostgres with two primaries = %v, want an error naming both", err)
+	}
+	if err := pc.Rejoin("n1"); err == nil || !strings.Contains(err.Error(), "kill it first") {
+		t.Fatalf("Rejoin of the running n1 = %v, want kill it first", err)
+	}
+
+	// Killed and rejoined: pg_rewind, then a replica of the new primary.
+	if err := pc.Cluster.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := pc.Rejoin("n1"); err != nil {
+		logs, _ := pc.Logs(context.Background(), "n1")
+		t.Fatalf("Rejoin(n1): %v\n%s", err, logs)
+	}
+	t.Logf("n1 rejoined in %v", time.Since(start).Round(time.Millisecond))
+	pgQuery(t, pc.DSN("n1"), "SELECT pg_is_in_recovery()", &rec)
+	if !rec || !slices.Contains(pc.Replicas(), "n1") || len(pc.Fenced()) != 0 {
+		t.Fatalf("after Rejoin: n1 in recovery %v, replicas %v, fenced %v", rec, pc.Replicas(), pc.Fenced())
+	}
+	if op := pgDo(c, "read", history.Nil()); op.Type == history.OK && !op.Value.Equal(history.Int(1)) {
+		t.Fatalf("read on %s: %+v, want 1", promoted, op)
+	}
+	waitRead(t, onN1, history.Int(1)) // its own write of 2 is gone
+	if op := readUntilOK(t, c); op.Node != promoted {
+		t.Fatalf("primary read from %s, want %s", op.Node, promoted)
+	}
+	if op := pgDo(c, "write", history.Int(3)); op.Type != history.OK {
+		t.Fatalf("write 3 on %s: %+v", promoted, op)
+	}
+	waitRead(t, onN1, history.Int(3))
+	logs, _ := pc.Logs(context.Background(), "n1")
+	if !strings.Contains(logs, "rejoining as a replica") || !strings.Contains(logs, "pg_rewind") {
+		t.Errorf("n1's log does not show the rewind:\n%s", logs)
+	}
+	// Three nodes again: two more failovers.
+	for range 2 {
+		if _, _, err := pc.Failover(); err != nil {
+			t.Fatalf("failover after the rejoin: %v", err)
+		}
+	}
 }

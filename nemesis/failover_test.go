@@ -16,6 +16,7 @@ type fakePrimary struct {
 	primary   string
 	failovers int
 	grudges   []string // the grudge in force at each Failover call
+	rejoin    bool     // the old primary comes back as a replica
 }
 
 var _ Failoverer = (*fakePrimary)(nil)
@@ -26,23 +27,28 @@ func (f *fakePrimary) Primary() string {
 	return f.primary
 }
 
-func (f *fakePrimary) Failover() (string, string, error) {
+func (f *fakePrimary) Failover() (FailoverResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failovers++
 	f.grudges = append(f.grudges, fmt.Sprint(f.grudge))
 	if err := f.call("failover"); err != nil {
-		return f.primary, "", err
+		return FailoverResult{Killed: f.primary}, err
 	}
 	old := f.primary
 	f.killed[old] = true
 	for _, n := range f.nodes {
 		if !f.killed[n] {
 			f.primary = n
-			return old, n, nil
+			res := FailoverResult{Killed: old, Promoted: n}
+			if f.rejoin {
+				f.killed[old] = false
+				res.Rejoined = old
+			}
+			return res, nil
 		}
 	}
-	return old, "", fmt.Errorf("no replica left")
+	return FailoverResult{Killed: old}, fmt.Errorf("no replica left")
 }
 
 func TestFailover(t *testing.T) {
@@ -83,6 +89,29 @@ func TestFailover(t *testing.T) {
 		}
 		if len(c.grudge) != 0 {
 			t.Fatalf("partition left after Run: %v", c.grudge)
+		}
+	})
+	t.Run("failover/with rejoin/recorded, nodes never run out", func(t *testing.T) {
+		c, log := &fakePrimary{fakeCluster: newFake(2), primary: "n1", rejoin: true}, newOpLog()
+		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 2 * time.Millisecond}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- nem.Run(ctx) }()
+		waitFor(t, "five failovers", func() bool { return len(log.history()) >= 10 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		h := log.history()
+		checkNemesisOps(t, h)
+		if got := h[1].Value.String(); got != `{"killed":"n1","promoted":"n2","rejoined":"n1"}` {
+			t.Fatalf("first stop-failover value %s", got)
+		}
+		if got := h[3].Value.String(); got != `{"killed":"n2","promoted":"n1","rejoined":"n2"}` {
+			t.Fatalf("second stop-failover value %s", got)
 		}
 	})
 	t.Run("failover/healed early/partition undone, primary kept", func(t *testing.T) {

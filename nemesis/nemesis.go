@@ -62,10 +62,19 @@ type Cluster interface {
 type Failoverer interface {
 	// Primary returns the node that takes writes now.
 	Primary() string
-	// Failover kills the primary for good (it does not come back, not
-	// even through Start), promotes a replica and points the rest at it.
-	// It returns the old primary and the new one.
-	Failover() (old, promoted string, err error)
+	// Failover kills the primary (it does not come back through Start),
+	// promotes a replica and points the rest at it; it may then bring the
+	// old primary back as a replica (Rejoined).
+	Failover() (FailoverResult, error)
+}
+
+// FailoverResult says what a failover did: the primary it killed, the
+// replica it promoted ("" if none), and the old primary if it came back as
+// a replica.
+type FailoverResult struct {
+	Killed   string `json:"killed"`
+	Promoted string `json:"promoted,omitempty"`
+	Rejoined string `json:"rejoined,omitempty"`
 }
 
 // Options configures a [Nemesis].
@@ -416,7 +425,7 @@ func (n *Nemesis) stop() error {
 // replica promoted, then the partition healed. The caller holds the lock.
 func (n *Nemesis) failover(f *fault) error {
 	f.failedOver = true
-	old, promoted, ferr := n.c.(Failoverer).Failover()
+	res, ferr := n.c.(Failoverer).Failover()
 	var errs []error
 	if ferr != nil {
 		errs = append(errs, fmt.Errorf("failover from %s: %w", f.step.Nodes[0], ferr))
@@ -428,10 +437,7 @@ func (n *Nemesis) failover(f *fault) error {
 		n.setCur(nil)
 	}
 	err := errors.Join(errs...)
-	n.emit("stop-"+kindFailover, rawValue(struct {
-		Killed   string `json:"killed"`
-		Promoted string `json:"promoted,omitempty"`
-	}{old, promoted}), err)
+	n.emit("stop-"+kindFailover, rawValue(res), err)
 	return err
 }
 

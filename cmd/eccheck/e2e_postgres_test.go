@@ -170,6 +170,30 @@ func TestE2EPostgresSyncFailoverKeepsWrites(t *testing.T) {
 	}
 }
 
+// With --pg-rejoin each old primary comes back as a replica (pg_rewind),
+// so three nodes take three failovers (the third promotes a rejoined
+// node; without the rejoins it would find no replica left and the run
+// would fail, exit 4; each cycle takes about 7 s here); the adds each one
+// acknowledged
+// while cut off stay lost (pg_rewind throws them away), and the rejoined
+// nodes' final reads show nothing that was not added.
+func TestE2EPostgresFailoverRejoin(t *testing.T) {
+	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--pg-rejoin", "--nemesis-interval", "1s", "--time-limit", "24s", "--seed", "3")
+	if code != exitInvalid {
+		t.Fatalf("postgres/failover with rejoin/exit 1: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil || strings.Count(string(b), `"rejoined":`) < 3 {
+		t.Fatalf("postgres/failover with rejoin/three stop-failovers with a rejoined node: %v, %d", err, strings.Count(string(b), `"rejoined":`))
+	}
+	for _, r := range rep.Results {
+		if r.Checker == "lost-writes" && (r.Stats["unexpected"] > 0 || r.Stats["duplicated"] > 0) {
+			t.Errorf("postgres/failover with rejoin/no unexpected or duplicated elements: %v", r.Stats)
+		}
+	}
+}
+
 // A kill and restart, a clock bump (libfaketime), a pause, each of the
 // primary (seed 14's schedule), then a partition ring, with asynchronous
 // replicas: with every read on the primary the history stays linearizable.
@@ -220,6 +244,7 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --pg-promote n4", "--pg-promote n4: want a replica"},
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "carries out 4 failovers, but each kills a primary for good and 3 nodes allow 2"},
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval must be positive"},
+		{"--pg-rejoin", "--pg-rejoin: the --pg-* flags go with --db postgres"},
 		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
 		{"--db postgres --cluster docker --pg-apply-delay n5=1s", "--pg-apply-delay n5: want replicas"},
 		{"--db postgres --cluster docker --pg-apply-delay soon", "want a delay such as 50ms"},

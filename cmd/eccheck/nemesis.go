@@ -66,7 +66,66 @@ again).`,
 		newNemesisBandwidthCmd(a, o),
 		newNemesisStatusCmd(a, o),
 		newNemesisFailoverCmd(a, o),
+		newNemesisRejoinCmd(a, o),
 	)
+	return cmd
+}
+
+// openPostgres connects and opens a Postgres cluster; a missing cluster, or
+// one that is not Postgres, is a usage error.
+func openPostgres(ctx context.Context, name string) (*docker.Client, *docker.PostgresCluster, error) {
+	if err := docker.ValidName(name); err != nil {
+		return nil, nil, usageError{err}
+	}
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := c.OpenPostgres(ctx, name)
+	if err != nil {
+		c.Close()
+		if strings.HasPrefix(err.Error(), "no cluster") || strings.Contains(err.Error(), "not postgres") {
+			return nil, nil, withClusterNames(ctx, usageError{err})
+		}
+		return nil, nil, err
+	}
+	return c, pc, nil
+}
+
+func newNemesisRejoinCmd(a *app, o *nemesisOpts) *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   "rejoin",
+		Short: "Postgres: bring a node that is down (an old primary) back as a replica, with pg_rewind",
+		Long: `Rejoin brings a Postgres node that is down, such as the old primary after a
+failover, back as a replica of the primary now: a replication slot for it on
+the primary, then its container started so that it runs pg_rewind from the
+primary (throwing away the writes no replica had received) and follows the
+primary through the slot. It returns when the primary sees it streaming. A
+node that runs (an old primary started by hand is a second primary) is
+refused: kill it first.`,
+		Example: `  eccheck nemesis rejoin --cluster pg --node n1`,
+		Args:    exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if node == "" {
+				return usagef("--node is required (the node to bring back)")
+			}
+			c, pc, err := openPostgres(cmd.Context(), o.cluster)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := pc.Node(node); err != nil {
+				return usageError{fmt.Errorf("--node: %w", err)}
+			}
+			if err := pc.Rejoin(node); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: %s rejoined as a replica of %s (pg_rewind)\n", pc.Name(), node, pc.Primary())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node to bring back (n1, n2, ...)")
 	return cmd
 }
 
@@ -80,26 +139,16 @@ in recovery), kills it, promotes the replica that received the most WAL (or
 --to), makes the new primary wait for the synchronous standbys that are left,
 and points the other replicas at it. The old primary is not started again:
 it holds writes no replica has, and 'eccheck nemesis start' on it brings back
-a second primary.`,
+a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
 		Example: `  eccheck nemesis failover --cluster pg
   eccheck nemesis failover --cluster pg --to n3`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := docker.ValidName(o.cluster); err != nil {
-				return usageError{err}
-			}
-			c, err := docker.Connect(cmd.Context())
+			c, pc, err := openPostgres(cmd.Context(), o.cluster)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			pc, err := c.OpenPostgres(cmd.Context(), o.cluster)
-			if err != nil {
-				if strings.HasPrefix(err.Error(), "no cluster") || strings.Contains(err.Error(), "not postgres") {
-					return withClusterNames(cmd.Context(), usageError{err})
-				}
-				return err
-			}
 			if to != "" && !slices.Contains(pc.Replicas(), to) {
 				return usagef("--to %s: not a replica of cluster %s (replicas: %s)", to, o.cluster, strings.Join(pc.Replicas(), ", "))
 			}

@@ -187,4 +187,14 @@ func TestNemesisPostgresDocker(t *testing.T) {
 	if code, _, errOut := nem("failover", "--to", "n1"); code != exitUsage {
 		t.Errorf("nemesis failover --to n1 (the old primary): exit %d %s, want a usage error", code, errOut)
 	}
+	if code, out, errOut := nem("rejoin", "--node", "n1"); code != 0 || !strings.Contains(out, "n1 rejoined as a replica of n3 (pg_rewind)") {
+		t.Fatalf("nemesis rejoin --node n1: exit %d %q %s", code, out, errOut)
+	}
+	var n int
+	if err := query("n1", "SELECT count(*) FROM pg_class WHERE relname = 'after_failover'", &n); err != nil || n != 1 {
+		t.Errorf("n1 after the rejoin has the table made on n3: %d, %v", n, err)
+	}
+	if code, out, errOut := nem("failover"); code != 0 || !strings.Contains(out, "n3 killed for good") {
+		t.Errorf("a second failover after the rejoin: exit %d %q %s", code, out, errOut)
+	}
 }

@@ -62,6 +62,7 @@ type testOptions struct {
 	pgApplyDelay   applyDelay
 	pgStandbys     []string
 	pgPromote      string
+	pgRejoin       bool
 	nemesisDefault bool
 	// pgFlags are the --pg-* flags given, rejected with --db ecstore.
 	pgFlags []string
@@ -109,7 +110,7 @@ start, and --seed repeats a run's choices.`,
 			o.opTimeoutDefault = !cmd.Flags().Changed("op-timeout")
 			o.recoveryDefault = !cmd.Flags().Changed("recovery")
 			o.nemesisDefault = !cmd.Flags().Changed("nemesis")
-			for _, name := range []string{"pg-sync", "pg-read", "pg-apply-delay", "pg-standbys", "pg-promote"} {
+			for _, name := range []string{"pg-sync", "pg-read", "pg-apply-delay", "pg-standbys", "pg-promote", "pg-rejoin"} {
 				if cmd.Flags().Changed(name) {
 					o.pgFlags = append(o.pgFlags, "--"+name)
 				}
@@ -127,6 +128,7 @@ start, and --seed repeats a run's choices.`,
 	f.StringVar(&o.pgSync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply (the primary waits for the --pg-standbys)")
 	f.StringSliceVar(&o.pgStandbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
 	f.StringVar(&o.pgPromote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
+	f.BoolVar(&o.pgRejoin, "pg-rejoin", false, "postgres: after each failover, bring the old primary back as a replica with pg_rewind (else it stays down)")
 	f.StringVar(&o.pgRead, "pg-read", pgadapter.ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one), round-robin (each read on the next replica) or lsn-fence (replica reads that wait for the worker's last write)")
 	f.Var(&o.pgApplyDelay, "pg-apply-delay", "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand; one delay for every replica (50ms) or one per replica (n2=0s,n3=200ms)")
 	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process) or docker (ecstore containers; see 'eccheck images build')")
@@ -251,6 +253,7 @@ type testConfig struct {
 	PGApplyDelay string            `json:"pg_apply_delay,omitempty"`
 	PGStandbys   []string          `json:"pg_standbys,omitempty"`
 	PGPromote    string            `json:"pg_promote,omitempty"`
+	PGRejoin     bool              `json:"pg_rejoin,omitempty"`
 	Summary      *workload.Summary `json:"summary,omitempty"`
 }
 
@@ -301,7 +304,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	if o.db == dbPostgres {
 		cfg.Mode, cfg.N, cfg.W, cfg.R, cfg.SetImpl = "", 0, 0, 0, ""
 		cfg.PGSync, cfg.PGRead, cfg.PGApplyDelay = o.pgSync, o.pgRead, o.pgApplyDelay.String()
-		cfg.PGStandbys, cfg.PGPromote = o.pgStandbys, o.pgPromote
+		cfg.PGStandbys, cfg.PGPromote, cfg.PGRejoin = o.pgStandbys, o.pgPromote, o.pgRejoin
 	}
 	if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
 		return results.Report{}, dir, err

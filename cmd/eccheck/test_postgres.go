@@ -34,6 +34,7 @@ type postgresRun struct {
 	read    string        // --pg-read
 	wait    time.Duration // the per-operation timeout
 	promote string        // --pg-promote
+	rejoin  bool          // --pg-rejoin
 
 	mu      sync.Mutex
 	clients []*pgadapter.Client
@@ -80,7 +81,7 @@ func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf 
 		c.Close()
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
-	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout, promote: o.pgPromote}
+	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout, promote: o.pgPromote, rejoin: o.pgRejoin}
 	if err := pr.setup(ctx); err != nil {
 		pr.close(logf)
 		return nil, err
@@ -136,22 +137,39 @@ func (pr *postgresRun) nodes() []string {
 }
 
 // nemesisCluster is the cluster the nemesis acts on: the Postgres cluster,
-// whose failover promotes --pg-promote while it is a replica.
+// whose failover promotes --pg-promote while it is a replica, and with
+// --pg-rejoin brings the old primary back as a replica (pg_rewind).
 func (pr *postgresRun) nemesisCluster() nemesis.Cluster {
-	return pgFaults{pr.pc, pr.promote}
+	return pgFaults{pr.pc, pr.promote, pr.rejoin}
 }
 
-// pgFaults is a Postgres cluster whose failovers prefer one replica.
+// pgFaults is a Postgres cluster as the nemesis sees it.
 type pgFaults struct {
 	*docker.PostgresCluster
 	promote string
+	rejoin  bool
 }
 
-func (p pgFaults) Failover() (string, string, error) {
+func (p pgFaults) Failover() (nemesis.FailoverResult, error) {
+	to := ""
 	if p.promote != "" && slices.Contains(p.Replicas(), p.promote) {
-		return p.FailoverTo(p.promote)
+		to = p.promote
 	}
-	return p.PostgresCluster.Failover()
+	old, promoted, err := p.FailoverTo(to)
+	res := nemesis.FailoverResult{Killed: old, Promoted: promoted}
+	if err != nil || !p.rejoin {
+		return res, err
+	}
+	// The old primary is still cut off from the others; pg_rewind needs
+	// the new primary. (The nemesis heals after the failover anyway.)
+	if err := p.Heal(); err != nil {
+		return res, err
+	}
+	if err := p.Rejoin(old); err != nil {
+		return res, err
+	}
+	res.Rejoined = old
+	return res, nil
 }
 
 var _ nemesis.Failoverer = pgFaults{}
@@ -290,8 +308,8 @@ func (o *testOptions) validatePostgres() error {
 	if err != nil {
 		return usageError{fmt.Errorf("--nemesis: %w", err)}
 	}
-	if n := failovers(faults, o.nemesisInterval, o.timeLimit); n >= o.nodes {
-		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval) or more --nodes", n, o.nodes, o.nodes-1)
+	if n := failovers(faults, o.nemesisInterval, o.timeLimit); n >= o.nodes && !o.pgRejoin {
+		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval), more --nodes, or --pg-rejoin", n, o.nodes, o.nodes-1)
 	}
 	return nil
 }
