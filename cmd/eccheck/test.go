@@ -94,7 +94,8 @@ streaming replicas instead: --pg-sync (async or remote_apply, waiting for
 --pg-standbys), --pg-read (primary, replica or lsn-fence), --pg-apply-delay
 (replication lag on demand), and the faults partition, kill, pause, clock
 (libfaketime) and failover (cut the primary off, then kill it for good and
-promote the replica with the most WAL, or --pg-promote).
+promote the replica with the most WAL, or --pg-promote; with --pg-rejoin the
+old primary then comes back as a replica through pg_rewind).
 
 The seed decides every operation and the fault schedule; it is printed at the
 start, and --seed repeats a run's choices.`,
