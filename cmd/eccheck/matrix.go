@@ -49,6 +49,7 @@ type matrixOptions struct {
 	// Postgres: lag on demand for every cell; modesSet and nemesesSet say
 	// --modes and --nemesis were given (Postgres has defaults of its own).
 	pgApplyDelay         applyDelay
+	pgRejoin             bool
 	modesSet, nemesesSet bool
 }
 
@@ -129,6 +130,7 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 func bindMatrixFlags(f *pflag.FlagSet, o *matrixOptions) {
 	f.StringVar(&o.db, "db", "ecstore", "the store under test: ecstore, or postgres (with --cluster docker)")
 	f.StringVar(&o.cluster, "cluster", "local", "where the clusters run: local (in this process) or docker")
+	f.BoolVar(&o.pgRejoin, "pg-rejoin", false, "postgres: after each failover, bring the old primary back as a replica (pg_rewind)")
 	f.Var(&o.pgApplyDelay, "pg-apply-delay", "postgres: replicas replay each commit this late (replication lag on demand), in every cell: 50ms, or n2=0s,n3=200ms")
 	f.StringVar(&o.modes, "modes", "raft,lww:w1r1,lww:w2r2,hlc,primary", "configurations, comma-separated: "+modeSpecForms)
 	f.StringVar(&o.nemeses, "nemesis", "none,partition,clock", "fault sets, comma-separated; none, or faults joined by + (partition, clock, kill, pause)")
@@ -268,8 +270,8 @@ func planMatrix(o matrixOptions, dir string) ([]matrixCell, []string, []string, 
 		if !o.nemesesSet {
 			o.nemeses = pgMatrixNemeses
 		}
-	} else if !o.pgApplyDelay.zero() {
-		return nil, nil, nil, usagef("--pg-apply-delay goes with --db postgres")
+	} else if !o.pgApplyDelay.zero() || o.pgRejoin {
+		return nil, nil, nil, usagef("--pg-apply-delay and --pg-rejoin go with --db postgres")
 	}
 	var configs []matrixConfig
 	var labels []string
@@ -312,7 +314,7 @@ func planMatrix(o matrixOptions, dir string) ([]matrixCell, []string, []string, 
 				check: checkOptions{output: "table", timeout: o.timeout, engine: o.engine, quiet: !o.verbose || o.quiet},
 			}
 			if o.db == dbPostgres {
-				t.pgSync, t.pgRead, t.pgApplyDelay = c.pgSync, c.pgRead, o.pgApplyDelay
+				t.pgSync, t.pgRead, t.pgApplyDelay, t.pgRejoin = c.pgSync, c.pgRead, o.pgApplyDelay, o.pgRejoin
 			}
 			if err := t.validate(); err != nil {
 				return nil, nil, nil, err

@@ -104,7 +104,7 @@ func TestMatrixUsageErrors(t *testing.T) {
 		{"expect/missing-file/exit-3", []string{"--expect", filepath.Join(dir, "nope.txt")}, "nope.txt"},
 		{"postgres/ecstore mode/exit-3", []string{"--db", "postgres", "--cluster", "docker", "--modes", "raft"}, `postgres configuration "raft": want SYNC:READ`},
 		{"postgres/local/exit-3", []string{"--db", "postgres", "--modes", "async:replica"}, "add --cluster docker"},
-		{"postgres/apply delay with ecstore/exit-3", []string{"--pg-apply-delay", "50ms"}, "--pg-apply-delay goes with --db postgres"},
+		{"postgres/apply delay with ecstore/exit-3", []string{"--pg-apply-delay", "50ms"}, "--pg-apply-delay and --pg-rejoin go with --db postgres"},
 		{"postgres/failover with ecstore/exit-3", []string{"--modes", "raft", "--nemesis", "failover"}, "failover needs a cluster with a primary"},
 	}
 	for _, tc := range cases {
