@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eccheck/eccheck/history"
 )
 
 // fakePrimary is a fakeCluster with a primary that Failover replaces: it
@@ -51,6 +53,26 @@ func (f *fakePrimary) Failover() (FailoverResult, error) {
 	return FailoverResult{Killed: old}, fmt.Errorf("no replica left")
 }
 
+// runFailovers runs a failover nemesis on c until it has recorded ops
+// operations, stops it, and returns what it recorded.
+func runFailovers(t *testing.T, c *fakePrimary, interval time.Duration, ops int) history.History {
+	t.Helper()
+	log := newOpLog()
+	nem, err := New(c, Options{Faults: []string{"failover"}, Interval: interval}, log.record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- nem.Run(ctx) }()
+	waitFor(t, fmt.Sprintf("%d nemesis ops", ops), func() bool { return len(log.history()) >= ops })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	return log.history()
+}
+
 func TestFailover(t *testing.T) {
 	t.Run("failover/cluster without a primary/refused", func(t *testing.T) {
 		_, err := New(newFake(3), Options{Faults: []string{"failover"}}, nil)
@@ -59,20 +81,8 @@ func TestFailover(t *testing.T) {
 		}
 	})
 	t.Run("failover/run/isolates the primary then replaces it", func(t *testing.T) {
-		c, log := &fakePrimary{fakeCluster: newFake(3), primary: "n1"}, newOpLog()
-		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 5 * time.Millisecond}, log.record)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- nem.Run(ctx) }()
-		waitFor(t, "two failovers", func() bool { return len(log.history()) >= 4 })
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-		h := log.history()
+		c := &fakePrimary{fakeCluster: newFake(3), primary: "n1"}
+		h := runFailovers(t, c, 5*time.Millisecond, 4)
 		checkNemesisOps(t, h)
 		want := []string{
 			`start-failover {"primary":"n1"}`, `stop-failover {"killed":"n1","promoted":"n2"}`,
@@ -92,20 +102,8 @@ func TestFailover(t *testing.T) {
 		}
 	})
 	t.Run("failover/with rejoin/recorded, nodes never run out", func(t *testing.T) {
-		c, log := &fakePrimary{fakeCluster: newFake(2), primary: "n1", rejoin: true}, newOpLog()
-		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 2 * time.Millisecond}, log.record)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- nem.Run(ctx) }()
-		waitFor(t, "five failovers", func() bool { return len(log.history()) >= 10 })
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-		h := log.history()
+		c := &fakePrimary{fakeCluster: newFake(2), primary: "n1", rejoin: true}
+		h := runFailovers(t, c, 2*time.Millisecond, 10)
 		checkNemesisOps(t, h)
 		if got := h[1].Value.String(); got != `{"killed":"n1","promoted":"n2","rejoined":"n1"}` {
 			t.Fatalf("first stop-failover value %s", got)
