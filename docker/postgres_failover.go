@@ -480,3 +480,26 @@ func (pc *PostgresCluster) Rejoin(node string) error {
 	}
 	return nil
 }
+
+// Lag pauses (on) or resumes (off) WAL replay on a replica
+// (pg_wal_replay_pause / pg_wal_replay_resume): it goes on receiving WAL
+// and serving reads, ever staler. Resuming a node that is down or no
+// longer in recovery (promoted since) succeeds and does nothing.
+func (pc *PostgresCluster) Lag(node string, on bool) error {
+	if _, err := pc.Node(node); err != nil {
+		return err
+	}
+	ctx, cancel := faultCtx()
+	defer cancel()
+	if !on && (pc.isFenced(node) || node == pc.Primary()) {
+		return nil
+	}
+	q := `SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()`
+	if on {
+		q = `SELECT pg_wal_replay_pause()`
+	}
+	if err := pc.exec(ctx, node, q); err != nil {
+		return fmt.Errorf("lag %s: %w", node, err)
+	}
+	return nil
+}

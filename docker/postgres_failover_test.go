@@ -189,7 +189,8 @@ func TestPostgresSyncFailoverKeepsAckedWrites(t *testing.T) {
 
 // TestPostgresNodeFaults runs the generic faults on Postgres nodes: a
 // replica cut off from the primary stops replaying and catches up after
-// the heal; a killed primary restarts with its acknowledged writes; a
+// the heal; a replica whose replay is paused serves old values until it
+// resumes; a killed primary restarts with its acknowledged writes; a
 // paused replica answers again after resume; a clock offset through
 // libfaketime shows in now() and goes away at 0.
 func TestPostgresNodeFaults(t *testing.T) {
@@ -216,6 +217,28 @@ func TestPostgresNodeFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRead(t, onN2, history.Int(2))
+
+	// Lag: n2 stops replaying, still serves reads, catches up on resume.
+	if err := pc.Lag("n2", true); err != nil {
+		t.Fatal(err)
+	}
+	if op := pgDo(c, "write", history.Int(7)); op.Type != history.OK {
+		t.Fatalf("write 7: %+v", op)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if op := pgDo(onN2, "read", history.Nil()); op.Type != history.OK || !op.Value.Equal(history.Int(2)) {
+		t.Fatalf("read on the lagging n2 half a second after write 7: %+v, want 2", op)
+	}
+	if err := pc.Lag("n2", false); err != nil {
+		t.Fatal(err)
+	}
+	waitRead(t, onN2, history.Int(7))
+	if op := pgDo(c, "write", history.Int(2)); op.Type != history.OK {
+		t.Fatalf("write 2 again: %+v", op)
+	}
+	if err := pc.Lag("n1", false); err != nil {
+		t.Fatalf("resume on the primary (nothing to resume) = %v, want nil", err)
+	}
 
 	// Kill and start the primary: the acknowledged write survives.
 	if err := pc.Kill("n1"); err != nil {

@@ -155,3 +155,60 @@ func TestFailover(t *testing.T) {
 		}
 	})
 }
+
+// fakeLagger is a fakeCluster whose replicas (every node but n1) lag on
+// demand.
+type fakeLagger struct {
+	*fakeCluster
+	lagging map[string]bool
+}
+
+func (f *fakeLagger) Replicas() []string { return []string{"n3", "n2"} }
+
+func (f *fakeLagger) Lag(node string, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call(fmt.Sprintf("lag %s %v", node, on)); err != nil {
+		return err
+	}
+	f.lagging[node] = on
+	return nil
+}
+
+func TestLag(t *testing.T) {
+	t.Run("lag/cluster without replicas that lag/refused", func(t *testing.T) {
+		_, err := New(newFake(3), Options{Faults: []string{"lag"}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "lag needs a cluster") {
+			t.Fatalf("New = %v, want an error saying lag needs replicas that lag", err)
+		}
+	})
+	t.Run("lag/run/a replica lags, then catches up; the seed picks it", func(t *testing.T) {
+		c, log := &fakeLagger{fakeCluster: newFake(3), lagging: map[string]bool{}}, newOpLog()
+		nem, err := New(c, Options{Faults: []string{"lag"}, Interval: 3 * time.Millisecond, Seed: 4}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- nem.Run(ctx) }()
+		waitFor(t, "three lags", func() bool { return len(log.history()) >= 6 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		h := log.history()
+		checkNemesisOps(t, h)
+		steps := nem.Schedule(3)
+		for i := 0; i < 6; i += 2 {
+			want := `{"node":"` + []string{"n2", "n3"}[steps[i/2].Pick%2] + `"}`
+			if h[i].F != "start-lag" || h[i].Value.String() != want || h[i+1].F != "stop-lag" || h[i+1].Value.String() != want {
+				t.Fatalf("ops %d-%d: %s %s, %s %s; want start-lag and stop-lag of %s", i, i+1, h[i].F, h[i].Value, h[i+1].F, h[i+1].Value, want)
+			}
+		}
+		for n, on := range c.lagging {
+			if on {
+				t.Fatalf("%s still lags after Run", n)
+			}
+		}
+	})
+}

@@ -77,6 +77,17 @@ type FailoverResult struct {
 	Rejoined string `json:"rejoined,omitempty"`
 }
 
+// Lagger is a [Cluster] whose replicas can fall behind on demand, still
+// serving reads, such as Postgres replicas whose WAL replay pauses; the
+// "lag" fault needs it.
+type Lagger interface {
+	// Replicas returns the nodes that can lag now.
+	Replicas() []string
+	// Lag stops (on) or resumes (off) a replica's applying of replicated
+	// writes. Resuming a node that does not lag (any more) succeeds.
+	Lag(node string, on bool) error
+}
+
 // Options configures a [Nemesis].
 type Options struct {
 	// Faults are the kinds of fault to inject, taking turns in this order:
@@ -90,6 +101,10 @@ type Options struct {
 	// replica gets) and, one interval later, stops with
 	// [Failoverer.Failover] and the partition healed. Healed early (Run
 	// ending, HealAll), only the partition is undone: the primary stays.
+	//
+	// A lag, on a cluster that is a [Lagger], makes one replica stop
+	// applying replicated writes for an interval while it goes on serving
+	// reads: replication lag on demand.
 	Faults []string
 	// Interval is the time between fault changes: Run waits Interval,
 	// starts a fault, keeps it Interval, stops it, and so on. 0 means 10s.
@@ -184,6 +199,11 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 		}
 		if n < 2 {
 			return nil, fmt.Errorf("nemesis: failover needs a replica to promote, the cluster has %d node(s)", n)
+		}
+	}
+	if slices.Contains(o.Faults, kindLag) {
+		if _, ok := c.(Lagger); !ok {
+			return nil, errors.New("nemesis: lag needs a cluster whose replicas can stop applying writes on demand (such as --db postgres); this one has none")
 		}
 	}
 	var shapes []string
@@ -381,6 +401,22 @@ func (n *Nemesis) start(ctx context.Context, s Step) error {
 				break
 			}
 		}
+	case kindLag:
+		l := n.c.(Lagger)
+		replicas := sorted(l.Replicas())
+		if len(replicas) == 0 {
+			err = errors.New("lag: the cluster has no replica")
+			break
+		}
+		node := replicas[s.Pick%len(replicas)]
+		f.step.Nodes = []string{node}
+		f.step.Desc = "lag " + node
+		n.setCur(f)
+		if e := l.Lag(node, true); e != nil {
+			err = fmt.Errorf("%s: %w", f.step.Desc, e)
+		}
+		n.emit("start-"+s.Kind, nodeValue(node), err)
+		return err
 	case kindFailover:
 		primary := n.c.(Failoverer).Primary()
 		f.step.Nodes = []string{primary}
@@ -475,6 +511,14 @@ func (n *Nemesis) undo() error {
 			inForce = true
 		}
 		value = clockValue(s.Nodes[0], 0, 0)
+	case kindLag:
+		if len(s.Nodes) > 0 {
+			if err := n.c.(Lagger).Lag(s.Nodes[0], false); err != nil {
+				errs = append(errs, fmt.Errorf("resume %s: %w", s.Desc, err))
+				inForce = true
+			}
+			value = nodeValue(s.Nodes[0])
+		}
 	case kindKill, kindPause:
 		act, verb := n.c.Start, "start"
 		if s.Kind == kindPause {
@@ -524,6 +568,13 @@ func startValue(s Step) history.Value {
 	default:
 		return nodesValue(s.Nodes)
 	}
+}
+
+// nodeValue is {"node":"n2"}.
+func nodeValue(node string) history.Value {
+	return rawValue(struct {
+		Node string `json:"node"`
+	}{node})
 }
 
 // primaryValue is {"primary":"n1"}.

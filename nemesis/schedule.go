@@ -15,11 +15,12 @@ const (
 	kindKill      = "kill"
 	kindPause     = "pause"
 	kindFailover  = "failover"
+	kindLag       = "lag"
 )
 
 // faultKinds lists the valid fault kinds in the order error messages name
 // them.
-var faultKinds = []string{kindPartition, kindClock, kindKill, kindPause, kindFailover}
+var faultKinds = []string{kindPartition, kindClock, kindKill, kindPause, kindFailover, kindLag}
 
 // The partition shapes, as named in [Options.Partitions].
 const (
@@ -85,7 +86,7 @@ func ParseFaults(s string) ([]string, error) {
 // Step is one fault of the schedule: what [Nemesis.Run] starts, keeps in
 // force for one [Options.Interval], then stops.
 type Step struct {
-	// Kind is "partition", "clock", "kill", "pause" or "failover".
+	// Kind is "partition", "clock", "kill", "pause", "failover" or "lag".
 	Kind string
 	// Desc describes the fault for people, as [Nemesis.Active] shows it:
 	// "partition isolate n2", "clock n1 -3.2s", "kill n2,n4".
@@ -108,6 +109,9 @@ type Step struct {
 	Offset time.Duration
 	// Period is how long a strobe holds each offset before it flips.
 	Period time.Duration
+	// Pick chooses, for a lag, the replica among those there are when it
+	// starts (Pick modulo their count, in name order).
+	Pick int
 }
 
 // String returns s.Desc.
@@ -148,6 +152,10 @@ func (p *planner) next() Step {
 	case kindFailover:
 		// Which node is primary is known only when the step starts.
 		s = Step{Kind: kindFailover, Desc: "failover"}
+	case kindLag:
+		// Which nodes are replicas is known only when the step starts:
+		// the draw picks one of them then.
+		s = Step{Kind: kindLag, Desc: "lag", Pick: p.rng.IntN(1 << 30)}
 	default:
 		panic("nemesis: planner with unknown fault " + kind) // New validates the options
 	}

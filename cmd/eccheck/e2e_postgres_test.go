@@ -170,6 +170,20 @@ func TestE2EPostgresSyncFailoverKeepsWrites(t *testing.T) {
 	}
 }
 
+// The lag fault pauses WAL replay on one replica for an interval at a
+// time; sessions reading their replica miss their own writes meanwhile.
+func TestE2EPostgresLagBreaksReadYourWrites(t *testing.T) {
+	code, rep, dir := runPostgresE2EDir(t, "replica", "--workload", "session", "--nemesis", "lag", "--nemesis-interval", "1s", "--time-limit", "6s", "--seed", "3")
+	if code != exitInvalid {
+		t.Fatalf("postgres/lag/exit 1: exit %d, results %+v", code, rep.Results)
+	}
+	expectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
+	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil || !strings.Contains(string(b), `"f":"start-lag","value":{"node":"n`) || !strings.Contains(string(b), `"f":"stop-lag"`) {
+		t.Fatalf("postgres/lag/history has start-lag and stop-lag: %v", err)
+	}
+}
+
 // With --pg-rejoin each old primary comes back as a replica (pg_rewind),
 // so three nodes take three failovers (the third promotes a rejoined
 // node; without the rejoins it would find no replica left and the run
@@ -245,6 +259,7 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "carries out 4 failovers, but each kills a primary for good and 3 nodes allow 2"},
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval must be positive"},
 		{"--pg-rejoin", "--pg-rejoin: the --pg-* flags go with --db postgres"},
+		{"--nemesis lag", "--nemesis lag: pausing a replica's replay needs --db postgres"},
 		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
 		{"--db postgres --cluster docker --pg-apply-delay n5=1s", "--pg-apply-delay n5: want replicas"},
 		{"--db postgres --cluster docker --pg-apply-delay soon", "want a delay such as 50ms"},

@@ -93,7 +93,8 @@ With --db postgres --cluster docker it tests a Postgres primary with
 streaming replicas instead: --pg-sync (async or remote_apply, waiting for
 --pg-standbys), --pg-read (primary, replica or lsn-fence), --pg-apply-delay
 (replication lag on demand), and the faults partition, kill, pause, clock
-(libfaketime) and failover (cut the primary off, then kill it for good and
+(libfaketime), lag (a replica pauses WAL replay for an interval) and
+failover (cut the primary off, then kill it for good and
 promote the replica with the most WAL, or --pg-promote; with --pg-rejoin the
 old primary then comes back as a replica through pg_rewind).
 
@@ -144,7 +145,7 @@ start, and --seed repeats a run's choices.`,
 	f.StringVar(&o.primaryReads, "primary-reads", "any", "primary mode: reads from any node, or from the primary")
 	f.BoolVar(&o.sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
 	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads, comma-separated: "+strings.Join(workload.Names, ", "))
-	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause, failover (postgres); or none (the default with --db postgres)")
+	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause, failover and lag (postgres); or none (the default with --db postgres)")
 	f.DurationVar(&o.nemesisInterval, "nemesis-interval", 5*time.Second, "time between fault changes")
 	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
 	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs")
@@ -172,6 +173,8 @@ func (o *testOptions) validate() error {
 		return usagef("%s: the --pg-* flags go with --db postgres", strings.Join(o.pgFlags, ", "))
 	} else if fs, err := nemesis.ParseFaults(o.nemesis); err == nil && slices.Contains(fs, "failover") {
 		return usagef("--nemesis failover: a failover needs a cluster with a primary to replace (--db postgres); ecstore's primary mode fails over by itself under kill and partition")
+	} else if err == nil && slices.Contains(fs, "lag") {
+		return usagef("--nemesis lag: pausing a replica's replay needs --db postgres; for ecstore, delay links with 'eccheck nemesis delay'")
 	}
 	switch {
 	case o.db != "ecstore" && o.db != dbPostgres:

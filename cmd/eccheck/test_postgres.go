@@ -172,7 +172,10 @@ func (p pgFaults) Failover() (nemesis.FailoverResult, error) {
 	return res, nil
 }
 
-var _ nemesis.Failoverer = pgFaults{}
+var (
+	_ nemesis.Failoverer = pgFaults{}
+	_ nemesis.Lagger     = pgFaults{}
+)
 
 // progress notes when the workers are done (the phases after the
 // workload), then passes p on.
