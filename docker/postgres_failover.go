@@ -297,12 +297,17 @@ func (pc *PostgresCluster) exec(ctx context.Context, node, q string) error {
 	return pc.query(ctx, node, q)
 }
 
-// query runs one statement on node through its published port and scans
-// its single row into dest (nothing to scan: the statement is executed).
-func (pc *PostgresCluster) query(ctx context.Context, node, q string, dest ...any) error {
+// query runs one statement on a Postgres node through its published port
+// and scans its single row into dest (nothing to scan: the statement is
+// executed).
+func (cl *Cluster) query(ctx context.Context, node, q string, dest ...any) error {
+	n, err := cl.Node(node)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 70*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, pc.DSN(node))
+	conn, err := pgx.Connect(ctx, postgresDSN(n.HostPort))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", node, err)
 	}
@@ -316,6 +321,41 @@ func (pc *PostgresCluster) query(ctx context.Context, node, q string, dest ...an
 		return fmt.Errorf("%s on %s: %w", q, node, err)
 	}
 	return nil
+}
+
+// DB returns the store the cluster's nodes run: DBEcstore or DBPostgres.
+func (cl *Cluster) DB() string {
+	if cl.ecstore() {
+		return DBEcstore
+	}
+	return cl.db
+}
+
+// PostgresRoles asks each running node of a Postgres cluster whether it is
+// in recovery: "primary" or "replica" for each node that answers (two
+// primaries are a split brain), the container state for the others, and
+// "no answer" for a running node that does not answer.
+func (cl *Cluster) PostgresRoles(ctx context.Context) map[string]string {
+	roles := map[string]string{}
+	for _, n := range cl.nodes {
+		if n.State != "running" {
+			roles[n.Name] = n.State
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		var rec bool
+		err := cl.query(cctx, n.Name, `SELECT pg_is_in_recovery()`, &rec)
+		cancel()
+		switch {
+		case err != nil:
+			roles[n.Name] = "no answer"
+		case rec:
+			roles[n.Name] = "replica"
+		default:
+			roles[n.Name] = "primary"
+		}
+	}
+	return roles
 }
 
 func orNone(names []string) string {

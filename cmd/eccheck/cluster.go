@@ -161,9 +161,35 @@ func newClusterStatusCmd(a *app, name *string) *cobra.Command {
 				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
+			if cl.DB() == docker.DBPostgres {
+				return printPostgresNodes(a.stdout, cl, cl.PostgresRoles(cmd.Context()))
+			}
 			return printNodes(a.stdout, cl)
 		},
 	}
+}
+
+// printPostgresNodes is printNodes with each node's role (primary,
+// replica, or its state when down) and connection string.
+func printPostgresNodes(w io.Writer, cl *docker.Cluster, roles map[string]string) error {
+	netName, subnet := cl.Network()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\tROLE\tADDRESS\tNETWORK %s (%s)\tCONTAINER\n", netName, subnet)
+	primaries := 0
+	for _, n := range cl.Nodes() {
+		nd, _ := cl.Node(n)
+		if roles[n] == "primary" {
+			primaries++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, roles[n], cl.Addr(n), nd.IP, nd.Container)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if primaries > 1 {
+		fmt.Fprintf(w, "warning: %d nodes take writes (split brain): kill all but one, then 'eccheck nemesis rejoin' the others\n", primaries)
+	}
+	return nil
 }
 
 func newClusterLogsCmd(a *app, name *string) *cobra.Command {

@@ -181,8 +181,8 @@ func TestNemesisPostgresDocker(t *testing.T) {
 	if err := query("n3", "CREATE TABLE after_failover (x int)"); err != nil {
 		t.Fatalf("write on the promoted n3: %v", err)
 	}
-	if code, out, _ := runCLI(t, "cluster", "status", "--name", name); code != 0 || !regexp.MustCompile(`n1\s+exited`).MatchString(out) {
-		t.Errorf("cluster status after the failover: exit %d, want n1 exited:\n%s", code, out)
+	if code, out, _ := runCLI(t, "cluster", "status", "--name", name); code != 0 || !regexp.MustCompile(`n1\s+exited`).MatchString(out) || !regexp.MustCompile(`n3\s+primary`).MatchString(out) || !regexp.MustCompile(`n2\s+replica`).MatchString(out) {
+		t.Errorf("cluster status after the failover: exit %d, want n1 exited, n2 replica, n3 primary:\n%s", code, out)
 	}
 	if code, _, errOut := nem("failover", "--to", "n1"); code != exitUsage {
 		t.Errorf("nemesis failover --to n1 (the old primary): exit %d %s, want a usage error", code, errOut)
