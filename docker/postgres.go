@@ -38,8 +38,9 @@ const (
 // An old primary rejoins as a replica ([PostgresCluster.Rejoin]) through
 // the file rejoinFile, "GENERATION ADDRESS" of the new primary: when it
 // differs from the copy kept in the data directory, the script runs
-// pg_rewind from that primary (which first completes crash recovery),
-// makes the node a standby of it through its slot, and keeps the copy.
+// pg_rewind from that primary (which first completes crash recovery) if
+// the node was a primary, makes the node a standby of it through its slot,
+// and keeps the copy. A node that was a replica only changes primary.
 // pg_rewind needs wal_log_hints, which the primary turns on.
 const postgresScript = `set -eu
 role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
@@ -47,15 +48,22 @@ D=` + postgresData + `
 R=` + rejoinFile + `
 if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined"; then
   read gen src <"$R"
-  echo "eccheck: rejoining as a replica of $src (pg_rewind, generation $gen)" >&2
   # The killed postmaster's lock file names PID 1, which this shell is now.
   rm -f "$D/postmaster.pid"
-  pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress
-  touch "$D/standby.signal"
+  if [ -e "$D/standby.signal" ]; then
+    # A replica (or a rewind cut short): it follows the new primary's
+    # timeline by itself, and single-user recovery refuses standby mode.
+    echo "eccheck: rejoining as a replica of $src (was a replica: no rewind; generation $gen)" >&2
+  else
+    echo "eccheck: rejoining as a replica of $src (pg_rewind, generation $gen)" >&2
+    pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress
+    touch "$D/standby.signal"
+  fi
   cat >>"$D/postgresql.auto.conf" <<EOF
 unix_socket_directories = '/tmp'
 primary_conninfo = 'host=$src port=5432 user=postgres application_name=$name'
 primary_slot_name = '$slot'
+recovery_min_apply_delay = '${applydelay}ms'
 EOF
   cp "$R" "$D/eccheck.rejoined"
 fi
@@ -158,8 +166,6 @@ type PostgresCluster struct {
 	// syncAll says every replica is a synchronous standby (none was
 	// named): a replica that rejoins becomes one again.
 	syncAll bool
-	// rejoins counts rejoins, the generation in rejoinFile.
-	rejoins int
 
 	fmu     sync.Mutex      // held through a failover
 	pmu     sync.Mutex      // guards what follows, and the sync settings

@@ -403,7 +403,7 @@ func (c *Client) OpenPostgres(ctx context.Context, name string) (*PostgresCluste
 	case 1:
 		pc.primary = primaries[0]
 	default:
-		return nil, fmt.Errorf("cluster %s: %s all take writes (an old primary started again after a failover?)", name, strings.Join(primaries, " and "))
+		return nil, fmt.Errorf("cluster %s: %s all take writes (an old primary started again after a failover?): keep the one with the newer timeline ('eccheck cluster status'), kill the others ('eccheck nemesis kill --node NODE') and bring them back with 'eccheck nemesis rejoin --node NODE'", name, strings.Join(primaries, " and "))
 	}
 	var commit, names string
 	if err := pc.query(ctx, pc.primary, `SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names')`, &commit, &names); err != nil {
@@ -411,6 +411,8 @@ func (c *Client) OpenPostgres(ctx context.Context, name string) (*PostgresCluste
 	}
 	if standbys := parseStandbyNames(names); len(standbys) > 0 {
 		pc.syncCommit, pc.syncStandbys = commit, standbys
+		// Every node but the primary and those down waits: as if none was named.
+		pc.syncAll = slices.Equal(standbys, pc.Replicas())
 	}
 	return pc, nil
 }
@@ -462,6 +464,12 @@ func (pc *PostgresCluster) Rejoin(node string) error {
 	if err != nil {
 		return err
 	}
+	pc.mu.Lock()
+	cut := slices.Contains(pc.grudge[node], primary) || slices.Contains(pc.grudge[primary], node)
+	pc.mu.Unlock()
+	if cut {
+		return fmt.Errorf("rejoin %s: a partition in force cuts it off from the primary %s, which pg_rewind needs; heal first", node, primary)
+	}
 	slot := "eccheck_" + node
 	if err := pc.exec(ctx, primary, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`); err != nil {
 		return fmt.Errorf("rejoin %s: %w", node, err)
@@ -471,33 +479,37 @@ func (pc *PostgresCluster) Rejoin(node string) error {
 	if err := pc.exec(ctx, primary, `CHECKPOINT`); err != nil {
 		return fmt.Errorf("rejoin %s: %w", node, err)
 	}
-	pc.pmu.Lock()
-	pc.rejoins++
-	gen := pc.rejoins
-	pc.pmu.Unlock()
+	// The generation only has to differ from the last one the node
+	// applied, whichever process wrote that.
+	gen := time.Now().UnixNano()
 	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", fmt.Appendf(nil, "%d %s\n", gen, p.IP)); err != nil {
 		return fmt.Errorf("rejoin %s: %w", node, err)
 	}
 	if err := pc.c.startNodes(ctx, []*Node{n}); err != nil {
 		return fmt.Errorf("rejoin %s: %w", node, err)
 	}
-	pc.mu.Lock()
-	drops := pc.grudge[node]
-	pc.mu.Unlock()
-	if len(drops) > 0 {
-		if err := pc.applyRules(ctx, n, drops); err != nil {
-			return fmt.Errorf("rejoin %s: partition again: %w", node, err)
+	// From here on, a failure leaves the node down again, never running
+	// in a role nobody chose.
+	fail := func(err error) error {
+		if kerr := pc.Cluster.Kill(node); kerr != nil {
+			return fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, err, kerr, node)
 		}
+		return fmt.Errorf("rejoin %s: %w; %s is down again: see its log ('eccheck cluster logs %s'), then 'eccheck nemesis rejoin --node %s'", node, err, node, node, node)
 	}
+	primaryNow := false
 	if err := pc.waitPostgres(ctx, n, time.Now().Add(90*time.Second), 90*time.Second, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 		var rec bool
 		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&rec)
-		return err == nil && rec, "pg_is_in_recovery() is false", err
+		primaryNow = err == nil && !rec
+		return err == nil && rec || primaryNow, "no answer", err
 	}); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
+		return fail(err)
+	}
+	if primaryNow {
+		return fail(errors.New("it came up as a primary, not a replica (split brain avoided)"))
 	}
 	if err := pc.waitStreaming(ctx, primary, node, 30*time.Second); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
+		return fail(err)
 	}
 	pc.setFenced(node, false)
 	pc.pmu.Lock()
@@ -539,6 +551,10 @@ func (pc *PostgresCluster) Lag(node string, on bool) error {
 		q = `SELECT pg_wal_replay_pause()`
 	}
 	if err := pc.exec(ctx, node, q); err != nil {
+		n, _ := pc.Node(node)
+		if run, _, rerr := pc.running(ctx, n); !on && rerr == nil && !run {
+			return nil // down: a restart replays anyway
+		}
 		return fmt.Errorf("lag %s: %w", node, err)
 	}
 	return nil

@@ -363,6 +363,27 @@ func TestPostgresRejoin(t *testing.T) {
 	if !strings.Contains(logs, "rejoining as a replica") || !strings.Contains(logs, "pg_rewind") {
 		t.Errorf("n1's log does not show the rewind:\n%s", logs)
 	}
+	// A killed replica (standby.signal in its data directory) rejoins
+	// too, through a cluster opened afresh (generations differ).
+	var other string
+	for _, r := range pc.Replicas() {
+		if r != "n1" {
+			other = r
+		}
+	}
+	if err := pc.Cluster.Kill(other); err != nil {
+		t.Fatal(err)
+	}
+	again, err := pc.c.OpenPostgres(context.Background(), pc.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Rejoin(other); err != nil {
+		logs, _ := pc.Logs(context.Background(), other)
+		t.Fatalf("Rejoin(%s), a killed replica: %v\n%s", other, err, logs)
+	}
+	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(other), ReadNode: other}), history.Int(3))
+
 	// Three nodes again: two more failovers.
 	for range 2 {
 		if _, _, err := pc.Failover(); err != nil {

@@ -205,6 +205,9 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 		if _, ok := c.(Lagger); !ok {
 			return nil, errors.New("nemesis: lag needs a cluster whose replicas can stop applying writes on demand (such as --db postgres); this one has none")
 		}
+		if n < 2 {
+			return nil, fmt.Errorf("nemesis: lag needs a replica, the cluster has %d node(s)", n)
+		}
 	}
 	var shapes []string
 	for _, want := range o.Partitions {
@@ -405,8 +408,9 @@ func (n *Nemesis) start(ctx context.Context, s Step) error {
 		l := n.c.(Lagger)
 		replicas := sorted(l.Replicas())
 		if len(replicas) == 0 {
-			err = errors.New("lag: the cluster has no replica")
-			break
+			err = errors.New("lag: the cluster has no replica now (after failovers?)")
+			n.emit("start-"+s.Kind, nodeValue(""), err)
+			return err
 		}
 		node := replicas[s.Pick%len(replicas)]
 		f.step.Nodes = []string{node}
@@ -512,6 +516,7 @@ func (n *Nemesis) undo() error {
 		}
 		value = clockValue(s.Nodes[0], 0, 0)
 	case kindLag:
+		value = nodeValue("")
 		if len(s.Nodes) > 0 {
 			if err := n.c.(Lagger).Lag(s.Nodes[0], false); err != nil {
 				errs = append(errs, fmt.Errorf("resume %s: %w", s.Desc, err))

@@ -260,6 +260,7 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval must be positive"},
 		{"--pg-rejoin", "--pg-rejoin: the --pg-* flags go with --db postgres"},
 		{"--nemesis lag", "--nemesis lag: pausing a replica's replay needs --db postgres"},
+		{"--db postgres --cluster docker --nodes 1 --nemesis lag", "--nemesis lag pauses a replica's replay: --nodes 2 or more"},
 		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
 		{"--db postgres --cluster docker --pg-apply-delay n5=1s", "--pg-apply-delay n5: want replicas"},
 		{"--db postgres --cluster docker --pg-apply-delay soon", "want a delay such as 50ms"},

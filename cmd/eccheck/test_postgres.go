@@ -156,7 +156,10 @@ func (p pgFaults) Failover() (nemesis.FailoverResult, error) {
 		to = p.promote
 	}
 	old, promoted, err := p.FailoverTo(to)
-	res := nemesis.FailoverResult{Killed: old, Promoted: promoted}
+	res := nemesis.FailoverResult{Promoted: promoted}
+	if promoted != "" || slices.Contains(p.Fenced(), old) {
+		res.Killed = old // else nothing was changed, or its kill failed
+	}
 	if err != nil || !p.rejoin {
 		return res, err
 	}
@@ -310,6 +313,9 @@ func (o *testOptions) validatePostgres() error {
 	faults, err := nemesis.ParseFaults(o.nemesis)
 	if err != nil {
 		return usageError{fmt.Errorf("--nemesis: %w", err)}
+	}
+	if slices.Contains(faults, "lag") && o.nodes < 2 {
+		return usagef("--nemesis lag pauses a replica's replay: --nodes 2 or more")
 	}
 	if n := failovers(faults, o.nemesisInterval, o.timeLimit); n >= o.nodes && !o.pgRejoin {
 		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval), more --nodes, or --pg-rejoin", n, o.nodes, o.nodes-1)
