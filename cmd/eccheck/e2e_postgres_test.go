@@ -187,12 +187,12 @@ func TestE2EPostgresLagBreaksReadYourWrites(t *testing.T) {
 // With --pg-rejoin each old primary comes back as a replica (pg_rewind),
 // so three nodes take three failovers (the third promotes a rejoined
 // node; without the rejoins it would find no replica left and the run
-// would fail, exit 4; each cycle takes about 7 s here); the adds each one
+// would fail, exit 4; each cycle takes about 7 s here, so 30 s leave room for three); the adds each one
 // acknowledged
 // while cut off stay lost (pg_rewind throws them away), and the rejoined
 // nodes' final reads show nothing that was not added.
 func TestE2EPostgresFailoverRejoin(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--pg-rejoin", "--nemesis-interval", "1s", "--time-limit", "24s", "--seed", "3")
+	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--pg-rejoin", "--nemesis-interval", "1s", "--time-limit", "30s", "--seed", "3")
 	if code != exitInvalid {
 		t.Fatalf("postgres/failover with rejoin/exit 1: exit %d, results %+v", code, rep.Results)
 	}
