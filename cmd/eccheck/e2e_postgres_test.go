@@ -212,7 +212,7 @@ func TestE2EPostgresFailoverRejoin(t *testing.T) {
 // primary (seed 14's schedule), then a partition ring, with asynchronous
 // replicas: with every read on the primary the history stays linearizable.
 func TestE2EPostgresPrimaryUnderFaultsValid(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "register", "--nemesis", "kill,clock,pause,partition", "--nemesis-interval", "1500ms", "--time-limit", "15s", "--op-timeout", "1s", "--seed", "14")
+	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "register", "--nemesis", "kill,clock,pause,partition", "--nemesis-interval", "1500ms", "--time-limit", "18s", "--op-timeout", "1s", "--seed", "14")
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	for _, f := range []string{`"f":"stop-kill","value":["n1"]`, `"f":"stop-clock"`, `"f":"stop-pause","value":["n1"]`, `"f":"start-partition"`} {
 		if err != nil || !strings.Contains(string(b), f) {
