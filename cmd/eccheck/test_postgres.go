@@ -36,10 +36,13 @@ type postgresRun struct {
 	promote string        // --pg-promote
 	rejoin  bool          // --pg-rejoin
 
-	mu      sync.Mutex
-	clients []*pgadapter.Client
-	next    int  // the next worker's replica
-	final   bool // the workers are done: clients now are the final reads'
+	logf func(string, ...any)
+
+	mu       sync.Mutex
+	clients  []*pgadapter.Client
+	caughtUp map[string]bool // replicas waited for before their final reads
+	next     int             // the next worker's replica
+	final    bool            // the workers are done: clients now are the final reads'
 }
 
 // startPostgres connects to the engine, makes sure the postgres image
@@ -81,7 +84,7 @@ func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf 
 		c.Close()
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
-	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout, promote: o.pgPromote, rejoin: o.pgRejoin}
+	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout, promote: o.pgPromote, rejoin: o.pgRejoin, logf: logf, caughtUp: map[string]bool{}}
 	if err := pr.setup(ctx); err != nil {
 		pr.close(logf)
 		return nil, err
@@ -200,12 +203,22 @@ func (pr *postgresRun) progress(next func(workload.Progress)) func(workload.Prog
 // read each; with primary it reads the primary. A final read's client
 // reads from its node, the primary's from the primary.
 func (pr *postgresRun) newClient(name, node string) (workload.Client, error) {
+	// A replica's final reads come after it caught up (outside the lock:
+	// it may take seconds).
+	pr.mu.Lock()
+	wait := pr.final && !pr.caughtUp[node]
+	pr.caughtUp[node] = pr.caughtUp[node] || pr.final
+	pr.mu.Unlock()
+	if wait && node != pr.pc.Primary() && !slices.Contains(pr.pc.Fenced(), node) {
+		pr.catchUp(node)
+	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	primary := pr.pc.Primary()
 	if pr.final && slices.Contains(pr.pc.Fenced(), node) {
 		return fencedNode(node), nil
 	}
+
 	opts := pgadapter.Options{Workload: workload.Kind(name), Node: primary, Timeout: pr.wait, ReadMode: pr.read, Primary: pr.primaryNow}
 	replicas := pr.pc.Replicas()
 	switch {
@@ -244,6 +257,55 @@ func (n fencedNode) Invoke(_ context.Context, op history.Op) history.Op {
 	op.Type, op.Node = history.Fail, string(n)
 	op.Error = "node " + string(n) + " is an old primary, killed for good by a failover (it does not rejoin without pg_rewind)"
 	return op
+}
+
+// catchUpBound bounds the wait, before a replica's final reads, for it to
+// replay what the primary has.
+const catchUpBound = 15 * time.Second
+
+// catchUp waits, at most catchUpBound, until replica has replayed the
+// primary's WAL position of now: the part of recovery that is
+// replication catching up (a streaming connection cut by a partition can
+// take seconds of TCP retransmission to resume after the heal). Past the
+// bound the final reads go ahead and show what the replica has, with a
+// warning.
+func (pr *postgresRun) catchUp(replica string) {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpBound)
+	defer cancel()
+	start := time.Now()
+	var target string
+	if err := queryOne(ctx, pr.pc.PrimaryDSN(), `SELECT pg_current_wal_lsn()::text`, &target); err != nil {
+		pr.logf("warning: final reads of %s: the primary's WAL position: %v", replica, err)
+		return
+	}
+	for {
+		var done *bool
+		err := queryOne(ctx, pr.pc.DSN(replica), `SELECT pg_last_wal_replay_lsn() >= `+"'"+target+"'"+`::pg_lsn`, &done)
+		if err == nil && (done == nil || *done) {
+			if d := time.Since(start); d > time.Second {
+				pr.logf("final reads of %s: waited %v for it to replay the primary's %s", replica, d.Round(time.Millisecond), target)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			pr.logf("warning: %s had not replayed the primary's %s after %v (last: %v); its final reads show what it has", replica, target, catchUpBound, err)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// queryOne runs one query on dsn and scans its single row into dest.
+func queryOne(ctx context.Context, dsn, q string, dest ...any) error {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(cctx))
+	return conn.QueryRow(cctx, q).Scan(dest...)
 }
 
 // primaryNow names the primary now, for clients that reconnect after a
