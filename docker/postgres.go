@@ -39,8 +39,9 @@ const (
 // the file rejoinFile, "GENERATION ADDRESS" of the new primary: when it
 // differs from the copy kept in the data directory, the script runs
 // pg_rewind from that primary (which first completes crash recovery) if
-// the node was a primary, makes the node a standby of it through its slot,
-// and keeps the copy. A node that was a replica only changes primary.
+// the node was a primary, or clones it with pg_basebackup when pg_rewind
+// fails, makes the node a standby of it through its slot, and keeps the
+// copy. A node that was a replica only changes primary.
 // pg_rewind needs wal_log_hints, which the primary turns on.
 const postgresScript = `set -eu
 role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
@@ -56,7 +57,13 @@ if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined";
     echo "eccheck: rejoining as a replica of $src (was a replica: no rewind; generation $gen)" >&2
   else
     echo "eccheck: rejoining as a replica of $src (pg_rewind, generation $gen)" >&2
-    pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress
+    if ! pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress; then
+      # A failed rewind leaves the directory unusable: clone it afresh,
+      # as Patroni and repmgr do.
+      echo "eccheck: pg_rewind failed; cloning $src with pg_basebackup instead" >&2
+      rm -rf "$D"
+      pg_basebackup -h "$src" -p 5432 -U postgres -D "$D" -R -X stream -S "$slot"
+    fi
     touch "$D/standby.signal"
   fi
   cat >>"$D/postgresql.auto.conf" <<EOF
