@@ -41,11 +41,12 @@ import (
 //     atomic across replicas, as in those stores without their
 //     Paxos-based "lightweight transactions": two CAS from the same old value
 //     can both succeed.
-//   - Anti-entropy: every AntiEntropy interval each node pushes a bounded
-//     part of its state (lwwAEBudget entries per peer, from a shard that
-//     rotates every round) to each peer that replicates the same keys; the
-//     peer merges it and answers with what it holds newer, which the sender
-//     merges in turn.
+//   - Anti-entropy: in each round a node pushes its whole state, in
+//     messages of about lwwAEBudget units, to each peer that replicates the
+//     same keys; the peer merges it and answers with what it holds newer,
+//     which the sender merges in turn. Rounds start AntiEntropy apart, or
+//     twice the last round's length apart when that is longer, so that a
+//     large state never starves client requests.
 //   - Counters are PN-counters: a counter add raises the coordinator's own
 //     slot (its actor is the node id and the start time, so that a restarted
 //     node never reuses a slot) and sends the slot to the N replicas (W
@@ -1306,15 +1307,22 @@ type lwwAESet struct {
 func (m lwwAEMsg) empty() bool { return len(m.Regs)+len(m.Counters)+len(m.Sets) == 0 }
 
 func (l *lww) antiEntropyLoop() {
-	t := time.NewTicker(l.cfg.AntiEntropy)
-	defer t.Stop()
+	wait := l.cfg.AntiEntropy
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-l.stopCh:
+			t.Stop()
 			return
 		case <-t.C:
 		}
+		start := time.Now()
 		l.antiEntropyRound()
+		// A round over a large state takes long and holds shard locks
+		// while it merges; pausing twice that long before the next keeps
+		// anti-entropy to about a third of the time, so that client
+		// requests (the final reads, above all) are not starved.
+		wait = max(l.cfg.AntiEntropy, 2*time.Since(start))
 	}
 }
 
