@@ -53,12 +53,12 @@ func (f *fakePrimary) Failover() (FailoverResult, error) {
 	return FailoverResult{Killed: old}, fmt.Errorf("no replica left")
 }
 
-// runFailovers runs a failover nemesis on c until it has recorded ops
+// runUntil runs a nemesis with options o on c until it has recorded ops
 // operations, stops it, and returns what it recorded.
-func runFailovers(t *testing.T, c *fakePrimary, interval time.Duration, ops int) history.History {
+func runUntil(t *testing.T, c Cluster, o Options, ops int) history.History {
 	t.Helper()
 	log := newOpLog()
-	nem, err := New(c, Options{Faults: []string{"failover"}, Interval: interval}, log.record)
+	nem, err := New(c, o, log.record)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +71,13 @@ func runFailovers(t *testing.T, c *fakePrimary, interval time.Duration, ops int)
 		t.Fatalf("Run = %v", err)
 	}
 	return log.history()
+}
+
+// runFailovers runs a failover nemesis on c until it has recorded ops
+// operations.
+func runFailovers(t *testing.T, c *fakePrimary, interval time.Duration, ops int) history.History {
+	t.Helper()
+	return runUntil(t, c, Options{Faults: []string{"failover"}, Interval: interval}, ops)
 }
 
 func TestFailover(t *testing.T) {
@@ -183,21 +190,14 @@ func TestLag(t *testing.T) {
 		}
 	})
 	t.Run("lag/run/a replica lags, then catches up; the seed picks it", func(t *testing.T) {
-		c, log := &fakeLagger{fakeCluster: newFake(3), lagging: map[string]bool{}}, newOpLog()
-		nem, err := New(c, Options{Faults: []string{"lag"}, Interval: 3 * time.Millisecond, Seed: 4}, log.record)
+		c := &fakeLagger{fakeCluster: newFake(3), lagging: map[string]bool{}}
+		o := Options{Faults: []string{"lag"}, Interval: 3 * time.Millisecond, Seed: 4}
+		h := runUntil(t, c, o, 6)
+		checkNemesisOps(t, h)
+		nem, err := New(c, o, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- nem.Run(ctx) }()
-		waitFor(t, "three lags", func() bool { return len(log.history()) >= 6 })
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-		h := log.history()
-		checkNemesisOps(t, h)
 		steps := nem.Schedule(3)
 		for i := 0; i < 6; i += 2 {
 			want := `{"node":"` + []string{"n2", "n3"}[steps[i/2].Pick%2] + `"}`
