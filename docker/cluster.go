@@ -295,38 +295,13 @@ func (c *Client) Up(ctx context.Context, o UpOptions) (cl *Cluster, err error) {
 			return nil, err
 		}
 	}
-	existing, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(o.Name)})
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	if len(existing.Items) > 0 {
-		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", o.Name, len(existing.Items), o.Name)
-	}
-	cl = &Cluster{c: c, name: o.Name, network: "eccheck-" + o.Name}
-	defer func() {
-		if err != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if derr := c.Down(dctx, o.Name); derr != nil {
-				err = fmt.Errorf("%w (and cleaning up: %v)", err, derr)
-			}
-		}
-	}()
-	if cl.subnet, err = c.createNetwork(ctx, o.Name, cl.network); err != nil {
+	if cl, err = c.newCluster(ctx, o.Name, DBEcstore, o.Nodes); err != nil {
 		return nil, err
 	}
-	for i := range o.Nodes {
-		name := fmt.Sprintf("n%d", i+1)
-		cl.nodes = append(cl.nodes, &Node{Name: name, Container: cl.network + "-" + name, IP: hostAddr(cl.subnet, 11+i)})
-	}
-	ports, err := freePorts(o.Nodes)
-	if err != nil {
-		return nil, err
-	}
+	defer c.downOnError(ctx, o.Name, &err)
 	fmt.Fprintf(progress, "cluster %s: network %s (%s), %d ecstore nodes (%s) from %s\n", o.Name, cl.network, cl.subnet, o.Nodes, o.Mode, o.Image)
 	port := network.MustParsePort(strconv.Itoa(ecstorePort) + "/tcp")
-	for i, n := range cl.nodes {
-		n.HostPort = ports[i]
+	for _, n := range cl.nodes {
 		var peers []string
 		for _, p := range cl.nodes {
 			if p != n {
@@ -368,6 +343,49 @@ func (c *Client) Up(ctx context.Context, o UpOptions) (cl *Cluster, err error) {
 		fmt.Fprintf(progress, "cluster %s: %s ready at %s (container %s, %s)\n", o.Name, n.Name, cl.Addr(n.Name), n.Container, n.IP)
 	}
 	return cl, nil
+}
+
+// newCluster checks that no container carries the label of cluster name
+// yet, creates its network, and lays out its nodes n1..nN at fixed
+// addresses (.11, .12...) each with a free port on 127.0.0.1. When it
+// fails after creating the network, it removes it.
+func (c *Client) newCluster(ctx context.Context, name, db string, nodes int) (cl *Cluster, err error) {
+	existing, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	if len(existing.Items) > 0 {
+		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", name, len(existing.Items), name)
+	}
+	cl = &Cluster{c: c, name: name, network: "eccheck-" + name, db: db}
+	if cl.subnet, err = c.createNetwork(ctx, name, cl.network); err != nil {
+		return nil, err
+	}
+	defer c.downOnError(ctx, name, &err)
+	ports, err := freePorts(nodes)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		n := fmt.Sprintf("n%d", i+1)
+		cl.nodes = append(cl.nodes, &Node{Name: n, Container: cl.network + "-" + n, IP: hostAddr(cl.subnet, 11+i), HostPort: ports[i]})
+	}
+	return cl, nil
+}
+
+// downOnError removes everything labelled with cluster name when *err is
+// set, with a context of its own (the caller's may be what ended), and
+// adds a failure to clean up to *err. The Up functions defer it once the
+// cluster exists, so that a failed start leaves nothing behind.
+func (c *Client) downOnError(ctx context.Context, name string, err *error) {
+	if *err == nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if derr := c.Down(dctx, name); derr != nil {
+		*err = fmt.Errorf("%w (and cleaning up: %v)", *err, derr)
+	}
 }
 
 // WaitReady waits until every running node answers GET /v1/health with

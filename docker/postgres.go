@@ -274,37 +274,15 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 			return nil, err
 		}
 	}
-	existing, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(o.Name)})
+	cl, err := c.newCluster(ctx, o.Name, DBPostgres, o.Nodes)
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, err
 	}
-	if len(existing.Items) > 0 {
-		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", o.Name, len(existing.Items), o.Name)
-	}
+	defer c.downOnError(ctx, o.Name, &err)
 	pc = &PostgresCluster{
-		Cluster:    &Cluster{c: c, name: o.Name, network: "eccheck-" + o.Name, db: DBPostgres},
+		Cluster:    cl,
 		syncCommit: syncCommit, syncStandbys: o.syncStandbys(), primary: "n1", fenced: map[string]bool{},
 		syncAll: syncCommit != "" && len(o.SyncStandbys) == 0,
-	}
-	defer func() {
-		if err != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if derr := c.Down(dctx, o.Name); derr != nil {
-				err = fmt.Errorf("%w (and cleaning up: %v)", err, derr)
-			}
-		}
-	}()
-	if pc.subnet, err = c.createNetwork(ctx, o.Name, pc.network); err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(o.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	for i := range o.Nodes {
-		name := fmt.Sprintf("n%d", i+1)
-		pc.nodes = append(pc.nodes, &Node{Name: name, Container: pc.network + "-" + name, IP: hostAddr(pc.subnet, 11+i), HostPort: ports[i]})
 	}
 	fmt.Fprintf(progress, "cluster %s: network %s (%s), postgres primary and %d replica(s) from %s\n", o.Name, pc.network, pc.subnet, o.Nodes-1, o.Image)
 	port := network.MustParsePort(strconv.Itoa(postgresPort) + "/tcp")
