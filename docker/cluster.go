@@ -407,24 +407,34 @@ func (cl *Cluster) waitNode(ctx context.Context, n *Node, deadline time.Time, ti
 	}
 	hc := &http.Client{Timeout: time.Second}
 	url := "http://" + cl.Addr(n.Name) + "/v1/health"
-	var last string
-	for {
+	return cl.pollNode(ctx, n, deadline, timeout, 100*time.Millisecond, func() (bool, string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := hc.Do(req)
-		if err == nil {
-			var st store.Status
-			derr := json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			switch {
-			case derr != nil:
-				last = fmt.Sprintf("health: %v", derr)
-			case resp.StatusCode == http.StatusOK && st.Ready:
-				return nil
-			default:
-				last = fmt.Sprintf("health: %s, ready=%v %s", resp.Status, st.Ready, st.Detail)
-			}
-		} else {
-			last = err.Error()
+		if err != nil {
+			return false, err.Error()
+		}
+		var st store.Status
+		derr := json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		switch {
+		case derr != nil:
+			return false, fmt.Sprintf("health: %v", derr)
+		case resp.StatusCode == http.StatusOK && st.Ready:
+			return true, ""
+		}
+		return false, fmt.Sprintf("health: %s, ready=%v %s", resp.Status, st.Ready, st.Detail)
+	})
+}
+
+// pollNode calls probe every pause until it reports ready, and gives up
+// when ctx ends, when the deadline passes or when n's container stops; the
+// error then names the node, says why (with probe's last answer) and
+// carries the container's last log lines.
+func (cl *Cluster) pollNode(ctx context.Context, n *Node, deadline time.Time, timeout, pause time.Duration, probe func() (ready bool, last string)) error {
+	for {
+		ready, last := probe()
+		if ready {
+			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("node %s: %w", n.Name, ctx.Err())
@@ -437,11 +447,11 @@ func (cl *Cluster) waitNode(ctx context.Context, n *Node, deadline time.Time, ti
 				why = fmt.Sprintf("container %s stopped (exit code %d)", n.Container, insp.Container.State.ExitCode)
 			}
 			logs, _ := cl.c.logs(ctx, n.ID, "20")
-			return fmt.Errorf("node %s at %s: %s; its last log lines:\n%s", n.Name, cl.Addr(n.Name), why, indent(logs))
+			return fmt.Errorf("%s node %s at %s: %s; its last log lines:\n%s", cl.DB(), n.Name, cl.Addr(n.Name), why, indent(logs))
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
 }

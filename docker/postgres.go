@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 )
 
 // Postgres inside a node container.
@@ -362,42 +361,21 @@ func (pc *PostgresCluster) WaitReady(ctx context.Context, timeout time.Duration)
 // waitPostgres connects to n through its published port until check
 // reports true.
 func (cl *Cluster) waitPostgres(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration, check func(context.Context, *pgx.Conn) (bool, string, error)) error {
-	var last string
-	for {
+	return cl.pollNode(ctx, n, deadline, timeout, 200*time.Millisecond, func() (bool, string) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		conn, err := pgx.Connect(cctx, postgresDSN(n.HostPort))
-		if err == nil {
-			ok, why, cerr := check(cctx, conn)
-			conn.Close(cctx)
-			cancel()
-			switch {
-			case ok:
-				return nil
-			case cerr != nil:
-				last = cerr.Error()
-			default:
-				last = why
-			}
-		} else {
-			cancel()
-			last = err.Error()
+		if err != nil {
+			return false, err.Error()
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("node %s: %w", n.Name, ctx.Err())
+		defer conn.Close(cctx)
+		ok, why, cerr := check(cctx, conn)
+		switch {
+		case ok:
+			return true, ""
+		case cerr != nil:
+			return false, cerr.Error()
 		}
-		insp, ierr := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
-		exited := ierr == nil && insp.Container.State != nil && !insp.Container.State.Running
-		if exited || time.Now().After(deadline) {
-			why := fmt.Sprintf("not ready after %v (last: %s)", timeout, last)
-			if exited {
-				why = fmt.Sprintf("container %s stopped (exit code %d)", n.Container, insp.Container.State.ExitCode)
-			}
-			logs, _ := cl.c.logs(ctx, n.ID, "20")
-			return fmt.Errorf("postgres node %s at %s: %s; its last log lines:\n%s", n.Name, net.JoinHostPort("127.0.0.1", strconv.Itoa(n.HostPort)), why, indent(logs))
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return false, why
+	})
 }
