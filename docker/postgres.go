@@ -41,7 +41,12 @@ const (
 // the node was a primary, or clones it with pg_basebackup when pg_rewind
 // fails, makes the node a standby of it through its slot, and keeps the
 // copy. A node that was a replica only changes primary.
-// pg_rewind needs wal_log_hints, which the primary turns on.
+// pg_rewind needs wal_log_hints, which the primary turns on. A rewound
+// node replays from the last checkpoint the two shared, which may be well
+// before the promotion; wal_keep_size keeps that WAL on every node (the
+// setting is copied to replicas), where a promoted replica's checkpoints
+// would otherwise recycle it and leave the rewound node waiting for a
+// segment that is gone.
 const postgresScript = `set -eu
 role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
 D=` + postgresData + `
@@ -82,6 +87,7 @@ wal_level = replica
 wal_log_hints = on
 max_wal_senders = 10
 max_replication_slots = 10
+wal_keep_size = '512MB'
 hot_standby = on
 unix_socket_directories = '/tmp'
 EOF

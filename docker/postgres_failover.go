@@ -184,6 +184,10 @@ func (pc *PostgresCluster) promote(node string) error {
 	if err == nil {
 		err = errors.New("pg_promote did not finish within 60 s")
 	}
+	if n, nerr := pc.Node(node); nerr == nil {
+		logs, _ := pc.c.logs(context.WithoutCancel(ctx), n.ID, "20")
+		return fmt.Errorf("promote %s: %w; its last log lines:\n%s", node, err, indent(logs))
+	}
 	return fmt.Errorf("promote %s: %w", node, err)
 }
 
