@@ -35,12 +35,13 @@ const (
 // recovery_min_apply_delay ($7, in milliseconds) when it is not 0.
 //
 // An old primary rejoins as a replica ([PostgresCluster.Rejoin]) through
-// the file rejoinFile, "GENERATION ADDRESS" of the new primary: when it
-// differs from the copy kept in the data directory, the script runs
-// pg_rewind from that primary (which first completes crash recovery) if
-// the node was a primary, or clones it with pg_basebackup when pg_rewind
-// fails, makes the node a standby of it through its slot, and keeps the
-// copy. A node that was a replica only changes primary.
+// the file rejoinFile, "GENERATION ADDRESS [clone]" of the new primary:
+// when it differs from the copy kept in the data directory, the script
+// runs pg_rewind from that primary (which first completes crash recovery)
+// if the node was a primary, or clones it with pg_basebackup when
+// pg_rewind fails or "clone" is asked for, makes the node a standby of it
+// through its slot, keeps the copy, and logs "eccheck: rejoin generation
+// GENERATION by HOW". A node that was a replica only changes primary.
 // pg_rewind needs wal_log_hints, which the primary turns on. A rewound
 // node replays from the last checkpoint the two shared, which may be well
 // before the promotion; wal_keep_size keeps that WAL on every node (the
@@ -51,22 +52,32 @@ const postgresScript = `set -eu
 role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
 D=` + postgresData + `
 R=` + rejoinFile + `
+clone() {
+  rm -rf "$D"
+  pg_basebackup -h "$src" -p 5432 -U postgres -D "$D" -R -X stream -S "$slot"
+}
 if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined"; then
-  read gen src <"$R"
+  read gen src mode <"$R"
   # The killed postmaster's lock file names PID 1, which this shell is now.
   rm -f "$D/postmaster.pid"
-  if [ -e "$D/standby.signal" ]; then
+  if [ "$mode" = clone ]; then
+    echo "eccheck: rejoining as a replica of $src (pg_basebackup, generation $gen)" >&2
+    clone
+    how=pg_basebackup
+  elif [ -e "$D/standby.signal" ]; then
     # A replica (or a rewind cut short): it follows the new primary's
     # timeline by itself, and single-user recovery refuses standby mode.
     echo "eccheck: rejoining as a replica of $src (was a replica: no rewind; generation $gen)" >&2
+    how="no rewind: it was a replica"
   else
     echo "eccheck: rejoining as a replica of $src (pg_rewind, generation $gen)" >&2
+    how=pg_rewind
     if ! pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress; then
       # A failed rewind leaves the directory unusable: clone it afresh,
       # as Patroni and repmgr do.
       echo "eccheck: pg_rewind failed; cloning $src with pg_basebackup instead" >&2
-      rm -rf "$D"
-      pg_basebackup -h "$src" -p 5432 -U postgres -D "$D" -R -X stream -S "$slot"
+      clone
+      how="pg_basebackup: pg_rewind failed"
     fi
     touch "$D/standby.signal"
   fi
@@ -77,6 +88,7 @@ primary_slot_name = '$slot'
 recovery_min_apply_delay = '${applydelay}ms'
 EOF
   cp "$R" "$D/eccheck.rejoined"
+  echo "eccheck: rejoin generation $gen by $how" >&2
 fi
 if [ ! -s "$D/PG_VERSION" ]; then
   if [ "$role" = primary ]; then

@@ -442,78 +442,75 @@ func parseStandbyNames(s string) []string {
 // replication slot for it on the primary, then its container started with
 // the rejoin file, so that it runs pg_rewind from the primary (throwing
 // away the writes no replica had received) and starts as a standby
-// through that slot. It returns when the primary sees it streaming; in a
-// cluster whose every replica is a synchronous standby it becomes one
-// again. A node that runs (a second primary, started by hand) is refused:
-// kill it first.
-func (pc *PostgresCluster) Rejoin(node string) error {
+// through that slot; with clone, or when the rewound node does not come
+// up streaming, it is cloned afresh with pg_basebackup instead (as
+// Patroni's reinit does). It returns when the primary sees it streaming,
+// with how it rejoined: "pg_rewind", "pg_basebackup" and why, or "no
+// rewind" for a node that was a replica. In a cluster whose every replica
+// is a synchronous standby it becomes one again. A node that runs (a
+// second primary, started by hand) is refused: kill it first.
+func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err error) {
 	pc.fmu.Lock()
 	defer pc.fmu.Unlock()
 	n, err := pc.Node(node)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !pc.isFenced(node) {
-		return fmt.Errorf("rejoin %s: it is not down after a failover (replicas: %s)", node, orNone(pc.Replicas()))
+		return "", fmt.Errorf("rejoin %s: it is not down after a failover (replicas: %s)", node, orNone(pc.Replicas()))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if run, _, err := pc.running(ctx, n); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
+		return "", fmt.Errorf("rejoin %s: %w", node, err)
 	} else if run {
-		return fmt.Errorf("rejoin %s: it is running (a second primary?); kill it first ('eccheck nemesis kill --node %s')", node, node)
+		return "", fmt.Errorf("rejoin %s: it is running (a second primary?); kill it first ('eccheck nemesis kill --node %s')", node, node)
 	}
 	primary := pc.Primary()
 	p, err := pc.Node(primary)
 	if err != nil {
-		return err
+		return "", err
 	}
 	pc.mu.Lock()
 	cut := slices.Contains(pc.grudge[node], primary) || slices.Contains(pc.grudge[primary], node)
 	pc.mu.Unlock()
 	if cut {
-		return fmt.Errorf("rejoin %s: a partition in force cuts it off from the primary %s, which pg_rewind needs; heal first", node, primary)
+		return "", fmt.Errorf("rejoin %s: a partition in force cuts it off from the primary %s, which pg_rewind needs; heal first", node, primary)
 	}
 	slot := "eccheck_" + node
 	if err := pc.exec(ctx, primary, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
+		return "", fmt.Errorf("rejoin %s: %w", node, err)
 	}
 	// pg_rewind reads the source's timeline from its control file, which
 	// a promoted replica updates only at its next checkpoint.
 	if err := pc.exec(ctx, primary, `CHECKPOINT`); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
+		return "", fmt.Errorf("rejoin %s: %w", node, err)
 	}
-	// The generation only has to differ from the last one the node
-	// applied, whichever process wrote that.
-	gen := time.Now().UnixNano()
-	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", fmt.Appendf(nil, "%d %s\n", gen, p.IP)); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
-	}
-	if err := pc.c.startNodes(ctx, []*Node{n}); err != nil {
-		return fmt.Errorf("rejoin %s: %w", node, err)
-	}
-	// From here on, a failure leaves the node down again, never running
-	// in a role nobody chose.
-	fail := func(err error) error {
+	how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), clone, 60*time.Second)
+	if err != nil && !clone {
+		// A rewound node that cannot follow (the WAL it needs is gone,
+		// say) is cloned instead; its data directory is thrown away
+		// either way.
+		first, firstHow := err, how
 		if kerr := pc.Cluster.Kill(node); kerr != nil {
-			return fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, err, kerr, node)
+			return "", fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, first, kerr, node)
 		}
-		return fmt.Errorf("rejoin %s: %w; %s is down again: see its log ('eccheck cluster logs %s'), then 'eccheck nemesis rejoin --node %s'", node, err, node, node, node)
+		how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), true, 90*time.Second)
+		if err == nil {
+			short, _, _ := strings.Cut(first.Error(), "; its last log lines")
+			short, _, _ = strings.Cut(short, " (its log:")
+			how = "pg_basebackup: after " + firstHow + ", " + short
+		} else {
+			err = fmt.Errorf("%w; before that, %s failed: %v", err, firstHow, first)
+		}
 	}
-	primaryNow := false
-	if err := pc.waitPostgres(ctx, n, time.Now().Add(90*time.Second), 90*time.Second, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
-		var rec bool
-		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&rec)
-		primaryNow = err == nil && !rec
-		return err == nil && rec || primaryNow, "no answer", err
-	}); err != nil {
-		return fail(err)
-	}
-	if primaryNow {
-		return fail(errors.New("it came up as a primary, not a replica (split brain avoided)"))
-	}
-	if err := pc.waitStreaming(ctx, primary, node, 30*time.Second); err != nil {
-		return fail(err)
+	if err != nil {
+		// A failure leaves the node down again, never running in a role
+		// nobody chose.
+		if kerr := pc.Cluster.Kill(node); kerr != nil {
+			return "", fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, err, kerr, node)
+		}
+		return "", fmt.Errorf("rejoin %s: %w; %s is down again: see its log ('eccheck cluster logs %s'), then 'eccheck nemesis rejoin --node %s'", node, err, node, node, node)
 	}
 	pc.setFenced(node, false)
 	pc.pmu.Lock()
@@ -528,13 +525,94 @@ func (pc *PostgresCluster) Rejoin(node string) error {
 	pc.pmu.Unlock()
 	if syncAll {
 		if err := pc.exec(ctx, primary, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
-			return fmt.Errorf("rejoin %s: synchronous standbys of %s: %w", node, primary, err)
+			return how, fmt.Errorf("rejoin %s: synchronous standbys of %s: %w", node, primary, err)
 		}
 		if err := pc.exec(ctx, primary, `SELECT pg_reload_conf()`); err != nil {
-			return fmt.Errorf("rejoin %s: reload %s: %w", node, primary, err)
+			return how, fmt.Errorf("rejoin %s: reload %s: %w", node, primary, err)
 		}
 	}
-	return nil
+	return how, nil
+}
+
+// rejoinOnce starts n, which is down, with a new rejoin file naming the
+// primary at ip (and "clone" when clone), and waits (within bound) until
+// it is a replica that primary sees streaming. It returns how the node's script rejoined, from its log
+// ("pg_rewind" when the log does not say), and leaves n running whatever
+// happens.
+func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip string, clone bool, bound time.Duration) (string, error) {
+	// The generation only has to differ from the last one the node
+	// applied, whichever process wrote that.
+	gen := time.Now().UnixNano()
+	line, how := fmt.Sprintf("%d %s", gen, ip), "pg_rewind"
+	if clone {
+		line, how = line+" clone", "pg_basebackup"
+	}
+	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", []byte(line+"\n")); err != nil {
+		return how, err
+	}
+	if err := pc.c.startNodes(ctx, []*Node{n}); err != nil {
+		return how, err
+	}
+	// One wait: the node answers as a replica and the primary sees it
+	// streaming. A node whose log says the WAL it asks for is gone on the
+	// primary never will: that ends the wait at once, as does a node
+	// that answers as a primary.
+	mark := fmt.Sprintf("eccheck: rejoin generation %d by ", gen)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var why string
+	polls := 0
+	err := pc.pollNode(wctx, n, time.Now().Add(bound), bound, 200*time.Millisecond, func() (bool, string) {
+		if polls++; polls%5 == 0 {
+			if logs, err := pc.c.logs(wctx, n.ID, "50"); err == nil {
+				if i := strings.LastIndex(logs, mark); i >= 0 {
+					how, logs, _ = strings.Cut(logs[i+len(mark):], "\n")
+					if line := walGone(logs); line != "" {
+						why = fmt.Sprintf("it does not stream: the WAL it needs is gone on %s (its log: %s)", primary, line)
+						stop()
+						return false, why
+					}
+				}
+			}
+		}
+		cctx, cancel := context.WithTimeout(wctx, 3*time.Second)
+		defer cancel()
+		var rec bool
+		if err := pc.query(cctx, n.Name, `SELECT pg_is_in_recovery()`, &rec); err != nil {
+			return false, err.Error()
+		}
+		if !rec {
+			why = "it came up as a primary, not a replica (split brain avoided)"
+			stop()
+			return false, why
+		}
+		var streaming int
+		if err := pc.query(cctx, primary, `SELECT count(*) FROM pg_stat_replication WHERE application_name = `+quote(n.Name)+` AND state = 'streaming'`, &streaming); err != nil {
+			return false, err.Error()
+		}
+		return streaming > 0, fmt.Sprintf("a replica, not yet streaming from %s", primary)
+	})
+	if logs, lerr := pc.c.logs(ctx, n.ID, "400"); lerr == nil {
+		if i := strings.LastIndex(logs, mark); i >= 0 {
+			how, _, _ = strings.Cut(logs[i+len(mark):], "\n")
+		}
+	}
+	if err != nil && why != "" {
+		logs, _ := pc.c.logs(ctx, n.ID, "20")
+		err = fmt.Errorf("%s; its last log lines:\n%s", why, indent(logs))
+	}
+	return how, err
+}
+
+// walGone returns the line of a replica's log that says the WAL it asked
+// its primary for has been removed there, or "".
+func walGone(logs string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "requested WAL segment") && strings.Contains(l, "has already been removed") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
 }
 
 // Lag pauses (on) or resumes (off) WAL replay on a replica

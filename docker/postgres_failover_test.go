@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -330,7 +331,7 @@ func TestPostgresRejoin(t *testing.T) {
 	if _, err := pc.c.OpenPostgres(context.Background(), pc.Name()); err == nil || !strings.Contains(err.Error(), "all take writes") {
 		t.Fatalf("OpenPostgres with two primaries = %v, want an error naming both", err)
 	}
-	if err := pc.Rejoin("n1"); err == nil || !strings.Contains(err.Error(), "kill it first") {
+	if _, err := pc.Rejoin("n1", false); err == nil || !strings.Contains(err.Error(), "kill it first") {
 		t.Fatalf("Rejoin of the running n1 = %v, want kill it first", err)
 	}
 
@@ -339,9 +340,9 @@ func TestPostgresRejoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := pc.Rejoin("n1"); err != nil {
+	if how, err := pc.Rejoin("n1", false); err != nil || how != "pg_rewind" {
 		logs, _ := pc.Logs(context.Background(), "n1")
-		t.Fatalf("Rejoin(n1): %v\n%s", err, logs)
+		t.Fatalf("Rejoin(n1) = %q, %v; want pg_rewind\n%s", how, err, logs)
 	}
 	t.Logf("n1 rejoined in %v", time.Since(start).Round(time.Millisecond))
 	pgQuery(t, pc.DSN("n1"), "SELECT pg_is_in_recovery()", &rec)
@@ -378,16 +379,63 @@ func TestPostgresRejoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := again.Rejoin(other); err != nil {
+	if how, err := again.Rejoin(other, false); err != nil || how != "no rewind: it was a replica" {
 		logs, _ := pc.Logs(context.Background(), other)
-		t.Fatalf("Rejoin(%s), a killed replica: %v\n%s", other, err, logs)
+		t.Fatalf("Rejoin(%s), a killed replica = %q, %v; want no rewind\n%s", other, how, err, logs)
 	}
-	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(other), ReadNode: other}), history.Int(3))
+	onOther := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(other), ReadNode: other})
+	defer onOther.Close(context.Background())
+	waitRead(t, onOther, history.Int(3))
+	// Cloned afresh on request (what follows a rewind that cannot).
+	if err := pc.Cluster.Kill(other); err != nil {
+		t.Fatal(err)
+	}
+	if again, err = pc.c.OpenPostgres(context.Background(), pc.Name()); err != nil {
+		t.Fatal(err)
+	}
+	if how, err := again.Rejoin(other, true); err != nil || how != "pg_basebackup" {
+		logs, _ := pc.Logs(context.Background(), other)
+		t.Fatalf("Rejoin(%s, clone) = %q, %v; want pg_basebackup\n%s", other, how, err, logs)
+	}
+	if op := pgDo(c, "write", history.Int(4)); op.Type != history.OK {
+		t.Fatalf("write 4 on %s: %+v", promoted, op)
+	}
+	waitRead(t, onOther, history.Int(4))
 
 	// Three nodes again: two more failovers.
+	var last string
 	for range 2 {
-		if _, _, err := pc.Failover(); err != nil {
+		if last, _, err = pc.Failover(); err != nil {
 			t.Fatalf("failover after the rejoin: %v", err)
 		}
+	}
+	// The WAL since the last shared checkpoint recycled on the primary
+	// (no wal_keep_size, segments switched and checkpointed past): the
+	// old primary rewinds but cannot stream, and is cloned instead.
+	ctx := context.Background()
+	primary := pc.Primary()
+	for _, q := range []string{`ALTER SYSTEM SET wal_keep_size = 0`, `SELECT pg_reload_conf()`, `CREATE TABLE churn (x int)`} {
+		if err := pc.exec(ctx, primary, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		for _, q := range []string{fmt.Sprintf(`INSERT INTO churn VALUES (%d)`, i), `SELECT pg_switch_wal()`, `CHECKPOINT`} {
+			if err := pc.exec(ctx, primary, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start = time.Now()
+	how, err := pc.Rejoin(last, false)
+	if err != nil || !strings.HasPrefix(how, "pg_basebackup: after pg_rewind") {
+		logs, _ := pc.Logs(ctx, last)
+		t.Fatalf("Rejoin(%s) with its WAL gone = %q, %v; want a clone after the rewind\n%s", last, how, err, logs)
+	}
+	t.Logf("%s rejoined in %v: %s", last, time.Since(start).Round(time.Millisecond), how)
+	var rows int
+	pgQuery(t, pc.DSN(last), "SELECT count(*) FROM churn", &rows)
+	if rows != 4 {
+		t.Fatalf("%s after the clone has %d rows of churn, want 4", last, rows)
 	}
 }

@@ -94,6 +94,7 @@ func openPostgres(ctx context.Context, name string) (*docker.Client, *docker.Pos
 
 func newNemesisRejoinCmd(a *app, o *nemesisOpts) *cobra.Command {
 	var node string
+	var clone bool
 	cmd := &cobra.Command{
 		Use:   "rejoin",
 		Short: "Postgres: bring a node that is down (an old primary) back as a replica, with pg_rewind",
@@ -101,10 +102,13 @@ func newNemesisRejoinCmd(a *app, o *nemesisOpts) *cobra.Command {
 failover, back as a replica of the primary now: a replication slot for it on
 the primary, then its container started so that it runs pg_rewind from the
 primary (throwing away the writes no replica had received) and follows the
-primary through the slot. It returns when the primary sees it streaming. A
-node that runs (an old primary started by hand is a second primary) is
-refused: kill it first.`,
-		Example: `  eccheck nemesis rejoin --cluster pg --node n1`,
+primary through the slot. A node that does not come up streaming after the
+rewind (the WAL it needs may be gone), or any node with --clone, is cloned
+afresh with pg_basebackup instead. It returns when the primary sees it
+streaming, and says how it rejoined. A node that runs (an old primary
+started by hand is a second primary) is refused: kill it first.`,
+		Example: `  eccheck nemesis rejoin --cluster pg --node n1
+  eccheck nemesis rejoin --cluster pg --node n1 --clone`,
 		Args:    exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if node == "" {
@@ -118,14 +122,16 @@ refused: kill it first.`,
 			if _, err := pc.Node(node); err != nil {
 				return usageError{fmt.Errorf("--node: %w", err)}
 			}
-			if err := pc.Rejoin(node); err != nil {
+			how, err := pc.Rejoin(node, clone)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "cluster %s: %s rejoined as a replica of %s (pg_rewind)\n", pc.Name(), node, pc.Primary())
+			fmt.Fprintf(a.stdout, "cluster %s: %s rejoined as a replica of %s (%s)\n", pc.Name(), node, pc.Primary(), how)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "the node to bring back (n1, n2, ...)")
+	cmd.Flags().BoolVar(&clone, "clone", false, "clone the primary afresh with pg_basebackup instead of pg_rewind")
 	return cmd
 }
 

@@ -171,7 +171,7 @@ func (p pgFaults) Failover() (nemesis.FailoverResult, error) {
 	if err := p.Heal(); err != nil {
 		return res, err
 	}
-	if err := p.Rejoin(old); err != nil {
+	if _, err := p.Rejoin(old, false); err != nil {
 		return res, err
 	}
 	res.Rejoined = old
