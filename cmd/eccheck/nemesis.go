@@ -109,7 +109,7 @@ streaming, and says how it rejoined. A node that runs (an old primary
 started by hand is a second primary) is refused: kill it first.`,
 		Example: `  eccheck nemesis rejoin --cluster pg --node n1
   eccheck nemesis rejoin --cluster pg --node n1 --clone`,
-		Args:    exactArgs(0, "no arguments (flags only)"),
+		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if node == "" {
 				return usagef("--node is required (the node to bring back)")
