@@ -113,6 +113,22 @@ type Cluster struct {
 
 	mu     sync.Mutex
 	grudge map[string][]string // the partition in force, reapplied on Start
+
+	// progress receives what a fault method does beyond its plain
+	// effect (a retried promotion, say); nil discards.
+	progress io.Writer
+}
+
+// SetProgress sends the notes of later fault methods (what they did
+// beyond their plain effect, such as a retried promotion) to w; nil
+// discards them.
+func (cl *Cluster) SetProgress(w io.Writer) { cl.progress = w }
+
+// notef writes one note to the progress writer, if any.
+func (cl *Cluster) notef(format string, args ...any) {
+	if cl.progress != nil {
+		fmt.Fprintf(cl.progress, "cluster %s: "+format+"\n", append([]any{cl.name}, args...)...)
+	}
 }
 
 // The stores a cluster's nodes may run, as the eccheck.db label names them.
@@ -298,6 +314,7 @@ func (c *Client) Up(ctx context.Context, o UpOptions) (cl *Cluster, err error) {
 	if cl, err = c.newCluster(ctx, o.Name, DBEcstore, o.Nodes); err != nil {
 		return nil, err
 	}
+	cl.progress = o.Progress
 	defer c.downOnError(ctx, o.Name, &err)
 	fmt.Fprintf(progress, "cluster %s: network %s (%s), %d ecstore nodes (%s) from %s\n", o.Name, cl.network, cl.subnet, o.Nodes, o.Mode, o.Image)
 	port := network.MustParsePort(strconv.Itoa(ecstorePort) + "/tcp")

@@ -295,6 +295,7 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	if err != nil {
 		return nil, err
 	}
+	cl.progress = o.Progress
 	defer c.downOnError(ctx, o.Name, &err)
 	pc = &PostgresCluster{
 		Cluster:    cl,

@@ -168,12 +168,73 @@ func (pc *PostgresCluster) setFenced(node string, on bool) {
 
 // promote promotes node with pg_promote, with a bound of its own, and
 // checks that it left recovery; when the call fails it asks the node
-// whether it promoted anyway.
+// whether it promoted anyway. First it detaches node from the old primary
+// (primary_conninfo emptied, and a wait of up to 5 s for its walreceiver
+// to stop): promotion waits for the walreceiver to stop, and one still
+// reaching for the dead primary can hold it up. A node still in recovery
+// after 30 s (CI saw one stay so for a minute) is restarted, detached as
+// it now is, and promoted once more.
 func (pc *PostgresCluster) promote(node string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
+	n, err := pc.Node(node)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	if err := pc.detach(ctx, node); err != nil {
+		pc.notef("promote %s: %v; promoting it anyway", node, err)
+	}
+	first := pc.promoteOnce(ctx, node)
+	if first == nil {
+		return nil
+	}
+	logs, _ := pc.c.logs(ctx, n.ID, "20")
+	pc.notef("promote %s: %v; restarting it to promote it again; its last log lines:\n%s", node, first, indent(logs))
+	if err := pc.Cluster.Kill(node); err != nil {
+		return fmt.Errorf("promote %s: %w (and it could not be restarted: %v); its last log lines:\n%s", node, first, err, indent(logs))
+	}
+	if err := pc.Cluster.Start(node); err != nil {
+		return fmt.Errorf("promote %s: %w; restarted, it does not answer: %v", node, first, err)
+	}
+	if err := pc.promoteOnce(ctx, node); err != nil {
+		logs, _ = pc.c.logs(context.WithoutCancel(ctx), n.ID, "20")
+		return fmt.Errorf("promote %s: %w; restarted, again: %v; its last log lines:\n%s", node, first, err, indent(logs))
+	}
+	pc.notef("promote %s: promoted after the restart", node)
+	return nil
+}
+
+// detach stops node's replication from its primary: primary_conninfo
+// emptied and reloaded, then a wait (up to 5 s) until it has no
+// walreceiver.
+func (pc *PostgresCluster) detach(ctx context.Context, node string) error {
+	for _, q := range []string{`ALTER SYSTEM SET primary_conninfo = ''`, `SELECT pg_reload_conf()`} {
+		if err := pc.exec(ctx, node, q); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var receivers int
+		err := pc.query(ctx, node, `SELECT count(*) FROM pg_stat_wal_receiver`, &receivers)
+		if err == nil && receivers == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("its walreceiver did not stop within 5 s of primary_conninfo emptied")
+			}
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// promoteOnce calls pg_promote on node, waiting up to 30 s, and reports
+// nil if the node has left recovery (whatever the call returned).
+func (pc *PostgresCluster) promoteOnce(ctx context.Context, node string) error {
 	var done bool
-	err := pc.query(ctx, node, `SELECT pg_promote(true, 60)`, &done)
+	err := pc.query(ctx, node, `SELECT pg_promote(true, 30)`, &done)
 	if err == nil && done {
 		return nil
 	}
@@ -182,13 +243,9 @@ func (pc *PostgresCluster) promote(node string) error {
 		return nil // promoted after all
 	}
 	if err == nil {
-		err = errors.New("pg_promote did not finish within 60 s")
+		err = errors.New("pg_promote did not finish within 30 s")
 	}
-	if n, nerr := pc.Node(node); nerr == nil {
-		logs, _ := pc.c.logs(context.WithoutCancel(ctx), n.ID, "20")
-		return fmt.Errorf("promote %s: %w; its last log lines:\n%s", node, err, indent(logs))
-	}
-	return fmt.Errorf("promote %s: %w", node, err)
+	return err
 }
 
 // waitStreaming waits until primary's pg_stat_replication shows replica

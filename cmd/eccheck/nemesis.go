@@ -72,8 +72,9 @@ again).`,
 }
 
 // openPostgres connects and opens a Postgres cluster; a missing cluster, or
-// one that is not Postgres, is a usage error.
-func openPostgres(ctx context.Context, name string) (*docker.Client, *docker.PostgresCluster, error) {
+// one that is not Postgres, is a usage error. Notes of the faults applied
+// (a retried promotion) go to progress.
+func openPostgres(ctx context.Context, name string, progress io.Writer) (*docker.Client, *docker.PostgresCluster, error) {
 	if err := docker.ValidName(name); err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -89,6 +90,7 @@ func openPostgres(ctx context.Context, name string) (*docker.Client, *docker.Pos
 		}
 		return nil, nil, err
 	}
+	pc.SetProgress(progress)
 	return c, pc, nil
 }
 
@@ -114,7 +116,7 @@ started by hand is a second primary) is refused: kill it first.`,
 			if node == "" {
 				return usagef("--node is required (the node to bring back)")
 			}
-			c, pc, err := openPostgres(cmd.Context(), o.cluster)
+			c, pc, err := openPostgres(cmd.Context(), o.cluster, a.stderr)
 			if err != nil {
 				return err
 			}
@@ -150,7 +152,7 @@ a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
   eccheck nemesis failover --cluster pg --to n3`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, pc, err := openPostgres(cmd.Context(), o.cluster)
+			c, pc, err := openPostgres(cmd.Context(), o.cluster, a.stderr)
 			if err != nil {
 				return err
 			}
