@@ -121,9 +121,20 @@ func (cl *Cluster) runHelper(ctx context.Context, n *Node, cmd []string) error {
 // removes it afterwards, even when ctx ends. It returns the helper's output
 // (stdout and stderr); on a non-zero exit the error carries its last lines.
 func (cl *Cluster) runHelperOutput(ctx context.Context, n *Node, cmd []string) (string, error) {
+	return cl.runIn(ctx, n, cmd, &container.HostConfig{
+		NetworkMode: container.NetworkMode("container:" + n.ID),
+		CapDrop:     []string{"ALL"},
+		CapAdd:      []string{"NET_ADMIN"},
+	})
+}
+
+// runIn runs cmd in a short-lived helper container from the base image,
+// labelled as n's helper, with host (the namespaces it shares with n and
+// its capabilities), as [Cluster.runHelperOutput] describes.
+func (cl *Cluster) runIn(ctx context.Context, n *Node, cmd []string, host *container.HostConfig) (string, error) {
 	img, err := cl.c.ImageFor(ctx, RoleBase)
 	if err != nil {
-		return "", fmt.Errorf("network helper: %w", err)
+		return "", fmt.Errorf("helper: %w", err)
 	}
 	res, err := cl.c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
@@ -132,11 +143,7 @@ func (cl *Cluster) runHelperOutput(ctx context.Context, n *Node, cmd []string) (
 			Cmd:        cmd[1:],
 			Labels:     map[string]string{LabelCluster: cl.name, LabelRole: "helper", LabelNode: n.Name},
 		},
-		HostConfig: &container.HostConfig{
-			NetworkMode: container.NetworkMode("container:" + n.ID),
-			CapDrop:     []string{"ALL"},
-			CapAdd:      []string{"NET_ADMIN"},
-		},
+		HostConfig: host,
 	})
 	if err != nil {
 		return "", fmt.Errorf("create helper: %w", err)

@@ -230,11 +230,11 @@ func (pc *PostgresCluster) detach(ctx context.Context, node string) error {
 	}
 }
 
-// promoteOnce calls pg_promote on node, waiting up to 30 s, and reports
+// promoteOnce calls pg_promote on node, waiting up to promoteWait, and reports
 // nil if the node has left recovery (whatever the call returned).
 func (pc *PostgresCluster) promoteOnce(ctx context.Context, node string) error {
 	var done bool
-	err := pc.query(ctx, node, `SELECT pg_promote(true, 30)`, &done)
+	err := pc.query(ctx, node, fmt.Sprintf(`SELECT pg_promote(true, %d)`, int(promoteWait/time.Second)), &done)
 	if err == nil && done {
 		return nil
 	}
@@ -243,10 +243,14 @@ func (pc *PostgresCluster) promoteOnce(ctx context.Context, node string) error {
 		return nil // promoted after all
 	}
 	if err == nil {
-		err = errors.New("pg_promote did not finish within 30 s")
+		err = fmt.Errorf("pg_promote did not finish within %v", promoteWait)
 	}
 	return err
 }
+
+// promoteWait is how long one pg_promote waits for the promotion to
+// finish (whole seconds).
+var promoteWait = 30 * time.Second
 
 // waitStreaming waits until primary's pg_stat_replication shows replica
 // streaming. A replica that had received WAL past the promotion point

@@ -1,8 +1,10 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"github.com/moby/moby/api/types/container"
 	"slices"
 	"strings"
 	"testing"
@@ -437,5 +439,45 @@ func TestPostgresRejoin(t *testing.T) {
 	pgQuery(t, pc.DSN(last), "SELECT count(*) FROM churn", &rows)
 	if rows != 4 {
 		t.Fatalf("%s after the clone has %d rows of churn, want 4", last, rows)
+	}
+}
+
+// TestPostgresPromoteRestart: a replica whose recovery (startup) process
+// is frozen cannot finish a promotion; the failover restarts it and
+// promotes it again, and says so.
+func TestPostgresPromoteRestart(t *testing.T) {
+	pc := upPG(t, "pr", PostgresOptions{Nodes: 2})
+	defer func(w time.Duration) { promoteWait = w }(promoteWait)
+	promoteWait = 2 * time.Second
+	c := primaryClient(pc, 3*time.Second)
+	defer c.Close(context.Background())
+	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
+		t.Fatalf("write 1: %+v", op)
+	}
+	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"}), history.Int(1))
+	n2, _ := pc.Node("n2")
+	out, err := pc.runIn(context.Background(), n2, []string{"sh", "-c", "pkill -STOP -f '^postgres: startup' && ps -eo stat,args | grep '[p]ostgres: startup'"}, &container.HostConfig{
+		PidMode:     container.PidMode("container:" + n2.ID),
+		NetworkMode: "none",
+		CapDrop:     []string{"ALL"},
+		CapAdd:      []string{"KILL"},
+	})
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(out), "T") {
+		t.Fatalf("freeze n2's startup process: %v, ps says %q", err, out)
+	}
+	var notes bytes.Buffer
+	pc.SetProgress(&notes)
+	old, promoted, err := pc.Failover()
+	if err != nil || old != "n1" || promoted != "n2" {
+		t.Fatalf("Failover() = %s, %s, %v; want n1, n2", old, promoted, err)
+	}
+	if !strings.Contains(notes.String(), "restarting it to promote it again") || !strings.Contains(notes.String(), "promoted after the restart") {
+		t.Errorf("progress notes do not tell of the restart:\n%s", notes.String())
+	}
+	if op := readUntilOK(t, c); op.Node != "n2" || !op.Value.Equal(history.Int(1)) {
+		t.Fatalf("read after the failover: %+v, want 1 from n2", op)
+	}
+	if op := pgDo(c, "write", history.Int(2)); op.Type != history.OK {
+		t.Fatalf("write 2 on n2: %+v", op)
 	}
 }
