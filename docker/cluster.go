@@ -484,7 +484,16 @@ func indent(s string) string {
 // logs returns a container's log (stdout and stderr interleaved as
 // written); tail is a line count or "all".
 func (c *Client) logs(ctx context.Context, id, tail string) (string, error) {
-	rc, err := c.api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: tail})
+	return c.readLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: tail})
+}
+
+// logsSince returns a container's log lines written since t.
+func (c *Client) logsSince(ctx context.Context, id string, t time.Time) (string, error) {
+	return c.readLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Since: fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())})
+}
+
+func (c *Client) readLogs(ctx context.Context, id string, o client.ContainerLogsOptions) (string, error) {
+	rc, err := c.api.ContainerLogs(ctx, id, o)
 	if err != nil {
 		return "", fmt.Errorf("logs: %w", err)
 	}

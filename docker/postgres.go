@@ -35,11 +35,11 @@ const (
 // recovery_min_apply_delay ($7, in milliseconds) when it is not 0.
 //
 // An old primary rejoins as a replica ([PostgresCluster.Rejoin]) through
-// the file rejoinFile, "GENERATION ADDRESS [clone]" of the new primary:
-// when it differs from the copy kept in the data directory, the script
-// runs pg_rewind from that primary (which first completes crash recovery)
-// if the node was a primary, or clones it with pg_basebackup when
-// pg_rewind fails or "clone" is asked for, makes the node a standby of it
+// the file rejoinFile, "GENERATION ADDRESS [clone|rewind]" of the new
+// primary: when it differs from the copy kept in the data directory, the
+// script runs pg_rewind from that primary (which first completes crash
+// recovery) if the node was a primary or "rewind" is asked for, or clones
+// it with pg_basebackup when pg_rewind fails or "clone" is asked for, makes the node a standby of it
 // through its slot, keeps the copy, and logs "eccheck: rejoin generation
 // GENERATION by HOW". A node that was a replica only changes primary.
 // pg_rewind needs wal_log_hints, which the primary turns on. A rewound
@@ -64,12 +64,16 @@ if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined";
     echo "eccheck: rejoining as a replica of $src (pg_basebackup, generation $gen)" >&2
     clone
     how=pg_basebackup
-  elif [ -e "$D/standby.signal" ]; then
+  elif [ "$mode" != rewind ] && [ -e "$D/standby.signal" ]; then
     # A replica (or a rewind cut short): it follows the new primary's
     # timeline by itself, and single-user recovery refuses standby mode.
     echo "eccheck: rejoining as a replica of $src (was a replica: no rewind; generation $gen)" >&2
     how="no rewind: it was a replica"
   else
+    # An old primary, or a replica that received WAL past the new
+    # primary's promotion point ("rewind"): without standby.signal,
+    # pg_rewind's single-user crash recovery can run.
+    rm -f "$D/standby.signal"
     echo "eccheck: rejoining as a replica of $src (pg_rewind, generation $gen)" >&2
     how=pg_rewind
     if ! pg_rewind -D "$D" --source-server="host=$src port=5432 user=postgres dbname=postgres" --progress; then

@@ -43,8 +43,8 @@ func (pc *PostgresCluster) isFenced(node string) bool {
 // advanced of the synchronous standbys, which hold every acknowledged
 // commit), makes the new primary wait for the synchronous standbys that
 // are left, points the other replicas at it (primary_conninfo, a
-// replication slot of their own on it) and waits until they stream from it,
-// and only then reports it as [PostgresCluster.Primary], so that writers
+// replication slot of their own on it) and waits (15 s) until they stream
+// from it, rewinding those that do not, and only then reports it as [PostgresCluster.Primary], so that writers
 // that reconnect find it. It returns the old primary and the new one ("" if
 // none was promoted). Nothing changes when no candidate answers as a
 // replica; it fails when no replica is left to promote.
@@ -56,7 +56,9 @@ func (pc *PostgresCluster) Failover() (old, promoted string, err error) {
 // Failover does when node is empty. Promoting a replica that is behind (an
 // asynchronous one, or a standby that is not synchronous) loses the writes
 // it had not received, acknowledged or not, and a replica that had received
-// more than it cannot follow it (it needs pg_rewind): the error says so.
+// more than it cannot follow it: that replica is rewound (pg_rewind from
+// the new primary, or a clone if that fails) and loses the difference too;
+// the progress writer ([Cluster.SetProgress]) says so.
 func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err error) {
 	pc.fmu.Lock()
 	defer pc.fmu.Unlock()
@@ -131,6 +133,7 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 		return old, promoted, err
 	}
 	var following []string
+	since := time.Now()
 	for _, r := range replicas {
 		if r == promoted {
 			continue
@@ -141,9 +144,32 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 		}
 		following = append(following, r)
 	}
+	var diverged []string
 	for _, r := range following {
-		if err := pc.waitStreaming(ctx, promoted, r, 15*time.Second); err != nil {
-			errs = append(errs, err)
+		if !pc.streamsWithin(ctx, promoted, r, since, 15*time.Second) {
+			diverged = append(diverged, r)
+		}
+	}
+	// A replica that received WAL past the promotion point (the promoted
+	// one was behind it) cannot follow: it is rewound from the new
+	// primary as an old primary is, as Patroni does, and loses that WAL.
+	for _, r := range diverged {
+		n, err := pc.Node(r)
+		if err == nil {
+			pc.setFenced(r, true)
+			err = pc.Cluster.Kill(r)
+		}
+		if err == nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			var how string
+			how, err = pc.rejoin(rctx, n, promoted, "rewind")
+			cancel()
+			if err == nil {
+				pc.notef("failover: %s did not stream from %s (it had received WAL past the promotion point); rewound, it follows %s (%s)", r, promoted, promoted, how)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s does not stream from %s, and rewinding it failed: %w", r, promoted, err))
 		}
 	}
 	pc.pmu.Lock()
@@ -252,19 +278,30 @@ func (pc *PostgresCluster) promoteOnce(ctx context.Context, node string) error {
 // finish (whole seconds).
 var promoteWait = 30 * time.Second
 
-// waitStreaming waits until primary's pg_stat_replication shows replica
-// streaming. A replica that had received WAL past the promotion point
-// never does: it would need pg_rewind.
-func (pc *PostgresCluster) waitStreaming(ctx context.Context, primary, replica string, bound time.Duration) error {
+// streamsWithin reports whether primary's pg_stat_replication shows
+// replica streaming within bound. A replica that had received WAL past the
+// promotion point never does, and says so in its log after since (the
+// new timeline forked off before its recovery point, or its starting
+// point is not in the primary's history): that ends the wait at once.
+func (pc *PostgresCluster) streamsWithin(ctx context.Context, primary, replica string, since time.Time, bound time.Duration) bool {
+	n, err := pc.Node(replica)
+	if err != nil {
+		return false
+	}
 	deadline := time.Now().Add(bound)
-	for {
-		var n int
-		err := pc.query(ctx, primary, `SELECT count(*) FROM pg_stat_replication WHERE application_name = `+quote(replica)+` AND state = 'streaming'`, &n)
-		if err == nil && n > 0 {
-			return nil
+	for polls := 1; ; polls++ {
+		var streaming int
+		err := pc.query(ctx, primary, `SELECT count(*) FROM pg_stat_replication WHERE application_name = `+quote(replica)+` AND state = 'streaming'`, &streaming)
+		if err == nil && streaming > 0 {
+			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s does not stream from %s after %v (it may have received WAL past the promotion point: see its log, 'eccheck cluster logs %s'; it needs pg_rewind)", replica, primary, bound, replica)
+			return false
+		}
+		if polls%5 == 0 {
+			if logs, err := pc.c.logsSince(ctx, n.ID, since); err == nil && (strings.Contains(logs, "forked off current database system timeline") || strings.Contains(logs, "not in this server's history")) {
+				return false
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -527,7 +564,19 @@ func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err erro
 	} else if run {
 		return "", fmt.Errorf("rejoin %s: it is running (a second primary?); kill it first ('eccheck nemesis kill --node %s')", node, node)
 	}
-	primary := pc.Primary()
+	mode := ""
+	if clone {
+		mode = "clone"
+	}
+	return pc.rejoin(ctx, n, pc.Primary(), mode)
+}
+
+// rejoin brings n, which is down, back as a replica of primary (see
+// [PostgresCluster.Rejoin]); mode "clone" clones it at once, "rewind"
+// runs pg_rewind even on a node that was a replica (one that received
+// WAL past primary's promotion point). The caller holds fmu.
+func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode string) (how string, err error) {
+	node := n.Name
 	p, err := pc.Node(primary)
 	if err != nil {
 		return "", err
@@ -547,8 +596,8 @@ func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err erro
 	if err := pc.exec(ctx, primary, `CHECKPOINT`); err != nil {
 		return "", fmt.Errorf("rejoin %s: %w", node, err)
 	}
-	how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), clone, 60*time.Second)
-	if err != nil && !clone {
+	how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), mode, 60*time.Second)
+	if err != nil && mode != "clone" {
 		// A rewound node that cannot follow (the WAL it needs is gone,
 		// say) is cloned instead; its data directory is thrown away
 		// either way.
@@ -556,7 +605,7 @@ func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err erro
 		if kerr := pc.Cluster.Kill(node); kerr != nil {
 			return "", fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, first, kerr, node)
 		}
-		how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), true, 90*time.Second)
+		how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), "clone", 90*time.Second)
 		if err == nil {
 			short, _, _ := strings.Cut(first.Error(), "; its last log lines")
 			short, _, _ = strings.Cut(short, " (its log:")
@@ -577,14 +626,14 @@ func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err erro
 	pc.pmu.Lock()
 	syncAll := pc.syncAll
 	var names string
-	if syncAll {
+	if syncAll && !slices.Contains(pc.syncStandbys, node) {
 		pc.syncCommit = SyncRemoteApply
 		pc.syncStandbys = append(pc.syncStandbys, node)
 		slices.Sort(pc.syncStandbys)
 		names = fmt.Sprintf("FIRST %d (%s)", len(pc.syncStandbys), strings.Join(pc.syncStandbys, ", "))
 	}
 	pc.pmu.Unlock()
-	if syncAll {
+	if names != "" {
 		if err := pc.exec(ctx, primary, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
 			return how, fmt.Errorf("rejoin %s: synchronous standbys of %s: %w", node, primary, err)
 		}
@@ -596,17 +645,17 @@ func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err erro
 }
 
 // rejoinOnce starts n, which is down, with a new rejoin file naming the
-// primary at ip (and "clone" when clone), and waits (within bound) until
+// primary at ip and the mode (see [PostgresCluster.rejoin]), and waits (within bound) until
 // it is a replica that primary sees streaming. It returns how the node's script rejoined, from its log
 // ("pg_rewind" when the log does not say), and leaves n running whatever
 // happens.
-func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip string, clone bool, bound time.Duration) (string, error) {
+func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip, mode string, bound time.Duration) (string, error) {
 	// The generation only has to differ from the last one the node
 	// applied, whichever process wrote that.
 	gen := time.Now().UnixNano()
-	line, how := fmt.Sprintf("%d %s", gen, ip), "pg_rewind"
-	if clone {
-		line, how = line+" clone", "pg_basebackup"
+	line, how := fmt.Sprintf("%d %s %s", gen, ip, mode), "pg_rewind"
+	if mode == "clone" {
+		how = "pg_basebackup"
 	}
 	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", []byte(line+"\n")); err != nil {
 		return how, err

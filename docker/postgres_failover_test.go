@@ -481,3 +481,54 @@ func TestPostgresPromoteRestart(t *testing.T) {
 		t.Fatalf("write 2 on n2: %+v", op)
 	}
 }
+
+// TestPostgresFailoverRewindsDivergedReplica: promoting a replica that is
+// behind (cut off from the primary while n2 received a write) leaves n2
+// with WAL past the promotion point; the failover rewinds n2 from the new
+// primary, so that it follows again, without the write the new primary
+// never had.
+func TestPostgresFailoverRewindsDivergedReplica(t *testing.T) {
+	pc := upPG(t, "dv", PostgresOptions{Nodes: 3})
+	c := primaryClient(pc, 3*time.Second)
+	defer c.Close(context.Background())
+	onN2 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
+	defer onN2.Close(context.Background())
+	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
+		t.Fatalf("write 1: %+v", op)
+	}
+	for _, r := range pc.Replicas() {
+		waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
+	}
+	if err := pc.Partition(map[string][]string{"n1": {"n3"}, "n3": {"n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if op := pgDo(c, "write", history.Int(2)); op.Type != history.OK {
+		t.Fatalf("write 2: %+v", op)
+	}
+	waitRead(t, onN2, history.Int(2))
+	var notes bytes.Buffer
+	pc.SetProgress(&notes)
+	start := time.Now()
+	old, promoted, err := pc.FailoverTo("n3")
+	if err != nil || old != "n1" || promoted != "n3" {
+		t.Fatalf("FailoverTo(n3) = %s, %s, %v; want n1, n3\n%s", old, promoted, err, notes.String())
+	}
+	t.Logf("failover to the behind n3 in %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(notes.String()))
+	if !strings.Contains(notes.String(), "n2 did not stream from n3") || !strings.Contains(notes.String(), "(pg_rewind)") {
+		t.Errorf("progress notes do not tell of n2's rewind:\n%s", notes.String())
+	}
+	if !slices.Equal(pc.Replicas(), []string{"n2"}) || !slices.Equal(pc.Fenced(), []string{"n1"}) {
+		t.Fatalf("after the failover: replicas %v, fenced %v; want n2, n1", pc.Replicas(), pc.Fenced())
+	}
+	if err := pc.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	waitRead(t, onN2, history.Int(1)) // the write of 2 is gone from n2 too
+	if op := readUntilOK(t, c); op.Node != "n3" || !op.Value.Equal(history.Int(1)) {
+		t.Fatalf("read after the failover: %+v, want 1 from n3", op)
+	}
+	if op := pgDo(c, "write", history.Int(3)); op.Type != history.OK || op.Node != "n3" {
+		t.Fatalf("write 3 on n3: %+v", op)
+	}
+	waitRead(t, onN2, history.Int(3))
+}
