@@ -122,12 +122,19 @@ type Cluster struct {
 // SetProgress sends the notes of later fault methods (what they did
 // beyond their plain effect, such as a retried promotion) to w; nil
 // discards them.
-func (cl *Cluster) SetProgress(w io.Writer) { cl.progress = w }
+func (cl *Cluster) SetProgress(w io.Writer) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.progress = w
+}
 
 // notef writes one note to the progress writer, if any.
 func (cl *Cluster) notef(format string, args ...any) {
-	if cl.progress != nil {
-		fmt.Fprintf(cl.progress, "cluster %s: "+format+"\n", append([]any{cl.name}, args...)...)
+	cl.mu.Lock()
+	w := cl.progress
+	cl.mu.Unlock()
+	if w != nil {
+		fmt.Fprintf(w, "cluster %s: "+format+"\n", append([]any{cl.name}, args...)...)
 	}
 }
 

@@ -52,9 +52,14 @@ const postgresScript = `set -eu
 role=$1 primary=$2 slot=$3 name=$4 synccommit=$5 standbys=$6 applydelay=$7
 D=` + postgresData + `
 R=` + rejoinFile + `
+# A clone is made beside the data directory and replaces it only once
+# complete: a failed pg_basebackup (the script then exits) leaves the old
+# directory and the pending rejoin file, so the next start tries again.
 clone() {
+  rm -rf "$D.new"
+  pg_basebackup -h "$src" -p 5432 -U postgres -D "$D.new" -R -X stream -S "$slot"
   rm -rf "$D"
-  pg_basebackup -h "$src" -p 5432 -U postgres -D "$D" -R -X stream -S "$slot"
+  mv "$D.new" "$D"
 }
 if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined"; then
   read gen src mode <"$R"
@@ -65,8 +70,8 @@ if [ -s "$R" ] && [ -s "$D/PG_VERSION" ] && ! cmp -s "$R" "$D/eccheck.rejoined";
     clone
     how=pg_basebackup
   elif [ "$mode" != rewind ] && [ -e "$D/standby.signal" ]; then
-    # A replica (or a rewind cut short): it follows the new primary's
-    # timeline by itself, and single-user recovery refuses standby mode.
+    # A replica: it follows the new primary's timeline by itself, and
+    # single-user recovery refuses standby mode.
     echo "eccheck: rejoining as a replica of $src (was a replica: no rewind; generation $gen)" >&2
     how="no rewind: it was a replica"
   else

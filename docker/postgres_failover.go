@@ -44,7 +44,9 @@ func (pc *PostgresCluster) isFenced(node string) bool {
 // commit), makes the new primary wait for the synchronous standbys that
 // are left, points the other replicas at it (primary_conninfo, a
 // replication slot of their own on it) and waits (15 s) until they stream
-// from it, rewinding those that do not, and only then reports it as [PostgresCluster.Primary], so that writers
+// its timeline, rewinding those whose log says they cannot (see
+// [PostgresCluster.FailoverTo]), sets the synchronous standbys left, and
+// only then reports it as [PostgresCluster.Primary], so that writers
 // that reconnect find it. It returns the old primary and the new one ("" if
 // none was promoted). Nothing changes when no candidate answers as a
 // replica; it fails when no replica is left to promote.
@@ -56,9 +58,12 @@ func (pc *PostgresCluster) Failover() (old, promoted string, err error) {
 // Failover does when node is empty. Promoting a replica that is behind (an
 // asynchronous one, or a standby that is not synchronous) loses the writes
 // it had not received, acknowledged or not, and a replica that had received
-// more than it cannot follow it: that replica is rewound (pg_rewind from
-// the new primary, or a clone if that fails) and loses the difference too;
-// the progress writer ([Cluster.SetProgress]) says so.
+// more than it cannot follow it: when its log says so, that replica is
+// rewound (pg_rewind from the new primary, or a clone if that fails) and
+// loses the difference too, and the progress writer ([Cluster.SetProgress])
+// says so. A replica that does not follow within 15 s for another reason
+// (paused, cut off, a long apply delay) is left as it is, and the error
+// names it.
 func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err error) {
 	pc.fmu.Lock()
 	defer pc.fmu.Unlock()
@@ -104,33 +109,18 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 		return old, "", fmt.Errorf("failover from %s: %w; the cluster has no primary now", old, err)
 	}
 	promoted = target
+	// The promotion had a time budget of its own; what follows gets a
+	// fresh one.
+	ctx, cancelRest := faultCtx()
+	defer cancelRest()
 	var errs []error
-	if syncCommit != SyncAsync {
-		var left []string
-		for _, s := range syncStandbys {
-			if s != promoted && s != old && !pc.isFenced(s) {
-				left = append(left, s)
-			}
-		}
-		names := ""
-		if len(left) > 0 {
-			names = fmt.Sprintf("FIRST %d (%s)", len(left), strings.Join(left, ", "))
-		}
-		if err := pc.exec(ctx, promoted, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
-			errs = append(errs, fmt.Errorf("synchronous standbys of %s: %w", promoted, err))
-		} else if err := pc.exec(ctx, promoted, `SELECT pg_reload_conf()`); err != nil {
-			errs = append(errs, fmt.Errorf("reload %s: %w", promoted, err))
-		}
-		pc.pmu.Lock()
-		pc.syncStandbys = left
-		if len(left) == 0 {
-			pc.syncCommit = ""
-		}
-		pc.pmu.Unlock()
-	}
 	p, err := pc.Node(promoted)
 	if err != nil {
 		return old, promoted, err
+	}
+	tli, err := pc.timeline(ctx, promoted)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	var following []string
 	since := time.Now()
@@ -146,18 +136,29 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 	}
 	var diverged []string
 	for _, r := range following {
-		if !pc.streamsWithin(ctx, promoted, r, since, 15*time.Second) {
+		switch pc.followState(ctx, promoted, r, tli, since, 15*time.Second) {
+		case following_:
+		case diverged_:
 			diverged = append(diverged, r)
+		default:
+			errs = append(errs, fmt.Errorf("%s does not follow %s within 15 s (timeline %d not received; see its log, 'eccheck cluster logs %s')", r, promoted, tli, r))
 		}
 	}
 	// A replica that received WAL past the promotion point (the promoted
-	// one was behind it) cannot follow: it is rewound from the new
-	// primary as an old primary is, as Patroni does, and loses that WAL.
+	// one was behind it) cannot follow, as its log says: it is rewound
+	// from the new primary as an old primary is, as Patroni does, and
+	// loses that WAL.
 	for _, r := range diverged {
+		if pc.cutOff(r, promoted) {
+			errs = append(errs, fmt.Errorf("%s received WAL past the promotion point of %s and needs a rewind, but a partition cuts it off: heal, then kill it and 'eccheck nemesis rejoin --node %s'", r, promoted, r))
+			continue
+		}
 		n, err := pc.Node(r)
 		if err == nil {
 			pc.setFenced(r, true)
-			err = pc.Cluster.Kill(r)
+			if err = pc.Cluster.Kill(r); err != nil {
+				pc.setFenced(r, false)
+			}
 		}
 		if err == nil {
 			rctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -165,12 +166,40 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 			how, err = pc.rejoin(rctx, n, promoted, "rewind")
 			cancel()
 			if err == nil {
-				pc.notef("failover: %s did not stream from %s (it had received WAL past the promotion point); rewound, it follows %s (%s)", r, promoted, promoted, how)
+				pc.notef("failover: %s had received WAL past the promotion point of %s (its log says so); rejoined by %s, it follows %s", r, promoted, how, promoted)
 			}
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s does not stream from %s, and rewinding it failed: %w", r, promoted, err))
+			errs = append(errs, fmt.Errorf("%s received WAL past the promotion point of %s, and rewinding it failed: %w", r, promoted, err))
 		}
+	}
+	// The synchronous standbys left (a rewind that failed leaves its node
+	// out), set on the new primary before writers find it; set to none
+	// when there are none, since a promoted replica may carry the old
+	// primary's list in its copied configuration.
+	var left []string
+	if syncCommit != SyncAsync {
+		for _, s := range syncStandbys {
+			if s != promoted && s != old && !pc.isFenced(s) {
+				left = append(left, s)
+			}
+		}
+	}
+	names := ""
+	if len(left) > 0 {
+		names = fmt.Sprintf("FIRST %d (%s)", len(left), strings.Join(left, ", "))
+	}
+	if err := pc.exec(ctx, promoted, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
+		errs = append(errs, fmt.Errorf("synchronous standbys of %s: %w", promoted, err))
+	} else if err := pc.exec(ctx, promoted, `SELECT pg_reload_conf()`); err != nil {
+		errs = append(errs, fmt.Errorf("reload %s: %w", promoted, err))
+	} else if syncCommit != SyncAsync {
+		pc.pmu.Lock()
+		pc.syncStandbys = left
+		if len(left) == 0 {
+			pc.syncCommit = ""
+		}
+		pc.pmu.Unlock()
 	}
 	pc.pmu.Lock()
 	pc.primary = promoted
@@ -179,6 +208,26 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 		return old, promoted, fmt.Errorf("failover from %s to %s: %w", old, promoted, err)
 	}
 	return old, promoted, nil
+}
+
+// cutOff reports whether a partition in force separates a and b.
+func (pc *PostgresCluster) cutOff(a, b string) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return slices.Contains(pc.grudge[a], b) || slices.Contains(pc.grudge[b], a)
+}
+
+// timeline returns the timeline node writes WAL on now (from the name of
+// its current WAL file).
+func (pc *PostgresCluster) timeline(ctx context.Context, node string) (uint64, error) {
+	var file string
+	if err := pc.query(ctx, node, `SELECT pg_walfile_name(pg_current_wal_lsn())`, &file); err != nil {
+		return 0, err
+	}
+	if len(file) < 8 {
+		return 0, fmt.Errorf("timeline of %s: WAL file name %q", node, file)
+	}
+	return strconv.ParseUint(file[:8], 16, 32)
 }
 
 // setFenced marks node as an old primary that stays down, or not.
@@ -217,13 +266,15 @@ func (pc *PostgresCluster) promote(node string) error {
 	logs, _ := pc.c.logs(ctx, n.ID, "20")
 	pc.notef("promote %s: %v; restarting it to promote it again; its last log lines:\n%s", node, first, indent(logs))
 	if err := pc.Cluster.Kill(node); err != nil {
-		return fmt.Errorf("promote %s: %w (and it could not be restarted: %v); its last log lines:\n%s", node, first, err, indent(logs))
+		return fmt.Errorf("promote %s: %w (and it could not be killed to restart it: %v); its last log lines:\n%s", node, first, err, indent(logs))
 	}
 	if err := pc.Cluster.Start(node); err != nil {
-		return fmt.Errorf("promote %s: %w; restarted, it does not answer: %v", node, first, err)
+		return fmt.Errorf("promote %s: %w; then restarting it failed: %v", node, first, err)
 	}
 	if err := pc.promoteOnce(ctx, node); err != nil {
-		logs, _ = pc.c.logs(context.WithoutCancel(ctx), n.ID, "20")
+		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		logs, _ = pc.c.logs(lctx, n.ID, "20")
 		return fmt.Errorf("promote %s: %w; restarted, again: %v; its last log lines:\n%s", node, first, err, indent(logs))
 	}
 	pc.notef("promote %s: promoted after the restart", node)
@@ -260,7 +311,7 @@ func (pc *PostgresCluster) detach(ctx context.Context, node string) error {
 // nil if the node has left recovery (whatever the call returned).
 func (pc *PostgresCluster) promoteOnce(ctx context.Context, node string) error {
 	var done bool
-	err := pc.query(ctx, node, fmt.Sprintf(`SELECT pg_promote(true, %d)`, int(promoteWait/time.Second)), &done)
+	err := pc.query(ctx, node, fmt.Sprintf(`SELECT pg_promote(true, %d)`, max(1, int(promoteWait/time.Second))), &done)
 	if err == nil && done {
 		return nil
 	}
@@ -278,30 +329,40 @@ func (pc *PostgresCluster) promoteOnce(ctx context.Context, node string) error {
 // finish (whole seconds).
 var promoteWait = 30 * time.Second
 
-// streamsWithin reports whether primary's pg_stat_replication shows
-// replica streaming within bound. A replica that had received WAL past the
-// promotion point never does, and says so in its log after since (the
-// new timeline forked off before its recovery point, or its starting
-// point is not in the primary's history): that ends the wait at once.
-func (pc *PostgresCluster) streamsWithin(ctx context.Context, primary, replica string, since time.Time, bound time.Duration) bool {
+// What [PostgresCluster.followState] saw of a replica.
+const (
+	unknown_   = iota // neither within the bound
+	following_        // streaming WAL of the new timeline
+	diverged_         // its log says it cannot follow
+)
+
+// followState waits (within bound) until replica streams WAL of timeline
+// tli, the new primary's, or its log since then says it cannot (the new
+// timeline forked off before its recovery point, or its starting point
+// is not in the primary's history: it received WAL past the promotion
+// point). A replica that diverged can stream the old timeline up to the
+// fork for a moment, so streaming alone is no proof.
+func (pc *PostgresCluster) followState(ctx context.Context, primary, replica string, tli uint64, since time.Time, bound time.Duration) int {
 	n, err := pc.Node(replica)
 	if err != nil {
-		return false
+		return unknown_
 	}
 	deadline := time.Now().Add(bound)
 	for polls := 1; ; polls++ {
-		var streaming int
-		err := pc.query(ctx, primary, `SELECT count(*) FROM pg_stat_replication WHERE application_name = `+quote(replica)+` AND state = 'streaming'`, &streaming)
-		if err == nil && streaming > 0 {
-			return true
+		if polls%5 == 0 || time.Now().After(deadline) {
+			if logs, err := pc.c.logsSince(ctx, n.ID, since); err == nil && cannotFollow(logs) != "" {
+				return diverged_
+			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
+			return unknown_
 		}
-		if polls%5 == 0 {
-			if logs, err := pc.c.logsSince(ctx, n.ID, since); err == nil && (strings.Contains(logs, "forked off current database system timeline") || strings.Contains(logs, "not in this server's history")) {
-				return false
-			}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		var got int64
+		err := pc.query(cctx, replica, `SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)::bigint`, &got)
+		cancel()
+		if err == nil && tli != 0 && uint64(got) == tli {
+			return following_
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -581,10 +642,7 @@ func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode st
 	if err != nil {
 		return "", err
 	}
-	pc.mu.Lock()
-	cut := slices.Contains(pc.grudge[node], primary) || slices.Contains(pc.grudge[primary], node)
-	pc.mu.Unlock()
-	if cut {
+	if pc.cutOff(node, primary) {
 		return "", fmt.Errorf("rejoin %s: a partition in force cuts it off from the primary %s, which pg_rewind needs; heal first", node, primary)
 	}
 	slot := "eccheck_" + node
@@ -608,7 +666,6 @@ func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode st
 		how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), "clone", 90*time.Second)
 		if err == nil {
 			short, _, _ := strings.Cut(first.Error(), "; its last log lines")
-			short, _, _ = strings.Cut(short, " (its log:")
 			how = "pg_basebackup: after " + firstHow + ", " + short
 		} else {
 			err = fmt.Errorf("%w; before that, %s failed: %v", err, firstHow, first)
@@ -645,44 +702,54 @@ func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode st
 }
 
 // rejoinOnce starts n, which is down, with a new rejoin file naming the
-// primary at ip and the mode (see [PostgresCluster.rejoin]), and waits (within bound) until
-// it is a replica that primary sees streaming. It returns how the node's script rejoined, from its log
-// ("pg_rewind" when the log does not say), and leaves n running whatever
-// happens.
+// primary at ip and the mode (see [PostgresCluster.rejoin]), and waits
+// (within bound) until it is a replica streaming primary's timeline. It
+// returns how the node's script rejoined, from its log, and leaves n
+// running whatever happens.
 func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip, mode string, bound time.Duration) (string, error) {
+	tli, err := pc.timeline(ctx, primary)
+	if err != nil {
+		return "", err
+	}
 	// The generation only has to differ from the last one the node
 	// applied, whichever process wrote that.
-	gen := time.Now().UnixNano()
-	line, how := fmt.Sprintf("%d %s %s", gen, ip, mode), "pg_rewind"
-	if mode == "clone" {
-		how = "pg_basebackup"
-	}
-	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", []byte(line+"\n")); err != nil {
-		return how, err
+	started := time.Now()
+	gen := started.UnixNano()
+	if err := pc.c.writeEccheckFile(ctx, n.ID, "rejoin", fmt.Appendf(nil, "%d %s %s\n", gen, ip, mode)); err != nil {
+		return "", err
 	}
 	if err := pc.c.startNodes(ctx, []*Node{n}); err != nil {
-		return how, err
+		return "", err
 	}
-	// One wait: the node answers as a replica and the primary sees it
-	// streaming. A node whose log says the WAL it asks for is gone on the
-	// primary never will: that ends the wait at once, as does a node
-	// that answers as a primary.
+	// One wait: the node answers as a replica and streams the primary's
+	// timeline. A node whose log says it cannot follow (the WAL it asks
+	// for is gone on the primary, or it is past the fork) never will:
+	// that ends the wait at once, as does a node that answers as a
+	// primary.
 	mark := fmt.Sprintf("eccheck: rejoin generation %d by ", gen)
+	how := "how: see its log"
+	readLog := func(ctx context.Context) string {
+		logs, err := pc.c.logsSince(ctx, n.ID, started)
+		if err != nil {
+			return ""
+		}
+		i := strings.LastIndex(logs, mark)
+		if i < 0 {
+			return ""
+		}
+		how, logs, _ = strings.Cut(logs[i+len(mark):], "\n")
+		return logs
+	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var why string
 	polls := 0
-	err := pc.pollNode(wctx, n, time.Now().Add(bound), bound, 200*time.Millisecond, func() (bool, string) {
+	err = pc.pollNode(wctx, n, time.Now().Add(bound), bound, 200*time.Millisecond, func() (bool, string) {
 		if polls++; polls%5 == 0 {
-			if logs, err := pc.c.logs(wctx, n.ID, "50"); err == nil {
-				if i := strings.LastIndex(logs, mark); i >= 0 {
-					how, logs, _ = strings.Cut(logs[i+len(mark):], "\n")
-					if line := walGone(logs); line != "" {
-						why = fmt.Sprintf("it does not stream: the WAL it needs is gone on %s (its log: %s)", primary, line)
-						stop()
-						return false, why
-					}
-				}
+			if line := cannotFollow(readLog(wctx)); line != "" {
+				why = fmt.Sprintf("it does not stream from %s: %s", primary, line)
+				stop()
+				return false, why
 			}
 		}
 		cctx, cancel := context.WithTimeout(wctx, 3*time.Second)
@@ -696,17 +763,13 @@ func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip,
 			stop()
 			return false, why
 		}
-		var streaming int
-		if err := pc.query(cctx, primary, `SELECT count(*) FROM pg_stat_replication WHERE application_name = `+quote(n.Name)+` AND state = 'streaming'`, &streaming); err != nil {
+		var got int64
+		if err := pc.query(cctx, n.Name, `SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)::bigint`, &got); err != nil {
 			return false, err.Error()
 		}
-		return streaming > 0, fmt.Sprintf("a replica, not yet streaming from %s", primary)
+		return uint64(got) == tli, fmt.Sprintf("a replica, not yet streaming timeline %d from %s", tli, primary)
 	})
-	if logs, lerr := pc.c.logs(ctx, n.ID, "400"); lerr == nil {
-		if i := strings.LastIndex(logs, mark); i >= 0 {
-			how, _, _ = strings.Cut(logs[i+len(mark):], "\n")
-		}
-	}
+	readLog(ctx)
 	if err != nil && why != "" {
 		logs, _ := pc.c.logs(ctx, n.ID, "20")
 		err = fmt.Errorf("%s; its last log lines:\n%s", why, indent(logs))
@@ -714,11 +777,15 @@ func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip,
 	return how, err
 }
 
-// walGone returns the line of a replica's log that says the WAL it asked
-// its primary for has been removed there, or "".
-func walGone(logs string) string {
+// cannotFollow returns the first line of a replica's log that says it
+// cannot follow its primary: the WAL it asked for has been removed there,
+// or it received WAL past the point where the primary's timeline forked;
+// or "".
+func cannotFollow(logs string) string {
 	for _, l := range strings.Split(logs, "\n") {
-		if strings.Contains(l, "requested WAL segment") && strings.Contains(l, "has already been removed") {
+		if strings.Contains(l, "requested WAL segment") && strings.Contains(l, "has already been removed") ||
+			strings.Contains(l, "forked off current database system timeline") ||
+			strings.Contains(l, "not in this server's history") {
 			return strings.TrimSpace(l)
 		}
 	}

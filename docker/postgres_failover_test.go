@@ -514,7 +514,7 @@ func TestPostgresFailoverRewindsDivergedReplica(t *testing.T) {
 		t.Fatalf("FailoverTo(n3) = %s, %s, %v; want n1, n3\n%s", old, promoted, err, notes.String())
 	}
 	t.Logf("failover to the behind n3 in %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(notes.String()))
-	if !strings.Contains(notes.String(), "n2 did not stream from n3") || !strings.Contains(notes.String(), "(pg_rewind)") {
+	if !strings.Contains(notes.String(), "n2 had received WAL past the promotion point of n3") || !strings.Contains(notes.String(), "rejoined by pg_rewind") {
 		t.Errorf("progress notes do not tell of n2's rewind:\n%s", notes.String())
 	}
 	if !slices.Equal(pc.Replicas(), []string{"n2"}) || !slices.Equal(pc.Fenced(), []string{"n1"}) {
@@ -531,4 +531,32 @@ func TestPostgresFailoverRewindsDivergedReplica(t *testing.T) {
 		t.Fatalf("write 3 on n3: %+v", op)
 	}
 	waitRead(t, onN2, history.Int(3))
+}
+
+// TestPostgresNamedStandbyTwoFailovers: with only n2 named a synchronous
+// standby, failing over to n2 leaves none; failing over again to n3, whose
+// configuration was copied from n1 and still names n2, must not leave n3
+// waiting for the dead n2: every commit would hang.
+func TestPostgresNamedStandbyTwoFailovers(t *testing.T) {
+	pc := upPG(t, "ns", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}})
+	c := primaryClient(pc, 3*time.Second)
+	defer c.Close(context.Background())
+	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
+		t.Fatalf("write 1: %+v", op)
+	}
+	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n3"), ReadNode: "n3"}), history.Int(1))
+	for i, to := range []string{"n2", "n3"} {
+		if _, promoted, err := pc.FailoverTo(to); err != nil || promoted != to {
+			t.Fatalf("FailoverTo(%s) = %s, %v", to, promoted, err)
+		}
+		var names string
+		pgQuery(t, pc.PrimaryDSN(), "SELECT current_setting('synchronous_standby_names')", &names)
+		if names != "" {
+			t.Fatalf("%s waits for %q after the failover, want none", to, names)
+		}
+		readUntilOK(t, c)
+		if op := pgDo(c, "write", history.Int(int64(i+2))); op.Type != history.OK || op.Node != to {
+			t.Fatalf("write %d on %s: %+v, want ok", i+2, to, op)
+		}
+	}
 }

@@ -99,7 +99,7 @@ func newNemesisRejoinCmd(a *app, o *nemesisOpts) *cobra.Command {
 	var clone bool
 	cmd := &cobra.Command{
 		Use:   "rejoin",
-		Short: "Postgres: bring a node that is down (an old primary) back as a replica, with pg_rewind",
+		Short: "Postgres: bring a node that is down (an old primary) back as a replica, with pg_rewind or a clone",
 		Long: `Rejoin brings a Postgres node that is down, such as the old primary after a
 failover, back as a replica of the primary now: a replication slot for it on
 the primary, then its container started so that it runs pg_rewind from the
@@ -145,7 +145,9 @@ func newNemesisFailoverCmd(a *app, o *nemesisOpts) *cobra.Command {
 		Long: `Failover finds the Postgres cluster's primary (the running node that is not
 in recovery), kills it, promotes the replica that received the most WAL (or
 --to), makes the new primary wait for the synchronous standbys that are left,
-and points the other replicas at it. The old primary is not started again:
+and points the other replicas at it; one that received WAL past the
+promotion point (--to a lagging replica) is rewound from the new primary,
+losing that WAL, and stderr says so. The old primary is not started again:
 it holds writes no replica has, and 'eccheck nemesis start' on it brings back
 a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
 		Example: `  eccheck nemesis failover --cluster pg
