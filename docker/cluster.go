@@ -702,16 +702,26 @@ func (cl *Cluster) Start(node string) error {
 		return fmt.Errorf("start %s: %w", node, err)
 	}
 	n.State = string(container.StateRunning)
-	cl.mu.Lock()
-	drops := cl.grudge[node]
-	cl.mu.Unlock()
-	if len(drops) > 0 {
-		if err := cl.applyRules(ctx, n, drops); err != nil {
-			return fmt.Errorf("start %s: partition again: %w", node, err)
-		}
+	if err := cl.partitionAgain(ctx, n); err != nil {
+		return fmt.Errorf("start %s: %w", node, err)
 	}
 	if err := cl.waitNode(ctx, n, time.Now().Add(30*time.Second), 30*time.Second); err != nil {
 		return fmt.Errorf("start %s: %w", node, err)
+	}
+	return nil
+}
+
+// partitionAgain applies the partition in force to n, just started (its
+// network namespace is new).
+func (cl *Cluster) partitionAgain(ctx context.Context, n *Node) error {
+	cl.mu.Lock()
+	drops := cl.grudge[n.Name]
+	cl.mu.Unlock()
+	if len(drops) == 0 {
+		return nil
+	}
+	if err := cl.applyRules(ctx, n, drops); err != nil {
+		return fmt.Errorf("partition again: %w", err)
 	}
 	return nil
 }

@@ -721,6 +721,9 @@ func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip,
 	if err := pc.c.startNodes(ctx, []*Node{n}); err != nil {
 		return "", err
 	}
+	if err := pc.partitionAgain(ctx, n); err != nil {
+		return "", err
+	}
 	// One wait: the node answers as a replica and streams the primary's
 	// timeline. A node whose log says it cannot follow (the WAL it asks
 	// for is gone on the primary, or it is past the fork) never will:
