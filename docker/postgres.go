@@ -204,6 +204,7 @@ type PostgresCluster struct {
 	pmu     sync.Mutex      // guards what follows, and the sync settings
 	primary string          // the node that takes writes now
 	fenced  map[string]bool // old primaries, killed for good by a failover
+	rewound []string        // the replicas the last failover rewound
 }
 
 // Primary returns the node that takes writes now: n1 until a failover.

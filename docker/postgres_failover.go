@@ -148,6 +148,7 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 	// one was behind it) cannot follow, as its log says: it is rewound
 	// from the new primary as an old primary is, as Patroni does, and
 	// loses that WAL.
+	var rewound []string
 	for _, r := range diverged {
 		if pc.cutOff(r, promoted) {
 			errs = append(errs, fmt.Errorf("%s received WAL past the promotion point of %s and needs a rewind, but a partition cuts it off: heal, then kill it and 'eccheck nemesis rejoin --node %s'", r, promoted, r))
@@ -167,6 +168,7 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 			cancel()
 			if err == nil {
 				pc.notef("failover: %s had received WAL past the promotion point of %s (its log says so); rejoined by %s, it follows %s", r, promoted, how, promoted)
+				rewound = append(rewound, r)
 			}
 		}
 		if err != nil {
@@ -203,6 +205,7 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 	}
 	pc.pmu.Lock()
 	pc.primary = promoted
+	pc.rewound = rewound
 	pc.pmu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return old, promoted, fmt.Errorf("failover from %s to %s: %w", old, promoted, err)
@@ -228,6 +231,14 @@ func (pc *PostgresCluster) timeline(ctx context.Context, node string) (uint64, e
 		return 0, fmt.Errorf("timeline of %s: WAL file name %q", node, file)
 	}
 	return strconv.ParseUint(file[:8], 16, 32)
+}
+
+// LastRewound returns the replicas the last failover rewound: they had
+// received WAL past its promotion point, and lost it.
+func (pc *PostgresCluster) LastRewound() []string {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	return slices.Clone(pc.rewound)
 }
 
 // setFenced marks node as an old primary that stays down, or not.

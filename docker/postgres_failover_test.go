@@ -517,6 +517,9 @@ func TestPostgresFailoverRewindsDivergedReplica(t *testing.T) {
 	if !strings.Contains(notes.String(), "n2 had received WAL past the promotion point of n3") || !strings.Contains(notes.String(), "rejoined by pg_rewind") {
 		t.Errorf("progress notes do not tell of n2's rewind:\n%s", notes.String())
 	}
+	if !slices.Equal(pc.LastRewound(), []string{"n2"}) {
+		t.Errorf("LastRewound() = %v, want n2", pc.LastRewound())
+	}
 	if !slices.Equal(pc.Replicas(), []string{"n2"}) || !slices.Equal(pc.Fenced(), []string{"n1"}) {
 		t.Fatalf("after the failover: replicas %v, fenced %v; want n2, n1", pc.Replicas(), pc.Fenced())
 	}

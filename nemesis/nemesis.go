@@ -69,12 +69,14 @@ type Failoverer interface {
 }
 
 // FailoverResult says what a failover did: the primary it killed, the
-// replica it promoted ("" if none), and the old primary if it came back as
-// a replica.
+// replica it promoted ("" if none), the replicas it rewound because they
+// had received WAL past the promotion point (they lose it, though they
+// may have served it), and the old primary if it came back as a replica.
 type FailoverResult struct {
-	Killed   string `json:"killed"`
-	Promoted string `json:"promoted,omitempty"`
-	Rejoined string `json:"rejoined,omitempty"`
+	Killed   string   `json:"killed"`
+	Promoted string   `json:"promoted,omitempty"`
+	Rewound  []string `json:"rewound,omitempty"`
+	Rejoined string   `json:"rejoined,omitempty"`
 }
 
 // Lagger is a [Cluster] whose replicas can fall behind on demand, still

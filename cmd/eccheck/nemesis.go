@@ -166,7 +166,11 @@ a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "cluster %s: failover: %s killed for good, %s promoted; replicas now %s\n", pc.Name(), old, promoted, orNone(pc.Replicas()))
+			rewound := ""
+			if r := pc.LastRewound(); len(r) > 0 {
+				rewound = fmt.Sprintf(" (%s rewound: past the promotion point, they lost what %s had not received)", strings.Join(r, ", "), promoted)
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: failover: %s killed for good, %s promoted; replicas now %s%s\n", pc.Name(), old, promoted, orNone(pc.Replicas()), rewound)
 			return nil
 		},
 	}

@@ -160,6 +160,9 @@ func (p pgFaults) Failover() (nemesis.FailoverResult, error) {
 	}
 	old, promoted, err := p.FailoverTo(to)
 	res := nemesis.FailoverResult{Promoted: promoted}
+	if promoted != "" {
+		res.Rewound = p.LastRewound()
+	}
 	if promoted != "" || slices.Contains(p.Fenced(), old) {
 		res.Killed = old // else nothing was changed, or its kill failed
 	}
