@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -267,7 +269,12 @@ func hostAddr(p netip.Prefix, k int) netip.Addr {
 }
 
 // freePorts picks n free TCP ports on 127.0.0.1, holding each until all
-// are picked so that no two are the same.
+// are picked so that no two are the same. It picks at random below the
+// kernel's ephemeral range: a port the kernel hands out for ":0" is one it
+// hands out again soon after, to the next process asking (another eccheck
+// publishing its cluster: the second container start then fails with
+// "port is already allocated", seen once with two test packages at once),
+// and ephemeral ports are also the local side of outgoing connections.
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -275,16 +282,42 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	lo, hi := 10000, ephemeralLow()-1
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if hi-lo >= 1000 && tries < 1000 {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo+1)))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken: pick another
+			}
 			return nil, fmt.Errorf("pick a free port: %w", err)
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
 
 // Up starts an ecstore cluster and waits until every node answers
@@ -654,30 +687,41 @@ func faultCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), FaultTimeout)
 }
 
-// Kill stops node at once (SIGKILL), losing what it keeps only in memory;
-// its filesystem stays.
-func (cl *Cluster) Kill(node string) error {
+// onNode runs fn on node with a context bounded by [FaultTimeout]; fn's
+// error is wrapped as "VERB NODE: ...".
+func (cl *Cluster) onNode(verb, node string, fn func(ctx context.Context, n *Node) error) error {
 	n, err := cl.Node(node)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := faultCtx()
 	defer cancel()
-	if _, err := cl.c.api.ContainerKill(ctx, n.ID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
-		if strings.Contains(err.Error(), "is not running") {
-			return nil
-		}
-		return fmt.Errorf("kill %s: %w", node, err)
+	if err := fn(ctx, n); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, node, err)
 	}
-	// Wait until the engine reports it stopped, so that Start follows.
-	wr := cl.c.api.ContainerWait(ctx, n.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	select {
-	case <-wr.Result:
-	case err := <-wr.Error:
-		return fmt.Errorf("kill %s: wait: %w", node, err)
-	}
-	n.State = string(container.StateExited)
 	return nil
+}
+
+// Kill stops node at once (SIGKILL), losing what it keeps only in memory;
+// its filesystem stays.
+func (cl *Cluster) Kill(node string) error {
+	return cl.onNode("kill", node, func(ctx context.Context, n *Node) error {
+		if _, err := cl.c.api.ContainerKill(ctx, n.ID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			if strings.Contains(err.Error(), "is not running") {
+				return nil
+			}
+			return err
+		}
+		// Wait until the engine reports it stopped, so that Start follows.
+		wr := cl.c.api.ContainerWait(ctx, n.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+		select {
+		case <-wr.Result:
+		case err := <-wr.Error:
+			return fmt.Errorf("wait: %w", err)
+		}
+		n.State = string(container.StateExited)
+		return nil
+	})
 }
 
 // Start starts a killed node again and waits until it answers (ecstore's
@@ -685,30 +729,19 @@ func (cl *Cluster) Kill(node string) error {
 // left as it is. A partition in force is applied to it again (its
 // network namespace is new).
 func (cl *Cluster) Start(node string) error {
-	n, err := cl.Node(node)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := faultCtx()
-	defer cancel()
-	insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("start %s: %w", node, err)
-	}
-	if insp.Container.State != nil && insp.Container.State.Running {
-		return nil
-	}
-	if _, err := cl.c.api.ContainerStart(ctx, n.ID, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("start %s: %w", node, err)
-	}
-	n.State = string(container.StateRunning)
-	if err := cl.partitionAgain(ctx, n); err != nil {
-		return fmt.Errorf("start %s: %w", node, err)
-	}
-	if err := cl.waitNode(ctx, n, time.Now().Add(30*time.Second), 30*time.Second); err != nil {
-		return fmt.Errorf("start %s: %w", node, err)
-	}
-	return nil
+	return cl.onNode("start", node, func(ctx context.Context, n *Node) error {
+		if run, _, err := cl.running(ctx, n); err != nil || run {
+			return err
+		}
+		if _, err := cl.c.api.ContainerStart(ctx, n.ID, client.ContainerStartOptions{}); err != nil {
+			return err
+		}
+		n.State = string(container.StateRunning)
+		if err := cl.partitionAgain(ctx, n); err != nil {
+			return err
+		}
+		return cl.waitNode(ctx, n, time.Now().Add(30*time.Second), 30*time.Second)
+	})
 }
 
 // partitionAgain applies the partition in force to n, just started (its
@@ -728,40 +761,28 @@ func (cl *Cluster) partitionAgain(ctx context.Context, n *Node) error {
 
 // Pause freezes node (cgroup freezer) without closing its connections.
 func (cl *Cluster) Pause(node string) error {
-	n, err := cl.Node(node)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := faultCtx()
-	defer cancel()
-	if _, err := cl.c.api.ContainerPause(ctx, n.ID, client.ContainerPauseOptions{}); err != nil {
-		return fmt.Errorf("pause %s: %w", node, err)
-	}
-	n.State = string(container.StatePaused)
-	return nil
+	return cl.onNode("pause", node, func(ctx context.Context, n *Node) error {
+		if _, err := cl.c.api.ContainerPause(ctx, n.ID, client.ContainerPauseOptions{}); err != nil {
+			return err
+		}
+		n.State = string(container.StatePaused)
+		return nil
+	})
 }
 
 // Resume unfreezes a paused node; a node that is not paused is left as it
 // is.
 func (cl *Cluster) Resume(node string) error {
-	n, err := cl.Node(node)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := faultCtx()
-	defer cancel()
-	insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("resume %s: %w", node, err)
-	}
-	if insp.Container.State == nil || !insp.Container.State.Paused {
+	return cl.onNode("resume", node, func(ctx context.Context, n *Node) error {
+		if _, paused, err := cl.running(ctx, n); err != nil || !paused {
+			return err
+		}
+		if _, err := cl.c.api.ContainerUnpause(ctx, n.ID, client.ContainerUnpauseOptions{}); err != nil {
+			return err
+		}
+		n.State = string(container.StateRunning)
 		return nil
-	}
-	if _, err := cl.c.api.ContainerUnpause(ctx, n.ID, client.ContainerUnpauseOptions{}); err != nil {
-		return fmt.Errorf("resume %s: %w", node, err)
-	}
-	n.State = string(container.StateRunning)
-	return nil
+	})
 }
 
 // SetClock sets node's clock offset by writing ecstore's clock file

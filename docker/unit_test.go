@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -129,5 +131,30 @@ func TestIsStatic(t *testing.T) {
 	}
 	if _, err := IsStatic(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("static/missing file/error: got none")
+	}
+}
+
+// TestFreePorts: distinct ports, below the kernel's ephemeral range when
+// there is room there, and free once released.
+func TestFreePorts(t *testing.T) {
+	ports, err := freePorts(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if seen[p] {
+			t.Fatalf("port %d picked twice: %v", p, ports)
+		}
+		seen[p] = true
+		if low := ephemeralLow(); low > 11000 && (p < 10000 || p >= low) {
+			t.Errorf("port %d outside [10000, %d)", p, low)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Errorf("port %d not free after freePorts: %v", p, err)
+			continue
+		}
+		l.Close()
 	}
 }
