@@ -442,6 +442,18 @@ func TestPostgresRejoin(t *testing.T) {
 	}
 }
 
+// freezeStartup stops a Postgres node's startup (recovery) process and
+// prints its state once it shows stopped (T): a process running on a CPU
+// when the signal comes stops a moment later.
+const freezeStartup = `pid=$(pgrep -f '^postgres: startup')
+kill -STOP $pid
+for i in $(seq 50); do
+  st=$(ps -o stat= -p $pid)
+  case $st in T*) echo $st; exit 0;; esac
+  sleep 0.1
+done
+echo "still $st"; exit 1`
+
 // TestPostgresPromoteRestart: a replica whose recovery (startup) process
 // is frozen cannot finish a promotion; the failover restarts it and
 // promotes it again, and says so.
@@ -456,7 +468,7 @@ func TestPostgresPromoteRestart(t *testing.T) {
 	}
 	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"}), history.Int(1))
 	n2, _ := pc.Node("n2")
-	out, err := pc.runIn(context.Background(), n2, []string{"sh", "-c", "pkill -STOP -f '^postgres: startup' && ps -eo stat,args | grep '[p]ostgres: startup'"}, &container.HostConfig{
+	out, err := pc.runIn(context.Background(), n2, []string{"sh", "-c", freezeStartup}, &container.HostConfig{
 		PidMode:     container.PidMode("container:" + n2.ID),
 		NetworkMode: "none",
 		CapDrop:     []string{"ALL"},
