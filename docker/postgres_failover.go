@@ -187,14 +187,8 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 			}
 		}
 	}
-	names := ""
-	if len(left) > 0 {
-		names = fmt.Sprintf("FIRST %d (%s)", len(left), strings.Join(left, ", "))
-	}
-	if err := pc.exec(ctx, promoted, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
-		errs = append(errs, fmt.Errorf("synchronous standbys of %s: %w", promoted, err))
-	} else if err := pc.exec(ctx, promoted, `SELECT pg_reload_conf()`); err != nil {
-		errs = append(errs, fmt.Errorf("reload %s: %w", promoted, err))
+	if err := pc.setStandbyNames(ctx, promoted, firstOf(left)); err != nil {
+		errs = append(errs, err)
 	} else if syncCommit != SyncAsync {
 		pc.pmu.Lock()
 		pc.syncStandbys = left
@@ -211,6 +205,42 @@ func (pc *PostgresCluster) FailoverTo(node string) (old, promoted string, err er
 		return old, promoted, fmt.Errorf("failover from %s to %s: %w", old, promoted, err)
 	}
 	return old, promoted, nil
+}
+
+// firstOf is synchronous_standby_names waiting for every one of names
+// ("" for none).
+func firstOf(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("FIRST %d (%s)", len(names), strings.Join(names, ", "))
+}
+
+// setStandbyNames sets and reloads node's synchronous_standby_names.
+func (pc *PostgresCluster) setStandbyNames(ctx context.Context, node, names string) error {
+	if err := pc.exec(ctx, node, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
+		return fmt.Errorf("synchronous standbys of %s: %w", node, err)
+	}
+	if err := pc.exec(ctx, node, `SELECT pg_reload_conf()`); err != nil {
+		return fmt.Errorf("reload %s: %w", node, err)
+	}
+	return nil
+}
+
+// ensureSlot makes sure primary has node's replication slot, and returns
+// its name.
+func (pc *PostgresCluster) ensureSlot(ctx context.Context, primary, node string) (string, error) {
+	slot := "eccheck_" + node
+	err := pc.exec(ctx, primary, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`)
+	return slot, err
+}
+
+// streamedTimeline returns the timeline node's walreceiver is streaming,
+// or 0 when it is not streaming.
+func (pc *PostgresCluster) streamedTimeline(ctx context.Context, node string) (uint64, error) {
+	var tli int64
+	err := pc.query(ctx, node, `SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)::bigint`, &tli)
+	return uint64(tli), err
 }
 
 // cutOff reports whether a partition in force separates a and b.
@@ -369,10 +399,9 @@ func (pc *PostgresCluster) followState(ctx context.Context, primary, replica str
 			return unknown_
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		var got int64
-		err := pc.query(cctx, replica, `SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)::bigint`, &got)
+		got, err := pc.streamedTimeline(cctx, replica)
 		cancel()
-		if err == nil && tli != 0 && uint64(got) == tli {
+		if err == nil && tli != 0 && got == tli {
 			return following_
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -384,8 +413,8 @@ func (pc *PostgresCluster) followState(ctx context.Context, primary, replica str
 // reloaded on r, which then follows p's new timeline (recovery_target_timeline
 // is latest by default).
 func (pc *PostgresCluster) follow(ctx context.Context, r string, p *Node) error {
-	slot := "eccheck_" + r
-	if err := pc.exec(ctx, p.Name, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`); err != nil {
+	slot, err := pc.ensureSlot(ctx, p.Name, r)
+	if err != nil {
 		return err
 	}
 	conninfo := fmt.Sprintf("host=%s port=%d user=postgres application_name=%s", p.IP, postgresPort, r)
@@ -640,7 +669,27 @@ func (pc *PostgresCluster) Rejoin(node string, clone bool) (how string, err erro
 	if clone {
 		mode = "clone"
 	}
-	return pc.rejoin(ctx, n, pc.Primary(), mode)
+	primary := pc.Primary()
+	if how, err = pc.rejoin(ctx, n, primary, mode); err != nil {
+		return "", err
+	}
+	// In a cluster whose every replica is a synchronous standby, the node
+	// becomes one again. (A failover sets the standbys it leaves itself.)
+	pc.pmu.Lock()
+	var names string
+	if pc.syncAll && !slices.Contains(pc.syncStandbys, node) {
+		pc.syncCommit = SyncRemoteApply
+		pc.syncStandbys = append(pc.syncStandbys, node)
+		slices.Sort(pc.syncStandbys)
+		names = firstOf(pc.syncStandbys)
+	}
+	pc.pmu.Unlock()
+	if names != "" {
+		if err := pc.setStandbyNames(ctx, primary, names); err != nil {
+			return how, fmt.Errorf("rejoin %s: %w", node, err)
+		}
+	}
+	return how, nil
 }
 
 // rejoin brings n, which is down, back as a replica of primary (see
@@ -656,8 +705,7 @@ func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode st
 	if pc.cutOff(node, primary) {
 		return "", fmt.Errorf("rejoin %s: a partition in force cuts it off from the primary %s, which pg_rewind needs; heal first", node, primary)
 	}
-	slot := "eccheck_" + node
-	if err := pc.exec(ctx, primary, `SELECT pg_create_physical_replication_slot(`+quote(slot)+`, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = `+quote(slot)+`)`); err != nil {
+	if _, err := pc.ensureSlot(ctx, primary, node); err != nil {
 		return "", fmt.Errorf("rejoin %s: %w", node, err)
 	}
 	// pg_rewind reads the source's timeline from its control file, which
@@ -672,7 +720,7 @@ func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode st
 		// either way.
 		first, firstHow := err, how
 		if kerr := pc.Cluster.Kill(node); kerr != nil {
-			return "", fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, first, kerr, node)
+			return "", killedAgainErr(node, first, kerr)
 		}
 		how, err = pc.rejoinOnce(ctx, n, primary, p.IP.String(), "clone", 90*time.Second)
 		if err == nil {
@@ -686,30 +734,18 @@ func (pc *PostgresCluster) rejoin(ctx context.Context, n *Node, primary, mode st
 		// A failure leaves the node down again, never running in a role
 		// nobody chose.
 		if kerr := pc.Cluster.Kill(node); kerr != nil {
-			return "", fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, err, kerr, node)
+			return "", killedAgainErr(node, err, kerr)
 		}
 		return "", fmt.Errorf("rejoin %s: %w; %s is down again: see its log ('eccheck cluster logs %s'), then 'eccheck nemesis rejoin --node %s'", node, err, node, node, node)
 	}
 	pc.setFenced(node, false)
-	pc.pmu.Lock()
-	syncAll := pc.syncAll
-	var names string
-	if syncAll && !slices.Contains(pc.syncStandbys, node) {
-		pc.syncCommit = SyncRemoteApply
-		pc.syncStandbys = append(pc.syncStandbys, node)
-		slices.Sort(pc.syncStandbys)
-		names = fmt.Sprintf("FIRST %d (%s)", len(pc.syncStandbys), strings.Join(pc.syncStandbys, ", "))
-	}
-	pc.pmu.Unlock()
-	if names != "" {
-		if err := pc.exec(ctx, primary, `ALTER SYSTEM SET synchronous_standby_names = `+quote(names)); err != nil {
-			return how, fmt.Errorf("rejoin %s: synchronous standbys of %s: %w", node, primary, err)
-		}
-		if err := pc.exec(ctx, primary, `SELECT pg_reload_conf()`); err != nil {
-			return how, fmt.Errorf("rejoin %s: reload %s: %w", node, primary, err)
-		}
-	}
 	return how, nil
+}
+
+// killedAgainErr is the error of a rejoin of node that failed with err
+// and whose kill, to leave it down again, failed with kerr.
+func killedAgainErr(node string, err, kerr error) error {
+	return fmt.Errorf("rejoin %s: %w (and it could not be killed again: %v; kill it by hand: 'eccheck nemesis kill --node %s')", node, err, kerr, node)
 }
 
 // rejoinOnce starts n, which is down, with a new rejoin file naming the
@@ -777,11 +813,11 @@ func (pc *PostgresCluster) rejoinOnce(ctx context.Context, n *Node, primary, ip,
 			stop()
 			return false, why
 		}
-		var got int64
-		if err := pc.query(cctx, n.Name, `SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)::bigint`, &got); err != nil {
+		got, err := pc.streamedTimeline(cctx, n.Name)
+		if err != nil {
 			return false, err.Error()
 		}
-		return uint64(got) == tli, fmt.Sprintf("a replica, not yet streaming timeline %d from %s", tli, primary)
+		return got == tli, fmt.Sprintf("a replica, not yet streaming timeline %d from %s", tli, primary)
 	})
 	readLog(ctx)
 	if err != nil && why != "" {

@@ -65,7 +65,7 @@ func (o PostgresOptions) syncSettings() (commit, names string, err error) {
 		}
 		seen[s] = true
 	}
-	return o.Sync, fmt.Sprintf("FIRST %d (%s)", len(standbys), strings.Join(standbys, ", ")), nil
+	return o.Sync, firstOf(standbys), nil
 }
 
 // Sync returns the primary's synchronous_commit setting (SyncRemoteApply)
