@@ -56,3 +56,35 @@ func (c *Client) Host() string { return c.host }
 
 // Close releases the connection.
 func (c *Client) Close() error { return c.api.Close() }
+
+// Engine describes the engine a run used, so that runs on different
+// machines can be compared: test.json records it.
+type Engine struct {
+	Version        string `json:"version"`
+	APIVersion     string `json:"api_version"`
+	StorageDriver  string `json:"storage_driver"`
+	CgroupVersion  string `json:"cgroup_version"`
+	CgroupDriver   string `json:"cgroup_driver"`
+	Kernel         string `json:"kernel"`
+	OS             string `json:"os"`
+	CPUs           int    `json:"cpus"`
+	MemoryBytes    int64  `json:"memory_bytes"`
+}
+
+// Engine asks the engine what it is.
+func (c *Client) Engine(ctx context.Context) (Engine, error) {
+	res, err := c.api.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return Engine{}, fmt.Errorf("engine info: %w", err)
+	}
+	i := res.Info
+	cg := i.CgroupVersion
+	if cg == "" {
+		cg = "1" // engines before API 1.40 do not say; they only know v1
+	}
+	return Engine{
+		Version: i.ServerVersion, APIVersion: c.APIVersion, StorageDriver: i.Driver,
+		CgroupVersion: cg, CgroupDriver: i.CgroupDriver, Kernel: i.KernelVersion, OS: i.OperatingSystem,
+		CPUs: i.NCPU, MemoryBytes: i.MemTotal,
+	}, nil
+}

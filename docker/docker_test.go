@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +15,23 @@ import (
 
 	"github.com/eccheck/eccheck/adapters/ecstore"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/store"
 )
+
+// opLog keeps the operations a nemesis records.
+type opLog struct {
+	mu  sync.Mutex
+	ops history.History
+}
+
+func (l *opLog) record(op history.Op) history.Op {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	op.Index = int64(len(l.ops))
+	l.ops = append(l.ops, op)
+	return op
+}
 
 func TestEcstoreImage(t *testing.T) {
 	c := engine(t)
@@ -327,6 +343,35 @@ func TestCluster(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
+	})
+
+	t.Run("nemesis/engine refuses a pause/recorded with its error, the run goes on", func(t *testing.T) {
+		// A node stopped behind the nemesis's back cannot be paused: the
+		// engine refuses, twice. The nemesis records that and goes on to
+		// its second fault; Run returns no error.
+		log := &opLog{}
+		o := nemesis.Options{Faults: []string{nemesis.KindPause}, Interval: 300 * time.Millisecond, Cycles: 2, Seed: 1}
+		nem, err := nemesis.New(cl, o, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		victim := nem.Schedule(1)[0].Nodes[0]
+		n, _ := cl.Node(victim)
+		if _, err := c.api.ContainerStop(ctx, n.ID, client.ContainerStopOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Start(victim)
+		if err := nem.Run(ctx); err != nil {
+			t.Fatalf("Run = %v, want nil: a refused fault does not end the run", err)
+		}
+		h := log.ops
+		if len(h) != 4 || h[0].F != "start-pause" || !strings.Contains(h[0].Error, "pause "+victim+":") || !strings.Contains(h[0].Error, "(tried twice)") {
+			t.Fatalf("history %+v: want a start-pause of %s with the engine's error, tried twice, then a second fault", h, victim)
+		}
+		if nem.Cycles() != 2 || nem.Failed() < 1 {
+			t.Fatalf("%d cycles, %d failed; want 2 and at least 1", nem.Cycles(), nem.Failed())
+		}
+		t.Logf("recorded: %s", h[0].Error)
 	})
 
 	t.Run("logs/node log/names the node", func(t *testing.T) {

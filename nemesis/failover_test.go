@@ -19,6 +19,7 @@ type fakePrimary struct {
 	failovers int
 	grudges   []string // the grudge in force at each Failover call
 	rejoin    bool     // the old primary comes back as a replica
+	untouched bool     // a failed Failover changed nothing
 }
 
 var _ Failoverer = (*fakePrimary)(nil)
@@ -35,6 +36,9 @@ func (f *fakePrimary) Failover() (FailoverResult, error) {
 	f.failovers++
 	f.grudges = append(f.grudges, fmt.Sprint(f.grudge))
 	if err := f.call("failover"); err != nil {
+		if f.untouched {
+			return FailoverResult{}, err
+		}
 		return FailoverResult{Killed: f.primary}, err
 	}
 	old := f.primary
@@ -142,23 +146,35 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("recorded %q", got)
 		}
 	})
-	t.Run("failover/fails/run stops, error recorded, never tried twice", func(t *testing.T) {
+	t.Run("failover/fails after a kill/error recorded, never tried twice, the run goes on", func(t *testing.T) {
 		c, log := &fakePrimary{fakeCluster: newFake(3), primary: "n1"}, newOpLog()
 		c.setFail("failover", errBoom)
-		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 2 * time.Millisecond}, log.record)
+		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 2 * time.Millisecond, Cycles: 1}, log.record)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = nem.Run(t.Context())
-		if err == nil || !strings.Contains(err.Error(), "failover from n1: boom") {
-			t.Fatalf("Run = %v, want the failover's error", err)
+		if err := nem.Run(t.Context()); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
 		}
-		if err := nem.HealAll(t.Context()); err != nil {
+		h := log.history()
+		if c.failovers != 1 || len(c.faults()) != 0 || len(h) != 2 || !strings.Contains(h[1].Error, "failover from n1: boom") {
+			t.Fatalf("%d failovers (want 1), faults %q, ops %v", c.failovers, c.faults(), h)
+		}
+		checkNemesisOps(t, h)
+	})
+	t.Run("failover/fails having changed nothing/tried a second time", func(t *testing.T) {
+		c, log := &fakePrimary{fakeCluster: newFake(3), primary: "n1", untouched: true}, newOpLog()
+		c.failTimes("failover", 1, errBoom)
+		nem, err := New(c, Options{Faults: []string{"failover"}, Interval: 2 * time.Millisecond, Cycles: 1}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nem.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		h := log.history()
-		if c.failovers != 1 || len(c.faults()) != 0 || len(h) != 2 || !strings.Contains(h[1].Error, "boom") {
-			t.Fatalf("%d failovers (want 1), faults %q, ops %v", c.failovers, c.faults(), h)
+		if c.failovers != 2 || len(h) != 2 || h[1].Error != "" || h[1].Value.String() != `{"killed":"n1","promoted":"n2"}` {
+			t.Fatalf("%d failovers (want 2), ops %v", c.failovers, h)
 		}
 	})
 }

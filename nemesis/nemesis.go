@@ -1,14 +1,21 @@
 // Package nemesis injects faults into a cluster on a schedule and heals
 // them: network partitions of several shapes (random halves, one node
 // isolated, a majorities ring, a bridge, a one-way cut), clock bumps and
-// strobes, killed and restarted nodes, paused and resumed nodes.
+// strobes, killed and restarted nodes, paused and resumed nodes, and, on
+// clusters that have them, failovers of a primary and replicas that lag.
 //
+// Each kind of fault is a file of its own (partition.go, clock.go, ...).
 // The schedule is a pure function of a seed and the node list, so one seed
 // gives one fault schedule; [Nemesis.Schedule] shows it without touching the
 // cluster. Every fault is recorded as a nemesis operation of the history
 // ("start-partition", "stop-partition", ...), and every fault is healed on
 // the way out: when [Nemesis.Run]'s context ends, when it panics, and on
 // demand by [Nemesis.HealAll].
+//
+// A fault the cluster fails to apply is tried a second time; if that fails
+// too, the operation is recorded with the error and the schedule goes on,
+// as Jepsen's nemesis does: the run's verdict stays about the data, and
+// the report lists the faults that could not be applied.
 //
 // The nemesis talks to a cluster through [Cluster], which the in-process
 // backend (store.LocalCluster) and the Docker backend implement. It imports
@@ -31,12 +38,13 @@ import (
 // Cluster is what the nemesis needs of a cluster. Every method returns an
 // error when it names a node the cluster does not have, or when the backend
 // could not apply the change (a container that would not start, a helper
-// that could not install a rule); the nemesis wraps that error with the
-// fault it was applying and returns it.
+// that could not install a rule).
 //
-// HealAll may undo the same fault twice (a retry after an error), so Heal,
-// SetClock, Start of a running node and Resume of a running node must
-// succeed and change nothing when there is nothing to undo.
+// The nemesis calls a method a second time when it fails, and HealAll may
+// undo the same fault twice, so Heal, SetClock, Start of a running node,
+// Resume of a running node, Kill of a stopped node and Partition with the
+// grudge in force must succeed and change nothing when there is nothing
+// to do.
 type Cluster interface {
 	// Nodes returns the node names.
 	Nodes() []string
@@ -57,109 +65,63 @@ type Cluster interface {
 	Resume(node string) error
 }
 
-// Failoverer is a [Cluster] with one primary that a failover replaces,
-// such as Postgres with streaming replicas; the "failover" fault needs it.
-type Failoverer interface {
-	// Primary returns the node that takes writes now.
-	Primary() string
-	// Failover kills the primary (it does not come back through Start),
-	// promotes a replica and points the rest at it; it may then bring the
-	// old primary back as a replica (Rejoined).
-	Failover() (FailoverResult, error)
-}
-
-// FailoverResult says what a failover did: the primary it killed, the
-// replica it promoted ("" if none), the replicas it rewound because they
-// had received WAL past the promotion point (they lose it, though they
-// may have served it), and the old primary if it came back as a replica.
-type FailoverResult struct {
-	Killed   string   `json:"killed"`
-	Promoted string   `json:"promoted,omitempty"`
-	Rewound  []string `json:"rewound,omitempty"`
-	Rejoined string   `json:"rejoined,omitempty"`
-}
-
-// Lagger is a [Cluster] whose replicas can fall behind on demand, still
-// serving reads, such as Postgres replicas whose WAL replay pauses; the
-// "lag" fault needs it.
-type Lagger interface {
-	// Replicas returns the nodes that can lag now.
-	Replicas() []string
-	// Lag stops (on) or resumes (off) a replica's applying of replicated
-	// writes. Resuming a node that does not lag (any more) succeeds.
-	Lag(node string, on bool) error
-}
-
 // Options configures a [Nemesis].
 type Options struct {
 	// Faults are the kinds of fault to inject, taking turns in this order:
-	// any of "partition", "clock", "kill", "pause", "failover" (see
-	// [ParseFaults]). A kind named twice comes up twice as often. Empty
-	// means no faults: Run just waits.
-	//
-	// A failover, on a cluster that is a [Failoverer], starts by cutting
-	// the primary off from every other node (clients still reach it: with
-	// asynchronous replication it goes on acknowledging writes that no
-	// replica gets) and, one interval later, stops with
-	// [Failoverer.Failover] and the partition healed. Healed early (Run
-	// ending, HealAll), only the partition is undone: the primary stays.
-	//
-	// A lag, on a cluster that is a [Lagger], makes one replica stop
-	// applying replicated writes for an interval while it goes on serving
-	// reads: replication lag on demand.
+	// any of [Kinds] (see [ParseFaults]). A kind named twice comes up twice
+	// as often. Empty means no faults: Run just waits.
 	Faults []string
 	// Interval is the time between fault changes: Run waits Interval,
 	// starts a fault, keeps it Interval, stops it, and so on. 0 means 10s.
 	Interval time.Duration
+	// Cycles, when positive, makes Run return once it has started and
+	// stopped this many faults, so that a run can last as long as its
+	// faults need rather than a fixed time. 0 means until ctx ends.
+	Cycles int
 	// Seed decides the schedule, with the node list and these options.
 	Seed uint64
 	// ClockMax is the largest clock offset, either way; offsets are whole
 	// milliseconds. 0 means 10s, as in Jepsen's clock nemesis.
 	ClockMax time.Duration
-	// Partitions are the partition shapes to draw from: "halves" (a random
-	// split in two), "isolate" (one node cut from all others), "ring" (every
-	// node sees a majority, no two the same one; a chain for 3 nodes),
-	// "bridge" (two halves that only talk through one bridge node),
-	// "one-way" (one node drops the messages of all others, which still get
-	// its own). Empty means every shape the node count allows (ring and
-	// bridge need 3 nodes).
+	// Partitions are the partition shapes to draw from (see [Shapes]):
+	// "halves" (a random split in two), "isolate" (one node cut from all
+	// others), "ring" (every node sees a majority, no two the same one; a
+	// chain for 3 nodes), "bridge" (two halves that only talk through one
+	// bridge node), "one-way" (one node drops the messages of all others,
+	// which still get its own). Empty means every shape the node count
+	// allows (ring and bridge need 3 nodes).
 	Partitions []string
 }
 
 // HealTimeout bounds the healing [Nemesis.Run] does on its way out.
 const HealTimeout = 30 * time.Second
 
+// retryPause is the wait before the second try of a cluster call that
+// failed; tests shorten it.
+var retryPause = time.Second
+
 // Nemesis injects the faults of a schedule into a cluster and heals them.
-// Run, HealAll and Active may be called from different goroutines.
+// Run, HealAll, Active and Cycles may be called from different goroutines.
 type Nemesis struct {
-	c      Cluster
-	o      Options
-	nodes  []string // sorted
-	shapes []string // partition shapes to draw from
-	record func(history.Op) history.Op
+	c          Cluster
+	o          Options
+	nodes      []string // sorted
+	shapes     []string // partition shapes to draw from
+	record     func(history.Op) history.Op
+	retryPause time.Duration
 
 	sem     chan struct{} // held while acting on the cluster
 	cur     *fault        // the fault possibly in force; guarded by sem
 	active  atomic.Pointer[[]string]
 	running atomic.Bool
-}
-
-// fault is a fault that may be in force, wholly or in part.
-type fault struct {
-	step Step
-	// pending are the nodes of a kill or pause that were acted on (or were
-	// being acted on) and are not yet back.
-	pending []string
-	strobe  *strobe
-	// failedOver says a failover's Failover was called (whatever came
-	// of it): it is never tried twice.
-	failedOver bool
+	cycles  atomic.Int64 // faults Run started and stopped
+	failed  atomic.Int64 // nemesis operations recorded with an error
 }
 
 // New returns a nemesis for cluster c, which records each fault it starts
 // or stops through record (nil records nothing). It checks the options
-// against the cluster's nodes: partitions need 2 nodes, a ring or a bridge
-// 3, and killing a minority needs 3.
+// against the cluster: partitions need 2 nodes, a ring or a bridge 3,
+// killing a minority 3, a failover or a lag a cluster that can do it.
 func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, error) {
 	nodes := sorted(c.Nodes())
 	if len(nodes) == 0 {
@@ -170,8 +132,8 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 			return nil, fmt.Errorf("nemesis: node %q appears twice in the cluster", nodes[i])
 		}
 	}
-	if o.Interval < 0 || o.ClockMax < 0 {
-		return nil, fmt.Errorf("nemesis: negative interval %s or clock offset %s", o.Interval, o.ClockMax)
+	if o.Interval < 0 || o.ClockMax < 0 || o.Cycles < 0 {
+		return nil, fmt.Errorf("nemesis: negative interval %s, clock offset %s or cycles %d", o.Interval, o.ClockMax, o.Cycles)
 	}
 	if o.Interval == 0 {
 		o.Interval = 10 * time.Second
@@ -184,45 +146,18 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 	}
 	o.Faults = slices.Clone(o.Faults)
 	for _, f := range o.Faults {
-		if !slices.Contains(faultKinds, f) {
-			return nil, fmt.Errorf("nemesis: unknown fault %q (valid: %s)", f, strings.Join(faultKinds, ", "))
+		k := kindNamed(f)
+		if k == nil {
+			return nil, fmt.Errorf("nemesis: unknown fault %q (valid: %s)", f, strings.Join(Kinds(), ", "))
 		}
-	}
-	n := len(nodes)
-	if slices.Contains(o.Faults, kindPartition) && n < 2 {
-		return nil, fmt.Errorf("nemesis: partitions need at least 2 nodes, the cluster has %d", n)
-	}
-	if slices.Contains(o.Faults, kindKill) && n < 3 {
-		return nil, fmt.Errorf("nemesis: killing a minority needs at least 3 nodes, the cluster has %d", n)
-	}
-	if slices.Contains(o.Faults, kindFailover) {
-		if _, ok := c.(Failoverer); !ok {
-			return nil, errors.New("nemesis: failover needs a cluster with a primary to replace (such as --db postgres); this one has none")
-		}
-		if n < 2 {
-			return nil, fmt.Errorf("nemesis: failover needs a replica to promote, the cluster has %d node(s)", n)
-		}
-	}
-	if slices.Contains(o.Faults, kindLag) {
-		if _, ok := c.(Lagger); !ok {
-			return nil, errors.New("nemesis: lag needs a cluster whose replicas can stop applying writes on demand (such as --db postgres); this one has none")
-		}
-		if n < 2 {
-			return nil, fmt.Errorf("nemesis: lag needs a replica, the cluster has %d node(s)", n)
+		if err := k.check(c, nodes); err != nil {
+			return nil, fmt.Errorf("nemesis: %w", err)
 		}
 	}
 	var shapes []string
 	for _, want := range o.Partitions {
-		i := slices.IndexFunc(partitionShapes, func(s shapeInfo) bool { return s.name == want })
-		if i < 0 {
-			var valid []string
-			for _, s := range partitionShapes {
-				valid = append(valid, s.name)
-			}
-			return nil, fmt.Errorf("nemesis: unknown partition shape %q (valid: %s)", want, strings.Join(valid, ", "))
-		}
-		if n < partitionShapes[i].minNodes {
-			return nil, fmt.Errorf("nemesis: partition %s needs at least %d nodes, the cluster has %d", want, partitionShapes[i].minNodes, n)
+		if err := checkShape(want, len(nodes)); err != nil {
+			return nil, fmt.Errorf("nemesis: %w", err)
 		}
 		if !slices.Contains(shapes, want) {
 			shapes = append(shapes, want)
@@ -230,13 +165,13 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 	}
 	if len(o.Partitions) == 0 {
 		for _, s := range partitionShapes {
-			if n >= s.minNodes {
+			if len(nodes) >= s.minNodes {
 				shapes = append(shapes, s.name)
 			}
 		}
 	}
 	o.Partitions = slices.Clone(o.Partitions)
-	return &Nemesis{c: c, o: o, nodes: nodes, shapes: shapes, record: record, sem: make(chan struct{}, 1)}, nil
+	return &Nemesis{c: c, o: o, nodes: nodes, shapes: shapes, record: record, retryPause: retryPause, sem: make(chan struct{}, 1)}, nil
 }
 
 // Schedule returns the first k steps of the schedule, without touching the
@@ -263,12 +198,22 @@ func (n *Nemesis) Active() []string {
 	return nil
 }
 
-// Run injects the schedule's faults until ctx is done: it waits one
-// interval, starts a fault, waits one interval, stops it, and so on. When
-// ctx ends, Run heals the fault in force (within [HealTimeout]) and returns
-// nil, or the healing's error. When the cluster fails to start or stop a
-// fault, Run heals what it can and returns the error. A panic inside Run
-// heals too, then goes on panicking. Only one Run may run at a time.
+// Cycles returns how many faults Run has started and stopped so far.
+func (n *Nemesis) Cycles() int { return int(n.cycles.Load()) }
+
+// Failed returns how many nemesis operations were recorded with an error:
+// faults that could not be applied or undone, even on a second try.
+func (n *Nemesis) Failed() int { return int(n.failed.Load()) }
+
+// Run injects the schedule's faults until ctx is done, or until it has
+// started and stopped [Options.Cycles] faults: it waits one interval,
+// starts a fault, waits one interval, stops it, and so on. A fault the
+// cluster fails to start or stop (twice) is recorded with the error and
+// the schedule goes on; while a fault cannot be undone, no new fault
+// starts, and each step tries the undo again instead. On its way out Run
+// heals the fault in force (within [HealTimeout]) and returns nil, or the
+// healing's error. A panic inside Run heals too, then goes on panicking.
+// Only one Run may run at a time.
 func (n *Nemesis) Run(ctx context.Context) (err error) {
 	if !n.running.CompareAndSwap(false, true) {
 		return errors.New("nemesis: Run is already running")
@@ -285,20 +230,37 @@ func (n *Nemesis) Run(ctx context.Context) (err error) {
 		}
 	}()
 	p := newPlanner(n.o, n.nodes, n.shapes)
-	for {
+	for n.o.Cycles == 0 || n.Cycles() < n.o.Cycles {
 		if !sleep(ctx, n.o.Interval) {
 			return n.healOnExit()
 		}
-		if err := n.start(ctx, p.next()); err != nil {
-			return errors.Join(err, n.healOnExit())
+		s := p.next()
+		if n.lingering() {
+			// A fault that could not be undone: try again, and start
+			// nothing new on a cluster in a state no one planned.
+			n.lock()
+			_ = n.undo()
+			n.unlock()
+			if n.lingering() {
+				continue
+			}
 		}
+		_ = n.start(ctx, s) // recorded with its error
 		if !sleep(ctx, n.o.Interval) {
 			return n.healOnExit()
 		}
-		if err := n.stop(); err != nil {
-			return errors.Join(err, n.healOnExit())
-		}
+		_ = n.stop()
+		n.cycles.Add(1)
 	}
+	return n.healOnExit()
+}
+
+// lingering reports whether a fault is (partly) in force between steps:
+// one whose stop failed.
+func (n *Nemesis) lingering() bool {
+	n.lock()
+	defer n.unlock()
+	return n.cur != nil
 }
 
 // sleep waits d, and reports false if ctx ended first.
@@ -313,10 +275,30 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// pause waits d.
+func pause(d time.Duration) {
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
 func (n *Nemesis) healOnExit() error {
 	ctx, cancel := context.WithTimeout(context.Background(), HealTimeout)
 	defer cancel()
 	return n.HealAll(ctx)
+}
+
+// try calls a cluster method, and once more after a pause when it fails;
+// the second error is the one returned.
+func (n *Nemesis) try(call func() error) error {
+	if err := call(); err == nil {
+		return nil
+	}
+	pause(n.retryPause)
+	if err := call(); err != nil {
+		return fmt.Errorf("%w (tried twice)", err)
+	}
+	return nil
 }
 
 // HealAll undoes every fault that may be in force: it heals the partition,
@@ -358,98 +340,33 @@ func (n *Nemesis) HealAll(ctx context.Context) error {
 func (n *Nemesis) lock()   { n.sem <- struct{}{} }
 func (n *Nemesis) unlock() { <-n.sem }
 
-// setCur makes f the fault in force, or none, and publishes its
-// description for Active.
+// setCur makes f the fault in force, or none when f is nil or nothing of
+// it is left, and publishes its description for Active.
 func (n *Nemesis) setCur(f *fault) {
-	n.cur = f
-	if f == nil {
+	if f == nil || !f.left {
+		n.cur = nil
 		n.active.Store(nil)
 		return
 	}
-	desc := f.step.Desc
-	if f.step.Kind == kindKill || f.step.Kind == kindPause {
-		if len(f.pending) > 0 && len(f.pending) < len(f.step.Nodes) {
-			desc = f.step.Kind + " " + strings.Join(f.pending, ",")
-		}
-	}
-	n.active.Store(&[]string{desc})
+	n.cur = f
+	n.active.Store(&[]string{f.desc()})
 }
 
 // start starts step s. The fault counts as in force before the first
-// cluster call, so that a failure or a panic half way leaves it for HealAll.
+// cluster call, so that a failure or a panic half way leaves it for the
+// stop or HealAll; a start that failed is still stopped as planned.
 func (n *Nemesis) start(ctx context.Context, s Step) error {
 	n.lock()
 	defer n.unlock()
-	f := &fault{step: s}
+	f := &fault{kind: kindNamed(s.Kind), step: s, left: true}
+	if f.kind == nil {
+		panic("nemesis: step of unknown kind " + s.Kind) // steps come from the planner
+	}
 	n.setCur(f)
-	var err error
-	switch s.Kind {
-	case kindPartition:
-		if e := n.c.Partition(s.Grudge); e != nil {
-			err = fmt.Errorf("%s: %w", s.Desc, e)
-		}
-	case kindClock:
-		if e := n.c.SetClock(s.Nodes[0], s.Offset); e != nil {
-			err = fmt.Errorf("%s: %w", s.Desc, e)
-		} else if s.Shape == clockStrobe {
-			f.strobe = startStrobe(ctx, n.c, s)
-		}
-	case kindKill, kindPause:
-		act := n.c.Kill
-		if s.Kind == kindPause {
-			act = n.c.Pause
-		}
-		for _, node := range s.Nodes {
-			f.pending = append(f.pending, node)
-			if e := act(node); e != nil {
-				err = fmt.Errorf("%s %s: %w", s.Kind, node, e)
-				break
-			}
-		}
-	case kindLag:
-		l := n.c.(Lagger)
-		replicas := sorted(l.Replicas())
-		if len(replicas) == 0 {
-			err = errors.New("lag: the cluster has no replica now (after failovers?)")
-			n.emit("start-"+s.Kind, nodeValue(""), err)
-			return err
-		}
-		node := replicas[s.Pick%len(replicas)]
-		f.step.Nodes = []string{node}
-		f.step.Desc = "lag " + node
-		n.setCur(f)
-		if e := l.Lag(node, true); e != nil {
-			err = fmt.Errorf("%s: %w", f.step.Desc, e)
-		}
-		n.emit("start-"+s.Kind, nodeValue(node), err)
-		return err
-	case kindFailover:
-		primary := n.c.(Failoverer).Primary()
-		f.step.Nodes = []string{primary}
-		f.step.Grudge = isolate(primary, n.nodes)
-		f.step.Desc = "failover: " + primary + " cut off"
-		n.setCur(f)
-		if e := n.c.Partition(f.step.Grudge); e != nil {
-			err = fmt.Errorf("%s: %w", f.step.Desc, e)
-		}
-		n.emit("start-"+s.Kind, primaryValue(primary), err)
-		return err
-	}
-	n.emit("start-"+s.Kind, startValue(s), err)
+	value, err := f.kind.start(ctx, n, f)
+	n.setCur(f)
+	n.emit("start-"+s.Kind, value, err)
 	return err
-}
-
-// isolate is the grudge that cuts node off from every other node, both
-// ways.
-func isolate(node string, nodes []string) map[string][]string {
-	g := map[string][]string{}
-	for _, o := range nodes {
-		if o != node {
-			g[node] = append(g[node], o)
-			g[o] = []string{node}
-		}
-	}
-	return g
 }
 
 // stop stops the fault in force, if any, as planned: a failover in force
@@ -457,103 +374,35 @@ func isolate(node string, nodes []string) map[string][]string {
 func (n *Nemesis) stop() error {
 	n.lock()
 	defer n.unlock()
-	if f := n.cur; f != nil && f.step.Kind == kindFailover && !f.failedOver {
-		return n.failover(f)
+	f := n.cur
+	if f == nil {
+		return nil
 	}
-	return n.undo()
-}
-
-// failover carries out the failover f: the old primary is killed and a
-// replica promoted, then the partition healed. The caller holds the lock.
-func (n *Nemesis) failover(f *fault) error {
-	f.failedOver = true
-	res, ferr := n.c.(Failoverer).Failover()
-	var errs []error
-	if ferr != nil {
-		errs = append(errs, fmt.Errorf("failover from %s: %w", f.step.Nodes[0], ferr))
-	}
-	if err := n.c.Heal(); err != nil {
-		errs = append(errs, fmt.Errorf("heal after the failover: %w", err))
-		n.setCur(f)
-	} else {
-		n.setCur(nil)
-	}
-	err := errors.Join(errs...)
-	n.emit("stop-"+kindFailover, rawValue(res), err)
+	value, err := f.kind.stop(n, f)
+	n.setCur(f)
+	n.emit("stop-"+f.step.Kind, value, err)
 	return err
 }
 
-// undo stops the fault in force, if any, and records that. The caller holds
-// the lock. What it could not undo stays in force. A failover not yet
-// carried out is undone by healing its partition only.
+// undo undoes the fault in force, if any, and records that. The caller
+// holds the lock. What it could not undo stays in force. A failover not
+// yet carried out is undone by healing its partition only.
 func (n *Nemesis) undo() error {
 	f := n.cur
 	if f == nil {
 		return nil
 	}
-	s := f.step
-	var errs []error
-	var value history.Value
-	inForce := false
-	switch s.Kind {
-	case kindPartition, kindFailover:
-		if err := n.c.Heal(); err != nil {
-			errs = append(errs, fmt.Errorf("heal %s: %w", s.Desc, err))
-			inForce = true
-		}
-		value = grudgeValue(s.Grudge)
-		if s.Kind == kindFailover && len(s.Nodes) > 0 {
-			value = primaryValue(s.Nodes[0])
-		}
-	case kindClock:
-		if f.strobe != nil {
-			if err := f.strobe.stop(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.Desc, err))
-			}
-			f.strobe = nil
-		}
-		if err := n.c.SetClock(s.Nodes[0], 0); err != nil {
-			errs = append(errs, fmt.Errorf("reset clock %s: %w", s.Nodes[0], err))
-			inForce = true
-		}
-		value = clockValue(s.Nodes[0], 0, 0)
-	case kindLag:
-		value = nodeValue("")
-		if len(s.Nodes) > 0 {
-			if err := n.c.(Lagger).Lag(s.Nodes[0], false); err != nil {
-				errs = append(errs, fmt.Errorf("resume %s: %w", s.Desc, err))
-				inForce = true
-			}
-			value = nodeValue(s.Nodes[0])
-		}
-	case kindKill, kindPause:
-		act, verb := n.c.Start, "start"
-		if s.Kind == kindPause {
-			act, verb = n.c.Resume, "resume"
-		}
-		var left []string
-		for _, node := range f.pending {
-			if err := act(node); err != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", verb, node, err))
-				left = append(left, node)
-			}
-		}
-		value = nodesValue(f.pending)
-		f.pending = left
-		inForce = len(left) > 0
-	}
-	if inForce {
-		n.setCur(f)
-	} else {
-		n.setCur(nil)
-	}
-	err := errors.Join(errs...)
-	n.emit("stop-"+s.Kind, value, err)
+	value, err := f.kind.undo(n, f)
+	n.setCur(f)
+	n.emit("stop-"+f.step.Kind, value, err)
 	return err
 }
 
 // emit records a nemesis operation, with the error's text if any.
 func (n *Nemesis) emit(f string, value history.Value, err error) {
+	if err != nil {
+		n.failed.Add(1)
+	}
 	if n.record == nil {
 		return
 	}
@@ -568,52 +417,13 @@ func (n *Nemesis) emit(f string, value history.Value, err error) {
 // the node and offset of a clock fault, the nodes killed or paused.
 func startValue(s Step) history.Value {
 	switch s.Kind {
-	case kindPartition:
+	case KindPartition:
 		return grudgeValue(s.Grudge)
-	case kindClock:
+	case KindClock:
 		return clockValue(s.Nodes[0], s.Offset, s.Period)
 	default:
 		return nodesValue(s.Nodes)
 	}
-}
-
-// nodeValue is {"node":"n2"}.
-func nodeValue(node string) history.Value {
-	return rawValue(struct {
-		Node string `json:"node"`
-	}{node})
-}
-
-// primaryValue is {"primary":"n1"}.
-func primaryValue(node string) history.Value {
-	return rawValue(struct {
-		Primary string `json:"primary"`
-	}{node})
-}
-
-// grudgeValue is a grudge as a JSON object, keys sorted:
-// {"n1":["n2","n3"],...}.
-func grudgeValue(g map[string][]string) history.Value {
-	return rawValue(g)
-}
-
-// clockValue is {"node":"n1","offset_ms":-3200}, with "strobe_ms" (the
-// strobe period) for a strobe.
-func clockValue(node string, offset, period time.Duration) history.Value {
-	return rawValue(struct {
-		Node     string `json:"node"`
-		OffsetMS int64  `json:"offset_ms"`
-		StrobeMS int64  `json:"strobe_ms,omitempty"`
-	}{node, offset.Milliseconds(), period.Milliseconds()})
-}
-
-// nodesValue is a list of node names.
-func nodesValue(nodes []string) history.Value {
-	vs := make([]history.Value, len(nodes))
-	for i, node := range nodes {
-		vs[i] = history.String(node)
-	}
-	return history.List(vs...)
 }
 
 func rawValue(v any) history.Value {
@@ -628,47 +438,29 @@ func rawValue(v any) history.Value {
 	return val
 }
 
-// strobe flips a node's clock between an offset and zero until stopped.
-type strobe struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error // the first SetClock error; read after done is closed
+// joinErrs joins errs with "; " (errors.Join's newlines do not fit on a
+// history line), keeping them for errors.Is; nil when there are none.
+func joinErrs(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return joinedError(errs)
 }
 
-// startStrobe starts flipping the clock of s's node every s.Period; the
-// clock is at s.Offset when it starts. It stops at stop, or when ctx ends.
-func startStrobe(ctx context.Context, c Cluster, s Step) *strobe {
-	ctx, cancel := context.WithCancel(ctx)
-	st := &strobe{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(st.done)
-		t := time.NewTicker(s.Period)
-		defer t.Stop()
-		on := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			on = !on
-			offset := time.Duration(0)
-			if on {
-				offset = s.Offset
-			}
-			if err := c.SetClock(s.Nodes[0], offset); err != nil {
-				st.err = fmt.Errorf("strobe %s: %w", s.Nodes[0], err)
-				return
-			}
-		}
-	}()
-	return st
+type joinedError []error
+
+func (e joinedError) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
 }
 
-// stop stops the strobe, waits for it, and returns the error that stopped it
-// early, if any.
-func (st *strobe) stop() error {
-	st.cancel()
-	<-st.done
-	return st.err
-}
+func (e joinedError) Unwrap() []error { return e }
+
+// joinNodes is "n1,n2".
+func joinNodes(nodes []string) string { return strings.Join(nodes, ",") }

@@ -177,8 +177,8 @@ func TestStartFailures(t *testing.T) {
 		}
 		c.setFail("kill n4", errBoom)
 		err = nem.start(t.Context(), Step{Kind: "kill", Desc: "kill n2,n4", Nodes: []string{"n2", "n4"}})
-		if !errors.Is(err, errBoom) || err.Error() != "kill n4: boom" {
-			t.Fatalf("start = %v, want kill n4: boom", err)
+		if !errors.Is(err, errBoom) || err.Error() != "kill n4: boom (tried twice)" {
+			t.Fatalf("start = %v, want kill n4: boom (tried twice)", err)
 		}
 		if got := c.faults(); !slices.Equal(got, []string{"killed n2"}) {
 			t.Fatalf("in force: %q", got)
@@ -190,30 +190,115 @@ func TestStartFailures(t *testing.T) {
 			t.Fatalf("in force after HealAll: %q", got)
 		}
 		h := log.history()
-		if h[0].Error != "kill n4: boom" {
+		if h[0].Error != "kill n4: boom (tried twice)" {
 			t.Fatalf("start op error %q", h[0].Error)
 		}
 		checkNemesisOps(t, h)
 	})
-	t.Run("start/partition fails in Run/Run returns the wrapped error and heals", func(t *testing.T) {
+	t.Run("start/partition fails in Run/recorded with the error, healed, the schedule goes on", func(t *testing.T) {
 		c, log := newFake(3), newOpLog()
-		nem, err := New(c, Options{Faults: []string{"partition"}, Interval: time.Millisecond}, log.record)
+		nem, err := New(c, Options{Faults: []string{"partition"}, Interval: time.Millisecond, Cycles: 2}, log.record)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.setFail("partition", errBoom)
-		err = nem.Run(t.Context())
-		if !errors.Is(err, errBoom) || !strings.HasPrefix(err.Error(), nem.Schedule(1)[0].Desc+": ") {
-			t.Fatalf("Run = %v, want %q wrapping boom", err, nem.Schedule(1)[0].Desc+": boom")
+		if err := nem.Run(t.Context()); err != nil {
+			t.Fatalf("Run = %v, want nil: a fault that cannot be applied does not end the run", err)
 		}
-		if !slices.Contains(c.calls, "heal") {
-			t.Fatalf("Run did not heal after the failure: calls %q", c.calls)
-		}
-		if got := fs(log.history()); got != "start-partition stop-partition" {
+		h := log.history()
+		if got := fs(h); got != "start-partition stop-partition start-partition stop-partition" {
 			t.Fatalf("recorded %q", got)
 		}
-		checkNemesisOps(t, log.history())
+		want := nem.Schedule(1)[0].Desc + ": boom (tried twice)"
+		if h[0].Error != want || h[1].Error != "" {
+			t.Fatalf("start error %q, stop error %q; want %q and none", h[0].Error, h[1].Error, want)
+		}
+		if n := strings.Count(strings.Join(c.calls, " "), "partition"); n != 4 {
+			t.Fatalf("Partition called %d times, want 4 (each start tried twice): %q", n, c.calls)
+		}
+		if !slices.Contains(c.calls, "heal") || nem.Failed() != 2 || nem.Cycles() != 2 {
+			t.Fatalf("calls %q, %d failed ops, %d cycles; want heals, 2 and 2", c.calls, nem.Failed(), nem.Cycles())
+		}
+		checkNemesisOps(t, h)
 	})
+	t.Run("start/pause fails once/the second try applies it, nothing recorded as failed", func(t *testing.T) {
+		c, log := newFake(3), newOpLog()
+		nem, err := New(c, Options{Faults: []string{"pause"}, Interval: time.Millisecond, Cycles: 1}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := nem.Schedule(1)[0].Nodes[0]
+		c.failTimes("pause "+node, 1, errBoom)
+		if err := nem.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		h := log.history()
+		if got := fs(h); got != "start-pause stop-pause" || h[0].Error != "" || nem.Failed() != 0 {
+			t.Fatalf("recorded %q, start error %q, %d failed", got, h[0].Error, nem.Failed())
+		}
+		if got := strings.Join(c.calls, " "); got != "pause "+node+" pause "+node+" resume "+node {
+			t.Fatalf("calls %q, want the pause tried twice then the resume", got)
+		}
+		checkNemesisOps(t, h)
+	})
+	t.Run("stop/restart fails/no new fault starts until it is undone", func(t *testing.T) {
+		c, log := newFake(3), newOpLog()
+		nem, err := New(c, Options{Faults: []string{"kill", "pause"}, Interval: time.Millisecond, Cycles: 2}, log.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		killed := nem.Schedule(1)[0].Nodes[0]
+		// The restart fails at the stop (twice) and at the next step's
+		// retry (twice); the retry after that works.
+		c.failTimes("start "+killed, 4, errBoom)
+		if err := nem.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		h := log.history()
+		// Step 1 (a pause) is skipped: its turn went to the retry.
+		if got := fs(h); got != "start-kill stop-kill stop-kill stop-kill start-kill stop-kill" {
+			t.Fatalf("recorded %q: want the failed restart retried at each step before anything new starts", got)
+		}
+		if want := startValue(nem.Schedule(3)[2]); !h[4].Value.Equal(want) {
+			t.Fatalf("the second start is %s, want schedule step 2's %s", h[4].Value, want)
+		}
+		if !strings.Contains(h[1].Error, "start "+killed+": boom (tried twice)") || h[2].Error == "" || h[3].Error != "" {
+			t.Fatalf("stop errors %q, %q, %q", h[1].Error, h[2].Error, h[3].Error)
+		}
+		if got := c.faults(); len(got) > 0 {
+			t.Fatalf("in force after Run: %q", got)
+		}
+		checkNemesisOps(t, h)
+	})
+}
+
+func TestCycles(t *testing.T) {
+	c, log := newFake(5), newOpLog()
+	nem, err := New(c, Options{Faults: []string{"partition", "clock", "kill", "pause"}, Interval: time.Millisecond, Cycles: 6, Seed: 3}, log.record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- nem.Run(t.Context()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cycles/six cycles/Run returns by itself: still running after 5 s")
+	}
+	h := log.history()
+	checkNemesisOps(t, h)
+	if len(h) != 12 || nem.Cycles() != 6 {
+		t.Fatalf("cycles/six cycles/six starts and six stops: %d ops, %d cycles: %s", len(h), nem.Cycles(), fs(h))
+	}
+	if got := c.faults(); len(got) > 0 {
+		t.Fatalf("cycles/six cycles/nothing in force after: %q", got)
+	}
+	if _, err := New(c, Options{Cycles: -1}, nil); err == nil {
+		t.Fatal("cycles/negative/refused: New accepted it")
+	}
 }
 
 func TestRun(t *testing.T) {

@@ -77,3 +77,29 @@ func splitFault(f string) (verb, kind string) {
 	}
 	return "", ""
 }
+
+// FaultError is a nemesis operation that could not be carried out: a
+// fault the cluster failed to apply or undo, even on a second try. The run
+// went on; its verdict is about the data, and the report lists these so
+// that a reader knows which faults did not happen as planned.
+type FaultError struct {
+	// Index is the operation's line in the history; Time its time in
+	// nanoseconds since the run started.
+	Index int64 `json:"index"`
+	Time  int64 `json:"time"`
+	// F is what the nemesis tried: "start-pause", "stop-partition", ...
+	F     string `json:"f"`
+	Error string `json:"error"`
+}
+
+// FaultErrors returns the nemesis operations of h that carry an error, in
+// history order; nil when there are none.
+func FaultErrors(h history.History) []FaultError {
+	var out []FaultError
+	for _, op := range h {
+		if op.Process == history.Nemesis && op.Error != "" {
+			out = append(out, FaultError{Index: op.Index, Time: op.Time, F: op.F, Error: op.Error})
+		}
+	}
+	return out
+}

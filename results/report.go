@@ -29,6 +29,9 @@ type Report struct {
 	Verdict  checkers.Verdict  `json:"verdict"`  // all results composed
 	Results  []checkers.Result `json:"results"`
 	Warnings []string          `json:"warnings,omitempty"`
+	// FaultErrors are the faults the nemesis could not apply or undo
+	// (see [FaultErrors]); set by the caller, which has the history.
+	FaultErrors []FaultError `json:"fault_errors,omitempty"`
 }
 
 // NewReport composes the verdict of rs.
@@ -87,6 +90,16 @@ func WriteTable(w io.Writer, r Report) error {
 		}
 		for _, art := range res.Artifacts {
 			fmt.Fprintf(w, "  see %s\n", art)
+		}
+	}
+	if len(r.FaultErrors) > 0 {
+		fmt.Fprintf(w, "\nfaults not carried out (the run went on; each is in the history): %d\n", len(r.FaultErrors))
+		for i, fe := range r.FaultErrors {
+			if i == ShownAnomalies {
+				fmt.Fprintf(w, "  ... and %d more\n", len(r.FaultErrors)-ShownAnomalies)
+				break
+			}
+			fmt.Fprintf(w, "  - #%d at %s s %s: %s\n", fe.Index, seconds(fe.Time), fe.F, fe.Error)
 		}
 	}
 	fmt.Fprintf(w, "\nverdict: %s\n", r.Verdict)

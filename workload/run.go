@@ -21,10 +21,16 @@ type Client interface {
 
 // Nemesis injects faults while the workers run; HealAll undoes every fault
 // and must work after Run returned. The nemesis package provides one.
+// When Run returns before its context ends (it has carried out the faults
+// it was asked for), the workers stop. Cycles and Failed count the faults
+// started and stopped, and the fault operations that could not be carried
+// out; Active describes the faults in force.
 type Nemesis interface {
 	Run(ctx context.Context) error
 	HealAll(ctx context.Context) error
 	Active() []string
+	Cycles() int
+	Failed() int
 }
 
 // Recorder is where operations go; history.Recorder is one.
@@ -62,7 +68,8 @@ type Options struct {
 	MaxOps   int64
 	Recorder Recorder
 	// Nemesis, if set, runs alongside the workers and is healed before
-	// the final phase.
+	// the final phase. When its Run returns early, the workers stop: with
+	// a nemesis that stops after so many faults, TimeLimit is a bound.
 	Nemesis Nemesis
 	// Recovery is how long to wait after healing, before the final reads.
 	Recovery time.Duration
@@ -85,6 +92,13 @@ type Summary struct {
 	// Elapsed is the whole run; Workload the part before the final phase.
 	Elapsed, Workload time.Duration
 	FinalReads        int
+	// FaultCycles counts the faults the nemesis started and stopped;
+	// FaultsFailed the fault operations it recorded with an error (a fault
+	// the cluster could not apply or undo, even on a second try).
+	FaultCycles, FaultsFailed int
+	// Warnings are what went wrong without stopping the run, such as a
+	// heal that failed before the final reads.
+	Warnings []string
 }
 
 // counters are shared by the workers.
@@ -111,7 +125,9 @@ func (c *counters) count(t history.Type) {
 //
 // The nemesis is healed on every way out, including a canceled ctx and a
 // panic in a worker. Run returns an error only when the harness itself
-// failed (a client could not be made); anomalies are for the checkers.
+// failed (a client could not be made); anomalies are for the checkers, and
+// faults that could not be applied or healed are in the history and in
+// the summary's FaultsFailed and Warnings.
 func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if o.Recorder == nil || o.NewClient == nil || len(o.Nodes) == 0 || len(o.Parts) == 0 {
 		return sum, errors.New("workload: Recorder, NewClient, Nodes and Parts are required")
@@ -137,8 +153,11 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	defer func() {
 		if !healed {
 			if herr := heal(); herr != nil {
-				err = errors.Join(err, fmt.Errorf("heal: %w", herr))
+				sum.Warnings = append(sum.Warnings, fmt.Sprintf("heal: %v", herr))
 			}
+		}
+		if o.Nemesis != nil {
+			sum.FaultCycles, sum.FaultsFailed = o.Nemesis.Cycles(), o.Nemesis.Failed()
 		}
 	}()
 
@@ -172,7 +191,10 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	var nemDone chan error
 	if o.Nemesis != nil {
 		nemDone = make(chan error, 1)
-		go func() { nemDone <- o.Nemesis.Run(wctx) }()
+		go func() {
+			nemDone <- o.Nemesis.Run(wctx)
+			stopWorkers() // the faults asked for are done
+		}()
 	}
 	progress := func(phase string) {
 		if o.Progress == nil {
@@ -268,15 +290,17 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	}
 	if nemDone != nil {
 		if nerr := <-nemDone; nerr != nil {
-			err = errors.Join(err, fmt.Errorf("nemesis: %w", nerr))
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("nemesis: %v", nerr))
 		}
 	}
 
-	// Final phase: heal, recover, read everything from everywhere.
+	// Final phase: heal, recover, read everything from everywhere. A heal
+	// that fails is a warning: the final reads then show the cluster as
+	// it is, and the history records the failed stop.
 	progress("healing")
 	healed = true
 	if herr := heal(); herr != nil {
-		err = errors.Join(err, fmt.Errorf("heal: %w", herr))
+		sum.Warnings = append(sum.Warnings, fmt.Sprintf("heal before the final reads: %v", herr))
 	}
 	if ctx.Err() == nil && o.Recovery > 0 {
 		progress("recovery")

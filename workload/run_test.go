@@ -73,11 +73,29 @@ func (c memClient) Invoke(ctx context.Context, op history.Op) history.Op {
 // fakeNemesis counts its calls; a fake is fine in this unit test.
 type fakeNemesis struct {
 	runs, heals atomic.Int64
+	// doneAfter, when set, makes Run return after it, as a nemesis does
+	// once it has carried out the faults it was asked for.
+	doneAfter time.Duration
+	// healErr is what HealAll returns.
+	healErr error
 }
 
-func (f *fakeNemesis) Run(ctx context.Context) error { f.runs.Add(1); <-ctx.Done(); return nil }
-func (f *fakeNemesis) HealAll(context.Context) error { f.heals.Add(1); return nil }
+func (f *fakeNemesis) Run(ctx context.Context) error {
+	f.runs.Add(1)
+	if f.doneAfter > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(f.doneAfter):
+		}
+		return nil
+	}
+	<-ctx.Done()
+	return nil
+}
+func (f *fakeNemesis) HealAll(context.Context) error { f.heals.Add(1); return f.healErr }
 func (f *fakeNemesis) Active() []string              { return []string{"fake"} }
+func (f *fakeNemesis) Cycles() int                   { return 2 }
+func (f *fakeNemesis) Failed() int                   { return 1 }
 
 func runMem(t *testing.T, s *memStore, names []string, o Options) (Summary, history.History) {
 	t.Helper()
@@ -210,6 +228,24 @@ func TestStreamsAreAFunctionOfTheSeed(t *testing.T) {
 			}
 			seen[v] = true
 		}
+	}
+}
+
+// When the nemesis has done the faults it was asked for, the workers stop,
+// long before the time limit; a heal that fails is a warning, not the end
+// of the run.
+func TestRunStopsWhenTheNemesisIsDone(t *testing.T) {
+	nem := &fakeNemesis{doneAfter: 100 * time.Millisecond, healErr: errors.New("engine refused")}
+	start := time.Now()
+	sum, _ := runMem(t, newMemStore(), []string{Register}, Options{Seed: 1, TimeLimit: time.Minute, Rate: 2000, Nemesis: nem})
+	if el := time.Since(start); el > 20*time.Second {
+		t.Fatalf("run/nemesis done after 100ms/workers stop: the run took %v of its 1m limit", el)
+	}
+	if sum.FinalReads == 0 || sum.FaultCycles != 2 || sum.FaultsFailed != 1 {
+		t.Fatalf("run/nemesis done/final reads and the nemesis's counts in the summary: %+v", sum)
+	}
+	if len(sum.Warnings) != 1 || !strings.Contains(sum.Warnings[0], "heal before the final reads: engine refused") {
+		t.Fatalf("run/heal fails/a warning naming it: %q", sum.Warnings)
 	}
 }
 

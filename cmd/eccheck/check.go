@@ -246,7 +246,9 @@ func checkHistory(ctx context.Context, source string, h history.History, warning
 	if err := ctx.Err(); err != nil {
 		return results.Report{}, fmt.Errorf("check interrupted: %w", err)
 	}
-	return results.NewReport(source, checkers.Workload(strings.Join(names, "+")), len(ops), rs, warnings), nil
+	rep := results.NewReport(source, checkers.Workload(strings.Join(names, "+")), len(ops), rs, warnings)
+	rep.FaultErrors = results.FaultErrors(h)
+	return rep, nil
 }
 
 func writeReport(a *app, format string, rep results.Report) error {

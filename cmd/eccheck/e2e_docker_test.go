@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +88,18 @@ func (e *buildError) Error() string {
 	return "go build of a static eccheck: " + e.err.Error() + "\n" + e.out
 }
 
+// checkEngineRecorded checks that test.json describes the engine, so that
+// a run can be compared with one on another machine.
+func checkEngineRecorded(t *testing.T, cfg testConfig) {
+	t.Helper()
+	e := cfg.Engine
+	if e == nil || e.Version == "" || e.StorageDriver == "" || e.CgroupVersion == "" || e.Kernel == "" {
+		t.Errorf("docker/test.json/engine version, storage driver, cgroup version and kernel recorded: %+v", e)
+		return
+	}
+	t.Logf("engine %s, storage driver %s, cgroup v%s (%s)", e.Version, e.StorageDriver, e.CgroupVersion, e.CgroupDriver)
+}
+
 // leftovers lists the containers and networks labelled with the cluster.
 func leftovers(t *testing.T, c *docker.Client, name string) []string {
 	t.Helper()
@@ -119,7 +132,16 @@ func runDockerE2E(t *testing.T, args ...string) (int, e2eReport) {
 	name := "e2e-" + shortID()
 	t.Cleanup(func() { c.Down(context.Background(), name) })
 	code, rep, dir := runE2E(t, append([]string{"--cluster", "docker", "--cluster-name", name}, args...)...)
-	b, err := os.ReadFile(filepath.Join(dir, "nodes", "n1.log"))
+	var cfg testConfig
+	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		t.Fatalf("docker/test.json: %v", err)
+	}
+	checkEngineRecorded(t, cfg)
+	b, err = os.ReadFile(filepath.Join(dir, "nodes", "n1.log"))
 	if err != nil || !strings.Contains(string(b), "ecstore n1") {
 		t.Errorf("docker/node log/saved: nodes/n1.log: %v, %q", err, b)
 	}
@@ -130,7 +152,7 @@ func runDockerE2E(t *testing.T, args ...string) (int, e2eReport) {
 }
 
 func TestE2EDockerLWWPartitionsBreakSessions(t *testing.T) {
-	code, rep := runDockerE2E(t, "--mode", "lww", "--w", "1", "--r", "1", "--workload", "session", "--nemesis", "partition", "--time-limit", "8s", "--nemesis-interval", "5s", "--seed", "11")
+	code, rep := runDockerE2E(t, "--mode", "lww", "--w", "1", "--r", "1", "--workload", "session", "--nemesis", "partition", "--nemesis-cycles", "1", "--nemesis-interval", "5s", "--seed", "11")
 	if code != exitInvalid {
 		t.Fatalf("docker/lww w1r1 partition/exit 1: exit %d", code)
 	}
@@ -138,7 +160,7 @@ func TestE2EDockerLWWPartitionsBreakSessions(t *testing.T) {
 }
 
 func TestE2EDockerRaftPartitionKillValid(t *testing.T) {
-	code, rep := runDockerE2E(t, "--mode", "raft", "--nemesis", "partition,kill", "--time-limit", "10s", "--nemesis-interval", "2s", "--recovery", "3s", "--seed", "5")
+	code, rep := runDockerE2E(t, "--mode", "raft", "--nemesis", "partition,kill", "--nemesis-cycles", "2", "--nemesis-interval", "2s", "--recovery", "3s", "--seed", "5")
 	if code != exitValid {
 		t.Fatalf("docker/raft partition,kill/exit 0: exit %d, results %+v", code, rep.Results)
 	}
@@ -148,7 +170,7 @@ func TestE2EDockerRaftPartitionKillValid(t *testing.T) {
 // Seeds 12, 21 and 22 all gave lost-writes invalid here (1870, 1315 and 927
 // lost writes), so the verdict does not hang on one schedule.
 func TestE2EDockerLWWClockSkewLosesWrites(t *testing.T) {
-	code, rep := runDockerE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "clock", "--clock-max", "5s", "--nemesis-interval", "2s", "--time-limit", "8s", "--seed", "12")
+	code, rep := runDockerE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "clock", "--clock-max", "5s", "--nemesis-interval", "2s", "--nemesis-cycles", "2", "--seed", "12")
 	if code != exitInvalid {
 		t.Fatalf("docker/lww clock skew/exit 1: exit %d, results %+v", code, rep.Results)
 	}

@@ -14,7 +14,11 @@ import (
 // assert what each configuration must show. Each runs a few seconds.
 
 type e2eReport struct {
-	Verdict string `json:"verdict"`
+	Verdict     string `json:"verdict"`
+	FaultErrors []struct {
+		F     string `json:"f"`
+		Error string `json:"error"`
+	} `json:"fault_errors"`
 	Results []struct {
 		Checker      string             `json:"checker"`
 		Verdict      string             `json:"verdict"`
@@ -65,7 +69,7 @@ func expectVerdicts(t *testing.T, rep e2eReport, want map[string]string) {
 }
 
 func TestE2ELWWPartitionsBreakSessions(t *testing.T) {
-	code, rep, _ := runE2E(t, "--mode", "lww", "--w", "1", "--r", "1", "--workload", "session", "--nemesis", "partition", "--time-limit", "5s", "--seed", "11")
+	code, rep, _ := runE2E(t, "--mode", "lww", "--w", "1", "--r", "1", "--workload", "session", "--nemesis", "partition", "--nemesis-cycles", "2", "--seed", "11")
 	if code != exitInvalid {
 		t.Fatalf("exit %d, want %d", code, exitInvalid)
 	}
@@ -73,26 +77,26 @@ func TestE2ELWWPartitionsBreakSessions(t *testing.T) {
 }
 
 func TestE2ELWWClockSkewLosesWrites(t *testing.T) {
-	_, rep, _ := runE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "clock", "--clock-max", "5s", "--time-limit", "6s", "--seed", "12")
+	_, rep, _ := runE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "clock", "--clock-max", "5s", "--nemesis-cycles", "3", "--seed", "12")
 	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
 }
 
 func TestE2ESetsLWWBlobLosesAddsORSetDoesNot(t *testing.T) {
-	_, blob, _ := runE2E(t, "--mode", "lww", "--workload", "set", "--set-impl", "lww-blob", "--nemesis", "partition", "--time-limit", "4s", "--seed", "13")
+	_, blob, _ := runE2E(t, "--mode", "lww", "--workload", "set", "--set-impl", "lww-blob", "--nemesis", "partition", "--nemesis-cycles", "2", "--seed", "13")
 	expectVerdicts(t, blob, map[string]string{"lost-writes": "invalid"})
-	_, orset, _ := runE2E(t, "--mode", "lww", "--workload", "set", "--set-impl", "orset", "--nemesis", "partition", "--time-limit", "4s", "--seed", "13")
+	_, orset, _ := runE2E(t, "--mode", "lww", "--workload", "set", "--set-impl", "orset", "--nemesis", "partition", "--nemesis-cycles", "2", "--seed", "13")
 	expectVerdicts(t, orset, map[string]string{"lost-writes": "valid"})
 }
 
 func TestE2EPrimaryFailoverLosesWrites(t *testing.T) {
-	_, rep, _ := runE2E(t, "--mode", "primary", "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "3s", "--time-limit", "9s", "--seed", "14")
+	_, rep, _ := runE2E(t, "--mode", "primary", "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "3s", "--nemesis-cycles", "1", "--seed", "14")
 	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
 }
 
 func TestE2ERaftIsLinearizableUnderFaults(t *testing.T) {
 	for _, seed := range []string{"21", "22"} {
 		t.Run("raft/seed-"+seed+"/valid", func(t *testing.T) {
-			code, rep, dir := runE2E(t, "--mode", "raft", "--workload", "register,set", "--nemesis", "partition,kill,clock", "--time-limit", "6s", "--seed", seed)
+			code, rep, dir := runE2E(t, "--mode", "raft", "--workload", "register,set", "--nemesis", "partition,kill,clock", "--nemesis-cycles", "3", "--seed", seed)
 			if code != exitValid {
 				t.Fatalf("exit %d, want 0; results %+v (run dir %s)", code, rep.Results, dir)
 			}
@@ -104,7 +108,7 @@ func TestE2ERaftIsLinearizableUnderFaults(t *testing.T) {
 // (not their exact times) must be the same.
 func TestE2ESeedFixesTheFaultSchedule(t *testing.T) {
 	faults := func() []string {
-		_, _, dir := runE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "partition,clock,pause", "--time-limit", "4s", "--seed", "99")
+		_, _, dir := runE2E(t, "--mode", "lww", "--workload", "register", "--nemesis", "partition,clock,pause", "--nemesis-cycles", "2", "--seed", "99")
 		h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
 		if err != nil {
 			t.Fatal(err)

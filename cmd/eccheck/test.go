@@ -38,8 +38,10 @@ type testOptions struct {
 	workloads       string
 	nemesis         string
 	nemesisInterval time.Duration
+	nemesisCycles   int
 	clockMax        time.Duration
 	timeLimit       time.Duration
+	timeLimitSet    bool
 	concurrency     int
 	rate            float64
 	seed            uint64
@@ -112,6 +114,7 @@ start, and --seed repeats a run's choices.`,
 			o.opTimeoutDefault = !cmd.Flags().Changed("op-timeout")
 			o.recoveryDefault = !cmd.Flags().Changed("recovery")
 			o.nemesisDefault = !cmd.Flags().Changed("nemesis")
+			o.timeLimitSet = cmd.Flags().Changed("time-limit")
 			for _, name := range []string{"pg-sync", "pg-read", "pg-apply-delay", "pg-standbys", "pg-promote", "pg-rejoin"} {
 				if cmd.Flags().Changed(name) {
 					o.pgFlags = append(o.pgFlags, "--"+name)
@@ -147,8 +150,9 @@ start, and --seed repeats a run's choices.`,
 	f.StringVar(&o.workloads, "workload", "register,session,set", "workloads, comma-separated: "+strings.Join(workload.Names, ", "))
 	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: partition, clock, kill, pause, failover and lag (postgres); or none (the default with --db postgres)")
 	f.DurationVar(&o.nemesisInterval, "nemesis-interval", 5*time.Second, "time between fault changes")
+	f.IntVar(&o.nemesisCycles, "nemesis-cycles", 0, "end the workload once the nemesis has started and stopped this many faults, however long they take; --time-limit then bounds the run (default bound with cycles: 10m)")
 	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
-	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs")
+	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs (with --nemesis-cycles: at most)")
 	f.IntVar(&o.concurrency, "concurrency", 10, "concurrent clients")
 	f.Float64Var(&o.rate, "rate", 0, "target operations per second in all (0 = as fast as the clients go)")
 	f.Uint64Var(&o.seed, "seed", 0, "seed for operations and faults (default: random, printed)")
@@ -171,9 +175,9 @@ func (o *testOptions) validate() error {
 		}
 	} else if len(o.pgFlags) > 0 {
 		return usagef("%s: the --pg-* flags go with --db postgres", strings.Join(o.pgFlags, ", "))
-	} else if fs, err := nemesis.ParseFaults(o.nemesis); err == nil && slices.Contains(fs, "failover") {
+	} else if fs, err := nemesis.ParseFaults(o.nemesis); err == nil && slices.Contains(fs, nemesis.KindFailover) {
 		return usagef("--nemesis failover: a failover needs a cluster with a primary to replace (--db postgres); ecstore's primary mode fails over by itself under kill and partition")
-	} else if err == nil && slices.Contains(fs, "lag") {
+	} else if err == nil && slices.Contains(fs, nemesis.KindLag) {
 		return usagef("--nemesis lag: pausing a replica's replay needs --db postgres; for ecstore, delay links with 'eccheck nemesis delay'")
 	}
 	switch {
@@ -193,6 +197,10 @@ func (o *testOptions) validate() error {
 		return usagef("--time-limit must be positive")
 	case o.rate < 0 || o.opTimeout <= 0 || o.recovery < 0 || o.nemesisInterval <= 0:
 		return usagef("--rate, --recovery must not be negative; --op-timeout and --nemesis-interval must be positive")
+	case o.nemesisCycles < 0:
+		return usagef("--nemesis-cycles %d: want 0 (run for --time-limit) or a number of faults", o.nemesisCycles)
+	case o.nemesisCycles > 0 && (o.nemesis == "" || o.nemesis == "none"):
+		return usagef("--nemesis-cycles %d counts faults: name them with --nemesis", o.nemesisCycles)
 	}
 	if err := o.check.validate(); err != nil {
 		return err
@@ -244,6 +252,7 @@ type testConfig struct {
 	Workloads []string  `json:"workloads"`
 	Nemesis   []string  `json:"nemesis"`
 	Interval  string    `json:"nemesis_interval"`
+	Cycles    int       `json:"nemesis_cycles,omitempty"`
 	TimeLimit string    `json:"time_limit"`
 	Conc      int       `json:"concurrency"`
 	Rate      float64   `json:"rate"`
@@ -251,6 +260,9 @@ type testConfig struct {
 	// ClusterName and Images: the Docker cluster and the images it ran.
 	ClusterName string            `json:"cluster_name,omitempty"`
 	Images      map[string]string `json:"images,omitempty"`
+	// Engine is the Docker engine the run used: its version, storage
+	// driver and cgroup version, so that runs can be compared.
+	Engine *docker.Engine `json:"engine,omitempty"`
 	// PGSync, PGRead and PGApplyDelay: the Postgres settings (--db postgres).
 	PGSync       string            `json:"pg_sync,omitempty"`
 	PGRead       string            `json:"pg_read,omitempty"`
@@ -273,6 +285,9 @@ func runTest(ctx context.Context, o testOptions, a *app) (results.Report, error)
 func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report, dir string, err error) {
 	if o.db == dbPostgres && o.nemesisDefault {
 		o.nemesis = "none"
+	}
+	if o.nemesisCycles > 0 && !o.timeLimitSet {
+		o.timeLimit = cyclesBound
 	}
 	if err := o.validate(); err != nil {
 		return results.Report{}, dir, err
@@ -302,7 +317,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	cfg := testConfig{
 		Version: versionString(), Seed: o.seed, Start: start, DB: o.db, Cluster: o.cluster, Mode: o.mode,
 		Nodes: o.nodes, N: o.n, W: o.w, R: o.r, SetImpl: o.setImpl, Sessions: o.sessions,
-		Workloads: parts, Nemesis: faults, Interval: o.nemesisInterval.String(), TimeLimit: o.timeLimit.String(),
+		Workloads: parts, Nemesis: faults, Interval: o.nemesisInterval.String(), Cycles: o.nemesisCycles, TimeLimit: o.timeLimit.String(),
 		Conc: o.concurrency, Rate: o.rate, Args: os.Args[1:],
 	}
 	if o.db == dbPostgres {
@@ -328,7 +343,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 			return results.Report{}, dir, err
 		}
 		defer pg.close(logf)
-		cfg.ClusterName, cfg.Images = pg.pc.Name(), map[string]string{docker.RolePostgres: pg.image}
+		cfg.ClusterName, cfg.Images, cfg.Engine = pg.pc.Name(), map[string]string{docker.RolePostgres: pg.image}, engineInfo(ctx, pg.c, logf)
 		if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
 			return results.Report{}, dir, err
 		}
@@ -339,7 +354,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 			return results.Report{}, dir, err
 		}
 		defer dc.close(logf)
-		cfg.ClusterName, cfg.Images = dc.cl.Name(), dc.images
+		cfg.ClusterName, cfg.Images, cfg.Engine = dc.cl.Name(), dc.images, engineInfo(ctx, dc.c, logf)
 		if err := writeJSONFile(filepath.Join(dir, "test.json"), cfg); err != nil {
 			return results.Report{}, dir, err
 		}
@@ -377,7 +392,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	}
 	var nem workload.Nemesis
 	if len(faults) > 0 {
-		n, err := nemesis.New(nemCluster, nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Seed: o.seed, ClockMax: o.clockMax}, rec.Record)
+		n, err := nemesis.New(nemCluster, nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Cycles: o.nemesisCycles, Seed: o.seed, ClockMax: o.clockMax}, rec.Record)
 		if err != nil {
 			return results.Report{}, dir, usageError{fmt.Errorf("--nemesis: %w", err)}
 		}
@@ -418,7 +433,11 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 			return ecstore.New(cluster.Addr(node), opts), nil
 		}
 	}
-	logf("workload %s, %d clients, nemesis %s every %v, %v", strings.Join(parts, ","), o.concurrency, orNone(faults), o.nemesisInterval, o.timeLimit)
+	length := o.timeLimit.String()
+	if o.nemesisCycles > 0 {
+		length = fmt.Sprintf("until %d faults are done (at most %v)", o.nemesisCycles, o.timeLimit)
+	}
+	logf("workload %s, %d clients, nemesis %s every %v, %s", strings.Join(parts, ","), o.concurrency, orNone(faults), o.nemesisInterval, length)
 	sum, runErr := workload.Run(ctx, workload.Options{
 		Parts: wparts, Nodes: nodes, NewClient: newClient, Seed: o.seed, Rate: o.rate,
 		TimeLimit: o.timeLimit, OpTimeout: o.opTimeout, Recorder: rec, Nemesis: nem, Recovery: o.recovery,
@@ -437,6 +456,9 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 		return results.Report{}, dir, fmt.Errorf("interrupted; the history so far is in %s: %w", dir, err)
 	}
 	logf("%d operations (%d ok, %d fail, %d info), %d final reads in %s", sum.Ops, sum.OK, sum.Fail, sum.Info, sum.FinalReads, sum.Elapsed.Round(time.Millisecond))
+	for _, w := range runWarnings(o, sum) {
+		logf("warning: %s", w)
+	}
 
 	co := o.check
 	co.vizDir = dir
@@ -467,6 +489,36 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	}
 	logf("run directory: %s (re-check with: eccheck check %s)", dir, dir)
 	return rep, dir, nil
+}
+
+// cyclesBound is the time limit of a run with --nemesis-cycles and no
+// --time-limit: a bound, not a length.
+const cyclesBound = 10 * time.Minute
+
+// runWarnings says what went wrong in a run without stopping it: faults
+// that could not be applied (each in the history with the engine's
+// error), a heal that failed, fewer fault cycles than asked for.
+func runWarnings(o testOptions, sum workload.Summary) []string {
+	out := slices.Clone(sum.Warnings)
+	if sum.FaultsFailed > 0 {
+		out = append(out, fmt.Sprintf("%d fault operation(s) could not be carried out, even on a second try; the history records each with its error, and the report lists them", sum.FaultsFailed))
+	}
+	if o.nemesisCycles > 0 && sum.FaultCycles < o.nemesisCycles {
+		out = append(out, fmt.Sprintf("the time limit (%v) ended the run after %d of the %d fault cycles asked for (--nemesis-cycles); give a longer --time-limit", o.timeLimit, sum.FaultCycles, o.nemesisCycles))
+	}
+	return out
+}
+
+// engineInfo describes the Docker engine for test.json; nil, with a
+// warning, when the engine does not say.
+func engineInfo(ctx context.Context, c *docker.Client, logf func(string, ...any)) *docker.Engine {
+	e, err := c.Engine(ctx)
+	if err != nil {
+		logf("warning: %v", err)
+		return nil
+	}
+	logf("Docker engine %s (API %s), storage driver %s, cgroup v%s (%s), kernel %s", e.Version, e.APIVersion, e.StorageDriver, e.CgroupVersion, e.CgroupDriver, e.Kernel)
+	return &e
 }
 
 func orNone(s []string) string {

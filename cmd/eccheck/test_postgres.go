@@ -379,11 +379,11 @@ func (o *testOptions) validatePostgres() error {
 	if err != nil {
 		return usageError{fmt.Errorf("--nemesis: %w", err)}
 	}
-	if slices.Contains(faults, "lag") && o.nodes < 2 {
+	if slices.Contains(faults, nemesis.KindLag) && o.nodes < 2 {
 		return usagef("--nemesis lag pauses a replica's replay: --nodes 2 or more")
 	}
-	if n := failovers(faults, o.nemesisInterval, o.timeLimit); n >= o.nodes && !o.pgRejoin {
-		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults per --time-limit (a longer --nemesis-interval), more --nodes, or --pg-rejoin", n, o.nodes, o.nodes-1)
+	if n := failovers(faults, o.nemesisInterval, o.timeLimit, o.nemesisCycles); n >= o.nodes && !o.pgRejoin {
+		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults (fewer --nemesis-cycles, or a longer --nemesis-interval per --time-limit), more --nodes, or --pg-rejoin", n, o.nodes, o.nodes-1)
 	}
 	return nil
 }
@@ -403,15 +403,16 @@ func isReplica(s string, nodes int) bool {
 }
 
 // failovers counts the failovers the nemesis carries out in a run of
-// limit: step i starts at (2i+1) intervals and, if the run lasts, fails
-// over at (2i+2); the kinds take turns.
-func failovers(faults []string, interval, limit time.Duration) int {
+// limit, or of its first cycles faults when cycles > 0: step i starts at
+// (2i+1) intervals and, if the run lasts, fails over at (2i+2); the kinds
+// take turns.
+func failovers(faults []string, interval, limit time.Duration, cycles int) int {
 	if interval <= 0 || len(faults) == 0 {
 		return 0
 	}
 	n := 0
-	for i := 0; time.Duration(2*i+2)*interval < limit; i++ {
-		if faults[i%len(faults)] == "failover" {
+	for i := 0; cycles > 0 && i < cycles || cycles == 0 && time.Duration(2*i+2)*interval < limit; i++ {
+		if faults[i%len(faults)] == nemesis.KindFailover {
 			n++
 		}
 	}
