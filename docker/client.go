@@ -60,15 +60,15 @@ func (c *Client) Close() error { return c.api.Close() }
 // Engine describes the engine a run used, so that runs on different
 // machines can be compared: test.json records it.
 type Engine struct {
-	Version        string `json:"version"`
-	APIVersion     string `json:"api_version"`
-	StorageDriver  string `json:"storage_driver"`
-	CgroupVersion  string `json:"cgroup_version"`
-	CgroupDriver   string `json:"cgroup_driver"`
-	Kernel         string `json:"kernel"`
-	OS             string `json:"os"`
-	CPUs           int    `json:"cpus"`
-	MemoryBytes    int64  `json:"memory_bytes"`
+	Version       string `json:"version"`
+	APIVersion    string `json:"api_version"`
+	StorageDriver string `json:"storage_driver"`
+	CgroupVersion string `json:"cgroup_version"`
+	CgroupDriver  string `json:"cgroup_driver"`
+	Kernel        string `json:"kernel"`
+	OS            string `json:"os"`
+	CPUs          int    `json:"cpus"`
+	MemoryBytes   int64  `json:"memory_bytes"`
 }
 
 // Engine asks the engine what it is.
