@@ -1,7 +1,6 @@
 package checkers
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -760,12 +759,7 @@ func porcupineDir(t *testing.T) string {
 	return dir
 }
 
-var jepsenLine = regexp.MustCompile(`^INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(invoke|ok|fail|info)\s+:(\w+)\s+(.*?)\s*$`)
-
-// readJepsenLog converts a jepsen.util log of one cas-register to a
-// history: time is the line number; values nil, integers and [a b] pairs;
-// anything else (":timed-out") is nil. Lines of other shapes (the nemesis)
-// are skipped.
+// readJepsenLog reads a jepsen.util log with eccheck's importer.
 func readJepsenLog(t *testing.T, path string) history.History {
 	t.Helper()
 	f, err := os.Open(path)
@@ -773,46 +767,11 @@ func readJepsenLog(t *testing.T, path string) history.History {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var h history.History
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		m := jepsenLine.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		p, _ := strconv.Atoi(m[1])
-		typ, err := history.ParseType(m[2])
-		if err != nil {
-			t.Fatalf("%s:%d: %v", path, line, err)
-		}
-		h = append(h, history.Op{Index: int64(len(h)), Time: int64(line), Process: history.Process(p),
-			Type: typ, F: m[3], Value: jepsenValue(m[4])})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := history.Validate(h); err != nil {
+	h, _, err := history.ReadJepsenLog(f, path)
+	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return h
-}
-
-func jepsenValue(s string) history.Value {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return history.Int(n)
-	}
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		var ns []int64
-		for _, f := range strings.Fields(s[1 : len(s)-1]) {
-			n, err := strconv.ParseInt(f, 10, 64)
-			if err != nil {
-				return history.Nil()
-			}
-			ns = append(ns, n)
-		}
-		return history.Ints(ns...)
-	}
-	return history.Nil()
 }
 
 // TestLinearizableJepsenEtcd checks every etcd history Porcupine ships and

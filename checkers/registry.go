@@ -3,6 +3,7 @@ package checkers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,10 +19,36 @@ const (
 	WorkloadRegister Workload = "register" // read, write, cas on keys
 	WorkloadSet      Workload = "set"      // add elements, read the whole set
 	WorkloadCounter  Workload = "counter"  // add deltas, read the total
+	WorkloadKV       Workload = "kv"       // get, put and append strings on keys (Porcupine's and Jepsen's kv tests)
 )
 
 // Workloads lists the workloads in the order help text shows them.
-var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter}
+var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV}
+
+// Fs returns the operation functions the checkers of workload w
+// understand; an operation with any other f is not checked by them.
+func (w Workload) Fs() []string {
+	switch w {
+	case WorkloadRegister:
+		return []string{FRead, FWrite, FCAS}
+	case WorkloadSet, WorkloadCounter:
+		return []string{FAdd, FRead}
+	case WorkloadKV:
+		return []string{FGet, FPut, FAppend}
+	}
+	return nil
+}
+
+// Understood reports whether some workload's checkers understand
+// operations with function f.
+func Understood(f string) bool {
+	for _, w := range Workloads {
+		if slices.Contains(w.Fs(), f) {
+			return true
+		}
+	}
+	return false
+}
 
 // ParseWorkload parses a workload name.
 func ParseWorkload(s string) (Workload, error) {
@@ -48,9 +75,11 @@ func joinWorkloads() string {
 // makes it a register; adds with list-valued reads (or no reads) a set; adds
 // with integer reads a counter; reads alone a register.
 func InferWorkload(ops []history.Operation) (Workload, error) {
-	var writes, adds, listReads, intReads, reads int
+	var writes, adds, listReads, intReads, reads, kv int
 	for _, o := range ops {
 		switch o.F {
+		case FGet, FPut, FAppend:
+			kv++
 		case FWrite, FCAS:
 			writes++
 		case FAdd:
@@ -69,6 +98,10 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 		}
 	}
 	switch {
+	case kv > 0 && writes+adds+reads > 0:
+		return "", fmt.Errorf("the history mixes kv get/put/append (%d) with register or set operations (%d); name the workload with --workload", kv, writes+adds+reads)
+	case kv > 0:
+		return WorkloadKV, nil
 	case writes > 0 && adds > 0:
 		return "", fmt.Errorf("the history mixes register writes (%d) and adds (%d); name the workload with --workload", writes, adds)
 	case writes > 0:
@@ -82,7 +115,7 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 	case reads > 0:
 		return WorkloadRegister, nil
 	}
-	return "", fmt.Errorf("the history has no read, write, cas or add operations, so no checker applies")
+	return "", fmt.Errorf("the history has no read, write, cas, add, get, put or append operations, so no checker applies")
 }
 
 // Checker is a named checker and the workloads it applies to.
@@ -90,7 +123,10 @@ type Checker struct {
 	Name      string
 	Doc       string
 	Workloads []Workload
-	Run       Func
+	// Fs are the operation functions it checks. When its input holds
+	// none, its verdict is unknown, never valid: it checked nothing.
+	Fs  []string
+	Run Func
 }
 
 // Fits reports whether c applies to workload w.
@@ -104,18 +140,31 @@ func (c Checker) Fits(w Workload) bool {
 }
 
 var all = []Checker{
-	{Name: LinearizableName, Workloads: []Workload{WorkloadRegister}, Run: Linearizable,
+	{Name: LinearizableName, Workloads: []Workload{WorkloadRegister, WorkloadKV}, Run: linearizableAny,
+		Fs:  []string{FRead, FWrite, FCAS, FGet, FPut, FAppend},
 		Doc: "every operation appears to take effect at one instant between its call and return (Porcupine, per key)"},
-	{Name: NameReadYourWrites, Workloads: []Workload{WorkloadRegister}, Run: ReadYourWrites,
+	{Name: NameReadYourWrites, Workloads: []Workload{WorkloadRegister}, Run: ReadYourWrites, Fs: []string{FRead, FWrite, FCAS},
 		Doc: "a process never reads a value older than its own acknowledged write"},
-	{Name: NameMonotonicReads, Workloads: []Workload{WorkloadRegister}, Run: MonotonicReads,
+	{Name: NameMonotonicReads, Workloads: []Workload{WorkloadRegister}, Run: MonotonicReads, Fs: []string{FRead, FWrite, FCAS},
 		Doc: "a process never reads a value older than one it already read"},
-	{Name: NameLostWrites, Workloads: []Workload{WorkloadRegister, WorkloadSet}, Run: LostWrites,
+	{Name: NameLostWrites, Workloads: []Workload{WorkloadRegister, WorkloadSet}, Run: LostWrites, Fs: []string{FRead, FWrite, FCAS, FAdd},
 		Doc: "no acknowledged write or add is missing from the final state"},
-	{Name: NameStaleness, Workloads: []Workload{WorkloadRegister}, Run: Staleness,
+	{Name: NameStaleness, Workloads: []Workload{WorkloadRegister}, Run: Staleness, Fs: []string{FRead, FWrite, FCAS},
 		Doc: "how long after a write finished reads still returned older values (ms)"},
-	{Name: NameCounter, Workloads: []Workload{WorkloadCounter}, Run: Counter,
+	{Name: NameCounter, Workloads: []Workload{WorkloadCounter}, Run: Counter, Fs: []string{FAdd, FRead},
 		Doc: "every read lies within what acknowledged and possibly-applied adds allow"},
+}
+
+// linearizableAny is the linearizable checker of either workload it fits:
+// kv histories (get, put, append) go to the kv model, the rest to the
+// register checker.
+func linearizableAny(ctx context.Context, in Input, opt Options) Result {
+	if in.Workload == WorkloadKV || in.Workload == "" && slices.ContainsFunc(in.Ops, func(o history.Operation) bool {
+		return o.F == FGet || o.F == FPut || o.F == FAppend
+	}) {
+		return kvLinearizable(ctx, in, opt)
+	}
+	return Linearizable(ctx, in, opt)
 }
 
 // All returns every checker, in the order reports list them.
@@ -173,7 +222,13 @@ func runOne(ctx context.Context, in Input, c Checker, opt Options) (r Result) {
 	if err := ctx.Err(); err != nil {
 		return Result{Checker: c.Name, Verdict: Unknown, Reason: "not run: " + err.Error()}
 	}
+	if len(c.Fs) > 0 && !slices.ContainsFunc(in.Ops, func(o history.Operation) bool { return slices.Contains(c.Fs, o.F) }) {
+		return Result{Checker: c.Name, Workload: in.Workload, Verdict: Unknown, Stats: map[string]float64{"ops_checked": 0},
+			Summary: "nothing to check",
+			Reason:  fmt.Sprintf("nothing to check: no %s operations among the %d given", strings.Join(c.Fs, ", "), len(in.Ops))}
+	}
 	r = c.Run(ctx, in, opt)
+	r.Workload = in.Workload
 	if r.Checker == "" {
 		r.Checker = c.Name
 	}
@@ -191,7 +246,7 @@ func runOne(ctx context.Context, in Input, c Checker, opt Options) (r Result) {
 // register otherwise. Workloads come back in the order of Workloads; each
 // group's operations keep their history order.
 func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation, []Workload) {
-	type flags struct{ write, add, listRead, intRead bool }
+	type flags struct{ write, add, listRead, intRead, kv bool }
 	byKey := map[string]*flags{}
 	for _, o := range ops {
 		f := byKey[o.Key]
@@ -200,6 +255,8 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 			byKey[o.Key] = f
 		}
 		switch o.F {
+		case FGet, FPut, FAppend:
+			f.kv = true
 		case FWrite, FCAS:
 			f.write = true
 		case FAdd:
@@ -218,6 +275,8 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 	kind := map[string]Workload{}
 	for k, f := range byKey {
 		switch {
+		case f.kv:
+			kind[k] = WorkloadKV
 		case f.write:
 			kind[k] = WorkloadRegister
 		case f.add && f.intRead && !f.listRead:

@@ -82,8 +82,11 @@ type Anomaly struct {
 
 // Result is what one checker found.
 type Result struct {
-	Checker string  `json:"checker"`
-	Verdict Verdict `json:"verdict"`
+	Checker string `json:"checker"`
+	// Workload is the workload the checker judged: the whole history's,
+	// or one part of a history that mixes workloads (split by key).
+	Workload Workload `json:"workload,omitempty"`
+	Verdict  Verdict  `json:"verdict"`
 	// AnomalyCount counts every anomaly found; Anomalies lists at most
 	// MaxAnomalies of them.
 	AnomalyCount int       `json:"anomaly_count"`
@@ -117,6 +120,8 @@ type Input struct {
 	History history.History
 	// Ops is history.Pair(History), computed once and shared.
 	Ops []history.Operation
+	// Workload is the workload of Ops, when known.
+	Workload Workload
 }
 
 // NewInput pairs h. h must be valid (history.Validate).

@@ -28,6 +28,9 @@ type EDNOptions struct {
 	// vector whose first element is an integer, string or keyword (and whose
 	// second element is itself a pair for cas operations).
 	Independent *bool
+	// Warn, if set, receives what the reader tolerated (times that step
+	// back between lines, ops reordered by :index), one line each.
+	Warn func(string)
 }
 
 // ReadEDN reads a Jepsen history in EDN, as Jepsen, Knossos and Elle write
@@ -41,11 +44,18 @@ func ReadEDN(r io.Reader, name string) (History, error) {
 // Jepsen's history.edn) or one vector or list of op maps (as in Knossos's
 // test data). An op map has the keys :type (:invoke, :ok, :fail or :info),
 // :f, :process (an integer, or :nemesis), :value, and optionally :time
-// (nanoseconds), :index, :node and :error; other keys are ignored. Newer
-// Jepsen writes ops as #jepsen.history.Op{...} records, read as plain maps.
+// (nanoseconds), :index, :key, :node and :error; other keys are ignored.
+// Newer Jepsen writes ops as #jepsen.history.Op{...} records, read as plain
+// maps.
 //
-// When no op has a :time, as in Knossos's files, an op's position in the
-// history is used as its time. Keywords become strings without the colon,
+// The history's order is its position order, or :index order when every op
+// has an :index and the file is not in that order; that order is what
+// Jepsen's checkers go by. Jepsen journals ops from several threads, so
+// :time may step back between consecutive ops (real histories have hundreds
+// of such steps of a few microseconds): such an op gets the time of the op
+// before it, and one warning (through [EDNOptions.Warn]) counts them and
+// gives the largest step. When no op has a :time, as in Knossos's files, an
+// op's position in the history is used as its time. Keywords become strings without the colon,
 // vectors and lists become lists, sets become lists in a stable order, maps
 // become JSON objects, and :error is kept as its EDN text. Independent-key
 // tuples [k v] (see [EDNOptions]) become Key k and Value v. The history is
@@ -72,6 +82,7 @@ type ednOp struct {
 	Type    any            `edn:"type"`
 	F       any            `edn:"f"`
 	Value   any            `edn:"value"`
+	Key     any            `edn:"key"`
 	Node    any            `edn:"node"`
 	Error   edn.RawMessage `edn:"error"`
 }
@@ -284,6 +295,11 @@ func decodeEDN(r io.Reader, name string) ([]ednEntry, error) {
 
 // buildEDN turns decoded op maps into a validated History.
 func buildEDN(entries []ednEntry, name string, opts EDNOptions) (History, error) {
+	warn := opts.Warn
+	if warn == nil {
+		warn = func(string) {}
+	}
+	entries = byIndex(entries, name, warn)
 	h := make(History, len(entries))
 	bad := func(i int, format string, args ...any) error {
 		return &LineError{File: name, Line: entries[i].line, Err: fmt.Errorf("op %d: "+format, append([]any{i}, args...)...)}
@@ -318,6 +334,9 @@ func buildEDN(entries []ednEntry, name string, opts EDNOptions) (History, error)
 			op.Time = n
 			timed++
 		}
+		if e.Key != nil {
+			op.Key = ednText(e.Key)
+		}
 		if e.Node != nil {
 			op.Node = ednText(e.Node)
 		}
@@ -335,6 +354,8 @@ func buildEDN(entries []ednEntry, name string, opts EDNOptions) (History, error)
 				return nil, bad(i, "no :time, while other ops have one")
 			}
 		}
+	default:
+		monotonicTimes(h, name, warn)
 	}
 
 	independent := false
@@ -368,6 +389,55 @@ func buildEDN(entries []ednEntry, name string, opts EDNOptions) (History, error)
 		return nil, err
 	}
 	return h, nil
+}
+
+// byIndex returns entries in :index order when every op has an integer
+// :index and the file is not already in that order (a vector of records
+// printed from a set, say), with a warning; otherwise entries as they are.
+func byIndex(entries []ednEntry, name string, warn func(string)) []ednEntry {
+	idx := make([]int64, len(entries))
+	sortedAlready := true
+	for i := range entries {
+		n, ok := ednInt(entries[i].op.Index)
+		if entries[i].op.Index == nil || !ok {
+			return entries
+		}
+		idx[i] = n
+		sortedAlready = sortedAlready && (i == 0 || idx[i] >= idx[i-1])
+	}
+	if sortedAlready {
+		return entries
+	}
+	order := make([]int, len(entries))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(idx[a], idx[b]) })
+	out := make([]ednEntry, len(entries))
+	for i, j := range order {
+		out[i] = entries[j]
+	}
+	warn(fmt.Sprintf("%s: ops are not in :index order in the file; read in :index order, as Jepsen's checkers take them", name))
+	return out
+}
+
+// monotonicTimes gives an op whose :time is earlier than the op before it
+// that op's time, so that time never goes back in the history's order, and
+// warns once with the count and the largest step.
+func monotonicTimes(h History, name string, warn func(string)) {
+	var last, largest int64
+	steps := 0
+	for i := range h {
+		if h[i].Time < last {
+			steps++
+			largest = max(largest, last-h[i].Time)
+			h[i].Time = last
+		}
+		last = h[i].Time
+	}
+	if steps > 0 {
+		warn(fmt.Sprintf("%s: %d op(s) have a :time earlier than the op before them (by up to %s; Jepsen journals ops from several threads); each was given the time of the op before it, keeping the history's order", name, steps, time.Duration(largest)))
+	}
 }
 
 // detectIndependent reports whether every client op of h carries a Jepsen

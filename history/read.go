@@ -29,17 +29,71 @@ func (e *LineError) Error() string {
 
 func (e *LineError) Unwrap() error { return e.Err }
 
-// ReadFile reads a history file: JSONL, or Jepsen EDN when the name ends in
-// .edn. Warnings (a dropped truncated last line) are returned, not printed.
+// The formats [ReadFile] reads.
+const (
+	FormatJSONL     = "jsonl"      // eccheck's own, one JSON op per line
+	FormatEDN       = "edn"        // Jepsen's history.edn, Knossos's and Elle's files
+	FormatJepsenLog = "jepsen-log" // jepsen.util operation lines, as Knossos and Porcupine ship
+)
+
+// DetectFormat names the format of a history file from its name and its
+// first bytes: an .edn name is EDN; otherwise the first character decides
+// ('{' then '"' is JSON, '{' then ':' or a '[', '(', '#' or ';' is EDN),
+// and text with a jepsen.util operation line is a Jepsen log. Anything else
+// is taken for JSONL, whose reader then names the first bad line.
+func DetectFormat(name string, head []byte) string {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".edn":
+		return FormatEDN
+	case ".jsonl", ".json":
+		return FormatJSONL
+	}
+	b := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n,")
+	if len(b) > 0 {
+		switch b[0] {
+		case '[', '(', '#', ';':
+			return FormatEDN
+		case '{':
+			rest := bytes.TrimLeft(b[1:], " \t\r\n,")
+			if len(rest) > 0 && rest[0] != '"' {
+				return FormatEDN
+			}
+			return FormatJSONL
+		}
+	}
+	for line := range bytes.SplitSeq(head, []byte("\n")) {
+		if IsJepsenLog(string(line)) {
+			return FormatJepsenLog
+		}
+	}
+	return FormatJSONL
+}
+
+// sniffSize is how much of a file DetectFormat sees.
+const sniffSize = 64 << 10
+
+// ReadFile reads a history file in any format [DetectFormat] knows: JSONL,
+// Jepsen EDN, or a Jepsen text log. Warnings (a dropped truncated last
+// line, times that step back in EDN) are returned, not printed. A file
+// with nothing in it is an error that says so.
 func ReadFile(path string) (History, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open history: %w", err)
 	}
 	defer f.Close()
-	if strings.EqualFold(filepath.Ext(path), ".edn") {
-		h, err := ReadEDN(f, path)
-		return h, nil, err
+	br := bufio.NewReaderSize(f, sniffSize)
+	head, _ := br.Peek(sniffSize)
+	if len(bytes.TrimSpace(head)) == 0 {
+		return nil, nil, fmt.Errorf("%s is empty: it holds no operations (a run that was stopped before its first operation leaves such a file)", path)
+	}
+	switch DetectFormat(path, head) {
+	case FormatEDN:
+		var warnings []string
+		h, err := ReadEDNWith(br, path, EDNOptions{Warn: func(w string) { warnings = append(warnings, w) }})
+		return h, warnings, err
+	case FormatJepsenLog:
+		return ReadJepsenLog(br, path)
 	}
 	hint := 0
 	if st, err := f.Stat(); err == nil {
@@ -47,7 +101,7 @@ func ReadFile(path string) (History, []string, error) {
 		// saves copying every op as it grows.
 		hint = int(min(st.Size()/90, 1<<26))
 	}
-	return readJSONL(f, path, hint)
+	return readJSONL(br, path, hint)
 }
 
 // Read reads a JSONL history from r; name is used in error messages. Blank

@@ -32,16 +32,28 @@ type Report struct {
 	// FaultErrors are the faults the nemesis could not apply or undo
 	// (see [FaultErrors]); set by the caller, which has the history.
 	FaultErrors []FaultError `json:"fault_errors,omitempty"`
+	// Unchecked counts, by f, the client operations no checker understands
+	// and so did not check; set by the caller.
+	Unchecked map[string]int `json:"unchecked_ops,omitempty"`
 }
 
-// NewReport composes the verdict of rs.
+// NewReport composes the verdict of rs. With no results (nothing in the
+// history could be checked) the verdict is unknown: never valid for what
+// was not checked.
 func NewReport(source string, w checkers.Workload, ops int, rs []checkers.Result, warnings []string) Report {
 	vs := make([]checkers.Verdict, len(rs))
 	for i, r := range rs {
 		vs[i] = r.Verdict
 	}
+	v := checkers.Compose(vs...)
+	if len(rs) == 0 {
+		v = checkers.Unknown
+	}
+	if rs == nil {
+		rs = []checkers.Result{}
+	}
 	return Report{Schema: SchemaVersion, Source: source, Workload: w, Ops: ops,
-		Verdict: checkers.Compose(vs...), Results: rs, Warnings: warnings}
+		Verdict: v, Results: rs, Warnings: warnings}
 }
 
 // WriteJSON writes r as indented JSON.
@@ -58,6 +70,10 @@ const ShownAnomalies = 5
 // WriteTable writes the summary table, one row per checker, followed by the
 // first anomalies of each failing checker with their explanations.
 func WriteTable(w io.Writer, r Report) error {
+	if len(r.Results) == 0 {
+		fmt.Fprintf(w, "%s: %d operations, none that a checker understands: nothing was checked\n", r.Source, r.Ops)
+		return writeTail(w, r)
+	}
 	fmt.Fprintf(w, "%s: %s workload, %d operations\n", r.Source, r.Workload, r.Ops)
 	t := tablewriter.NewTable(w)
 	t.Header("Checker", "Verdict", "Anomalies", "Figures")
@@ -90,6 +106,18 @@ func WriteTable(w io.Writer, r Report) error {
 		}
 		for _, art := range res.Artifacts {
 			fmt.Fprintf(w, "  see %s\n", art)
+		}
+	}
+	return writeTail(w, r)
+}
+
+// writeTail writes the warnings, the faults not carried out and the
+// verdict under the table.
+func writeTail(w io.Writer, r Report) error {
+	if len(r.Warnings) > 0 {
+		fmt.Fprintf(w, "\nwarnings:\n")
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "  - %s\n", warn)
 		}
 	}
 	if len(r.FaultErrors) > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,15 +83,19 @@ func checkerHelp() string {
 	return b.String()
 }
 
-// resolveCheckers validates --workload and --checkers against the history's
-// operations and returns the checkers to run per workload. A history that
-// mixes workloads (as `eccheck test` records) is split by key.
+// resolveCheckers returns the checkers to run per workload on ops (the
+// operations some checker understands). A history that mixes workloads (as
+// `eccheck test` records) is split by key. --workload, when given, must fit
+// every operation; --checkers must name checkers that apply.
 func resolveCheckers(o checkOptions, ops []history.Operation) ([]workloadRun, error) {
 	var groups []workloadRun
 	if o.workload != "" {
 		w, err := checkers.ParseWorkload(o.workload)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--workload: %w", err)}
+		}
+		if err := workloadFits(w, ops); err != nil {
+			return nil, usageError{fmt.Errorf("--workload %s: %w", w, err)}
 		}
 		groups = []workloadRun{{workload: w, ops: ops}}
 	} else if w, err := checkers.InferWorkload(ops); err == nil {
@@ -140,6 +145,119 @@ func resolveCheckers(o checkOptions, ops []history.Operation) ([]workloadRun, er
 		}
 	}
 	return groups, nil
+}
+
+// workloadFits says why ops cannot be checked as workload w: operations
+// whose f w's checkers do not understand, or reads whose values are of the
+// other kind (lists for a counter, integers for a set).
+func workloadFits(w checkers.Workload, ops []history.Operation) error {
+	others := map[string]int{}
+	var listReads, intReads int
+	for _, op := range ops {
+		if !slices.Contains(w.Fs(), op.F) {
+			others[op.F]++
+		}
+		if op.F == checkers.FRead && op.Type == history.OK {
+			switch op.Value.Kind() {
+			case history.KindList:
+				listReads++
+			case history.KindInt:
+				intReads++
+			}
+		}
+	}
+	switch {
+	case len(others) > 0:
+		return fmt.Errorf("the history has %s, which a %s history does not (it has %s); leave --workload out to infer it", countsText(others), w, strings.Join(w.Fs(), ", "))
+	case w == checkers.WorkloadSet && intReads > 0:
+		return fmt.Errorf("%d reads return integers, as a counter's do; a set's reads return lists", intReads)
+	case w == checkers.WorkloadCounter && listReads > 0:
+		return fmt.Errorf("%d reads return lists, as a set's do; a counter's reads return integers", listReads)
+	}
+	return nil
+}
+
+// countsText renders counts by name as "get ×2, put ×1", largest first.
+func countsText(counts map[string]int) string {
+	names := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(names, func(a, b string) int {
+		if c := counts[b] - counts[a]; c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s ×%d", n, counts[n])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// splitUnderstood separates the operations some checker understands from
+// the rest, which it counts by f and whose keys it names (the first few).
+func splitUnderstood(ops []history.Operation) (known []history.Operation, unchecked map[string]int, keys []string) {
+	unchecked = map[string]int{}
+	seenKey := map[string]bool{}
+	for _, op := range ops {
+		if checkers.Understood(op.F) {
+			known = append(known, op)
+			continue
+		}
+		unchecked[op.F]++
+		if !seenKey[op.Key] {
+			seenKey[op.Key] = true
+			keys = append(keys, op.Key)
+		}
+	}
+	return known, unchecked, keys
+}
+
+// uncheckedWarning says which operations were not checked and why:
+// transactions, operations no checker understands, and operations of keys
+// that mix workloads (a read beside a get), which the key's checkers do
+// not understand.
+func uncheckedWarning(unknown, mixed map[string]int, keys []string, nothingElse bool) string {
+	var parts []string
+	unknown = maps.Clone(unknown)
+	if txn := unknown["txn"]; txn > 0 {
+		parts = append(parts, fmt.Sprintf("%d transaction(s) (f txn, as Elle's list-append and rw-register write them) were not checked: eccheck does not check transactions yet", txn))
+		delete(unknown, "txn")
+	}
+	if n := total(unknown); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d operation(s) that no checker understands were not checked: %s (eccheck checks %s)", n, countsText(unknown), understoodText()))
+	}
+	if n := total(mixed); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d operation(s) on keys that mix workloads were not checked: %s (a key's checkers follow its other operations; check such keys apart, with --workload)", n, countsText(mixed)))
+	}
+	text := strings.Join(parts, "; ")
+	if len(keys) > 0 && !(len(keys) == 1 && keys[0] == "") {
+		shown := keys[:min(len(keys), 5)]
+		text += fmt.Sprintf("; keys %s", strings.Join(shown, ", "))
+		if len(keys) > len(shown) {
+			text += fmt.Sprintf(" and %d more", len(keys)-len(shown))
+		}
+	}
+	if nothingElse {
+		text += "; nothing else is in the history, so the verdict is unknown"
+	}
+	return text
+}
+
+func total(counts map[string]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
+
+// understoodText lists what each workload's checkers understand.
+func understoodText() string {
+	var parts []string
+	for _, w := range checkers.Workloads {
+		parts = append(parts, fmt.Sprintf("%s (%s)", w, strings.Join(w.Fs(), ", ")))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // workloadRun is one workload of a history and the checkers to run on it.
@@ -204,6 +322,18 @@ func (o checkOptions) validate() error {
 	if o.timeout < 0 || o.maxStaleness < 0 {
 		return usagef("--timeout and --max-staleness must not be negative")
 	}
+	if o.workload != "" {
+		if _, err := checkers.ParseWorkload(o.workload); err != nil {
+			return usageError{fmt.Errorf("--workload: %w", err)}
+		}
+	}
+	for _, name := range o.checkers {
+		if name = strings.TrimSpace(name); name != "" {
+			if _, err := checkers.Lookup(name); err != nil {
+				return usageError{fmt.Errorf("--checkers: %w", err)}
+			}
+		}
+	}
 	return nil
 }
 
@@ -218,21 +348,70 @@ func (o checkOptions) logf(a *app) func(string, ...any) {
 // checkHistory runs the checkers that fit h (split by workload when it
 // mixes them) and composes the report. `eccheck test` and `eccheck check`
 // share it, so a re-check of a run gives the same verdict.
+//
+// Operations no checker understands are never passed off as checked: they
+// are counted and named in a warning and in the report's unchecked_ops,
+// and a history with nothing checkable (only such operations, or only
+// nemesis operations) is unknown, never valid.
 func checkHistory(ctx context.Context, source string, h history.History, warnings []string, o checkOptions, logf func(string, ...any)) (results.Report, error) {
 	ops := history.Pair(h)
-	groups, err := resolveCheckers(o, ops)
-	if err != nil {
-		return results.Report{}, err
+	known, unchecked, keys := splitUnderstood(ops)
+	var groups []workloadRun
+	if len(known) > 0 {
+		var err error
+		if groups, err = resolveCheckers(o, known); err != nil {
+			return results.Report{}, err
+		}
+	}
+	// A key that mixes workloads (a get beside a read) lands in one group;
+	// what that group's checkers do not understand is not checked either.
+	checked, mixed := 0, map[string]int{}
+	for i := range groups {
+		g := &groups[i]
+		var keep []history.Operation
+		for _, op := range g.ops {
+			if slices.Contains(g.workload.Fs(), op.F) {
+				keep = append(keep, op)
+				continue
+			}
+			mixed[op.F]++
+			if !slices.Contains(keys, op.Key) {
+				keys = append(keys, op.Key)
+			}
+		}
+		g.ops = keep
+		checked += len(keep)
+	}
+	var uncheckedCopy map[string]int
+	if len(unchecked) > 0 || len(mixed) > 0 {
+		uncheckedCopy = maps.Clone(unchecked)
+		for f, n := range mixed {
+			uncheckedCopy[f] += n
+		}
+		w := uncheckedWarning(unchecked, mixed, keys, checked == 0)
+		warnings = append(warnings, w)
+		logf("warning: %s", w)
+	}
+	if checked == 0 {
+		if len(ops) == 0 {
+			w := fmt.Sprintf("the history holds no client operations, only %d nemesis operation(s): nothing to check, so the verdict is unknown", len(h))
+			warnings = append(warnings, w)
+			logf("warning: %s", w)
+		}
+		rep := results.NewReport(source, "", len(ops), nil, warnings)
+		rep.Unchecked = uncheckedCopy
+		rep.FaultErrors = results.FaultErrors(h)
+		return rep, nil
 	}
 	opt := checkers.Options{Timeout: o.timeout, MaxStaleness: o.maxStaleness, VizDir: o.vizDir, Engine: o.engine}
 	var rs []checkers.Result
 	var names []string
 	for _, g := range groups {
-		names = append(names, string(g.workload))
-		in := checkers.Input{History: h, Ops: g.ops}
-		if in.Ops == nil {
-			in.Ops = []history.Operation{}
+		if len(g.ops) == 0 {
+			continue
 		}
+		names = append(names, string(g.workload))
+		in := checkers.Input{History: h, Ops: g.ops, Workload: g.workload}
 		for _, c := range g.checkers {
 			t := time.Now()
 			r := checkers.Run(ctx, in, []checkers.Checker{c}, opt)[0]
@@ -247,6 +426,7 @@ func checkHistory(ctx context.Context, source string, h history.History, warning
 		return results.Report{}, fmt.Errorf("check interrupted: %w", err)
 	}
 	rep := results.NewReport(source, checkers.Workload(strings.Join(names, "+")), len(ops), rs, warnings)
+	rep.Unchecked = uncheckedCopy
 	rep.FaultErrors = results.FaultErrors(h)
 	return rep, nil
 }

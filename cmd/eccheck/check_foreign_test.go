@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// porcupineModule returns the directory of the porcupine module, whose
+// test_data ships real Jepsen histories.
+func porcupineModule(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/anishathalye/porcupine").Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		t.Fatalf("go list porcupine: %v (run go mod download)", err)
+	}
+	return dir
+}
+
+// TestCheckPorcupineTestData runs `eccheck check` on every history in
+// Porcupine's test data, as a user would: the 102 Jepsen etcd text logs
+// and the six kv files (EDN with a .txt name). Each must get the verdict
+// Porcupine's own tests expect, or, for the one empty log, an error that
+// says it is empty.
+func TestCheckPorcupineTestData(t *testing.T) {
+	dir := porcupineModule(t)
+	src, err := os.ReadFile(filepath.Join(dir, "porcupine_test.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := map[string]int{}
+	for _, m := range regexp.MustCompile(`checkJepsen\(t, (\d+), (true|false)\)`).FindAllSubmatch(src, -1) {
+		n, _ := strconv.Atoi(string(m[1]))
+		expect[fmt.Sprintf("etcd_%03d.log", n)] = map[bool]int{true: exitValid, false: exitInvalid}[string(m[2]) == "true"]
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "test_data", "jepsen", "*.log"))
+	kvs, _ := filepath.Glob(filepath.Join(dir, "test_data", "kv", "*.txt"))
+	if len(logs) != 103 || len(kvs) != 6 || len(expect) != 102 {
+		t.Fatalf("%d logs, %d kv files, %d expectations: want 103, 6, 102", len(logs), len(kvs), len(expect))
+	}
+	for _, kv := range kvs {
+		name := filepath.Base(kv)
+		expect[name] = exitValid
+		if strings.Contains(name, "-bad") {
+			expect[name] = exitInvalid
+		}
+	}
+	for _, path := range append(logs, kvs...) {
+		name := filepath.Base(path)
+		want, ok := expect[name]
+		code, stdout, stderr := runCLI(t, "check", path, "-q", "-o", "json", "--timeout", "1m")
+		if !ok {
+			// etcd_095.log is empty ("etcd cluster failed to start up"), and
+			// Porcupine's tests skip it: eccheck says so.
+			if code != exitInfra || !strings.Contains(stderr, "is empty") {
+				t.Errorf("porcupine data/%s/error saying empty: exit %d, %s", name, code, stderr)
+			}
+			continue
+		}
+		if code != want {
+			t.Errorf("porcupine data/%s/exit %d: exit %d, %s", name, want, code, stderr)
+			continue
+		}
+		var rep struct {
+			Workload  string         `json:"workload"`
+			Unchecked map[string]int `json:"unchecked_ops"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Unchecked) > 0 {
+			t.Errorf("porcupine data/%s/every operation checked: %v, unchecked %v", name, err, rep.Unchecked)
+		}
+	}
+}
+
+// TestCheckNeverValidForWhatItDidNotCheck: a history whose operations no
+// checker understands is unknown (exit 2), never valid, and the report
+// names what was left out; a stale read beside them is still found.
+func TestCheckNeverValidForWhatItDidNotCheck(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, lines ...string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	op := func(time int, proc any, typ, f, value string) string {
+		p, _ := json.Marshal(proc)
+		return fmt.Sprintf(`{"time":%d,"process":%s,"type":%q,"f":%q,"key":"k","value":%s}`, time, p, typ, f, value)
+	}
+	stale := []string{op(1, 0, "invoke", "write", "1"), op(2, 0, "ok", "write", "1"), op(3, 1, "invoke", "read", "null"), op(4, 1, "ok", "read", "null")}
+	for _, tc := range []struct {
+		name  string
+		file  string
+		args  []string
+		code  int
+		words []string
+	}{
+		{"unchecked/only unknown f/unknown, naming them", write("get.jsonl", op(1, 0, "invoke", "fetch", "null"), op(2, 0, "ok", "fetch", "3"), op(3, 1, "invoke", "store", "4"), op(4, 1, "ok", "store", "4")),
+			nil, exitUnknown, []string{"2 operation(s) that no checker understands were not checked: fetch ×1, store ×1", "verdict is unknown"}},
+		{"unchecked/txn history/unknown, saying transactions are not checked yet", filepath.Join("..", "..", "history", "testdata", "jepsen", "elle-append.edn"),
+			nil, exitUnknown, []string{"2 transaction(s)", "does not check transactions yet"}},
+		{"unchecked/stale read beside unknown f/invalid, and the unknown ones named", write("mixed.jsonl", append(stale, op(5, 2, "invoke", "fetch", "null"), op(6, 2, "ok", "fetch", "1"))...),
+			nil, exitInvalid, []string{"fetch ×1"}},
+		{"unchecked/only nemesis ops with a checker named/unknown, saying no client operations", write("nemesis.jsonl", op(1, "nemesis", "info", "start-partition", "null"), op(2, "nemesis", "info", "stop-partition", "null")),
+			[]string{"--checkers", "linearizable"}, exitUnknown, []string{"no client operations, only 2 nemesis operation(s)"}},
+		{"unchecked/forced set on a register history/usage error", write("reg.jsonl", stale...),
+			[]string{"--workload", "set"}, exitUsage, []string{"--workload set: the history has write ×1"}},
+		{"unchecked/forced counter on a set history/usage error", write("set.jsonl", op(1, 0, "invoke", "add", "1"), op(2, 0, "ok", "add", "1"), op(3, 0, "invoke", "read", "null"), op(4, 0, "ok", "read", "[1]")),
+			[]string{"--workload", "counter"}, exitUsage, []string{"reads return lists"}},
+		{"unchecked/unknown checker/usage error before reading", filepath.Join(dir, "missing.jsonl"),
+			[]string{"--checkers", "foo"}, exitUsage, []string{`unknown checker "foo"`}},
+		{"unchecked/unknown workload/usage error before reading", filepath.Join(dir, "missing.jsonl"),
+			[]string{"--workload", "bag"}, exitUsage, []string{`unknown workload "bag"`}},
+		{"unchecked/empty file/error saying empty", write("empty.jsonl"),
+			nil, exitInfra, []string{"is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, append([]string{"check", tc.file}, tc.args...)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, stdout, stderr)
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(stdout+stderr, w) {
+					t.Errorf("output lacks %q:\n%s%s", w, stdout, stderr)
+				}
+			}
+		})
+	}
+}
