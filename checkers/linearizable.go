@@ -25,7 +25,7 @@ const (
 	// maxWitnessKeys is how many failing keys get a witness from
 	// Porcupine's verbose mode (and a visualization); verbose mode can be
 	// ten times slower, and a person reads the first few anyway.
-	maxWitnessKeys = 50
+	maxWitnessKeys = MaxVisualizations
 	// witnessTail is how many operations of the longest partial
 	// linearization a witness cites, before the one that could not be
 	// placed.
@@ -34,6 +34,10 @@ const (
 	// could be computed.
 	fallbackOps = 20
 )
+
+// MaxVisualizations is how many failing keys the linearizable checker
+// draws at most (with Options.VizDir set); the rest are listed, not drawn.
+const MaxVisualizations = 50
 
 // LinearizableDetails is the Details of the linearizable checker's Result.
 type LinearizableDetails struct {
@@ -146,7 +150,7 @@ func porcupineCheck(ctx context.Context, in Input, opt Options, include map[stri
 			if witnesses < maxWitnessKeys && !stop.Load() {
 				witnesses++
 				var art, warn string
-				a, art, warn, ok = rh.witness(in.Ops, one, parts[p], p, opt.VizDir, vizNames, &stop)
+				a, art, warn, ok = rh.witness(in.Ops, one, parts[p], p, opt.VizDir, opt.VizPrefix, vizNames, &stop)
 				if art != "" {
 					res.Artifacts = append(res.Artifacts, art)
 				}
@@ -515,7 +519,7 @@ func describeRegOp(o *regOp) string {
 // its anomaly from the longest partial linearization, writing the
 // visualization to vizDir when it is set. It returns ok false when the
 // search was stopped before it finished.
-func (rh *regHistory) witness(ops []history.Operation, model porcupine.Model, part []porcupine.Operation, p int, vizDir string, vizNames map[string]bool, stop *atomic.Bool) (a Anomaly, artifact, warning string, ok bool) {
+func (rh *regHistory) witness(ops []history.Operation, model porcupine.Model, part []porcupine.Operation, p int, vizDir, vizPrefix string, vizNames map[string]bool, stop *atomic.Bool) (a Anomaly, artifact, warning string, ok bool) {
 	key := rh.keys[p]
 	// Number the clients of this key from 0 and describe each operation,
 	// so that the visualization reads well.
@@ -550,7 +554,7 @@ func (rh *regHistory) witness(ops []history.Operation, model porcupine.Model, pa
 		// Visualize replays the partial linearizations through the model
 		// and panics on a refused step, so it gets a model that is never
 		// stopped.
-		path, err := writeViz(rh.model(new(atomic.Bool), false), info, vizDir, key, vizNames)
+		path, err := writeViz(rh.model(new(atomic.Bool), false), info, vizDir, vizPrefix, key, vizNames)
 		if err != nil {
 			warning = fmt.Sprintf("visualization of key %q: %v", key, err)
 		} else {
@@ -696,11 +700,11 @@ func describeMeta(o *history.Operation) string {
 // path. used holds the file names this run has written: two keys that
 // sanitize alike get distinct files, while a file left by an earlier run is
 // overwritten.
-func writeViz(model porcupine.Model, info porcupine.LinearizationInfo, dir, key string, used map[string]bool) (string, error) {
+func writeViz(model porcupine.Model, info porcupine.LinearizationInfo, dir, prefix, key string, used map[string]bool) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create visualization dir: %w", err)
 	}
-	base := "linearizable-" + sanitizeKey(key)
+	base := prefix + "linearizable-" + sanitizeKey(key)
 	name := base + ".html"
 	for n := 2; used[name]; n++ {
 		name = fmt.Sprintf("%s-%d.html", base, n)

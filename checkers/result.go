@@ -141,8 +141,13 @@ type Options struct {
 	// default, also for ""), EngineZones or EnginePorcupine.
 	Engine string
 	// VizDir is where the linearizable checker writes Porcupine's HTML
-	// visualization of each failing key. Empty means none is written.
+	// visualization of each failing key (at most the first 50). Empty
+	// means none is written.
 	VizDir string
+	// VizPrefix starts each visualization's file name, so that the
+	// drawings of different histories in one directory stay apart:
+	// VizPrefix + "linearizable-<key>.html".
+	VizPrefix string
 }
 
 // Func is the shape of every checker.

@@ -250,7 +250,7 @@ func (c *Client) createNetwork(ctx context.Context, name, netName string) (netip
 		}
 		lastErr = err
 		if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already exists") {
-			return netip.Prefix{}, fmt.Errorf("network %s already exists: run 'eccheck cluster down --name %s' first", netName, name)
+			return netip.Prefix{}, fmt.Errorf("network %s already exists: run 'eccheck cluster down --cluster-name %s' first", netName, name)
 		}
 		if !strings.Contains(err.Error(), "overlap") {
 			return netip.Prefix{}, fmt.Errorf("create network %s on %s: %w", netName, p, err)
@@ -412,7 +412,7 @@ func (c *Client) newCluster(ctx context.Context, name, db string, nodes int) (cl
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	if len(existing.Items) > 0 {
-		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --name %s' first", name, len(existing.Items), name)
+		return nil, fmt.Errorf("cluster %s already has %d container(s): run 'eccheck cluster down --cluster-name %s' first", name, len(existing.Items), name)
 	}
 	cl = &Cluster{c: c, name: name, network: "eccheck-" + name, db: db}
 	if cl.subnet, err = c.createNetwork(ctx, name, cl.network); err != nil {

@@ -21,7 +21,9 @@ type clockKind struct{}
 
 func (clockKind) name() string { return KindClock }
 
-func (clockKind) check(Cluster, []string) error { return nil }
+func (clockKind) needs(int) error { return nil }
+
+func (clockKind) check(Cluster) error { return nil }
 
 // plan draws a clock fault: a bump or, one time in three, a strobe.
 func (clockKind) plan(p *planner) Step {

@@ -41,12 +41,16 @@ type failoverKind struct{}
 
 func (failoverKind) name() string { return KindFailover }
 
-func (failoverKind) check(c Cluster, nodes []string) error {
+func (failoverKind) needs(n int) error {
+	if n < 2 {
+		return fmt.Errorf("failover needs a replica to promote, the cluster has %d node(s)", n)
+	}
+	return nil
+}
+
+func (failoverKind) check(c Cluster) error {
 	if _, ok := c.(Failoverer); !ok {
 		return errors.New("failover needs a cluster with a primary to replace (such as --db postgres); this one has none")
-	}
-	if len(nodes) < 2 {
-		return fmt.Errorf("failover needs a replica to promote, the cluster has %d node(s)", len(nodes))
 	}
 	return nil
 }

@@ -28,9 +28,12 @@ const (
 type kind interface {
 	// name is the kind's name, one of the Kind constants.
 	name() string
-	// check reports why cluster c, whose nodes are given sorted, cannot
-	// take this kind of fault; nil when it can.
-	check(c Cluster, nodes []string) error
+	// needs reports why a cluster of n nodes cannot take this kind of
+	// fault; nil when it can.
+	needs(n int) error
+	// check reports why cluster c cannot take this kind of fault (it
+	// lacks a capability the kind needs); nil when it can.
+	check(c Cluster) error
 	// plan draws the next step of this kind.
 	plan(p *planner) Step
 	// start injects f's step. Before each change to the cluster it notes

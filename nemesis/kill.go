@@ -8,9 +8,9 @@ var killKind = nodesKind{
 	kind: KindKill, verb: "kill", back: "start",
 	act:     func(c Cluster, node string) error { return c.Kill(node) },
 	restore: func(c Cluster, node string) error { return c.Start(node) },
-	checkNodes: func(nodes []string) error {
-		if len(nodes) < 3 {
-			return fmt.Errorf("killing a minority needs at least 3 nodes, the cluster has %d", len(nodes))
+	checkNodes: func(n int) error {
+		if n < 3 {
+			return fmt.Errorf("killing a minority needs at least 3 nodes, the cluster has %d", n)
 		}
 		return nil
 	},

@@ -26,12 +26,16 @@ type lagKind struct{}
 
 func (lagKind) name() string { return KindLag }
 
-func (lagKind) check(c Cluster, nodes []string) error {
+func (lagKind) needs(n int) error {
+	if n < 2 {
+		return fmt.Errorf("lag needs a replica, the cluster has %d node(s)", n)
+	}
+	return nil
+}
+
+func (lagKind) check(c Cluster) error {
 	if _, ok := c.(Lagger); !ok {
 		return errors.New("lag needs a cluster whose replicas can stop applying writes on demand (such as --db postgres); this one has none")
-	}
-	if len(nodes) < 2 {
-		return fmt.Errorf("lag needs a replica, the cluster has %d node(s)", len(nodes))
 	}
 	return nil
 }

@@ -132,8 +132,32 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 			return nil, fmt.Errorf("nemesis: node %q appears twice in the cluster", nodes[i])
 		}
 	}
+	o, shapes, err := checkOptions(o, len(nodes))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range o.Faults {
+		if err := kindNamed(f).check(c); err != nil {
+			return nil, fmt.Errorf("nemesis: %w", err)
+		}
+	}
+	return &Nemesis{c: c, o: o, nodes: nodes, shapes: shapes, record: record, retryPause: retryPause, sem: make(chan struct{}, 1)}, nil
+}
+
+// Validate checks options o for a cluster of n nodes before there is one:
+// what [New] checks, but for the capabilities of the cluster (a failover
+// needs a primary to replace), so that a command can refuse bad flags
+// before it starts anything.
+func Validate(o Options, n int) error {
+	_, _, err := checkOptions(o, n)
+	return err
+}
+
+// checkOptions checks o against a node count and fills in its defaults;
+// it returns the partition shapes to draw from.
+func checkOptions(o Options, n int) (Options, []string, error) {
 	if o.Interval < 0 || o.ClockMax < 0 || o.Cycles < 0 {
-		return nil, fmt.Errorf("nemesis: negative interval %s, clock offset %s or cycles %d", o.Interval, o.ClockMax, o.Cycles)
+		return o, nil, fmt.Errorf("nemesis: negative interval %s, clock offset %s or cycles %d", o.Interval, o.ClockMax, o.Cycles)
 	}
 	if o.Interval == 0 {
 		o.Interval = 10 * time.Second
@@ -142,22 +166,22 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 		o.ClockMax = 10 * time.Second
 	}
 	if o.ClockMax < time.Millisecond {
-		return nil, fmt.Errorf("nemesis: largest clock offset %s is under a millisecond", o.ClockMax)
+		return o, nil, fmt.Errorf("nemesis: largest clock offset %s is under a millisecond", o.ClockMax)
 	}
 	o.Faults = slices.Clone(o.Faults)
 	for _, f := range o.Faults {
 		k := kindNamed(f)
 		if k == nil {
-			return nil, fmt.Errorf("nemesis: unknown fault %q (valid: %s)", f, strings.Join(Kinds(), ", "))
+			return o, nil, fmt.Errorf("nemesis: unknown fault %q (valid: %s)", f, strings.Join(Kinds(), ", "))
 		}
-		if err := k.check(c, nodes); err != nil {
-			return nil, fmt.Errorf("nemesis: %w", err)
+		if err := k.needs(n); err != nil {
+			return o, nil, fmt.Errorf("nemesis: %w", err)
 		}
 	}
 	var shapes []string
 	for _, want := range o.Partitions {
-		if err := checkShape(want, len(nodes)); err != nil {
-			return nil, fmt.Errorf("nemesis: %w", err)
+		if err := checkShape(want, n); err != nil {
+			return o, nil, fmt.Errorf("nemesis: %w", err)
 		}
 		if !slices.Contains(shapes, want) {
 			shapes = append(shapes, want)
@@ -165,13 +189,13 @@ func New(c Cluster, o Options, record func(history.Op) history.Op) (*Nemesis, er
 	}
 	if len(o.Partitions) == 0 {
 		for _, s := range partitionShapes {
-			if len(nodes) >= s.minNodes {
+			if n >= s.minNodes {
 				shapes = append(shapes, s.name)
 			}
 		}
 	}
 	o.Partitions = slices.Clone(o.Partitions)
-	return &Nemesis{c: c, o: o, nodes: nodes, shapes: shapes, record: record, retryPause: retryPause, sem: make(chan struct{}, 1)}, nil
+	return o, shapes, nil
 }
 
 // Schedule returns the first k steps of the schedule, without touching the

@@ -14,18 +14,20 @@ type nodesKind struct {
 	kind         string
 	verb, back   string // "kill", "start"
 	act, restore func(c Cluster, node string) error
-	checkNodes   func(nodes []string) error
+	checkNodes   func(n int) error
 	planNodes    func(p *planner) []string
 }
 
 func (k nodesKind) name() string { return k.kind }
 
-func (k nodesKind) check(_ Cluster, nodes []string) error {
+func (k nodesKind) needs(n int) error {
 	if k.checkNodes == nil {
 		return nil
 	}
-	return k.checkNodes(nodes)
+	return k.checkNodes(n)
 }
+
+func (nodesKind) check(Cluster) error { return nil }
 
 func (k nodesKind) plan(p *planner) Step {
 	nodes := k.planNodes(p)

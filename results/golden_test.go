@@ -9,6 +9,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/eccheck/eccheck/checkers"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden (or set ECCHECK_UPDATE_GOLDEN=1)")
@@ -132,5 +135,32 @@ func TestReadJSON(t *testing.T) {
 				t.Fatalf("error %v, want one saying %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The summary table fits TableWidth columns however long a checker's
+// figures are: the Figures column wraps.
+func TestTableFitsWidth(t *testing.T) {
+	rep := NewReport("h.jsonl", checkers.WorkloadRegister, 10, []checkers.Result{
+		{Checker: "read-your-writes (register)", Verdict: checkers.Invalid, AnomalyCount: 163860,
+			Summary: "stale reads: p50 0.0 ms, p95 3.4 ms, p99 200.1 ms, max 1523.2 ms over 584211 reads (12% stale); fresh after 5 ms with p=0.99"},
+		{Checker: "linearizable (register)", Verdict: checkers.Valid, Summary: "ok"},
+	}, nil)
+	var b strings.Builder
+	if err := WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	tableRows := 0
+	for _, l := range lines {
+		if strings.ContainsAny(l, "│┌└") {
+			tableRows++
+			if n := utf8.RuneCountInString(l); n > TableWidth {
+				t.Errorf("table/long figures/fits %d columns: a row of %d: %s", TableWidth, n, l)
+			}
+		}
+	}
+	if tableRows < 6 || !strings.Contains(b.String(), "p=0.99") {
+		t.Fatalf("table/long figures/wrapped, nothing lost:\n%s", b.String())
 	}
 }

@@ -51,7 +51,7 @@ func WriteMarkdown(w io.Writer, r Report, faults []FaultPeriod) error {
 		fmt.Fprintf(b, "\n### %s: %d anomal%s\n\n", mdText(res.Checker), res.AnomalyCount, plural(res.AnomalyCount, "y", "ies"))
 		for i, a := range res.Anomalies {
 			if i == ShownAnomalies {
-				fmt.Fprintf(b, "- ... and %d more (results.json lists them all)\n", res.AnomalyCount-ShownAnomalies)
+				fmt.Fprintf(b, "- ... and %d more (%s)\n", res.AnomalyCount-ShownAnomalies, listedIn(res))
 				break
 			}
 			key := ""

@@ -163,12 +163,16 @@ func ReadOpsPerSec(dir string) (float64, error) {
 	}
 	var t struct {
 		Summary *struct {
-			Ops      int64         `json:"Ops"`
-			Workload time.Duration `json:"Workload"`
+			Ops        int64         `json:"ops"`
+			WorkloadNS time.Duration `json:"workload_ns"`
+			Workload   time.Duration `json:"Workload"` // test.json before it went snake_case
 		} `json:"summary"`
 	}
 	if err := json.Unmarshal(b, &t); err != nil {
 		return 0, fmt.Errorf("read %s: %w", filepath.Join(dir, "test.json"), err)
+	}
+	if t.Summary != nil && t.Summary.WorkloadNS > 0 {
+		t.Summary.Workload = t.Summary.WorkloadNS
 	}
 	if t.Summary == nil || t.Summary.Workload <= 0 {
 		return 0, fmt.Errorf("%s has no workload summary", filepath.Join(dir, "test.json"))

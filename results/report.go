@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
@@ -75,7 +78,7 @@ func WriteTable(w io.Writer, r Report) error {
 		return writeTail(w, r)
 	}
 	fmt.Fprintf(w, "%s: %s workload, %d operations\n", r.Source, r.Workload, r.Ops)
-	t := tablewriter.NewTable(w)
+	t := tablewriter.NewTable(w, tablewriter.WithRowAutoWrap(tw.WrapNormal), tablewriter.WithColumnWidths(tableWidths(r)))
 	t.Header("Checker", "Verdict", "Anomalies", "Figures")
 	for _, res := range r.Results {
 		fig := res.Summary
@@ -96,7 +99,7 @@ func WriteTable(w io.Writer, r Report) error {
 		fmt.Fprintf(w, "\n%s: %d anomal%s\n", res.Checker, res.AnomalyCount, plural(res.AnomalyCount, "y", "ies"))
 		for i, a := range res.Anomalies {
 			if i == ShownAnomalies {
-				fmt.Fprintf(w, "  ... and %d more (-o json lists them all)\n", res.AnomalyCount-ShownAnomalies)
+				fmt.Fprintf(w, "  ... and %d more (%s)\n", res.AnomalyCount-ShownAnomalies, listedIn(res))
 				break
 			}
 			fmt.Fprintf(w, "  - [%s] %s\n", a.Kind, a.Explanation)
@@ -104,11 +107,35 @@ func WriteTable(w io.Writer, r Report) error {
 				fmt.Fprintf(w, "    ops: %s\n", opList(a.Ops))
 			}
 		}
-		for _, art := range res.Artifacts {
-			fmt.Fprintf(w, "  see %s\n", art)
+		if line := vizLine(res); line != "" {
+			fmt.Fprintf(w, "  %s\n", line)
 		}
 	}
 	return writeTail(w, r)
+}
+
+// TableWidth is the widest the summary table gets, in columns: the
+// Figures column wraps to fit.
+const TableWidth = 100
+
+// tableWidths sizes the summary table's columns (each width counts one
+// space of padding either side): the checker names as wide as the widest
+// (at most 32), the verdict and the count as wide as their header, and
+// the figures whatever is left of TableWidth.
+func tableWidths(r Report) tw.Mapper[int, int] {
+	name := len("Checker")
+	count := len("Anomalies")
+	for _, res := range r.Results {
+		name = max(name, utf8.RuneCountInString(res.Checker))
+		count = max(count, len(strconv.Itoa(res.AnomalyCount)))
+	}
+	name = min(name, 32)
+	widths := []int{name + 2, len("invalid") + 2, count + 2}
+	used := len(widths) + 2 // the five vertical rules
+	for _, w := range widths {
+		used += w
+	}
+	return tw.NewMapper[int, int]().Set(0, widths[0]).Set(1, widths[1]).Set(2, widths[2]).Set(3, max(TableWidth-used, 20))
 }
 
 // writeTail writes the warnings, the faults not carried out and the
@@ -132,6 +159,40 @@ func writeTail(w io.Writer, r Report) error {
 	}
 	fmt.Fprintf(w, "\nverdict: %s\n", r.Verdict)
 	return nil
+}
+
+// listedIn says where the anomalies not shown are: all of them, or the
+// first checkers.MaxAnomalies.
+func listedIn(res checkers.Result) string {
+	if res.AnomalyCount <= checkers.MaxAnomalies {
+		return "-o json and results.json list them all"
+	}
+	return fmt.Sprintf("-o json and results.json list the first %d", checkers.MaxAnomalies)
+}
+
+// vizLine is one line about a checker's visualizations: how many, of how
+// many failing keys, where.
+func vizLine(res checkers.Result) string {
+	if len(res.Artifacts) == 0 {
+		return ""
+	}
+	dirs := map[string]bool{}
+	for _, a := range res.Artifacts {
+		dirs[filepath.Dir(a)] = true
+	}
+	where := filepath.Dir(res.Artifacts[0])
+	if len(dirs) > 1 {
+		where = "several directories (results.json lists them)"
+	}
+	failing := res.AnomalyCount
+	if n, ok := res.Stats["keys_failed"]; ok {
+		failing = int(n)
+	}
+	line := fmt.Sprintf("visualizations: %d of %d failing key(s), in %s", len(res.Artifacts), failing, where)
+	if failing > len(res.Artifacts) {
+		line += fmt.Sprintf(" (at most the first %d are drawn)", checkers.MaxVisualizations)
+	}
+	return line
 }
 
 func opList(ops []checkers.OpRef) string {

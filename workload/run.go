@@ -88,17 +88,23 @@ type Progress struct {
 
 // Summary is what Run did.
 type Summary struct {
-	Ops, OK, Fail, Info int64
-	// Elapsed is the whole run; Workload the part before the final phase.
-	Elapsed, Workload time.Duration
-	FinalReads        int
+	Ops  int64 `json:"ops"`
+	OK   int64 `json:"ok"`
+	Fail int64 `json:"fail"`
+	Info int64 `json:"info"`
+	// Elapsed is the whole run; Workload the part before the final phase
+	// (nanoseconds in JSON).
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	Workload   time.Duration `json:"workload_ns"`
+	FinalReads int           `json:"final_reads"`
 	// FaultCycles counts the faults the nemesis started and stopped;
 	// FaultsFailed the fault operations it recorded with an error (a fault
 	// the cluster could not apply or undo, even on a second try).
-	FaultCycles, FaultsFailed int
+	FaultCycles  int `json:"fault_cycles"`
+	FaultsFailed int `json:"faults_failed"`
 	// Warnings are what went wrong without stopping the run, such as a
 	// heal that failed before the final reads.
-	Warnings []string
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // counters are shared by the workers.

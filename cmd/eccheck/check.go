@@ -26,6 +26,7 @@ type checkOptions struct {
 	timeout      time.Duration
 	maxStaleness time.Duration
 	vizDir       string
+	vizPrefix    string
 	engine       string
 	quiet        bool
 }
@@ -35,16 +36,31 @@ func newCheckCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check FILE|RUN_DIR",
 		Short: "Check a recorded history (JSONL, Jepsen EDN, or a run directory)",
-		Long: `Check reads a history (eccheck's JSONL format, or a Jepsen history.edn) and
-runs the checkers that fit its workload, which is inferred from the
-operations unless --workload names it.
+		Long: `Check reads a history and runs the checkers that fit its workload, which is
+inferred from the operations unless --workload names it. It reads eccheck's
+JSONL format, Jepsen's EDN (history.edn, Knossos and Elle files; recognised
+by content whatever the file is called) and Jepsen's text logs (jepsen.util
+operation lines, as Knossos and Porcupine ship them).
 
 Checkers:
 ` + checkerHelp() + `
+The linearizable checker uses the zones engine (exact, O(n log n)) on every
+key whose written values are unique and Porcupine on the rest: that is the
+default, --engine auto.
+
+An operation no checker understands (an unknown f, a transaction) is never
+counted as checked: it is named in a warning and in unchecked_ops, and a
+history with nothing checkable is unknown (exit 2), never valid.
+
+Check writes nothing unless asked: with --viz-dir it draws the first 50 keys
+that are not linearizable there (files named after the history); checking a
+run directory draws them into it.
+
 Results go to stdout; progress and warnings to stderr. The exit code is 0 when
 every checker finds the history valid, 1 when any finds anomalies, 2 when one
-could not decide (for example the linearizability search hit --timeout), 3 on
-a usage error and 4 when the file cannot be read or is malformed.`,
+could not decide (for example the linearizability search hit --timeout) or
+nothing could be checked, 3 on a usage error and 4 when the file cannot be
+read, is malformed or is empty.`,
 		Example: `  eccheck check runs/latest/history.jsonl
   eccheck check history.edn --checkers linearizable --timeout 2m
   eccheck check history.jsonl --max-staleness 250ms -o json`,
@@ -60,13 +76,13 @@ a usage error and 4 when the file cannot be read or is malformed.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.workload, "workload", "", "register, set or counter (default: inferred from the operations)")
+	f.StringVar(&o.workload, "workload", "", "register, set, counter or kv (default: inferred from the operations)")
 	f.StringSliceVar(&o.checkers, "checkers", nil, "checkers to run, comma-separated (default: every checker that fits the workload)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the linearizability search; past it the verdict is unknown (0 = no bound)")
 	f.DurationVar(&o.maxStaleness, "max-staleness", 0, "fail the staleness checker when a read was stale for longer than this (0 = only measure)")
 	f.StringVar(&o.engine, "engine", checkers.EngineAuto, "linearizability engine: auto (zones where written values are unique, else Porcupine), zones, or porcupine")
-	f.StringVar(&o.vizDir, "viz-dir", "", "where to write the linearizability visualization of failing keys (default: next to the history)")
+	f.StringVar(&o.vizDir, "viz-dir", "", "write the linearizability visualization of failing keys (the first 50) there, named after the history (default: into a run directory when checking one, else nowhere)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines on stderr")
 	return cmd
 }
@@ -267,6 +283,30 @@ type workloadRun struct {
 	checkers []checkers.Checker
 }
 
+// isRunDir reports whether path is the history.jsonl of a run directory
+// (one with a test.json beside it).
+func isRunDir(path string) bool {
+	if filepath.Base(path) != "history.jsonl" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(filepath.Dir(path), "test.json"))
+	return err == nil
+}
+
+// checkerWarnings are the problems checkers met that did not change their
+// verdict, such as a visualization that could not be written.
+func checkerWarnings(rep results.Report) []string {
+	var out []string
+	for _, r := range rep.Results {
+		if d, ok := r.Details.(checkers.LinearizableDetails); ok {
+			for _, w := range d.Warnings {
+				out = append(out, r.Checker+": "+w)
+			}
+		}
+	}
+	return out
+}
+
 // historyPath resolves a run directory to its history file.
 func historyPath(p string) (string, error) {
 	st, err := os.Stat(p)
@@ -302,12 +342,20 @@ func runCheck(ctx context.Context, o checkOptions, a *app) (results.Report, erro
 		return results.Report{}, err
 	}
 	logf("read %d lines from %s in %s", len(h), path, time.Since(start).Round(time.Millisecond))
-	if o.vizDir == "" {
+	// Check is read-only unless asked: visualizations go where --viz-dir
+	// says, named after the history, or into the run directory checked.
+	switch {
+	case o.vizDir != "":
+		o.vizPrefix = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)) + "."
+	case isRunDir(path):
 		o.vizDir = filepath.Dir(path)
 	}
 	rep, err := checkHistory(ctx, path, h, warnings, o, logf)
 	if err != nil {
 		return results.Report{}, err
+	}
+	for _, w := range checkerWarnings(rep) {
+		fmt.Fprintf(a.stderr, "eccheck: warning: %s\n", w)
 	}
 	return rep, writeReport(a, o.output, rep)
 }
@@ -403,7 +451,7 @@ func checkHistory(ctx context.Context, source string, h history.History, warning
 		rep.FaultErrors = results.FaultErrors(h)
 		return rep, nil
 	}
-	opt := checkers.Options{Timeout: o.timeout, MaxStaleness: o.maxStaleness, VizDir: o.vizDir, Engine: o.engine}
+	opt := checkers.Options{Timeout: o.timeout, MaxStaleness: o.maxStaleness, VizDir: o.vizDir, VizPrefix: o.vizPrefix, Engine: o.engine}
 	var rs []checkers.Result
 	var names []string
 	for _, g := range groups {

@@ -29,7 +29,7 @@ and the label eccheck.cluster=NAME on every container and network.
 
 Build the images first: eccheck images build.`,
 	}
-	cmd.PersistentFlags().StringVar(&name, "name", "default", "the cluster's name (lowercase letters, digits, - and _)")
+	clusterNameFlag(cmd.PersistentFlags(), &name, "name")
 	cmd.AddCommand(newClusterUpCmd(a, &name), newClusterDownCmd(a, &name), newClusterStatusCmd(a, &name), newClusterLogsCmd(a, &name))
 	return cmd
 }
@@ -55,9 +55,9 @@ With --db postgres it starts a Postgres primary (n1) and --nodes-1 streaming
 replicas instead (--pg-sync, --pg-standbys, --pg-apply-delay as in 'eccheck
 test'; --fake-time runs them under libfaketime so that 'eccheck nemesis
 clock' can move their clocks), and prints each node's connection string.`,
-		Example: `  eccheck cluster up --name demo --nodes 3 --mode lww --w 1 --r 1
-  eccheck cluster up --name r --mode raft
-  eccheck cluster up --name pg --db postgres --pg-sync remote_apply --pg-standbys n2`,
+		Example: `  eccheck cluster up --cluster-name demo --nodes 3 --mode lww --w 1 --r 1
+  eccheck cluster up --cluster-name r --mode raft
+  eccheck cluster up --cluster-name pg --db postgres --pg-sync remote_apply --pg-standbys n2`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if db == docker.DBPostgres {

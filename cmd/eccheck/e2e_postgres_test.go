@@ -336,7 +336,7 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --pg-sync remote_apply --pg-standbys n1", "--pg-standbys n1: want replicas, n2 to n3"},
 		{"--db postgres --cluster docker --pg-promote n4", "--pg-promote n4: want a replica"},
 		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "carries out 4 failovers, but each kills a primary for good and 3 nodes allow 2"},
-		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval must be positive"},
+		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval 0s: want a positive duration"},
 		{"--pg-rejoin", "--pg-rejoin: the --pg-* flags go with --db postgres"},
 		{"--nemesis lag", "--nemesis lag: pausing a replica's replay needs --db postgres"},
 		{"--db postgres --cluster docker --nodes 1 --nemesis lag", "--nemesis lag pauses a replica's replay: --nodes 2 or more"},

@@ -71,7 +71,9 @@ Exit codes: 0 valid, 1 anomalies found, 2 unknown (a checker timed out or the
 history is incomplete), 3 usage error, 4 any other failure.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

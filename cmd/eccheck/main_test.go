@@ -93,16 +93,53 @@ func TestCheckTestdata(t *testing.T) {
 	}
 }
 
-func TestCheckWritesVisualizationOnFailure(t *testing.T) {
-	dir := t.TempDir()
-	code, _, _ := runCLI(t, "check", "../../testdata/register-stale-read.jsonl", "--checkers", "linearizable", "--viz-dir", dir, "-q")
-	if code != exitInvalid {
-		t.Fatalf("exit %d, want %d", code, exitInvalid)
+// Check is read-only unless asked: a history file gets no visualization
+// next to it; --viz-dir gets one named after the history; a run directory
+// gets its own; a directory that cannot be written is a warning on stderr.
+func TestCheckVisualizations(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/register-stale-read.jsonl")
+	if err != nil {
+		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.html"))
-	if len(files) == 0 {
-		t.Fatalf("no visualization written to %s", dir)
-	}
+	t.Run("viz/history file/nothing written next to it", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "h.jsonl")
+		os.WriteFile(path, src, 0o644)
+		code, out, _ := runCLI(t, "check", path, "--checkers", "linearizable", "-q")
+		entries, _ := os.ReadDir(dir)
+		if code != exitInvalid || len(entries) != 1 || strings.Contains(out, "visualizations:") {
+			t.Fatalf("exit %d, %d files in the history's directory (want only the history), output:\n%s", code, len(entries), out)
+		}
+	})
+	t.Run("viz/--viz-dir/one file named after the history, one line saying so", func(t *testing.T) {
+		dir := t.TempDir()
+		code, out, _ := runCLI(t, "check", "../../testdata/register-stale-read.jsonl", "--checkers", "linearizable", "--viz-dir", dir, "-q")
+		files, _ := filepath.Glob(filepath.Join(dir, "register-stale-read.linearizable-*.html"))
+		if code != exitInvalid || len(files) != 1 {
+			t.Fatalf("exit %d, files %v", code, files)
+		}
+		if want := "visualizations: 1 of 1 failing key(s), in " + dir; !strings.Contains(out, want) || strings.Count(out, ".html") != 0 {
+			t.Fatalf("output lacks %q (and should list no files):\n%s", want, out)
+		}
+	})
+	t.Run("viz/run directory/written into it", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "history.jsonl"), src, 0o644)
+		os.WriteFile(filepath.Join(dir, "test.json"), []byte("{}"), 0o644)
+		code, _, _ := runCLI(t, "check", dir, "--checkers", "linearizable", "-q")
+		files, _ := filepath.Glob(filepath.Join(dir, "linearizable-*.html"))
+		if code != exitInvalid || len(files) != 1 {
+			t.Fatalf("exit %d, files %v", code, files)
+		}
+	})
+	t.Run("viz/unwritable directory/warning on stderr, verdict unchanged", func(t *testing.T) {
+		blocker := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(blocker, nil, 0o644)
+		code, _, stderr := runCLI(t, "check", "../../testdata/register-stale-read.jsonl", "--checkers", "linearizable", "--viz-dir", filepath.Join(blocker, "sub"), "-q")
+		if code != exitInvalid || !strings.Contains(stderr, "warning: linearizable: visualization") {
+			t.Fatalf("exit %d, stderr %q", code, stderr)
+		}
+	})
 }
 
 func TestCheckErrors(t *testing.T) {
@@ -147,4 +184,61 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "eccheck "+version) {
 		t.Fatalf("version: exit %d, output %q", code, out)
 	}
+}
+
+// Every flag of eccheck test is checked before anything is created: a bad
+// value is a usage error (exit 3) that names the flag, and the output
+// directory stays empty (no half-made run directory, no runs/latest).
+func TestTestFlagsRefusedBeforeAnyWork(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{"--w 5", "--w 5: want 1 to 3"},
+		{"--r 4 --n 2", "--r 4: want 1 to 2"},
+		{"--n 9", "--n 9: want 0 (every node) to --nodes (3)"},
+		{"--set-impl bag", `--set-impl "bag"`},
+		{"--primary-reads some", `--primary-reads "some"`},
+		{"--rate -1", "--rate -1: want operations per second"},
+		{"--op-timeout 0s", "--op-timeout 0s"},
+		{"--recovery -1s", "--recovery -1s"},
+		{"--time-limit 0s", "--time-limit 0s"},
+		{"--clock-max 10us", "--clock-max 10µs"},
+		{"--concurrency 0", "--concurrency 0: 0 clients"},
+		{"--concurrency 2x", `invalid argument "2x" for "--concurrency"`},
+		{"--nodes 2 --nemesis kill", "--nemesis kill with --nodes 2: killing a minority needs at least 3 nodes"},
+		{"--nodes 2 --nemesis partition --mode raft", ""},
+		{"--nemesis flood", `unknown fault "flood"`},
+		{"--workload queue", "--workload"},
+		{"--nemesis-cycles 2 --nemesis none", "--nemesis-cycles 2 counts faults"},
+		{"--nemesis-cycles -1", "--nemesis-cycles -1"},
+	} {
+		t.Run("flags/"+tc.args+"/usage error, nothing written", func(t *testing.T) {
+			if tc.want == "" {
+				return // a valid combination, listed to show it is not refused
+			}
+			out := t.TempDir()
+			code, _, stderr := runCLI(t, append([]string{"test", "--out", out, "-q"}, strings.Fields(tc.args)...)...)
+			if code != exitUsage || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 3 naming %q", code, stderr, tc.want)
+			}
+			if entries, _ := os.ReadDir(out); len(entries) > 0 {
+				t.Fatalf("%d entries written to --out before the usage error", len(entries))
+			}
+		})
+	}
+	t.Run("flags/--concurrency 2n/twice the nodes", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("runs a short test")
+		}
+		out := t.TempDir()
+		code, _, stderr := runCLI(t, "test", "--out", out, "-q", "--nodes", "2", "--concurrency", "2n", "--nemesis", "none", "--time-limit", "300ms", "--recovery", "0s", "--workload", "register")
+		b, _ := os.ReadFile(filepath.Join(out, "latest", "test.json"))
+		if code != exitValid && code != exitInvalid || !strings.Contains(string(b), `"concurrency": 4`) {
+			t.Fatalf("exit %d, %s; test.json %s", code, stderr, b)
+		}
+	})
+	t.Run("flags/--version/prints the version", func(t *testing.T) {
+		code, out, _ := runCLI(t, "--version")
+		if code != exitValid || !strings.HasPrefix(out, "eccheck ") {
+			t.Fatalf("exit %d, %q", code, out)
+		}
+	})
 }

@@ -34,7 +34,7 @@ type matrixOptions struct {
 	timeLimit       time.Duration
 	nemesisInterval time.Duration
 	clockMax        time.Duration
-	concurrency     int
+	concurrency     clients
 	rate            float64
 	seed            uint64
 	seedSet         bool
@@ -139,7 +139,8 @@ func bindMatrixFlags(f *pflag.FlagSet, o *matrixOptions) {
 	f.DurationVar(&o.timeLimit, "time-limit", 20*time.Second, "how long each cell's workload runs")
 	f.DurationVar(&o.nemesisInterval, "nemesis-interval", 5*time.Second, "time between fault changes")
 	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
-	f.IntVar(&o.concurrency, "concurrency", 10, "concurrent clients")
+	o.concurrency = clients{n: 10}
+	f.Var(&o.concurrency, "concurrency", "concurrent clients per cell: a number, or Kn for K per node (2n: twice --nodes)")
 	f.Float64Var(&o.rate, "rate", 0, "target operations per second in all (0 = as fast as the clients go)")
 	f.Uint64Var(&o.seed, "seed", 0, "seed for operations and faults, the same for every cell (default: random, printed)")
 	f.DurationVar(&o.opTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info")

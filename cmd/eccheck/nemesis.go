@@ -42,15 +42,15 @@ primary.
 A partition is not remembered between commands: a node started with
 'eccheck nemesis start' comes back without its rules (heal, then partition
 again).`,
-		Example: `  eccheck nemesis partition --cluster demo --shape isolate --node n1
-  eccheck nemesis partition --cluster demo --grudge 'n1=n2,n3;n2=n1'
-  eccheck nemesis loss --cluster demo --node n1 --percent 20
-  eccheck nemesis delay --cluster demo --node n1 --ms 200
-  eccheck nemesis clock --cluster demo --node n2 --offset -5s
-  eccheck nemesis status --cluster demo
-  eccheck nemesis heal --cluster demo`,
+		Example: `  eccheck nemesis partition --cluster-name demo --shape isolate --node n1
+  eccheck nemesis partition --cluster-name demo --grudge 'n1=n2,n3;n2=n1'
+  eccheck nemesis loss --cluster-name demo --node n1 --percent 20
+  eccheck nemesis delay --cluster-name demo --node n1 --ms 200
+  eccheck nemesis clock --cluster-name demo --node n2 --offset -5s
+  eccheck nemesis status --cluster-name demo
+  eccheck nemesis heal --cluster-name demo`,
 	}
-	cmd.PersistentFlags().StringVar(&o.cluster, "cluster", "default", "the cluster's name (as given to 'eccheck cluster up --name')")
+	clusterNameFlag(cmd.PersistentFlags(), &o.cluster, "cluster")
 	cmd.AddCommand(
 		newNemesisPartitionCmd(a, o),
 		nemesisSimple(a, o, "heal", "Remove every partition, loss rule, qdisc and hook delay", func(cl *docker.Cluster) (string, error) {
@@ -109,8 +109,8 @@ rewind (the WAL it needs may be gone), or any node with --clone, is cloned
 afresh with pg_basebackup instead. It returns when the primary sees it
 streaming, and says how it rejoined. A node that runs (an old primary
 started by hand is a second primary) is refused: kill it first.`,
-		Example: `  eccheck nemesis rejoin --cluster pg --node n1
-  eccheck nemesis rejoin --cluster pg --node n1 --clone`,
+		Example: `  eccheck nemesis rejoin --cluster-name pg --node n1
+  eccheck nemesis rejoin --cluster-name pg --node n1 --clone`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if node == "" {
@@ -150,8 +150,8 @@ promotion point (--to a lagging replica) is rewound from the new primary,
 losing that WAL, and stderr says so. The old primary is not started again:
 it holds writes no replica has, and 'eccheck nemesis start' on it brings back
 a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
-		Example: `  eccheck nemesis failover --cluster pg
-  eccheck nemesis failover --cluster pg --to n3`,
+		Example: `  eccheck nemesis failover --cluster-name pg
+  eccheck nemesis failover --cluster-name pg --to n3`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, pc, err := openPostgres(cmd.Context(), o.cluster, a.stderr)

@@ -42,7 +42,7 @@ type testOptions struct {
 	clockMax        time.Duration
 	timeLimit       time.Duration
 	timeLimitSet    bool
-	concurrency     int
+	concurrency     clients
 	rate            float64
 	seed            uint64
 	seedSet         bool
@@ -138,7 +138,7 @@ start, and --seed repeats a run's choices.`,
 	f.Var(&o.pgApplyDelay, "pg-apply-delay", "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand; one delay for every replica (50ms) or one per replica (n2=0s,n3=200ms)")
 	f.StringVar(&o.cluster, "cluster", "local", "where the cluster runs: local (in this process) or docker (ecstore containers; see 'eccheck images build')")
 	f.StringVar(&o.clusterName, "cluster-name", "", "docker: the cluster's name (default eccheck-test-<run id>)")
-	f.BoolVar(&o.keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --name NAME')")
+	f.BoolVar(&o.keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --cluster-name NAME')")
 	f.StringVar(&o.mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
 	f.IntVar(&o.nodes, "nodes", 3, "cluster size")
 	f.IntVar(&o.n, "n", 0, "replicas per key in lww and hlc (0 = every node)")
@@ -153,7 +153,8 @@ start, and --seed repeats a run's choices.`,
 	f.IntVar(&o.nemesisCycles, "nemesis-cycles", 0, "end the workload once the nemesis has started and stopped this many faults, however long they take; --time-limit then bounds the run (default bound with cycles: 10m)")
 	f.DurationVar(&o.clockMax, "clock-max", 10*time.Second, "largest clock bump")
 	f.DurationVar(&o.timeLimit, "time-limit", 30*time.Second, "how long the workload runs (with --nemesis-cycles: at most)")
-	f.IntVar(&o.concurrency, "concurrency", 10, "concurrent clients")
+	o.concurrency = clients{n: 10}
+	f.Var(&o.concurrency, "concurrency", "concurrent clients: a number, or Kn for K per node (2n: twice --nodes)")
 	f.Float64Var(&o.rate, "rate", 0, "target operations per second in all (0 = as fast as the clients go)")
 	f.Uint64Var(&o.seed, "seed", 0, "seed for operations and faults (default: random, printed)")
 	f.DurationVar(&o.opTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info (docker default: 3s)")
@@ -191,12 +192,20 @@ func (o *testOptions) validate() error {
 		return usagef("--nodes %d: a Docker cluster has 1 to 9 nodes", o.nodes)
 	case o.nodes < 1 || o.nodes > 15:
 		return usagef("--nodes %d: want 1 to 15", o.nodes)
-	case o.concurrency < 1 || o.concurrency > 1000:
-		return usagef("--concurrency %d: want 1 to 1000", o.concurrency)
+	case o.concurrency.count(o.nodes) < 1 || o.concurrency.count(o.nodes) > 1000:
+		return usagef("--concurrency %s: %d clients; want 1 to 1000", o.concurrency.String(), o.concurrency.count(o.nodes))
 	case o.timeLimit <= 0:
-		return usagef("--time-limit must be positive")
-	case o.rate < 0 || o.opTimeout <= 0 || o.recovery < 0 || o.nemesisInterval <= 0:
-		return usagef("--rate, --recovery must not be negative; --op-timeout and --nemesis-interval must be positive")
+		return usagef("--time-limit %v: want a positive duration, such as 30s", o.timeLimit)
+	case o.rate < 0:
+		return usagef("--rate %v: want operations per second in all, or 0 for as fast as the clients go", o.rate)
+	case o.opTimeout <= 0:
+		return usagef("--op-timeout %v: want a positive duration, such as 2s", o.opTimeout)
+	case o.recovery < 0:
+		return usagef("--recovery %v: want a duration of 0 or more", o.recovery)
+	case o.nemesisInterval <= 0:
+		return usagef("--nemesis-interval %v: want a positive duration, such as 5s", o.nemesisInterval)
+	case o.clockMax < time.Millisecond:
+		return usagef("--clock-max %v: want at least 1ms (offsets are whole milliseconds)", o.clockMax)
 	case o.nemesisCycles < 0:
 		return usagef("--nemesis-cycles %d: want 0 (run for --time-limit) or a number of faults", o.nemesisCycles)
 	case o.nemesisCycles > 0 && (o.nemesis == "" || o.nemesis == "none"):
@@ -216,6 +225,41 @@ func (o *testOptions) validate() error {
 	}
 	if !ok {
 		return usagef("--mode %q: want %s", o.mode, strings.Join(store.Modes, ", "))
+	}
+	if o.db != dbPostgres {
+		if err := o.validateEcstore(); err != nil {
+			return err
+		}
+	}
+	faults, err := nemesis.ParseFaults(o.nemesis)
+	if err != nil {
+		return usageError{fmt.Errorf("--nemesis: %w", err)}
+	}
+	if err := nemesis.Validate(nemesis.Options{Faults: faults, Interval: o.nemesisInterval, Cycles: o.nemesisCycles, ClockMax: o.clockMax}, o.nodes); err != nil {
+		return usagef("--nemesis %s with --nodes %d: %s", o.nemesis, o.nodes, strings.TrimPrefix(err.Error(), "nemesis: "))
+	}
+	return nil
+}
+
+// validateEcstore checks ecstore's flags against the node count, as each
+// node would when it starts, so that a bad combination is a usage error
+// before anything is created.
+func (o *testOptions) validateEcstore() error {
+	n := o.n
+	if n == 0 {
+		n = o.nodes
+	}
+	switch {
+	case o.n < 0 || o.n > o.nodes:
+		return usagef("--n %d: want 0 (every node) to --nodes (%d): the replicas of each key", o.n, o.nodes)
+	case o.w < 1 || o.w > n:
+		return usagef("--w %d: want 1 to %d (--n, or every node when --n is 0): the replicas a write waits for", o.w, n)
+	case o.r < 1 || o.r > n:
+		return usagef("--r %d: want 1 to %d (--n, or every node when --n is 0): the replicas a read asks", o.r, n)
+	case o.setImpl != store.SetORSet && o.setImpl != store.SetLWWBlob:
+		return usagef("--set-impl %q: want %s or %s", o.setImpl, store.SetORSet, store.SetLWWBlob)
+	case o.primaryReads != "any" && o.primaryReads != "primary":
+		return usagef("--primary-reads %q: want any or primary", o.primaryReads)
 	}
 	return nil
 }
@@ -318,7 +362,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 		Version: versionString(), Seed: o.seed, Start: start, DB: o.db, Cluster: o.cluster, Mode: o.mode,
 		Nodes: o.nodes, N: o.n, W: o.w, R: o.r, SetImpl: o.setImpl, Sessions: o.sessions,
 		Workloads: parts, Nemesis: faults, Interval: o.nemesisInterval.String(), Cycles: o.nemesisCycles, TimeLimit: o.timeLimit.String(),
-		Conc: o.concurrency, Rate: o.rate, Args: os.Args[1:],
+		Conc: o.concurrency.count(o.nodes), Rate: o.rate, Args: os.Args[1:],
 	}
 	if o.db == dbPostgres {
 		cfg.Mode, cfg.N, cfg.W, cfg.R, cfg.SetImpl = "", 0, 0, 0, ""
@@ -400,8 +444,8 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	}
 	var wparts []workload.Part
 	for i, name := range parts {
-		workers := o.concurrency / len(parts)
-		if i < o.concurrency%len(parts) {
+		workers := o.concurrency.count(o.nodes) / len(parts)
+		if i < o.concurrency.count(o.nodes)%len(parts) {
 			workers++
 		}
 		if workers == 0 {
@@ -437,7 +481,7 @@ func runTestDir(ctx context.Context, o testOptions, a *app) (rep results.Report,
 	if o.nemesisCycles > 0 {
 		length = fmt.Sprintf("until %d faults are done (at most %v)", o.nemesisCycles, o.timeLimit)
 	}
-	logf("workload %s, %d clients, nemesis %s every %v, %s", strings.Join(parts, ","), o.concurrency, orNone(faults), o.nemesisInterval, length)
+	logf("workload %s, %d clients, nemesis %s every %v, %s", strings.Join(parts, ","), o.concurrency.count(o.nodes), orNone(faults), o.nemesisInterval, length)
 	sum, runErr := workload.Run(ctx, workload.Options{
 		Parts: wparts, Nodes: nodes, NewClient: newClient, Seed: o.seed, Rate: o.rate,
 		TimeLimit: o.timeLimit, OpTimeout: o.opTimeout, Recorder: rec, Nemesis: nem, Recovery: o.recovery,

@@ -121,11 +121,11 @@ func (d *dockerRun) close(logf func(string, ...any)) {
 		}
 	}
 	if d.keep {
-		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --name %s", d.cl.Name(), d.cl.Name())
+		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --cluster-name %s", d.cl.Name(), d.cl.Name())
 		return
 	}
 	if err := d.cl.Down(ctx); err != nil {
-		logf("warning: remove cluster %s: %v (remove it with: eccheck cluster down --name %s)", d.cl.Name(), err, d.cl.Name())
+		logf("warning: remove cluster %s: %v (remove it with: eccheck cluster down --cluster-name %s)", d.cl.Name(), err, d.cl.Name())
 	}
 }
 

@@ -342,11 +342,11 @@ func (pr *postgresRun) close(logf func(string, ...any)) {
 	}
 	name := pr.pc.Name()
 	if pr.keep {
-		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --name %s", name, name)
+		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --cluster-name %s", name, name)
 		return
 	}
 	if err := pr.pc.Down(ctx); err != nil {
-		logf("warning: remove cluster %s: %v (remove it with: eccheck cluster down --name %s)", name, err, name)
+		logf("warning: remove cluster %s: %v (remove it with: eccheck cluster down --cluster-name %s)", name, err, name)
 	}
 }
 
