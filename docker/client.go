@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -16,6 +20,26 @@ type Client struct {
 	host string
 	// APIVersion is the version negotiated with the engine.
 	APIVersion string
+	// owner, when set (from $ECCHECK_OWNER), is put on every container
+	// and network as the label eccheck.owner, so that a sweep can find
+	// what a process that was killed left behind (see [Client.Sweep]).
+	owner string
+}
+
+// LabelOwner marks what a process that set $ECCHECK_OWNER created.
+const LabelOwner = "eccheck.owner"
+
+// labels returns the labels of something created for cluster, with the
+// owner's when there is one, and extra.
+func (c *Client) labels(cluster string, extra ...string) map[string]string {
+	m := map[string]string{LabelCluster: cluster}
+	if c.owner != "" {
+		m[LabelOwner] = c.owner
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
 }
 
 // ErrNoEngine is wrapped by Connect's error when no engine answers.
@@ -45,7 +69,7 @@ func Connect(ctx context.Context) (*Client, error) {
 	if v == "" {
 		v = ping.APIVersion
 	}
-	return &Client{api: api, host: host, APIVersion: v}, nil
+	return &Client{api: api, host: host, APIVersion: v, owner: os.Getenv("ECCHECK_OWNER")}, nil
 }
 
 // API returns the underlying Engine API client.
@@ -87,4 +111,83 @@ func (c *Client) Engine(ctx context.Context) (Engine, error) {
 		CgroupVersion: cg, CgroupDriver: i.CgroupDriver, Kernel: i.KernelVersion, OS: i.OperatingSystem,
 		CPUs: i.NCPU, MemoryBytes: i.MemTotal,
 	}, nil
+}
+
+// Sweep removes every cluster whose containers or networks carry an owner
+// label (see $ECCHECK_OWNER) for which alive reports false: what test
+// binaries killed by a timeout, or harnesses killed with SIGKILL, left
+// behind. It returns the clusters it removed.
+func (c *Client) Sweep(ctx context.Context, alive func(owner string) bool) ([]string, error) {
+	f := make(client.Filters).Add("label", LabelOwner)
+	owners := map[string]string{} // cluster -> owner
+	cs, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	for _, s := range cs.Items {
+		owners[s.Labels[LabelCluster]] = s.Labels[LabelOwner]
+	}
+	ns, err := c.api.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range ns.Items {
+		owners[n.Labels[LabelCluster]] = n.Labels[LabelOwner]
+	}
+	var swept []string
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(owners)) {
+		if name == "" || alive(owners[name]) {
+			continue
+		}
+		if err := c.Down(ctx, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		swept = append(swept, name)
+	}
+	return swept, errors.Join(errs...)
+}
+
+// ProcessOwner names this process for the owner label: "pid:PID:START",
+// START being the process's start time in clock ticks since boot, so that
+// a reused PID is not taken for it. Tests set $ECCHECK_OWNER to it.
+func ProcessOwner() string {
+	return fmt.Sprintf("pid:%d:%d", os.Getpid(), startTime(os.Getpid()))
+}
+
+// OwnerAlive reports whether the process an owner label names (see
+// [ProcessOwner]) still runs. Owners of other shapes are always alive:
+// they are never swept.
+func OwnerAlive(owner string) bool {
+	parts := strings.Split(owner, ":")
+	if len(parts) != 3 || parts[0] != "pid" {
+		return true
+	}
+	pid, err1 := strconv.Atoi(parts[1])
+	start, err2 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return startTime(pid) == start
+}
+
+// startTime returns a process's start time from /proc/PID/stat (field 22),
+// or 0 when the process does not exist.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	// The command name (field 2) is in parentheses and may hold spaces.
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64) // field 22, counting from the state (field 3)
+	return n
 }

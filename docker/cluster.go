@@ -243,7 +243,7 @@ func (c *Client) createNetwork(ctx context.Context, name, netName string) (netip
 		_, err := c.api.NetworkCreate(ctx, netName, client.NetworkCreateOptions{
 			Driver: "bridge",
 			IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: p, Gateway: gw}}},
-			Labels: map[string]string{LabelCluster: name},
+			Labels: c.labels(name),
 		})
 		if err == nil {
 			return p, nil
@@ -830,7 +830,7 @@ func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 func (c *Client) createNode(ctx context.Context, cluster, db, netName string, n *Node, port network.Port, cfg *container.Config) error {
 	cfg.Hostname = n.Name
 	cfg.ExposedPorts = network.PortSet{port: {}}
-	cfg.Labels = map[string]string{LabelCluster: cluster, LabelNode: n.Name, LabelRole: "node", LabelDB: db}
+	cfg.Labels = c.labels(cluster, LabelNode, n.Name, LabelRole, "node", LabelDB, db)
 	res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:   n.Container,
 		Config: cfg,

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,7 +69,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// TestMain marks what these tests create with this process as its owner
+// and first removes what test binaries that were killed left behind (the
+// same as internal/dockertest.Main, which this package cannot import).
 func TestMain(m *testing.M) {
+	os.Setenv("ECCHECK_OWNER", ProcessOwner())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	if c, err := Connect(ctx); err == nil {
+		if swept, err := c.Sweep(ctx, OwnerAlive); len(swept) > 0 || err != nil {
+			fmt.Fprintf(os.Stderr, "docker tests: removed what killed test runs left: %v (%v)\n", swept, err)
+		}
+		c.Close()
+	}
+	cancel()
 	code := m.Run()
 	if binPath != "" && binErr == nil {
 		os.RemoveAll(filepath.Dir(binPath))

@@ -273,6 +273,11 @@ func (c *Client) BuildEcstore(ctx context.Context, o BuildOptions) (Image, error
 		return Image{Role: RoleEcstore}, fmt.Errorf("ecstore image: %w", err)
 	}
 	inputs := hashOf([]byte(ecstoreDockerfile), data)
+	release, err := machineLock(ctx, "image-"+RoleEcstore, o.progress())
+	if err != nil {
+		return Image{Role: RoleEcstore}, fmt.Errorf("ecstore image: %w", err)
+	}
+	defer release()
 	img, ok, err := c.cached(ctx, &o, RoleEcstore, inputs)
 	if err != nil || ok {
 		return img, err
@@ -384,6 +389,11 @@ func (c *Client) buildDebian(ctx context.Context, o BuildOptions, role string, p
 	pkgs := append([]string(nil), packages...)
 	sort.Strings(pkgs)
 	inputs := hashOf([]byte("debootstrap --variant=minbase"), []byte(debianSuite), []byte(strings.Join(pkgs, ",")), []byte(mirror), []byte(path))
+	release, err := machineLock(ctx, "image-"+role, o.progress())
+	if err != nil {
+		return Image{Role: role}, fmt.Errorf("%s image: %w", role, err)
+	}
+	defer release()
 	img, ok, err := c.cached(ctx, &o, role, inputs)
 	if err != nil || ok {
 		return img, err
@@ -391,9 +401,9 @@ func (c *Client) buildDebian(ctx context.Context, o BuildOptions, role string, p
 	if os.Geteuid() != 0 {
 		return img, fmt.Errorf("%s image: debootstrap needs root: run 'eccheck images build' as root, or name an image of your own with --image %s=REF", role, role)
 	}
-	deboot, err := exec.LookPath("debootstrap")
+	deboot, err := ensureDebootstrap(ctx, o.progress())
 	if err != nil {
-		return img, fmt.Errorf("%s image: debootstrap is not installed (apt-get install debootstrap), or name an image of your own with --image %s=REF", role, role)
+		return img, fmt.Errorf("%s image: %w; or name an image of your own with --image %s=REF", role, err, role)
 	}
 	work, err := os.MkdirTemp(o.WorkDir, "eccheck-rootfs-")
 	if err != nil {

@@ -141,7 +141,7 @@ func (cl *Cluster) runIn(ctx context.Context, n *Node, cmd []string, host *conta
 			Image:      img,
 			Entrypoint: cmd[:1],
 			Cmd:        cmd[1:],
-			Labels:     map[string]string{LabelCluster: cl.name, LabelRole: "helper", LabelNode: n.Name},
+			Labels:     cl.c.labels(cl.name, LabelRole, "helper", LabelNode, n.Name),
 		},
 		HostConfig: host,
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/internal/dockertest"
 )
 
 // These end-to-end tests run `eccheck test --cluster docker` against
@@ -22,23 +23,11 @@ import (
 // instead with ECCHECK_REQUIRE_DOCKER=1.
 
 // dockerEngine connects to the engine for a test, or skips it.
-func dockerEngine(t *testing.T) *docker.Client {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end run in Docker; -short skips it")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := docker.Connect(ctx)
-	if err != nil {
-		if os.Getenv("ECCHECK_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("ECCHECK_REQUIRE_DOCKER=1 but: %v", err)
-		}
-		t.Skipf("no Docker engine (set ECCHECK_REQUIRE_DOCKER=1 to fail instead): %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
+func dockerEngine(t *testing.T) *docker.Client { return dockertest.Engine(t) }
+
+// TestMain labels what these tests create with this process and sweeps
+// what killed test runs left.
+func TestMain(m *testing.M) { dockertest.Main(m) }
 
 var (
 	e2eImageOnce sync.Once

@@ -1,0 +1,67 @@
+// Package dockertest holds what the tests that need a Docker engine share:
+// connecting to the engine (skipping the test when none answers, failing
+// it instead with ECCHECK_REQUIRE_DOCKER=1), an owner label on everything
+// they create, and a sweep of what earlier test binaries left behind when
+// a timeout or a signal killed them.
+package dockertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eccheck/eccheck/docker"
+)
+
+// Main is the TestMain of a package with Docker tests: it marks everything
+// this test binary creates with its owner label (so that a later run can
+// sweep it should this one be killed), sweeps what dead test binaries
+// left, runs the tests and exits.
+func Main(m *testing.M) {
+	os.Setenv("ECCHECK_OWNER", docker.ProcessOwner())
+	Sweep()
+	os.Exit(m.Run())
+}
+
+// Sweep removes the clusters of test binaries that are no longer running.
+// Without an engine it does nothing: the tests say so themselves.
+func Sweep() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	swept, err := c.Sweep(ctx, docker.OwnerAlive)
+	if len(swept) > 0 {
+		fmt.Fprintf(os.Stderr, "dockertest: removed %d cluster(s) that killed test runs left behind: %s\n", len(swept), strings.Join(swept, ", "))
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dockertest: sweep: %v\n", err)
+	}
+}
+
+// Engine connects to the Docker engine for a test. It skips the test with
+// a message when no engine answers (or with -short), unless
+// ECCHECK_REQUIRE_DOCKER=1, when it fails instead.
+func Engine(t testing.TB) *docker.Client {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a Docker engine; -short skips it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		if os.Getenv("ECCHECK_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("ECCHECK_REQUIRE_DOCKER=1 but: %v", err)
+		}
+		t.Skipf("no Docker engine (set ECCHECK_REQUIRE_DOCKER=1 to fail instead): %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
