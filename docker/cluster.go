@@ -1,18 +1,19 @@
 package docker
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -22,26 +23,24 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/eccheck/eccheck/store"
-)
-
-// Ports and paths inside an ecstore node container.
-const (
-	ecstorePort = 7001               // the client and peer HTTP API; Raft on 8001
-	ecstoreDir  = "/var/lib/ecstore" // holds the data directory and the clock file
-	clockFile   = ecstoreDir + "/clock"
-	dataDir     = ecstoreDir + "/data"
 )
 
 // namePattern is what a cluster name may be: it becomes part of container
 // and network names and of a label value.
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,29}$`)
+
+// RunClusterName is the name of a test run's cluster when none is given:
+// eccheck-test-<8 hex digits>.
+func RunClusterName() string {
+	var b [4]byte
+	crand.Read(b[:])
+	return "eccheck-test-" + hex.EncodeToString(b[:])
+}
 
 // ValidName checks a cluster name.
 func ValidName(name string) error {
@@ -63,25 +62,58 @@ func subnetCandidates() []netip.Prefix {
 	return out
 }
 
-// UpOptions configure an ecstore cluster.
-type UpOptions struct {
+// ClusterSpec says how to run a cluster of some system in containers: the
+// image, each node's command, the client port, how to tell that a node
+// answers and how to move its clock. A system under test fills it in; the
+// docker package knows no system.
+type ClusterSpec struct {
 	// Name names the cluster: network eccheck-NAME, containers
 	// eccheck-NAME-n1..., label eccheck.cluster=NAME.
 	Name string
+	// DB is the system's name, kept as the label eccheck.db so that a
+	// command can tell what runs in a cluster it finds.
+	DB string
 	// Nodes is the node count; 0 means 3.
 	Nodes int
-	// Image is the ecstore image; empty means [Client.ImageFor] ecstore.
+	// Image is the image every node runs.
 	Image string
-	// Mode, N, W, R, SetImpl configure ecstore (see store.Config); Args
-	// are further `eccheck store serve` flags, passed as they are.
-	Mode    string
-	N, W, R int
-	SetImpl string
-	Args    []string
-	// Wait bounds the readiness wait; 0 means 60s.
+	// Port is the client port in each container, published on 127.0.0.1.
+	Port int
+	// User and Env are the containers' user and environment.
+	User string
+	Env  []string
+	// Cmd returns a node's command (after the image's entrypoint), given
+	// every node with its fixed address.
+	Cmd func(n *Node, nodes []*Node) []string
+	// Ready reports whether a node answers, and what it said if not; nil
+	// means a running container is ready.
+	Ready Probe
+	// Clock says how SetClock moves a node's clock; the zero value means
+	// it cannot.
+	Clock ClockSpec
+	// Wait bounds the readiness wait of Up; 0 means 60s.
 	Wait time.Duration
 	// Progress receives progress lines; nil discards.
 	Progress io.Writer
+}
+
+// Probe reports whether node n, whose client port is at addr (see
+// [Cluster.Addr]), answers, and what it said if not.
+type Probe func(ctx context.Context, n *Node, addr string) (ready bool, last string)
+
+// ClockSpec is how a cluster's nodes read a clock offset from a file that
+// SetClock writes into their containers (nothing runs in the container).
+type ClockSpec struct {
+	// File is the path of the offset file in the container; empty means
+	// the nodes' clocks cannot move.
+	File string
+	// Seconds writes whole seconds ("+90s", "-300s"), as libfaketime
+	// wants; otherwise a Go duration ("+1.5s", "-250ms").
+	Seconds bool
+	// Env, when set, is an environment entry the container must have for
+	// the file to matter (libfaketime's LD_PRELOAD); SetClock refuses a
+	// node started without it, saying why.
+	Env string
 }
 
 // Node is one node of a Docker cluster.
@@ -92,12 +124,14 @@ type Node struct {
 	IP        netip.Addr
 	// HostPort is the port published on 127.0.0.1 for the client API.
 	HostPort int
+	// Port is the client port inside the container.
+	Port int
 	// State is the container's state when last looked at (running,
 	// paused, exited...).
 	State string
 }
 
-// Cluster is an ecstore cluster in containers. It implements the
+// Cluster is a cluster of some system in containers. It implements the
 // nemesis's cluster interface (Nodes, Partition, Heal, SetClock, Kill,
 // Start, Pause, Resume); each fault method takes at most [FaultTimeout].
 type Cluster struct {
@@ -106,15 +140,18 @@ type Cluster struct {
 	network string
 	subnet  netip.Prefix
 	nodes   []*Node
-
-	// db is the store the nodes run: "" or DBEcstore for ecstore, whose
-	// health and admin API (clock file, transport delays) the methods
-	// use; DBPostgres for Postgres, whose readiness is a connection and
-	// whose clock moves through libfaketime.
-	db string
+	// db is the system the nodes run, from the label eccheck.db.
+	db    string
+	clock ClockSpec
 
 	mu     sync.Mutex
 	grudge map[string][]string // the partition in force, reapplied on Start
+	ready  Probe
+	// delayHook, when set, delays a node's messages to a peer (every
+	// peer when empty) by the system's own means; see [Cluster.Delay].
+	delayHook func(from, to string, d time.Duration) error
+	// route caches routable: 0 not known yet, 1 routable, 2 not.
+	route int
 
 	// progress receives what a fault method does beyond its plain
 	// effect (a retried promotion, say); nil discards.
@@ -130,8 +167,8 @@ func (cl *Cluster) SetProgress(w io.Writer) {
 	cl.progress = w
 }
 
-// notef writes one note to the progress writer, if any.
-func (cl *Cluster) notef(format string, args ...any) {
+// Notef writes one note to the progress writer, if any.
+func (cl *Cluster) Notef(format string, args ...any) {
 	cl.mu.Lock()
 	w := cl.progress
 	cl.mu.Unlock()
@@ -140,20 +177,41 @@ func (cl *Cluster) notef(format string, args ...any) {
 	}
 }
 
-// The stores a cluster's nodes may run, as the eccheck.db label names them.
-const (
-	DBEcstore  = "ecstore"
-	DBPostgres = "postgres"
-)
+// SetReady sets how Start and WaitReady tell that a node answers (a
+// cluster found with [Client.Open] has no probe until its system sets
+// one).
+func (cl *Cluster) SetReady(p Probe) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.ready = p
+}
 
-// ecstore reports whether the nodes run ecstore.
-func (cl *Cluster) ecstore() bool { return cl.db == "" || cl.db == DBEcstore }
+// SetDelayHook sets how the system delays a node's messages by its own
+// means, for [Cluster.Delay] when tc cannot (and for one peer); Heal
+// calls it with 0 to remove them.
+func (cl *Cluster) SetDelayHook(hook func(from, to string, d time.Duration) error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.delayHook = hook
+}
 
 // FaultTimeout bounds one fault method of a Cluster.
 var FaultTimeout = 60 * time.Second
 
+// FaultContext is a context bounded by [FaultTimeout], for a fault method
+// of a system built on a Cluster.
+func FaultContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), FaultTimeout)
+}
+
 // Name returns the cluster's name.
 func (cl *Cluster) Name() string { return cl.name }
+
+// DB returns the system the cluster's nodes run, as its label says.
+func (cl *Cluster) DB() string { return cl.db }
+
+// Engine returns the engine connection of the cluster.
+func (cl *Cluster) Engine() *Client { return cl.c }
 
 // Network returns the cluster's network name and subnet.
 func (cl *Cluster) Network() (string, netip.Prefix) { return cl.network, cl.subnet }
@@ -177,10 +235,49 @@ func (cl *Cluster) Node(name string) (*Node, error) {
 	return nil, fmt.Errorf("cluster %s has no node %q (it has %s)", cl.name, name, strings.Join(cl.Nodes(), ", "))
 }
 
-// Addr returns the host:port on 127.0.0.1 where node's client API is
-// published, or "" for an unknown node. The port is fixed when the
-// container is created, so it survives kill and start.
+// Addr returns the host:port where clients reach node's client port, or
+// "" for an unknown node: its address on the cluster's own bridge network
+// when the engine runs on this machine (the host routes to it), and the
+// port published on 127.0.0.1 otherwise. Both are fixed when the
+// container is created, so they survive kill and start.
 func (cl *Cluster) Addr(node string) string {
+	n, err := cl.Node(node)
+	if err != nil {
+		return ""
+	}
+	if cl.routable() && n.IP.IsValid() && n.Port > 0 {
+		return netip.AddrPortFrom(n.IP, uint16(n.Port)).String()
+	}
+	return cl.PublishedAddr(node)
+}
+
+// routable reports whether this machine reaches the cluster's bridge
+// network directly: it has an interface address in the cluster's subnet
+// (the bridge's gateway), as with a local engine on Linux. Through a
+// remote engine or a VM (Docker Desktop) it does not, and clients use the
+// published ports. ECCHECK_PUBLISHED_PORTS=1 makes them use the published
+// ports anyway.
+func (cl *Cluster) routable() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.route == 0 {
+		cl.route = 2
+		if os.Getenv("ECCHECK_PUBLISHED_PORTS") != "1" && cl.subnet.IsValid() {
+			if addrs, err := net.InterfaceAddrs(); err == nil {
+				for _, a := range addrs {
+					if p, err := netip.ParsePrefix(a.String()); err == nil && cl.subnet.Contains(p.Addr()) {
+						cl.route = 1
+					}
+				}
+			}
+		}
+	}
+	return cl.route == 1
+}
+
+// PublishedAddr returns node's client port published on 127.0.0.1, or ""
+// for an unknown node.
+func (cl *Cluster) PublishedAddr(node string) string {
 	n, err := cl.Node(node)
 	if err != nil {
 		return ""
@@ -188,7 +285,7 @@ func (cl *Cluster) Addr(node string) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.HostPort))
 }
 
-// Addrs returns every node's published address, in node order.
+// Addrs returns every node's address ([Cluster.Addr]), in node order.
 func (cl *Cluster) Addrs() []string {
 	out := make([]string, len(cl.nodes))
 	for i, n := range cl.nodes {
@@ -320,84 +417,71 @@ func ephemeralLow() int {
 	return lo
 }
 
-// Up starts an ecstore cluster and waits until every node answers
-// GET /v1/health through its published port. On failure it removes what it
-// created.
-func (c *Client) Up(ctx context.Context, o UpOptions) (cl *Cluster, err error) {
-	if err := ValidName(o.Name); err != nil {
+// Labels of a node container that let [Client.Open] find a cluster's
+// ports and clock without knowing its system.
+const (
+	LabelPort       = "eccheck.port"        // the client port in the container
+	LabelClockFile  = "eccheck.clock-file"  // ClockSpec.File
+	LabelClockUnits = "eccheck.clock-units" // "s" for ClockSpec.Seconds, else "go"
+	LabelClockEnv   = "eccheck.clock-env"   // ClockSpec.Env
+)
+
+// Up starts a cluster as spec says: a private bridge network with a free
+// subnet, one container per node at a fixed address (.11, .12, ...) with
+// its client port published on 127.0.0.1 at a free port, then waits until
+// every node is ready. On failure it removes what it created.
+func (c *Client) Up(ctx context.Context, spec ClusterSpec) (cl *Cluster, err error) {
+	if err := ValidName(spec.Name); err != nil {
 		return nil, err
 	}
-	if o.Nodes == 0 {
-		o.Nodes = 3
+	if spec.Nodes == 0 {
+		spec.Nodes = 3
 	}
-	if o.Nodes < 1 || o.Nodes > 9 {
-		return nil, fmt.Errorf("cluster %s: %d nodes: want 1 to 9", o.Name, o.Nodes)
+	if spec.Nodes < 1 || spec.Nodes > 9 {
+		return nil, fmt.Errorf("cluster %s: %d nodes: want 1 to 9", spec.Name, spec.Nodes)
 	}
-	if o.Mode == "" {
-		o.Mode = store.ModeLWW
+	if spec.Port <= 0 || spec.Image == "" || spec.Cmd == nil {
+		return nil, fmt.Errorf("cluster %s: the spec needs an image, a port and a command", spec.Name)
 	}
-	if !slices.Contains(store.Modes, o.Mode) {
-		return nil, fmt.Errorf("cluster %s: unknown mode %q (want %s)", o.Name, o.Mode, strings.Join(store.Modes, ", "))
+	if spec.Wait == 0 {
+		spec.Wait = 60 * time.Second
 	}
-	if o.Wait == 0 {
-		o.Wait = 60 * time.Second
-	}
-	progress := o.Progress
+	progress := spec.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	if o.Image == "" {
-		if o.Image, err = c.ImageFor(ctx, RoleEcstore); err != nil {
-			return nil, err
-		}
-	}
-	if cl, err = c.newCluster(ctx, o.Name, DBEcstore, o.Nodes); err != nil {
+	if cl, err = c.newCluster(ctx, spec.Name, spec.DB, spec.Nodes); err != nil {
 		return nil, err
 	}
-	cl.progress = o.Progress
-	defer c.downOnError(ctx, o.Name, &err)
-	fmt.Fprintf(progress, "cluster %s: network %s (%s), %d ecstore nodes (%s) from %s\n", o.Name, cl.network, cl.subnet, o.Nodes, o.Mode, o.Image)
-	port := network.MustParsePort(strconv.Itoa(ecstorePort) + "/tcp")
+	cl.progress, cl.ready, cl.clock = spec.Progress, spec.Ready, spec.Clock
+	defer c.downOnError(ctx, spec.Name, &err)
+	fmt.Fprintf(progress, "cluster %s: network %s (%s), %d %s nodes from %s\n", spec.Name, cl.network, cl.subnet, spec.Nodes, spec.DB, spec.Image)
+	port := network.MustParsePort(strconv.Itoa(spec.Port) + "/tcp")
 	for _, n := range cl.nodes {
-		var peers []string
-		for _, p := range cl.nodes {
-			if p != n {
-				peers = append(peers, fmt.Sprintf("%s=%s", p.Name, netip.AddrPortFrom(p.IP, ecstorePort)))
+		n.Port = spec.Port
+	}
+	for _, n := range cl.nodes {
+		cfg := &container.Config{Image: spec.Image, User: spec.User, Env: spec.Env, Cmd: spec.Cmd(n, cl.nodes)}
+		extra := map[string]string{LabelPort: strconv.Itoa(spec.Port)}
+		if spec.Clock.File != "" {
+			units := "go"
+			if spec.Clock.Seconds {
+				units = "s"
 			}
+			extra[LabelClockFile], extra[LabelClockUnits], extra[LabelClockEnv] = spec.Clock.File, units, spec.Clock.Env
 		}
-		args := []string{
-			"--id", n.Name,
-			"--listen", netip.AddrPortFrom(n.IP, ecstorePort).String(),
-			"--peers", strings.Join(peers, ","),
-			"--mode", o.Mode,
-			"--data-dir", dataDir,
-			"--clock-file", clockFile,
-		}
-		if o.N > 0 {
-			args = append(args, "--n", strconv.Itoa(o.N))
-		}
-		if o.W > 0 {
-			args = append(args, "--w", strconv.Itoa(o.W))
-		}
-		if o.R > 0 {
-			args = append(args, "--r", strconv.Itoa(o.R))
-		}
-		if o.SetImpl != "" {
-			args = append(args, "--set-impl", o.SetImpl)
-		}
-		args = append(args, o.Args...)
-		if err := c.createNode(ctx, o.Name, "ecstore", cl.network, n, port, &container.Config{Image: o.Image, Cmd: args}); err != nil {
+		if err := c.createNode(ctx, spec.Name, spec.DB, cl.network, n, port, cfg, extra); err != nil {
 			return nil, err
 		}
 	}
 	if err := c.startNodes(ctx, cl.nodes); err != nil {
 		return nil, err
 	}
-	if err := cl.WaitReady(ctx, o.Wait); err != nil {
+	if err := cl.WaitReady(ctx, spec.Wait); err != nil {
 		return nil, err
 	}
 	for _, n := range cl.nodes {
-		fmt.Fprintf(progress, "cluster %s: %s ready at %s (container %s, %s)\n", o.Name, n.Name, cl.Addr(n.Name), n.Container, n.IP)
+		fmt.Fprintf(progress, "cluster %s: %s ready at %s (container %s, %s)\n", spec.Name, n.Name, cl.Addr(n.Name), n.Container, n.IP)
 	}
 	return cl, nil
 }
@@ -445,8 +529,8 @@ func (c *Client) downOnError(ctx context.Context, name string, err *error) {
 	}
 }
 
-// WaitReady waits until every running node answers GET /v1/health with
-// ready true through its published port. On timeout the error names the
+// WaitReady waits until every running node is ready (its probe says so;
+// without a probe, its container runs). On timeout the error names the
 // node and carries its last log lines.
 func (cl *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -459,28 +543,26 @@ func (cl *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 func (cl *Cluster) waitNode(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration) error {
-	if cl.db == DBPostgres {
-		return cl.waitPostgres(ctx, n, deadline, timeout, func(context.Context, *pgx.Conn) (bool, string, error) { return true, "", nil })
+	cl.mu.Lock()
+	probe := cl.ready
+	cl.mu.Unlock()
+	if probe == nil {
+		probe = func(context.Context, *Node, string) (bool, string) { return true, "" }
 	}
-	hc := &http.Client{Timeout: time.Second}
-	url := "http://" + cl.Addr(n.Name) + "/v1/health"
-	return cl.pollNode(ctx, n, deadline, timeout, 100*time.Millisecond, func() (bool, string) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := hc.Do(req)
-		if err != nil {
-			return false, err.Error()
-		}
-		var st store.Status
-		derr := json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		switch {
-		case derr != nil:
-			return false, fmt.Sprintf("health: %v", derr)
-		case resp.StatusCode == http.StatusOK && st.Ready:
-			return true, ""
-		}
-		return false, fmt.Sprintf("health: %s, ready=%v %s", resp.Status, st.Ready, st.Detail)
-	})
+	addr := cl.Addr(n.Name)
+	return cl.pollNode(ctx, n, deadline, timeout, 100*time.Millisecond, func() (bool, string) { return probe(ctx, n, addr) })
+}
+
+// Poll calls probe every pause until it reports ready, and gives up when
+// ctx ends, when bound passes or when node's container stops; the error
+// then names the node, says why (with probe's last answer) and carries the
+// container's last log lines.
+func (cl *Cluster) Poll(ctx context.Context, node string, bound, pause time.Duration, probe func() (ready bool, last string)) error {
+	n, err := cl.Node(node)
+	if err != nil {
+		return err
+	}
+	return cl.pollNode(ctx, n, time.Now().Add(bound), bound, pause, probe)
 }
 
 // pollNode calls probe every pause until it reports ready, and gives up
@@ -504,7 +586,7 @@ func (cl *Cluster) pollNode(ctx context.Context, n *Node, deadline time.Time, ti
 				why = fmt.Sprintf("container %s stopped (exit code %d)", n.Container, insp.Container.State.ExitCode)
 			}
 			logs, _ := cl.c.logs(ctx, n.ID, "20")
-			return fmt.Errorf("%s node %s at %s: %s; its last log lines:\n%s", cl.DB(), n.Name, cl.Addr(n.Name), why, indent(logs))
+			return fmt.Errorf("%s node %s at %s: %s; its last log lines:\n%s", cl.db, n.Name, cl.Addr(n.Name), why, Indent(logs))
 		}
 		select {
 		case <-ctx.Done():
@@ -513,7 +595,9 @@ func (cl *Cluster) pollNode(ctx context.Context, n *Node, deadline time.Time, ti
 	}
 }
 
-func indent(s string) string {
+// Indent indents every line of s by two spaces ("  (no output)" when s
+// is empty), for log lines inside an error.
+func Indent(s string) string {
 	s = strings.TrimRight(s, "\n")
 	if s == "" {
 		return "  (no output)"
@@ -547,14 +631,31 @@ func (c *Client) readLogs(ctx context.Context, id string, o client.ContainerLogs
 
 // Logs returns node's container log.
 func (cl *Cluster) Logs(ctx context.Context, node string) (string, error) {
+	return cl.LogTail(ctx, node, "all")
+}
+
+// LogTail returns the last lines of node's container log; tail is a line
+// count or "all".
+func (cl *Cluster) LogTail(ctx context.Context, node, tail string) (string, error) {
 	n, err := cl.Node(node)
 	if err != nil {
 		return "", err
 	}
-	return cl.c.logs(ctx, n.ID, "all")
+	return cl.c.logs(ctx, n.ID, tail)
 }
 
-// Open finds the running (or crashed) cluster name by its labels.
+// LogsSince returns node's container log lines written since t.
+func (cl *Cluster) LogsSince(ctx context.Context, node string, t time.Time) (string, error) {
+	n, err := cl.Node(node)
+	if err != nil {
+		return "", err
+	}
+	return cl.c.logsSince(ctx, n.ID, t)
+}
+
+// Open finds the running (or crashed) cluster name by its labels: its
+// nodes, their addresses, ports and clock. It has no readiness probe or
+// delay hook until its system sets them.
 func (c *Client) Open(ctx context.Context, name string) (*Cluster, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
@@ -566,15 +667,14 @@ func (c *Client) Open(ctx context.Context, name string) (*Cluster, error) {
 	if len(res.Items) == 0 {
 		return nil, fmt.Errorf("no cluster %s: no container carries the label %s=%s", name, LabelCluster, name)
 	}
-	cl := &Cluster{c: c, name: name, network: "eccheck-" + name, db: DBEcstore}
-	port := ecstorePort
+	cl := &Cluster{c: c, name: name, network: "eccheck-" + name}
 	for _, s := range res.Items {
-		if s.Labels[LabelDB] == DBPostgres {
-			cl.db, port = DBPostgres, postgresPort
+		cl.db = s.Labels[LabelDB]
+		if f := s.Labels[LabelClockFile]; f != "" {
+			cl.clock = ClockSpec{File: f, Seconds: s.Labels[LabelClockUnits] == "s", Env: s.Labels[LabelClockEnv]}
 		}
-	}
-	for _, s := range res.Items {
 		n := &Node{Name: s.Labels[LabelNode], ID: s.ID, State: string(s.State)}
+		n.Port, _ = strconv.Atoi(s.Labels[LabelPort])
 		if len(s.Names) > 0 {
 			n.Container = strings.TrimPrefix(s.Names[0], "/")
 		}
@@ -588,8 +688,16 @@ func (c *Client) Open(ctx context.Context, name string) (*Cluster, error) {
 			}
 		}
 		if hc := insp.Container.HostConfig; hc != nil {
-			for _, b := range hc.PortBindings[network.MustParsePort(strconv.Itoa(port)+"/tcp")] {
-				n.HostPort, _ = strconv.Atoi(b.HostPort)
+			for p, bs := range hc.PortBindings {
+				// The client port, or (a cluster made before the port
+				// label) the one port published.
+				if n.Port != 0 && int(p.Num()) != n.Port {
+					continue
+				}
+				for _, b := range bs {
+					n.HostPort, _ = strconv.Atoi(b.HostPort)
+					n.Port = int(p.Num())
+				}
 			}
 		}
 		cl.nodes = append(cl.nodes, n)
@@ -744,6 +852,23 @@ func (cl *Cluster) Start(node string) error {
 	})
 }
 
+// StartContainer starts node's container, when it is not running, and
+// applies the partition in force to it, without waiting for it to
+// answer: for a system that watches its node come up its own way.
+func (cl *Cluster) StartContainer(ctx context.Context, node string) error {
+	n, err := cl.Node(node)
+	if err != nil {
+		return err
+	}
+	if run, _, err := cl.running(ctx, n); err != nil || run {
+		return err
+	}
+	if err := cl.c.startNodes(ctx, []*Node{n}); err != nil {
+		return err
+	}
+	return cl.partitionAgain(ctx, n)
+}
+
 // partitionAgain applies the partition in force to n, just started (its
 // network namespace is new).
 func (cl *Cluster) partitionAgain(ctx context.Context, n *Node) error {
@@ -785,52 +910,67 @@ func (cl *Cluster) Resume(node string) error {
 	})
 }
 
-// SetClock sets node's clock offset by writing ecstore's clock file
-// (/var/lib/ecstore/clock) into its container; the node re-reads it every
-// 100 ms. 0 resets it. On Postgres nodes it writes libfaketime's timestamp
-// file instead, rounded to whole seconds; a node started without
-// [FakeTimeEnv] is an error.
+// SetClock sets node's clock offset by writing the offset file of the
+// cluster's ClockSpec into its container (nothing runs in it); the node's
+// processes read it on their next clock call. 0 resets it. A cluster
+// whose spec has no clock file, or a node started without the
+// environment the file needs (libfaketime's), is an error that says so.
 func (cl *Cluster) SetClock(node string, offset time.Duration) error {
+	n, err := cl.Node(node)
+	if err != nil {
+		return err
+	}
+	if cl.clock.File == "" {
+		return fmt.Errorf("set clock of %s: %s nodes have no clock hook that eccheck can move", node, cl.db)
+	}
+	ctx, cancel := faultCtx()
+	defer cancel()
+	if cl.clock.Env != "" {
+		insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("set clock of %s: %w", node, err)
+		}
+		if insp.Container.Config == nil || !slices.Contains(insp.Container.Config.Env, cl.clock.Env) {
+			return fmt.Errorf("set clock of %s: its processes run without %s, so no clock can move; start the cluster with clock faults in --nemesis, or with 'eccheck cluster up --fake-time'", node, cl.clock.Env)
+		}
+	}
+	var text string
+	if cl.clock.Seconds {
+		text = FakeTimeOffset(offset)
+	} else {
+		text = offset.String()
+		if offset >= 0 {
+			text = "+" + text
+		}
+	}
+	if err := cl.c.WriteFile(ctx, n.ID, cl.clock.File, []byte(text+"\n")); err != nil {
+		return fmt.Errorf("set clock of %s: %w", node, err)
+	}
+	return nil
+}
+
+// WriteFile writes node's file path (absolute) in its container, running
+// or not, with CopyToContainer: nothing is executed in it. The file's
+// directory is made when missing.
+func (cl *Cluster) WriteFile(node, path string, body []byte) error {
 	n, err := cl.Node(node)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := faultCtx()
 	defer cancel()
-	if !cl.ecstore() {
-		insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
-		if err != nil {
-			return fmt.Errorf("set clock of %s: %w", node, err)
-		}
-		if insp.Container.Config == nil || !slices.Contains(insp.Container.Config.Env, "LD_PRELOAD="+FakeTimeLib) {
-			return fmt.Errorf("set clock of %s: its processes run without libfaketime, so no clock can move; start the cluster with clock faults in --nemesis, or 'eccheck cluster up --db %s --fake-time'", node, cl.db)
-		}
-		return cl.c.SetFakeTime(ctx, n.ID, offset.Round(time.Second))
-	}
-	text := offset.String()
-	if offset >= 0 {
-		text = "+" + text
-	}
-	body := []byte(text + "\n")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "clock", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Now()})
-	tw.Write(body)
-	tw.Close()
-	if _, err := cl.c.api.CopyToContainer(ctx, n.ID, client.CopyToContainerOptions{DestinationPath: ecstoreDir, Content: &buf}); err != nil {
-		return fmt.Errorf("set clock of %s: %w", node, err)
-	}
-	return nil
+	return cl.c.WriteFile(ctx, n.ID, path, body)
 }
 
 // createNode creates node n's container from cfg (image, command, user),
 // adding what every cluster node has: its host name, the labels of cluster
 // and db, a fixed address on the cluster network, and port published on
 // 127.0.0.1 only, at n.HostPort.
-func (c *Client) createNode(ctx context.Context, cluster, db, netName string, n *Node, port network.Port, cfg *container.Config) error {
+func (c *Client) createNode(ctx context.Context, cluster, db, netName string, n *Node, port network.Port, cfg *container.Config, extra map[string]string) error {
 	cfg.Hostname = n.Name
 	cfg.ExposedPorts = network.PortSet{port: {}}
 	cfg.Labels = c.labels(cluster, LabelNode, n.Name, LabelRole, "node", LabelDB, db)
+	maps.Copy(cfg.Labels, extra)
 	res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:   n.Container,
 		Config: cfg,
@@ -861,4 +1001,31 @@ func (c *Client) startNodes(ctx context.Context, nodes []*Node) error {
 		n.State = string(container.StateRunning)
 	}
 	return nil
+}
+
+// Finish ends a test's use of the cluster: it saves each node's container
+// log as logDir/<node>.log (when logDir is set) and removes the cluster,
+// unless keep, when logf says how to remove it later. Pass a fresh ctx, so
+// that it works after an interrupt too.
+func (cl *Cluster) Finish(ctx context.Context, logDir string, keep bool, logf func(string, ...any)) error {
+	var errs []error
+	if logDir != "" {
+		for _, n := range cl.nodes {
+			text, err := cl.c.logs(ctx, n.ID, "all")
+			if err != nil {
+				logf("warning: log of %s: %v", n.Name, err)
+			}
+			if err := os.WriteFile(filepath.Join(logDir, n.Name+".log"), []byte(text), 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("save the log of %s: %w", n.Name, err))
+			}
+		}
+	}
+	if keep {
+		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --cluster-name %s", cl.name, cl.name)
+		return errors.Join(errs...)
+	}
+	if err := cl.Down(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("remove cluster %s: %w (remove it with: eccheck cluster down --cluster-name %s)", cl.name, err, cl.name))
+	}
+	return errors.Join(errs...)
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
 )
 
 // engine connects to the Docker engine for a test. It skips the test with
@@ -27,37 +26,6 @@ func engine(t *testing.T) *Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// staticBinary builds a static eccheck binary once per test run, as a clean
-// clone has none.
-func staticBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "eccheck-docker-test-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "eccheck")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./cmd/eccheck")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = err
-			binPath = string(out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("go build of a static eccheck: %v\n%s", binErr, binPath)
-	}
-	return binPath
 }
 
 // testWriter sends progress lines to the test log.
@@ -82,9 +50,32 @@ func TestMain(m *testing.M) {
 		c.Close()
 	}
 	cancel()
-	code := m.Run()
-	if binPath != "" && binErr == nil {
-		os.RemoveAll(filepath.Dir(binPath))
+	os.Exit(m.Run())
+}
+
+// labelled counts the containers and networks carrying eccheck.cluster=name.
+func labelled(t *testing.T, c *Client, name string) (containers, networks int) {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	os.Exit(code)
+	ns, err := c.api.NetworkList(ctx, client.NetworkListOptions{Filters: clusterFilter(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(cs.Items), len(ns.Items)
+}
+
+// eventually retries f every 100 ms until it returns nil or d passes.
+func eventually(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -22,8 +23,6 @@ const (
 	// FakeTimeFile is libfaketime's timestamp file: one offset such as
 	// "+90s" or "-5m", re-read on every clock call.
 	FakeTimeFile = FakeTimeDir + "/faketime"
-	// rejoinFile tells a Postgres node's script to rejoin as a replica.
-	rejoinFile = FakeTimeDir + "/rejoin"
 )
 
 // FakeTimeEnv returns the environment that makes a container's processes
@@ -57,22 +56,29 @@ func FakeTimeOffset(offset time.Duration) string {
 // CopyToContainer (the container may be running; nothing is executed in
 // it). 0 resets the offset.
 func (c *Client) SetFakeTime(ctx context.Context, containerID string, offset time.Duration) error {
-	if err := c.writeEccheckFile(ctx, containerID, "faketime", []byte(FakeTimeOffset(offset)+"\n")); err != nil {
+	if err := c.WriteFile(ctx, containerID, FakeTimeFile, []byte(FakeTimeOffset(offset)+"\n")); err != nil {
 		return fmt.Errorf("set fake time: %w", err)
 	}
 	return nil
 }
 
-// writeEccheckFile writes body as FakeTimeDir/name into a container,
-// running or not, with CopyToContainer (nothing is executed in it).
-func (c *Client) writeEccheckFile(ctx context.Context, containerID, name string, body []byte) error {
+// WriteFile writes body as the file path (absolute) into a container,
+// running or not, with CopyToContainer: nothing is executed in it. The
+// file's directory is made when missing (mode 0755); its parent must
+// exist.
+func (c *Client) WriteFile(ctx context.Context, containerID, path string, body []byte) error {
+	dir := filepath.Dir(path)
+	if !filepath.IsAbs(path) || dir == "/" {
+		return fmt.Errorf("write %s: want an absolute path below a directory", path)
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
-	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: now}); err != nil {
+	base := filepath.Base(dir)
+	if err := tw.WriteHeader(&tar.Header{Name: base + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: now}); err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: "eccheck/" + name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: now}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: base + "/" + filepath.Base(path), Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: now}); err != nil {
 		return err
 	}
 	if _, err := tw.Write(body); err != nil {
@@ -81,15 +87,15 @@ func (c *Client) writeEccheckFile(ctx context.Context, containerID, name string,
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if _, err := c.api.CopyToContainer(ctx, containerID, client.CopyToContainerOptions{DestinationPath: "/var/lib", Content: &buf}); err != nil {
-		return fmt.Errorf("write %s/%s into %s: %w", FakeTimeDir, name, containerID, err)
+	if _, err := c.api.CopyToContainer(ctx, containerID, client.CopyToContainerOptions{DestinationPath: filepath.Dir(dir), Content: &buf}); err != nil {
+		return fmt.Errorf("write %s into %s: %w", path, containerID, err)
 	}
 	return nil
 }
 
 // SetFakeTime sets node's clock offset through libfaketime's timestamp
-// file, for nodes whose store is not ecstore and whose container was
-// started with [FakeTimeEnv]. (For ecstore nodes use [Cluster.SetClock].)
+// file, for a node whose container was started with [FakeTimeEnv],
+// whatever its cluster's clock spec.
 func (cl *Cluster) SetFakeTime(node string, offset time.Duration) error {
 	n, err := cl.Node(node)
 	if err != nil {
@@ -99,3 +105,8 @@ func (cl *Cluster) SetFakeTime(node string, offset time.Duration) error {
 	defer cancel()
 	return cl.c.SetFakeTime(ctx, n.ID, offset)
 }
+
+// FakeTimeClock is the ClockSpec of a cluster whose processes run under
+// libfaketime ([FakeTimeEnv]): [Cluster.SetClock] then writes
+// [FakeTimeFile] in whole seconds.
+var FakeTimeClock = ClockSpec{File: FakeTimeFile, Seconds: true, Env: "LD_PRELOAD=" + FakeTimeLib}

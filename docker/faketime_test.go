@@ -36,10 +36,10 @@ func TestFakeTime(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	if _, err := c.BuildBase(ctx, BuildOptions{Progress: testWriter{t}}); err != nil {
+	if _, err := c.Build(ctx, Base, BuildOptions{Progress: testWriter{t}}); err != nil {
 		t.Fatalf("images/base: %v", err)
 	}
-	img, err := c.ImageFor(ctx, RoleBase)
+	img, err := c.ImageFor(ctx, Base)
 	if err != nil {
 		t.Fatal(err)
 	}

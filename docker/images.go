@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,16 +25,43 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Image roles: what an image is used for. A user may name an image of
-// their own for any role (see [Overrides]).
-const (
-	RoleEcstore  = "ecstore"  // the static eccheck binary, entrypoint `eccheck store serve`
-	RoleBase     = "base"     // Debian with iptables, iproute2, libfaketime, procps: also the network-tools helper
-	RolePostgres = "postgres" // the base plus postgresql-15
-)
+// ImageSpec says how eccheck makes one image without a registry: a
+// debootstrap of Debian with a package list, or FROM scratch with a static
+// eccheck binary. Systems under test name the images they run by their
+// specs; a user may name an image of their own for any role instead (see
+// [Overrides]).
+type ImageSpec struct {
+	// Role names the image: what `eccheck images build --only` and
+	// --image ROLE=REF take.
+	Role string
+	// Repo is the repository eccheck tags it in; each image is tagged with
+	// its inputs hash and with latest.
+	Repo string
+	// Doc says what it holds, for help text.
+	Doc string
+	// Packages, for a Debian image, are the packages of the debootstrap
+	// (minbase variant of bookworm); Path is its PATH.
+	Packages []string
+	Path     string
+	// Static makes a FROM-scratch image of a static eccheck binary at
+	// /eccheck, run with Entrypoint, with the empty directories Dirs
+	// (paths without a leading slash; "tmp" is world-writable).
+	Static     bool
+	Entrypoint []string
+	Dirs       []string
+}
 
-// Roles lists the image roles in build order.
-var Roles = []string{RoleEcstore, RoleBase, RolePostgres}
+// Base is the Debian base image: iptables, iproute2, libfaketime and
+// procps. It is also the network-tools helper that applies partitions and
+// link faults in a node's namespaces, so every Docker cluster with such
+// faults needs it.
+var Base = ImageSpec{
+	Role: RoleBase, Repo: "eccheck/debian-base", Packages: basePackages, Path: BasePath,
+	Doc: "Debian with iptables, iproute2, libfaketime and procps; the network-tools helper",
+}
+
+// RoleBase is the role of [Base].
+const RoleBase = "base"
 
 // Labels eccheck puts on what it creates.
 const (
@@ -41,26 +69,20 @@ const (
 	LabelInputs  = "eccheck.inputs"  // the hash of an image's inputs
 	LabelCluster = "eccheck.cluster" // the cluster a container or network belongs to
 	LabelNode    = "eccheck.node"    // a node container's node name
-	LabelDB      = "eccheck.db"      // the store a cluster runs
+	LabelDB      = "eccheck.db"      // the system a cluster runs
 )
-
-// Repositories of the images eccheck builds; each is tagged with its
-// inputs hash and with latest.
-var repos = map[string]string{
-	RoleEcstore:  "eccheck/ecstore",
-	RoleBase:     "eccheck/debian-base",
-	RolePostgres: "eccheck/postgres",
-}
 
 // Debian suite and packages of the debootstrapped images.
 const debianSuite = "bookworm"
 
-var (
-	basePackages     = []string{"iptables", "iproute2", "faketime", "procps"}
-	postgresPackages = append(append([]string(nil), basePackages...), "postgresql-15")
-	basePath         = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	postgresPath     = "/usr/lib/postgresql/15/bin:" + basePath
-)
+var basePackages = []string{"iptables", "iproute2", "faketime", "procps"}
+
+// BasePackages returns the base image's packages, for specs that add to
+// them.
+func BasePackages() []string { return append([]string(nil), basePackages...) }
+
+// BasePath is the base image's PATH, for specs that add to it.
+const BasePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // BuildOptions configure the image builds.
 type BuildOptions struct {
@@ -130,22 +152,80 @@ func (c *Client) tagAll(ctx context.Context, id, ref, latest string) error {
 	return nil
 }
 
-// cached reports whether the image of role with inputs exists (and tags it
+// cached reports whether the image of spec with inputs exists (and tags it
 // again), unless o.Force.
-func (c *Client) cached(ctx context.Context, o *BuildOptions, role, inputs string) (Image, bool, error) {
-	img := Image{Role: role, Inputs: inputs, Ref: repos[role] + ":" + inputs}
+func (c *Client) cached(ctx context.Context, o *BuildOptions, spec ImageSpec, inputs string) (Image, bool, error) {
+	img := Image{Role: spec.Role, Inputs: inputs, Ref: spec.Repo + ":" + inputs}
 	if o.Force {
 		return img, false, nil
 	}
-	id, err := c.findImage(ctx, role, inputs)
+	id, err := c.findImage(ctx, spec.Role, inputs)
 	if err != nil || id == "" {
 		return img, false, err
 	}
-	if err := c.tagAll(ctx, id, img.Ref, repos[role]+":latest"); err != nil {
+	if err := c.tagAll(ctx, id, img.Ref, spec.Repo+":latest"); err != nil {
 		return img, false, err
 	}
-	fmt.Fprintf(o.progress(), "images: %s is up to date (%s, inputs unchanged)\n", role, img.Ref)
+	fmt.Fprintf(o.progress(), "images: %s is up to date (%s, inputs unchanged)\n", spec.Role, img.Ref)
 	return img, true, nil
+}
+
+// Build builds the image of spec (a Debian or a static one), unless an
+// image built from the same inputs exists (and o.Force is not set). One
+// build of a role runs at a time on a machine: a second waits, then finds
+// the image.
+func (c *Client) Build(ctx context.Context, spec ImageSpec, o BuildOptions) (Image, error) {
+	if spec.Static {
+		return c.buildStatic(ctx, spec, o)
+	}
+	return c.buildDebian(ctx, o, spec)
+}
+
+// Ensure returns the image to run for spec: the user's own when one is
+// recorded for its role; else, for a static image when this process is a
+// static eccheck binary, the image of this very binary (a cheap check of
+// its inputs hash); else the latest one built, or one built now when there
+// is none (progress on o.Progress, and a line through logf first).
+func (c *Client) Ensure(ctx context.Context, spec ImageSpec, o BuildOptions, logf func(string, ...any)) (string, error) {
+	ov, err := LoadOverrides()
+	if err != nil {
+		return "", err
+	}
+	if ov[spec.Role] == "" && spec.Static && o.Binary == "" && runningStatic() {
+		img, err := c.Build(ctx, spec, o)
+		return img.Ref, err
+	}
+	ref, err := c.ImageFor(ctx, spec)
+	if err == nil || ov[spec.Role] != "" {
+		return ref, err
+	}
+	if logf != nil {
+		logf("no %s image yet: building it (%s)", spec.Role, buildTime(spec))
+	}
+	img, berr := c.Build(ctx, spec, o)
+	if berr != nil {
+		return "", fmt.Errorf("%w; building it: %w", err, berr)
+	}
+	return img.Ref, nil
+}
+
+// buildTime says roughly how long a build of spec takes.
+func buildTime(spec ImageSpec) string {
+	if spec.Static {
+		return "a few seconds"
+	}
+	return "debootstrap, a minute or two"
+}
+
+// runningStatic reports whether this process is a static eccheck binary
+// (not a test binary), which a static image can be made from at once.
+func runningStatic() bool {
+	exe, err := os.Executable()
+	if err != nil || strings.HasSuffix(exe, ".test") {
+		return false
+	}
+	static, _ := IsStatic(exe)
+	return static
 }
 
 // hashOf returns the first 12 hex digits of the SHA-256 of parts.
@@ -250,81 +330,98 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// ecstoreDockerfile makes the ecstore image. /var/lib/ecstore holds the
-// node's data directory and its clock file.
-const ecstoreDockerfile = `FROM scratch
-COPY eccheck /eccheck
-COPY var /var
-COPY tmp /tmp
-ENTRYPOINT ["/eccheck", "store", "serve"]
-`
+// dockerfile is the Dockerfile of a static image: the binary at /eccheck,
+// the top directories of spec.Dirs copied in, and the entrypoint.
+func dockerfile(spec ImageSpec) string {
+	var b strings.Builder
+	b.WriteString("FROM scratch\nCOPY eccheck /eccheck\n")
+	var tops []string
+	for _, d := range spec.Dirs {
+		top, _, _ := strings.Cut(d, "/")
+		if !slices.Contains(tops, top) {
+			tops = append(tops, top)
+			fmt.Fprintf(&b, "COPY %s /%s\n", top, top)
+		}
+	}
+	ep, _ := json.Marshal(spec.Entrypoint)
+	fmt.Fprintf(&b, "ENTRYPOINT %s\n", strings.ReplaceAll(string(ep), `","`, `", "`))
+	return b.String()
+}
 
-// BuildEcstore builds the ecstore image, eccheck/ecstore:<hash> (and
-// :latest), FROM scratch with the static binary, through the classic
-// builder. It is skipped when an image built from the same binary exists.
-func (c *Client) BuildEcstore(ctx context.Context, o BuildOptions) (Image, error) {
+// buildStatic builds a static image, <repo>:<hash> (and :latest), FROM
+// scratch with the static binary, through the classic builder. It is
+// skipped when an image built from the same binary exists.
+func (c *Client) buildStatic(ctx context.Context, spec ImageSpec, o BuildOptions) (Image, error) {
 	bin, cleanup, err := StaticBinary(ctx, &o)
 	if err != nil {
-		return Image{Role: RoleEcstore}, fmt.Errorf("ecstore image: %w", err)
+		return Image{Role: spec.Role}, fmt.Errorf("%s image: %w", spec.Role, err)
 	}
 	defer cleanup()
 	data, err := os.ReadFile(bin)
 	if err != nil {
-		return Image{Role: RoleEcstore}, fmt.Errorf("ecstore image: %w", err)
+		return Image{Role: spec.Role}, fmt.Errorf("%s image: %w", spec.Role, err)
 	}
-	inputs := hashOf([]byte(ecstoreDockerfile), data)
-	release, err := machineLock(ctx, "image-"+RoleEcstore, o.progress())
+	df := dockerfile(spec)
+	inputs := hashOf([]byte(df), data)
+	release, err := machineLock(ctx, "image-"+spec.Role, o.progress())
 	if err != nil {
-		return Image{Role: RoleEcstore}, fmt.Errorf("ecstore image: %w", err)
+		return Image{Role: spec.Role}, fmt.Errorf("%s image: %w", spec.Role, err)
 	}
 	defer release()
-	img, ok, err := c.cached(ctx, &o, RoleEcstore, inputs)
+	img, ok, err := c.cached(ctx, &o, spec, inputs)
 	if err != nil || ok {
 		return img, err
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	entries := []struct {
+	type entry struct {
 		name string
 		mode int64
 		body []byte
-	}{
-		{"Dockerfile", 0o644, []byte(ecstoreDockerfile)},
-		{"eccheck", 0o755, data},
-		{"var/", 0o755, nil},
-		{"var/lib/", 0o755, nil},
-		{"var/lib/ecstore/", 0o755, nil},
-		{"tmp/", 0o1777, nil},
 	}
+	entries := []entry{{"Dockerfile", 0o644, []byte(df)}, {"eccheck", 0o755, data}}
+	for _, d := range spec.Dirs {
+		parts := strings.Split(d, "/")
+		for i := range parts {
+			name := strings.Join(parts[:i+1], "/") + "/"
+			mode := int64(0o755)
+			if name == "tmp/" {
+				mode = 0o1777
+			}
+			if !slices.ContainsFunc(entries, func(e entry) bool { return e.name == name }) {
+				entries = append(entries, entry{name, mode, nil})
+			}
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body)), Typeflag: tar.TypeReg}
 		if strings.HasSuffix(e.name, "/") {
 			h.Typeflag = tar.TypeDir
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			return img, fmt.Errorf("ecstore image: build context: %w", err)
+			return img, fmt.Errorf("%s image: build context: %w", spec.Role, err)
 		}
 		if _, err := tw.Write(e.body); err != nil {
-			return img, fmt.Errorf("ecstore image: build context: %w", err)
+			return img, fmt.Errorf("%s image: build context: %w", spec.Role, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return img, fmt.Errorf("ecstore image: build context: %w", err)
+		return img, fmt.Errorf("%s image: build context: %w", spec.Role, err)
 	}
 	fmt.Fprintf(o.progress(), "images: building %s from %s (%d MB)\n", img.Ref, bin, len(data)>>20)
 	res, err := c.api.ImageBuild(ctx, &buf, client.ImageBuildOptions{
-		Tags:        []string{img.Ref, repos[RoleEcstore] + ":latest"},
+		Tags:        []string{img.Ref, spec.Repo + ":latest"},
 		Remove:      true,
 		ForceRemove: true,
-		Labels:      map[string]string{LabelRole: RoleEcstore, LabelInputs: inputs},
+		Labels:      map[string]string{LabelRole: spec.Role, LabelInputs: inputs},
 		Version:     build.BuilderV1,
 	})
 	if err != nil {
-		return img, fmt.Errorf("ecstore image: build: %w", err)
+		return img, fmt.Errorf("%s image: build: %w", spec.Role, err)
 	}
 	defer res.Body.Close()
 	if err := readStream(res.Body, o.progress(), "  build: "); err != nil {
-		return img, fmt.Errorf("ecstore image: build: %w", err)
+		return img, fmt.Errorf("%s image: build: %w", spec.Role, err)
 	}
 	img.Built = true
 	return img, nil
@@ -360,24 +457,13 @@ func readStream(r io.Reader, w io.Writer, prefix string) error {
 	}
 }
 
-// BuildBase builds the Debian base image, eccheck/debian-base:<hash>:
-// debootstrap --variant=minbase of bookworm with iptables, iproute2,
-// faketime (libfaketime) and procps, imported through the API. It is also
-// the network-tools helper image that applies partitions. It needs root
-// and debootstrap, and takes about a minute.
-func (c *Client) BuildBase(ctx context.Context, o BuildOptions) (Image, error) {
-	return c.buildDebian(ctx, o, RoleBase, basePackages, basePath)
-}
-
-// BuildPostgres builds eccheck/postgres:<hash>: the base's packages plus
-// postgresql-15, in a debootstrap of its own (about a minute more; one
-// debootstrap works offline from the mirror, where apt-get in a container
-// would need the container to reach it).
-func (c *Client) BuildPostgres(ctx context.Context, o BuildOptions) (Image, error) {
-	return c.buildDebian(ctx, o, RolePostgres, postgresPackages, postgresPath)
-}
-
-func (c *Client) buildDebian(ctx context.Context, o BuildOptions, role string, packages []string, path string) (Image, error) {
+// buildDebian builds a Debian image, <repo>:<hash>: debootstrap
+// --variant=minbase of bookworm with the spec's packages, from the host's
+// mirror, imported through the API. It needs root and debootstrap (which
+// it installs when missing, see ensureDebootstrap) and takes a minute or
+// two.
+func (c *Client) buildDebian(ctx context.Context, o BuildOptions, spec ImageSpec) (Image, error) {
+	role, packages, path := spec.Role, spec.Packages, spec.Path
 	mirror := o.Mirror
 	if mirror == "" {
 		m, err := MirrorFromAptSources(o.AptRoot, debianSuite)
@@ -394,7 +480,7 @@ func (c *Client) buildDebian(ctx context.Context, o BuildOptions, role string, p
 		return Image{Role: role}, fmt.Errorf("%s image: %w", role, err)
 	}
 	defer release()
-	img, ok, err := c.cached(ctx, &o, role, inputs)
+	img, ok, err := c.cached(ctx, &o, spec, inputs)
 	if err != nil || ok {
 		return img, err
 	}
@@ -460,7 +546,7 @@ func (c *Client) buildDebian(ctx context.Context, o BuildOptions, role string, p
 	if id == "" {
 		return img, fmt.Errorf("%s image: imported, but no image carries the label %s=%s", role, LabelInputs, inputs)
 	}
-	if err := c.tagAll(ctx, id, img.Ref, repos[role]+":latest"); err != nil {
+	if err := c.tagAll(ctx, id, img.Ref, spec.Repo+":latest"); err != nil {
 		return img, fmt.Errorf("%s image: %w", role, err)
 	}
 	img.Built = true
@@ -500,24 +586,24 @@ func runStreaming(cmd *exec.Cmd, w io.Writer, prefix string) error {
 	return nil
 }
 
-// ImageFor returns the image to run for role: the user's own when one is
+// ImageFor returns the image to run for spec: the user's own when one is
 // recorded in the overrides file, else eccheck's repo:latest. It fails,
 // saying how to build it, when that image does not exist.
-func (c *Client) ImageFor(ctx context.Context, role string) (string, error) {
+func (c *Client) ImageFor(ctx context.Context, spec ImageSpec) (string, error) {
 	ov, err := LoadOverrides()
 	if err != nil {
 		return "", err
 	}
-	ref := ov[role]
+	ref := ov[spec.Role]
 	if ref == "" {
-		ref = repos[role] + ":latest"
+		ref = spec.Repo + ":latest"
 	}
 	if _, err := c.api.ImageInspect(ctx, ref); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			if ov[role] != "" {
-				return "", fmt.Errorf("image %s, recorded for %s in %s, does not exist here (pull or load it, or remove it with 'eccheck images build --image %s=')", ref, role, OverridesFile(), role)
+			if ov[spec.Role] != "" {
+				return "", fmt.Errorf("image %s, recorded for %s in %s, does not exist here (pull or load it, or remove it with 'eccheck images build --image %s=')", ref, spec.Role, OverridesFile(), spec.Role)
 			}
-			return "", fmt.Errorf("no %s image (%s): run 'eccheck images build' first", role, ref)
+			return "", fmt.Errorf("no %s image (%s): run 'eccheck images build' first", spec.Role, ref)
 		}
 		return "", fmt.Errorf("inspect image %s: %w", ref, err)
 	}

@@ -1,13 +1,9 @@
 package docker
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,8 +11,6 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
-
-	"github.com/eccheck/eccheck/store"
 )
 
 // LossChain is the iptables chain (filter table, hooked into INPUT) that
@@ -71,6 +65,15 @@ func ValidRate(rate string) error {
 		return fmt.Errorf("rate %q: want a number and one of bit, kbit, mbit, gbit, bps, kbps, mbps, gbps (such as 1mbit)", rate)
 	}
 	return nil
+}
+
+// State reports whether node's container runs, and whether it is paused.
+func (cl *Cluster) State(ctx context.Context, node string) (running, paused bool, err error) {
+	n, err := cl.Node(node)
+	if err != nil {
+		return false, false, err
+	}
+	return cl.running(ctx, n)
 }
 
 // running reports whether n's container runs, and whether it is paused.
@@ -155,8 +158,8 @@ func (cl *Cluster) Bandwidth(node, rate string) error {
 
 // How a delay was applied.
 const (
-	DelayNetem = "tc netem"               // a netem qdisc on the node's eth0
-	DelayHook  = "ecstore transport hook" // ecstore delays its own peer messages (POST /v1/admin/delay)
+	DelayNetem = "tc netem"              // a netem qdisc on the node's eth0
+	DelayHook  = "the system's own hook" // the system delays its own messages (see [Cluster.SetDelayHook])
 )
 
 // ErrNoNetem means the kernel has no sch_netem ("Specified qdisc kind is
@@ -174,8 +177,8 @@ type DelayResult struct {
 // Delay delays node's messages to peer (every peer when empty) by d; 0
 // removes the delay. Delays to every peer go through tc netem when the
 // kernel has it; when it lacks sch_netem (detected from tc's error), and
-// for a single peer, ecstore delays its own peer messages instead
-// ([Cluster.SetDelay]), which the result says.
+// for a single peer, the system's own hook delays its messages instead
+// ([Cluster.SetDelayHook]; ecstore has one), which the result says.
 func (cl *Cluster) Delay(node, peer string, d time.Duration) (DelayResult, error) {
 	if d < 0 {
 		return DelayResult{}, fmt.Errorf("delay of %v: want 0 or more", d)
@@ -196,63 +199,41 @@ func (cl *Cluster) Delay(node, peer string, d time.Duration) (DelayResult, error
 		return DelayResult{Method: DelayHook}, cl.SetDelay(node, peer, 0)
 	}
 	if peer != "" {
-		return DelayResult{Method: DelayHook, Note: "a delay to one peer goes through ecstore's transport hook"}, cl.SetDelay(node, peer, d)
+		return DelayResult{Method: DelayHook, Note: "a delay to one peer goes through " + cl.db + "'s own transport hook"}, cl.SetDelay(node, peer, d)
 	}
 	err = cl.runHelper(ctx, n, []string{"sh", "-c", netemScript, "eccheck-netem", fmt.Sprintf("%dms", d.Milliseconds())})
 	switch {
 	case err == nil:
 		return DelayResult{Method: DelayNetem}, nil
 	case strings.Contains(err.Error(), "qdisc kind is unknown"):
-		note := ErrNoNetem.Error() + ": ecstore delays its own peer messages instead (its client traffic is not delayed)"
+		note := ErrNoNetem.Error() + ": " + cl.db + " delays its own peer messages instead (its client traffic is not delayed)"
 		return DelayResult{Method: DelayHook, Note: note}, cl.SetDelay(node, "", d)
 	}
 	return DelayResult{}, fmt.Errorf("delay on %s: %w", node, err)
 }
 
-// SetDelay makes ecstore node from delay its peer messages to node to
-// (every peer when empty) by d, through POST /v1/admin/delay on its
-// published port; 0 removes the delay.
+// SetDelay makes node from delay its peer messages to node to (every peer
+// when empty) by d through the system's own hook ([Cluster.SetDelayHook]);
+// 0 removes the delay. A system without a hook has no such delay to
+// remove, and cannot add one.
 func (cl *Cluster) SetDelay(from, to string, d time.Duration) error {
 	if _, err := cl.Node(from); err != nil {
 		return err
 	}
-	if !cl.ecstore() {
+	cl.mu.Lock()
+	hook := cl.delayHook
+	cl.mu.Unlock()
+	if hook == nil {
 		if d == 0 {
-			return nil // no hook, so no delay of its to remove
+			return nil
 		}
-		return fmt.Errorf("delay on %s: the kernel has no netem and %s nodes have no transport hook of ecstore's; for replication lag on Postgres use --pg-apply-delay", from, cl.db)
+		return fmt.Errorf("delay on %s: the kernel has no netem, and %s nodes have no transport hook of their own to delay with", from, cl.db)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := cl.postDelay(ctx, from, store.DelayRequest{Peer: to, Ms: d.Milliseconds()})
-	return err
-}
-
-func (cl *Cluster) postDelay(ctx context.Context, node string, req store.DelayRequest) (store.Status, error) {
-	var st store.Status
-	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+cl.Addr(node)+"/v1/admin/delay", bytes.NewReader(body))
-	if err != nil {
-		return st, fmt.Errorf("delay on %s: %w", node, err)
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		return st, fmt.Errorf("delay on %s: %w", node, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("delay on %s: %s: %s", node, resp.Status, bytes.TrimSpace(data))
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("delay on %s: decode reply: %w", node, err)
-	}
-	return st, nil
+	return hook(from, to, d)
 }
 
 // clearLinks removes loss rules and qdiscs from every running node, and
-// the delays of ecstore's transport hook from every running, unpaused one.
+// the delays of the system's own hook from every running, unpaused one.
 func (cl *Cluster) clearLinks() error {
 	ctx, cancel := faultCtx()
 	defer cancel()
@@ -268,10 +249,11 @@ func (cl *Cluster) clearLinks() error {
 				errs <- fmt.Errorf("clear links of %s: %w", n.Name, err)
 				return
 			}
-			if !paused && cl.ecstore() {
-				hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
-				defer hcancel()
-				if _, err := cl.postDelay(hctx, n.Name, store.DelayRequest{}); err != nil && !strings.Contains(err.Error(), "404") {
+			cl.mu.Lock()
+			hook := cl.delayHook
+			cl.mu.Unlock()
+			if !paused && hook != nil {
+				if err := hook(n.Name, "", 0); err != nil && !strings.Contains(err.Error(), "404") {
 					errs <- err
 					return
 				}
@@ -287,7 +269,8 @@ func (cl *Cluster) clearLinks() error {
 }
 
 // NodeFaults are the faults in force on one node, as far as the node's
-// container, network namespace and ecstore's health answer can tell.
+// container and network namespace can tell; a system that knows more
+// (ecstore's clock offset and hook delays) fills in the rest.
 type NodeFaults struct {
 	Node  string
 	State string // running, paused, exited...
@@ -298,10 +281,11 @@ type NodeFaults struct {
 	// Qdisc is eth0's root qdisc when it is not the default ("tbf rate
 	// 1Mbit ...", "netem delay 200ms").
 	Qdisc string
-	// ClockOffset is ecstore's clock offset; DelaysMs its hook's delays.
+	// ClockOffset is the node's clock offset and DelaysMs its hook's
+	// delays, as its system reports them.
 	ClockOffset time.Duration
 	DelaysMs    map[string]int64
-	// Unreachable says why the node's health could not be read.
+	// Unreachable says why the system could not report them.
 	Unreachable string
 }
 
@@ -337,21 +321,6 @@ func (cl *Cluster) Faults(ctx context.Context) ([]NodeFaults, error) {
 				return nil, fmt.Errorf("faults of %s: %w", n.Name, err)
 			}
 			parseFaults(&f, text, byIP)
-		}
-		if run && !paused && cl.ecstore() {
-			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			req, _ := http.NewRequestWithContext(hctx, http.MethodGet, "http://"+cl.Addr(n.Name)+"/v1/health", nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				var st store.Status
-				if err := json.NewDecoder(resp.Body).Decode(&st); err == nil {
-					f.ClockOffset, f.DelaysMs = time.Duration(st.ClockOffsetNs), st.DelaysMs
-				}
-				resp.Body.Close()
-			} else {
-				f.Unreachable = err.Error()
-			}
-			cancel()
 		}
 		out = append(out, f)
 	}

@@ -63,14 +63,15 @@ func (ov Overrides) Save() error {
 // optional tag and digest.
 var refPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?(@sha256:[0-9a-f]{64})?$`)
 
-// ParseOverride parses NAME=REF; an empty REF removes the override.
-func ParseOverride(s string) (role, ref string, err error) {
+// ParseOverride parses NAME=REF, NAME one of roles; an empty REF removes
+// the override.
+func ParseOverride(s string, roles []string) (role, ref string, err error) {
 	role, ref, ok := strings.Cut(s, "=")
 	if !ok {
-		return "", "", fmt.Errorf("--image %q: want NAME=REF with NAME one of %s", s, strings.Join(Roles, ", "))
+		return "", "", fmt.Errorf("--image %q: want NAME=REF with NAME one of %s", s, strings.Join(roles, ", "))
 	}
-	if !slices.Contains(Roles, role) {
-		return "", "", fmt.Errorf("--image %q: unknown image %q (want %s)", s, role, strings.Join(Roles, ", "))
+	if !slices.Contains(roles, role) {
+		return "", "", fmt.Errorf("--image %q: unknown image %q (want %s)", s, role, strings.Join(roles, ", "))
 	}
 	if ref != "" && (len(ref) > 255 || !refPattern.MatchString(ref)) {
 		return "", "", fmt.Errorf("--image %q: %q is not an image reference", s, ref)

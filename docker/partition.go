@@ -50,6 +50,18 @@ func (cl *Cluster) Partition(grudge map[string][]string) error {
 	return cl.applyAll()
 }
 
+// Grudge returns the partition in force (a copy): node -> the nodes whose
+// packets it drops.
+func (cl *Cluster) Grudge() map[string][]string {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	g := map[string][]string{}
+	for a, bs := range cl.grudge {
+		g[a] = append([]string(nil), bs...)
+	}
+	return g
+}
+
 // Heal removes every partition and link fault: it flushes the ECCHECK and
 // ECCHECK-LOSS chains and removes the root qdisc of every running node,
 // and clears the delays set through ecstore's transport hook.
@@ -128,11 +140,25 @@ func (cl *Cluster) runHelperOutput(ctx context.Context, n *Node, cmd []string) (
 	})
 }
 
+// RunHelper runs cmd in a short-lived helper container from the base
+// image, labelled as node's helper, with host (the namespaces it shares
+// with node and its capabilities), and removes it afterwards; it returns
+// the helper's output, and on a non-zero exit an error with its last
+// lines. A system uses it for what needs a tool beside a node (a signal
+// to one of its processes, say).
+func (cl *Cluster) RunHelper(ctx context.Context, node string, cmd []string, host *container.HostConfig) (string, error) {
+	n, err := cl.Node(node)
+	if err != nil {
+		return "", err
+	}
+	return cl.runIn(ctx, n, cmd, host)
+}
+
 // runIn runs cmd in a short-lived helper container from the base image,
 // labelled as n's helper, with host (the namespaces it shares with n and
 // its capabilities), as [Cluster.runHelperOutput] describes.
 func (cl *Cluster) runIn(ctx context.Context, n *Node, cmd []string, host *container.HostConfig) (string, error) {
-	img, err := cl.c.ImageFor(ctx, RoleBase)
+	img, err := cl.c.ImageFor(ctx, Base)
 	if err != nil {
 		return "", fmt.Errorf("helper: %w", err)
 	}
@@ -173,4 +199,16 @@ func (cl *Cluster) runIn(ctx context.Context, n *Node, cmd []string, host *conta
 		return out, fmt.Errorf("helper exited %d: %s", code, strings.Join(lines, "\n"))
 	}
 	return out, nil
+}
+
+// NeedsHelper reports whether a run with these nemesis faults needs the
+// helper image ([Base]): partitions (a failover starts with one) are
+// iptables rules that a helper applies.
+func NeedsHelper(faults []string) bool {
+	for _, f := range faults {
+		if f == "partition" || f == "failover" {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -78,7 +79,7 @@ func TestParseOverride(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("override/"+tt.in, func(t *testing.T) {
-			role, ref, err := ParseOverride(tt.in)
+			role, ref, err := ParseOverride(tt.in, []string{"ecstore", "base", "postgres"})
 			if (err != nil) != tt.wantErr || role != tt.role || ref != tt.ref {
 				t.Fatalf("got %q %q %v; want %q %q error %v", role, ref, err, tt.role, tt.ref, tt.wantErr)
 			}
@@ -156,5 +157,40 @@ func TestFreePorts(t *testing.T) {
 			continue
 		}
 		l.Close()
+	}
+}
+
+func TestParseFaults(t *testing.T) {
+	byIP := map[string]string{"172.30.0.12": "n2", "172.30.0.13": "n3"}
+	text := `-N ECCHECK
+-A ECCHECK -s 172.30.0.13/32 -j DROP
+-A ECCHECK -s 172.30.0.12/32 -j DROP
+-N ECCHECK-LOSS
+-A ECCHECK-LOSS -s 172.30.0.12/32 -m statistic --mode random --probability 0.20000000019 -j DROP
+qdisc tbf 8001: root refcnt 2 rate 1Mbit burst 4Kb lat 400ms
+`
+	var f NodeFaults
+	parseFaults(&f, text, byIP)
+	if strings.Join(f.Drops, ",") != "n2,n3" {
+		t.Errorf("status/drop rules/names n2,n3: got %v", f.Drops)
+	}
+	if p := f.Loss["n2"]; p < 0.19 || p > 0.21 || len(f.Loss) != 1 {
+		t.Errorf("status/loss rule/n2 at 0.2: got %v", f.Loss)
+	}
+	if !strings.HasPrefix(f.Qdisc, "tbf 8001: root") {
+		t.Errorf("status/tbf qdisc/reported: got %q", f.Qdisc)
+	}
+	var none NodeFaults
+	parseFaults(&none, "qdisc noqueue 0: root refcnt 2\n", byIP)
+	if none.Qdisc != "" || none.Drops != nil || none.Loss != nil {
+		t.Errorf("status/no faults/nothing reported: got %+v", none)
+	}
+}
+
+func TestValidRate(t *testing.T) {
+	for rate, ok := range map[string]bool{"1mbit": true, "500kbit": true, "1.5mbit": true, "fast": false, "1mbit; rm": false, "": false} {
+		if err := ValidRate(rate); (err == nil) != ok {
+			t.Errorf("rate/%q/valid=%v: got %v", rate, ok, err)
+		}
 	}
 }

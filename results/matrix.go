@@ -153,33 +153,6 @@ func ErrorCell(config, nemesis, dir string, err error) Cell {
 	return Cell{Config: config, Nemesis: nemesis, Dir: dir, Verdict: MarkError, Error: err.Error()}
 }
 
-// ReadOpsPerSec reads the workload throughput from a run directory's
-// test.json: operations over the workload's duration (the final reads
-// excluded).
-func ReadOpsPerSec(dir string) (float64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
-	if err != nil {
-		return 0, fmt.Errorf("read test.json: %w", err)
-	}
-	var t struct {
-		Summary *struct {
-			Ops        int64         `json:"ops"`
-			WorkloadNS time.Duration `json:"workload_ns"`
-			Workload   time.Duration `json:"Workload"` // test.json before it went snake_case
-		} `json:"summary"`
-	}
-	if err := json.Unmarshal(b, &t); err != nil {
-		return 0, fmt.Errorf("read %s: %w", filepath.Join(dir, "test.json"), err)
-	}
-	if t.Summary != nil && t.Summary.WorkloadNS > 0 {
-		t.Summary.Workload = t.Summary.WorkloadNS
-	}
-	if t.Summary == nil || t.Summary.Workload <= 0 {
-		return 0, fmt.Errorf("%s has no workload summary", filepath.Join(dir, "test.json"))
-	}
-	return float64(t.Summary.Ops) / t.Summary.Workload.Seconds(), nil
-}
-
 // Card is the consistency report card of `eccheck matrix`: one [Cell] per
 // configuration and nemesis, in the order they ran.
 type Card struct {

@@ -73,6 +73,10 @@ type Options struct {
 	Nemesis Nemesis
 	// Recovery is how long to wait after healing, before the final reads.
 	Recovery time.Duration
+	// BeforeFinal, if set, is called after the recovery wait, before the
+	// final reads: the system under test waits there for what its recovery
+	// needs, and the clients NewClient makes after it are the final reads'.
+	BeforeFinal func(ctx context.Context)
 	// Progress, if set, is called about once a second, and once at the end.
 	Progress func(Progress)
 }
@@ -314,6 +318,9 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		case <-time.After(o.Recovery):
 		case <-ctx.Done():
 		}
+	}
+	if o.BeforeFinal != nil && ctx.Err() == nil {
+		o.BeforeFinal(ctx)
 	}
 	progress("final reads")
 	for _, p := range o.Parts {

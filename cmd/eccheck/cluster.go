@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
-	"github.com/eccheck/eccheck/store"
 )
 
 func newClusterCmd(a *app) *cobra.Command {
@@ -29,27 +29,29 @@ and the label eccheck.cluster=NAME on every container and network.
 
 Build the images first: eccheck images build.`,
 	}
-	clusterNameFlag(cmd.PersistentFlags(), &name, "name")
+	clusterNameFlag(cmd.PersistentFlags(), &name, "default", "", "name")
 	cmd.AddCommand(newClusterUpCmd(a, &name), newClusterDownCmd(a, &name), newClusterStatusCmd(a, &name), newClusterLogsCmd(a, &name))
 	return cmd
 }
 
 func newClusterUpCmd(a *app, name *string) *cobra.Command {
 	var (
-		o          docker.UpOptions
-		db         string
-		pg         docker.PostgresOptions
-		applyDelay applyDelay
+		dbName string
+		c      db.Common
+		wait   time.Duration
+		sf     *systemFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a cluster and wait until every node answers",
-		Long: `Up starts an ecstore cluster and waits until every node answers GET /v1/health
-through its published port (--wait bounds it; the error names the node and
-shows its last log lines). The nodes run 'eccheck store serve' with their
-peers at fixed addresses, a data directory and the clock file
-/var/lib/ecstore/clock (for clock faults). If up fails, it removes what it
-created.
+		Long: `Up starts a cluster of --db in Docker containers and waits until every node
+answers (--wait bounds it; the error names the node and shows its last log
+lines). If up fails, it removes what it created. The system's own flags are
+those of 'eccheck test'.
+
+For ecstore the nodes run 'eccheck store serve' with their peers at fixed
+addresses, a data directory and the clock file /var/lib/ecstore/clock (for
+clock faults); a node answers when GET /v1/health says ready.
 
 With --db postgres it starts a Postgres primary (n1) and --nodes-1 streaming
 replicas instead (--pg-sync, --pg-standbys, --pg-apply-delay as in 'eccheck
@@ -60,68 +62,61 @@ clock' can move their clocks), and prints each node's connection string.`,
   eccheck cluster up --cluster-name pg --db postgres --pg-sync remote_apply --pg-standbys n2`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if db == docker.DBPostgres {
-				if err := docker.ValidName(*name); err != nil {
-					return usageError{err}
-				}
-				if err := applyDelay.check(o.Nodes); err != nil {
-					return err
-				}
-				pg.Name, pg.Nodes, pg.Wait, pg.Progress = *name, o.Nodes, o.Wait, a.stderr
-				pg.ApplyDelay, pg.ApplyDelays = applyDelay.all, applyDelay.per
-				c, err := docker.Connect(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				pc, err := c.UpPostgres(cmd.Context(), pg)
-				if err != nil {
-					return err
-				}
-				if err := printNodes(a.stdout, pc.Cluster); err != nil {
-					return err
-				}
-				for _, n := range pc.Nodes() {
-					fmt.Fprintf(a.stdout, "%s: %s\n", n, pc.DSN(n))
-				}
-				return nil
+			sys, err := lookupSystem(dbName)
+			if err != nil {
+				return err
 			}
-			if db != docker.DBEcstore {
-				return usagef("--db %s: want ecstore or postgres", db)
+			if !slices.Contains(sys.Backends(), db.BackendDocker) {
+				return usagef("--db %s does not run in Docker", dbName)
 			}
-			if !slices.Contains(store.Modes, o.Mode) {
-				return usagef("--mode %s: want %s", o.Mode, strings.Join(store.Modes, ", "))
+			settings, err := sf.pick(sys, cmd.Flags().Changed)
+			if err != nil {
+				return err
 			}
 			if err := docker.ValidName(*name); err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
-			o.Name, o.Progress = *name, a.stderr
-			c, err := docker.Connect(cmd.Context())
+			c.Backend, c.ClusterName, c.Keep = db.BackendDocker, *name, true
+			if err := settings.Validate(c); err != nil {
+				return err
+			}
+			logf := func(format string, args ...any) { fmt.Fprintf(a.stderr, "eccheck: "+format+"\n", args...) }
+			s, err := settings.Start(cmd.Context(), db.Env{Common: c, Logf: logf, Progress: a.stderr, Wait: wait})
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			cl, err := c.Up(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			return printNodes(a.stdout, cl)
+			return printSystem(cmd.Context(), a.stdout, s)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&db, "db", "ecstore", "the store: ecstore or postgres")
-	f.StringVar(&pg.Sync, "pg-sync", docker.SyncAsync, "postgres: replication, async or remote_apply")
-	f.StringSliceVar(&pg.SyncStandbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys (default: every replica)")
-	f.Var(&applyDelay, "pg-apply-delay", "postgres: replication lag on demand: 50ms, or n2=0s,n3=200ms")
-	f.BoolVar(&pg.FakeTime, "fake-time", false, "postgres: run every node under libfaketime (for clock faults)")
-	f.IntVar(&o.Nodes, "nodes", 3, "how many nodes")
-	f.StringVar(&o.Mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
-	f.IntVar(&o.N, "n", 0, "replicas per key (lww, hlc; 0 = every node)")
-	f.IntVar(&o.W, "w", 1, "write quorum (lww, hlc)")
-	f.IntVar(&o.R, "r", 1, "read quorum (lww, hlc)")
-	f.StringVar(&o.SetImpl, "set-impl", "", "sets: orset or lww-blob (lww, hlc)")
-	f.DurationVar(&o.Wait, "wait", 60*time.Second, "how long to wait for every node to answer")
+	f.StringVar(&dbName, "db", "ecstore", "the system: "+strings.Join(systemNames(), " or "))
+	f.IntVar(&c.Nodes, "nodes", 3, "how many nodes")
+	f.DurationVar(&wait, "wait", 60*time.Second, "how long to wait for every node to answer")
+	sf = bindSystemFlags(f, false)
 	return cmd
+}
+
+// printSystem prints a running cluster's nodes, with their roles when the
+// system has some, and how to reach each node when it says.
+func printSystem(ctx context.Context, w io.Writer, s db.System) error {
+	cont, ok := s.(db.Containers)
+	if !ok {
+		return errors.New("the cluster is not in containers")
+	}
+	cl := cont.Docker()
+	if r, ok := s.(db.Roler); ok {
+		if err := printRoles(w, cl, r.Roles(ctx)); err != nil {
+			return err
+		}
+	} else if err := printNodes(w, cl); err != nil {
+		return err
+	}
+	if d, ok := s.(db.Describer); ok {
+		for _, n := range cl.Nodes() {
+			fmt.Fprintf(w, "%s: %s\n", n, d.Describe(n))
+		}
+	}
+	return nil
 }
 
 func newClusterDownCmd(a *app, name *string) *cobra.Command {
@@ -134,7 +129,7 @@ behind. A cluster that does not exist is not an error.`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := docker.ValidName(*name); err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			c, err := docker.Connect(cmd.Context())
 			if err != nil {
@@ -156,22 +151,22 @@ func newClusterStatusCmd(a *app, name *string) *cobra.Command {
 		Short: "List a cluster's nodes, their state and addresses",
 		Args:  exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cl, err := openCluster(cmd.Context(), *name)
+			c, s, err := openSystem(cmd.Context(), *name, nil)
 			if err != nil {
 				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
-			if cl.DB() == docker.DBPostgres {
-				return printPostgresNodes(a.stdout, cl, cl.PostgresRoles(cmd.Context()))
+			if r, ok := s.(db.Roler); ok {
+				return printRoles(a.stdout, s.(db.Containers).Docker(), r.Roles(cmd.Context()))
 			}
-			return printNodes(a.stdout, cl)
+			return printNodes(a.stdout, s.(db.Containers).Docker())
 		},
 	}
 }
 
-// printPostgresNodes is printNodes with each node's role (primary,
-// replica, or its state when down) and connection string.
-func printPostgresNodes(w io.Writer, cl *docker.Cluster, roles map[string]string) error {
+// printRoles is printNodes with each node's role (primary, replica, or its
+// state when down).
+func printRoles(w io.Writer, cl *docker.Cluster, roles map[string]string) error {
 	netName, subnet := cl.Network()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "NODE\tROLE\tADDRESS\tNETWORK %s (%s)\tCONTAINER\n", netName, subnet)
@@ -181,7 +176,7 @@ func printPostgresNodes(w io.Writer, cl *docker.Cluster, roles map[string]string
 		if roles[n] == "primary" {
 			primaries++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, roles[n], cl.Addr(n), nd.IP, nd.Container)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, roles[n], cl.PublishedAddr(n), nd.IP, nd.Container)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -203,6 +198,9 @@ func newClusterLogsCmd(a *app, name *string) *cobra.Command {
 				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
+			if _, err := cl.Node(args[0]); err != nil {
+				return usageError{Err: err}
+			}
 			logs, err := cl.Logs(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -221,7 +219,7 @@ func printNodes(w io.Writer, cl *docker.Cluster) error {
 	fmt.Fprintf(tw, "NODE\tSTATE\tADDRESS\tNETWORK %s (%s)\tCONTAINER\n", netName, subnet)
 	for _, n := range cl.Nodes() {
 		nd, _ := cl.Node(n)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, nd.State, cl.Addr(n), nd.IP, nd.Container)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, nd.State, cl.PublishedAddr(n), nd.IP, nd.Container)
 	}
 	return tw.Flush()
 }
@@ -239,7 +237,7 @@ func withClusterNames(ctx context.Context, err error) error {
 	}
 	defer c.Close()
 	if names, nerr := c.ClusterNames(ctx); nerr == nil && len(names) > 0 {
-		return usageError{fmt.Errorf("%w; clusters here: %s", ue.err, strings.Join(names, ", "))}
+		return usageError{Err: fmt.Errorf("%w; clusters here: %s", ue.Err, strings.Join(names, ", "))}
 	}
 	return err
 }

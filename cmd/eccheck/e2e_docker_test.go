@@ -2,7 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	crand "crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,10 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/internal/dockertest"
+	"github.com/eccheck/eccheck/run"
 )
 
 // These end-to-end tests run `eccheck test --cluster docker` against
@@ -55,12 +58,12 @@ func e2eImages(t *testing.T, c *docker.Client) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		if _, err := c.BuildEcstore(ctx, docker.BuildOptions{Binary: bin}); err != nil {
+		if _, err := c.Build(ctx, ecstore.Image, docker.BuildOptions{Binary: bin}); err != nil {
 			e2eImageErr = err
 			return
 		}
-		if _, err := c.ImageFor(ctx, docker.RoleBase); err != nil {
-			_, e2eImageErr = c.BuildBase(ctx, docker.BuildOptions{})
+		if _, err := c.ImageFor(ctx, docker.Base); err != nil {
+			_, e2eImageErr = c.Build(ctx, docker.Base, docker.BuildOptions{})
 		}
 	})
 	if e2eImageErr != nil {
@@ -79,7 +82,7 @@ func (e *buildError) Error() string {
 
 // checkEngineRecorded checks that test.json describes the engine, so that
 // a run can be compared with one on another machine.
-func checkEngineRecorded(t *testing.T, cfg testConfig) {
+func checkEngineRecorded(t *testing.T, cfg run.Config) {
 	t.Helper()
 	e := cfg.Engine
 	if e == nil || e.Version == "" || e.StorageDriver == "" || e.CgroupVersion == "" || e.Kernel == "" {
@@ -121,16 +124,12 @@ func runDockerE2E(t *testing.T, args ...string) (int, e2eReport) {
 	name := "e2e-" + shortID()
 	t.Cleanup(func() { c.Down(context.Background(), name) })
 	code, rep, dir := runE2E(t, append([]string{"--cluster", "docker", "--cluster-name", name}, args...)...)
-	var cfg testConfig
-	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &cfg)
-	}
+	cfg, err := run.ReadConfig(dir)
 	if err != nil {
 		t.Fatalf("docker/test.json: %v", err)
 	}
 	checkEngineRecorded(t, cfg)
-	b, err = os.ReadFile(filepath.Join(dir, "nodes", "n1.log"))
+	b, err := os.ReadFile(filepath.Join(dir, "nodes", "n1.log"))
 	if err != nil || !strings.Contains(string(b), "ecstore n1") {
 		t.Errorf("docker/node log/saved: nodes/n1.log: %v, %q", err, b)
 	}
@@ -232,4 +231,11 @@ func TestE2EDockerClusterDownAfterSIGKILL(t *testing.T) {
 	if left := leftovers(t, c, name); len(left) > 0 {
 		t.Errorf("docker/cluster down after SIGKILL/nothing left: %s", strings.Join(left, "; "))
 	}
+}
+
+// shortID is a short random id for a test's cluster name.
+func shortID() string {
+	var b [4]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -2,16 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/eccheck/eccheck/db"
+	"github.com/eccheck/eccheck/db/postgres"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/run"
 )
 
 // These end-to-end tests run `eccheck test --cluster docker --db postgres`:
@@ -24,10 +26,10 @@ func postgresImage(t *testing.T, c *docker.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if _, err := c.ImageFor(ctx, docker.RolePostgres); err == nil {
+	if _, err := c.ImageFor(ctx, postgres.Image); err == nil {
 		return
 	}
-	if _, err := c.BuildPostgres(ctx, docker.BuildOptions{}); err != nil {
+	if _, err := c.Build(ctx, postgres.Image, docker.BuildOptions{}); err != nil {
 		t.Fatalf("postgres image: %v", err)
 	}
 }
@@ -61,12 +63,8 @@ func runPostgresE2EDir(t *testing.T, read string, args ...string) (int, e2eRepor
 			faults = args[i+1]
 		}
 	}
-	var cfg testConfig
-	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &cfg)
-	}
-	if err != nil || cfg.DB != "postgres" || cfg.PGSync != sync || cfg.PGRead != read || strings.Join(cfg.Nemesis, ",") != faults {
+	cfg, err := run.ReadConfig(dir)
+	if err != nil || cfg.DB != "postgres" || cfg.Settings["pg_sync"] != sync || cfg.Settings["pg_read"] != read || strings.Join(cfg.Nemesis, ",") != faults {
 		t.Errorf("postgres/test.json/db, pg_sync, pg_read, nemesis %q recorded: %v, %+v", faults, err, cfg)
 	}
 	checkEngineRecorded(t, cfg)
@@ -317,13 +315,13 @@ func TestFailoverCount(t *testing.T) {
 		{"partition,failover,kill", time.Second, time.Second, 6, 2}, // cycles 2 and 5
 	} {
 		faults, _ := nemesis.ParseFaults(tc.faults)
-		if got := failovers(faults, tc.interval, tc.limit, tc.cycles); got != tc.want {
+		if got := postgres.Failovers(faults, tc.interval, tc.limit, tc.cycles); got != tc.want {
 			t.Errorf("failovers/%s every %v for %v, %d cycles/%d: got %d", tc.faults, tc.interval, tc.limit, tc.cycles, tc.want, got)
 		}
 	}
 	// The help's example runs with the defaults (30 s, every 5 s, 3 nodes).
-	o := testOptions{db: dbPostgres, cluster: clusterDocker, nodes: 3, pgSync: "remote_apply", pgRead: "primary", nemesis: "failover", nemesisInterval: 5 * time.Second, timeLimit: 30 * time.Second}
-	if err := o.validatePostgres(); err != nil {
+	s := &postgres.Settings{Sync: "remote_apply", Read: "primary"}
+	if err := s.Validate(db.Common{Backend: db.BackendDocker, Nodes: 3, Faults: []string{"failover"}, Interval: 5 * time.Second, TimeLimit: 30 * time.Second}); err != nil {
 		t.Errorf("failovers/the help's example/valid: %v", err)
 	}
 }

@@ -4,18 +4,39 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/run"
 )
 
 // clusterNameFlag defines --cluster-name, the one name of a Docker
 // cluster's name on every command (cluster, nemesis, test), with the
 // command's older spelling (--name, --cluster) kept as a hidden alias.
-func clusterNameFlag(fs *pflag.FlagSet, p *string, old string) {
-	fs.StringVar(p, "cluster-name", "default", "the Docker cluster's name (lowercase letters, digits, - and _)")
+func clusterNameFlag(fs *pflag.FlagSet, p *string, def, usage, old string) {
+	if usage == "" {
+		usage = "the Docker cluster's name (lowercase letters, digits, - and _)"
+	}
+	fs.StringVar(p, "cluster-name", def, usage)
 	if old != "" {
-		fs.StringVar(p, old, "default", "the Docker cluster's name (older spelling of --cluster-name)")
+		fs.StringVar(p, old, def, "the Docker cluster's name (older spelling of --cluster-name)")
 		_ = fs.MarkHidden(old)
+	}
+}
+
+// bindCheckerFlags defines the checker flags that check, test and matrix
+// share, with one help text each; file adds those of a history file
+// (--workload, --viz-dir).
+func bindCheckerFlags(f *pflag.FlagSet, o *run.CheckOptions, file bool) {
+	f.StringSliceVar(&o.Checkers, "checkers", nil, "checkers to run, comma-separated (default: every checker that fits the workload)")
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each linearizability search; past it the verdict is unknown (0 = no bound)")
+	f.DurationVar(&o.MaxStaleness, "max-staleness", 0, "fail the staleness checker when a read was stale for longer than this (0 = only measure)")
+	f.StringVar(&o.Engine, "engine", checkers.EngineAuto, "linearizability engine: auto (zones where written values are unique, else Porcupine), zones, or porcupine")
+	if file {
+		f.StringVar(&o.Workload, "workload", "", "register, set, counter or kv (default: inferred from the operations)")
+		f.StringVar(&o.VizDir, "viz-dir", "", "write the linearizability visualization of failing keys (the first 50) there, named after the history (default: into a run directory when checking one, else nowhere)")
 	}
 }
 

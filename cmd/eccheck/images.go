@@ -31,27 +31,24 @@ func newImagesBuildCmd(a *app) *cobra.Command {
 	var o imagesBuildOptions
 	cmd := &cobra.Command{
 		Use:   "build",
-		Short: "Build the ecstore, Debian base and postgres images (skipped when their inputs did not change)",
+		Short: "Build the images the Docker backend runs (skipped when their inputs did not change)",
 		Long: `Build makes the images the Docker backend runs, with no registry:
 
-  ecstore   eccheck/ecstore:<hash>: FROM scratch with a static eccheck binary,
-            entrypoint 'eccheck store serve' (about 1 s). The binary is --binary,
-            else the running eccheck if it is static, else one built from the
-            source tree with CGO_ENABLED=0 go build ./cmd/eccheck.
-  base      eccheck/debian-base:<hash>: debootstrap --variant=minbase of
-            bookworm with iptables, iproute2, faketime and procps, from the
-            host's Debian mirror (its apt sources) or --mirror. It is also the
-            network-tools helper that applies partitions. Needs root and
-            debootstrap; takes about a minute.
-  postgres  eccheck/postgres:<hash>: the same plus postgresql-15, in a
-            debootstrap of its own (about a minute more).
+` + imageHelp() + `
+A static image is FROM scratch with a static eccheck binary: --binary, else
+the running eccheck if it is static, else one built from the source tree
+with CGO_ENABLED=0 go build ./cmd/eccheck (about 1 s). A Debian image is a
+debootstrap --variant=minbase of bookworm with its packages, from the host's
+Debian mirror (its apt sources) or --mirror; it needs root and debootstrap
+(installed with apt-get when missing) and takes a minute or two. The base
+image is also the network-tools helper that applies partitions.
 
 Each image is labelled with the hash of its inputs (the binary; the suite,
 packages and mirror) and tagged :latest; a build is skipped when an image with
 that label exists (--force rebuilds).
 
---image NAME=REF records an image of your own for a role (ecstore, base or
-postgres), say from your registry: eccheck uses it instead and does not build
+--image NAME=REF records an image of your own for a role (` + strings.Join(imageRoles(), ", ") + `),
+say from your registry: eccheck uses it instead and does not build
 that role. The choice is kept in ~/.config/eccheck/images.json (or
 $ECCHECK_IMAGES_FILE); --image NAME= forgets it.`,
 		Example: `  eccheck images build
@@ -61,8 +58,8 @@ $ECCHECK_IMAGES_FILE); --image NAME= forgets it.`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, r := range o.only {
-				if !slices.Contains(docker.Roles, r) {
-					return usagef("--only: unknown image %q (want %s)", r, strings.Join(docker.Roles, ", "))
+				if !slices.Contains(imageRoles(), r) {
+					return usagef("--only: unknown image %q (want %s)", r, strings.Join(imageRoles(), ", "))
 				}
 			}
 			ov, err := docker.LoadOverrides()
@@ -71,9 +68,9 @@ $ECCHECK_IMAGES_FILE); --image NAME= forgets it.`,
 			}
 			if len(o.overrides) > 0 {
 				for _, s := range o.overrides {
-					role, ref, err := docker.ParseOverride(s)
+					role, ref, err := docker.ParseOverride(s, imageRoles())
 					if err != nil {
-						return usageError{err}
+						return usageError{Err: err}
 					}
 					if ref == "" {
 						delete(ov, role)
@@ -96,7 +93,8 @@ $ECCHECK_IMAGES_FILE); --image NAME= forgets it.`,
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "IMAGE\tREF\tSTATE")
 			defer tw.Flush()
-			for _, role := range docker.Roles {
+			for _, spec := range imageSpecs() {
+				role := spec.Role
 				if len(o.only) > 0 && !slices.Contains(o.only, role) {
 					continue
 				}
@@ -104,15 +102,7 @@ $ECCHECK_IMAGES_FILE); --image NAME= forgets it.`,
 					fmt.Fprintf(tw, "%s\t%s\tyour own (not built)\n", role, ref)
 					continue
 				}
-				var img docker.Image
-				switch role {
-				case docker.RoleEcstore:
-					img, err = c.BuildEcstore(ctx, o.build)
-				case docker.RoleBase:
-					img, err = c.BuildBase(ctx, o.build)
-				case docker.RolePostgres:
-					img, err = c.BuildPostgres(ctx, o.build)
-				}
+				img, err := c.Build(ctx, spec, o.build)
 				if err != nil {
 					return err
 				}
@@ -127,9 +117,18 @@ $ECCHECK_IMAGES_FILE); --image NAME= forgets it.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.build.Mirror, "mirror", "", "Debian mirror for debootstrap (default: the first in the host's apt sources)")
-	f.StringArrayVar(&o.overrides, "image", nil, "NAME=REF: use your own image for ecstore, base or postgres (recorded; NAME= forgets it)")
+	f.StringArrayVar(&o.overrides, "image", nil, "NAME=REF: use your own image for a role ("+strings.Join(imageRoles(), ", ")+"; recorded; NAME= forgets it)")
 	f.BoolVar(&o.build.Force, "force", false, "rebuild even when the inputs did not change")
 	f.StringVar(&o.build.Binary, "binary", "", "a prebuilt static eccheck binary (CGO_ENABLED=0) for the ecstore image")
-	f.StringSliceVar(&o.only, "only", nil, "build only these images: ecstore, base, postgres")
+	f.StringSliceVar(&o.only, "only", nil, "build only these images: "+strings.Join(imageRoles(), ", "))
 	return cmd
+}
+
+// imageHelp lists the images, one line each.
+func imageHelp() string {
+	var b strings.Builder
+	for _, spec := range imageSpecs() {
+		fmt.Fprintf(&b, "  %-9s %s:<hash>: %s\n", spec.Role, spec.Repo, spec.Doc)
+	}
+	return b.String()
 }

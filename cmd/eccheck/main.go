@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/db"
+	"github.com/eccheck/eccheck/run"
 )
 
 // Exit codes: the one place they are decided.
@@ -29,15 +31,11 @@ const (
 	exitSignaled = 130
 )
 
-// usageError marks errors in how eccheck was called.
-type usageError struct{ err error }
+// usageError marks errors in how eccheck was called: the one type of them,
+// shared with the packages that check a system's flags.
+type usageError = db.UsageError
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
-}
+func usagef(format string, args ...any) error { return db.Usagef(format, args...) }
 
 // verdictCode maps a composed verdict to its exit code.
 func verdictCode(v checkers.Verdict) int {
@@ -71,20 +69,20 @@ Exit codes: 0 valid, 1 anomalies found, 2 unknown (a checker timed out or the
 history is incomplete), 3 usage error, 4 any other failure.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       versionString(),
+		Version:       run.Version,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+		return usageError{Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(newTestCmd(a), newCheckCmd(a), newMatrixCmd(a), newReportCmd(a), newStoreCmd(a), newImagesCmd(a), newClusterCmd(a), newNemesisCmd(a), newVersionCmd(a))
 	return root
 }
 
-// run executes eccheck with args and returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// execute runs eccheck with args and returns the exit code.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
 	root := newRootCmd(a)
 	root.SetArgs(args)
@@ -125,7 +123,7 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/eccheck/eccheck/run"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
+	code := execute(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -181,7 +183,7 @@ func TestCheckErrors(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
-	if code != 0 || !strings.HasPrefix(out, "eccheck "+version) {
+	if code != 0 || !strings.HasPrefix(out, "eccheck "+run.Release) {
 		t.Fatalf("version: exit %d, output %q", code, out)
 	}
 }

@@ -15,73 +15,6 @@ import (
 	"github.com/eccheck/eccheck/results"
 )
 
-func TestParseModeSpec(t *testing.T) {
-	good := []struct {
-		spec string
-		want matrixConfig
-	}{
-		{"raft", matrixConfig{mode: "raft", w: 1, r: 1, primaryReads: "any"}},
-		{"lww", matrixConfig{mode: "lww", w: 1, r: 1, primaryReads: "any"}},
-		{"lww:w1r1", matrixConfig{mode: "lww", w: 1, r: 1, primaryReads: "any"}},
-		{"lww:w2r2", matrixConfig{mode: "lww", w: 2, r: 2, primaryReads: "any"}},
-		{"lww:n3w2r2", matrixConfig{mode: "lww", n: 3, w: 2, r: 2, primaryReads: "any"}},
-		{"hlc", matrixConfig{mode: "hlc", w: 1, r: 1, primaryReads: "any"}},
-		{"hlc:w1r1", matrixConfig{mode: "hlc", w: 1, r: 1, primaryReads: "any"}},
-		{"primary", matrixConfig{mode: "primary", w: 1, r: 1, primaryReads: "any"}},
-		{"primary:reads-primary", matrixConfig{mode: "primary", w: 1, r: 1, primaryReads: "primary"}},
-		{"lww:w1r1+sessions", matrixConfig{mode: "lww", w: 1, r: 1, primaryReads: "any", sessions: true}},
-	}
-	for _, tc := range good {
-		t.Run("spec/"+tc.spec+"/parsed", func(t *testing.T) {
-			got, err := parseModeSpec(tc.spec, 3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.want.label = tc.spec
-			if got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-	bad := []struct{ spec, why string }{
-		{"paxos", `unknown mode "paxos"`},
-		{"raft:w2r2", "raft takes no parameters"},
-		{"lww:w2", `quorums "w2"`},
-		{"lww:w4r1", "need 1 <= W, R <= N <= 3 nodes"},
-		{"lww:n2w3r1", "need 1 <= W, R <= N <= 3 nodes"},
-		{"lww:w0r1", "need 1 <= W, R"},
-		{"primary:reads-follower", `unknown primary parameter "reads-follower"`},
-	}
-	for _, tc := range bad {
-		t.Run("spec/"+tc.spec+"/error", func(t *testing.T) {
-			_, err := parseModeSpec(tc.spec, 3)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, want := range []string{`"` + tc.spec + `"`, tc.why, "accepted forms: raft, lww, lww:w1r1"} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q lacks %q", err, want)
-				}
-			}
-		})
-	}
-}
-
-func TestParseMatrixNemeses(t *testing.T) {
-	labels, faults, err := parseMatrixNemeses("none, partition,partition+clock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(labels, " ") != "none partition partition+clock" || strings.Join(faults, " ") != "none partition partition,clock" {
-		t.Errorf("labels %q faults %q", labels, faults)
-	}
-	for _, s := range []string{"flood", "partition,partition", "none+clock", ""} {
-		if _, _, err := parseMatrixNemeses(s); err == nil {
-			t.Errorf("nemesis/%q/error: parsed", s)
-		}
-	}
-}
-
 // TestMatrixUsageErrors checks that bad flags and malformed expectation
 // files stop the matrix before any cell runs, with exit 3.
 func TestMatrixUsageErrors(t *testing.T) {
@@ -264,7 +197,7 @@ func TestMatrixInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(1500*time.Millisecond, cancel)
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, matrixArgs(out, "--modes", "lww:w1r1", "--nemesis", "none,partition", "--time-limit", "4s", "-o", "json"), &stdout, &stderr)
+	code := execute(ctx, matrixArgs(out, "--modes", "lww:w1r1", "--nemesis", "none,partition", "--time-limit", "4s", "-o", "json"), &stdout, &stderr)
 	if code != exitSignaled {
 		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitSignaled, stdout.String(), stderr.String())
 	}

@@ -12,7 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/nemesis"
 )
 
 // nemesisOpts are the flags shared by the nemesis subcommands.
@@ -50,7 +52,7 @@ again).`,
   eccheck nemesis status --cluster-name demo
   eccheck nemesis heal --cluster-name demo`,
 	}
-	clusterNameFlag(cmd.PersistentFlags(), &o.cluster, "cluster")
+	clusterNameFlag(cmd.PersistentFlags(), &o.cluster, "default", "", "cluster")
 	cmd.AddCommand(
 		newNemesisPartitionCmd(a, o),
 		nemesisSimple(a, o, "heal", "Remove every partition, loss rule, qdisc and hook delay", func(cl *docker.Cluster) (string, error) {
@@ -71,27 +73,31 @@ again).`,
 	return cmd
 }
 
-// openPostgres connects and opens a Postgres cluster; a missing cluster, or
-// one that is not Postgres, is a usage error. Notes of the faults applied
-// (a retried promotion) go to progress.
-func openPostgres(ctx context.Context, name string, progress io.Writer) (*docker.Client, *docker.PostgresCluster, error) {
-	if err := docker.ValidName(name); err != nil {
-		return nil, nil, usageError{err}
-	}
-	c, err := docker.Connect(ctx)
+// openSystem connects and opens the cluster name as its system sees it
+// (ecstore's health probe and delay hook, Postgres's primary); a missing
+// cluster is a usage error. Notes of the faults applied (a retried
+// promotion) go to progress.
+func openSystem(ctx context.Context, name string, progress io.Writer) (*docker.Client, db.System, error) {
+	c, cl, err := openCluster(ctx, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := c.OpenPostgres(ctx, name)
-	if err != nil {
-		c.Close()
-		if strings.HasPrefix(err.Error(), "no cluster") || strings.Contains(err.Error(), "not postgres") {
-			return nil, nil, withClusterNames(ctx, usageError{err})
+	dbName := cl.DB()
+	if dbName == "" {
+		dbName = "ecstore" // clusters made before the label named their system
+	}
+	sys, err := lookupSystem(dbName)
+	if err == nil {
+		var s db.System
+		if s, err = sys.Open(ctx, c, cl); err == nil {
+			if p, ok := s.(db.Progresser); ok && progress != nil {
+				p.SetProgress(progress)
+			}
+			return c, s, nil
 		}
-		return nil, nil, err
 	}
-	pc.SetProgress(progress)
-	return c, pc, nil
+	c.Close()
+	return nil, nil, err
 }
 
 func newNemesisRejoinCmd(a *app, o *nemesisOpts) *cobra.Command {
@@ -116,19 +122,27 @@ started by hand is a second primary) is refused: kill it first.`,
 			if node == "" {
 				return usagef("--node is required (the node to bring back)")
 			}
-			c, pc, err := openPostgres(cmd.Context(), o.cluster, a.stderr)
+			c, s, err := openSystem(cmd.Context(), o.cluster, a.stderr)
 			if err != nil {
-				return err
+				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
-			if _, err := pc.Node(node); err != nil {
-				return usageError{fmt.Errorf("--node: %w", err)}
+			r, ok := s.(db.Rejoiner)
+			if !ok {
+				return usagef("cluster %s runs %s, which has no rejoin (a node comes back with 'eccheck nemesis start')", o.cluster, s.(db.Containers).Docker().DB())
 			}
-			how, err := pc.Rejoin(node, clone)
+			if err := knownNode(s.(db.Containers).Docker(), "--node", node); err != nil {
+				return err
+			}
+			how, err := r.Rejoin(node, clone)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "cluster %s: %s rejoined as a replica of %s (%s)\n", pc.Name(), node, pc.Primary(), how)
+			primary := ""
+			if f, ok := s.(db.FailoverTarget); ok {
+				primary = " of " + f.Primary()
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: %s rejoined as a replica%s (%s)\n", o.cluster, node, primary, how)
 			return nil
 		},
 	}
@@ -154,23 +168,27 @@ a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
   eccheck nemesis failover --cluster-name pg --to n3`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, pc, err := openPostgres(cmd.Context(), o.cluster, a.stderr)
+			c, s, err := openSystem(cmd.Context(), o.cluster, a.stderr)
 			if err != nil {
-				return err
+				return withClusterNames(cmd.Context(), err)
 			}
 			defer c.Close()
-			if to != "" && !slices.Contains(pc.Replicas(), to) {
-				return usagef("--to %s: not a replica of cluster %s (replicas: %s)", to, o.cluster, strings.Join(pc.Replicas(), ", "))
+			fo, ok := s.(db.FailoverTarget)
+			if !ok {
+				return usagef("cluster %s runs %s, which has no failover to carry out by hand", o.cluster, s.(db.Containers).Docker().DB())
 			}
-			old, promoted, err := pc.FailoverTo(to)
+			if to != "" && !slices.Contains(fo.Replicas(), to) {
+				return usagef("--to %s: not a replica of cluster %s (replicas: %s)", to, o.cluster, strings.Join(fo.Replicas(), ", "))
+			}
+			res, err := fo.FailoverTo(to)
 			if err != nil {
 				return err
 			}
 			rewound := ""
-			if r := pc.LastRewound(); len(r) > 0 {
-				rewound = fmt.Sprintf(" (%s rewound: past the promotion point, they lost what %s had not received)", strings.Join(r, ", "), promoted)
+			if len(res.Rewound) > 0 {
+				rewound = fmt.Sprintf(" (%s rewound: past the promotion point, they lost what %s had not received)", strings.Join(res.Rewound, ", "), res.Promoted)
 			}
-			fmt.Fprintf(a.stdout, "cluster %s: failover: %s killed for good, %s promoted; replicas now %s%s\n", pc.Name(), old, promoted, orNone(pc.Replicas()), rewound)
+			fmt.Fprintf(a.stdout, "cluster %s: failover: %s killed for good, %s promoted; replicas now %s%s\n", o.cluster, res.Killed, res.Promoted, orNone(fo.Replicas()), rewound)
 			return nil
 		},
 	}
@@ -182,7 +200,7 @@ a second primary; 'eccheck nemesis rejoin' brings it back as a replica.`,
 // that does not exist is a usage error.
 func openCluster(ctx context.Context, name string) (*docker.Client, *docker.Cluster, error) {
 	if err := docker.ValidName(name); err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, usageError{Err: err}
 	}
 	c, err := docker.Connect(ctx)
 	if err != nil {
@@ -192,20 +210,26 @@ func openCluster(ctx context.Context, name string) (*docker.Client, *docker.Clus
 	if err != nil {
 		c.Close()
 		if strings.HasPrefix(err.Error(), "no cluster") {
-			return nil, nil, usageError{err}
+			return nil, nil, usageError{Err: err}
 		}
 		return nil, nil, err
 	}
 	return c, cl, nil
 }
 
-// withCluster runs f on the opened cluster and prints its line.
+// withCluster runs f on the opened cluster (its containers, with the
+// system's readiness probe and delay hook set) and prints its line.
 func withCluster(cmd *cobra.Command, a *app, o *nemesisOpts, f func(cl *docker.Cluster) (string, error)) error {
-	c, cl, err := openCluster(cmd.Context(), o.cluster)
+	c, s, err := openSystem(cmd.Context(), o.cluster, a.stderr)
 	if err != nil {
-		return err
+		return withClusterNames(cmd.Context(), err)
 	}
 	defer c.Close()
+	cont, ok := s.(db.Containers)
+	if !ok {
+		return fmt.Errorf("cluster %s is not in containers", o.cluster)
+	}
+	cl := cont.Docker()
 	line, err := f(cl)
 	if err != nil {
 		return err
@@ -221,7 +245,7 @@ func knownNode(cl *docker.Cluster, flag, node string) error {
 		return usagef("%s is required (one of %s)", flag, strings.Join(cl.Nodes(), ", "))
 	}
 	if _, err := cl.Node(node); err != nil {
-		return usageError{fmt.Errorf("%s: %w", flag, err)}
+		return usageError{Err: fmt.Errorf("%s: %w", flag, err)}
 	}
 	return nil
 }
@@ -256,46 +280,29 @@ func nemesisNodeCmd(a *app, o *nemesisOpts, use, short string, f func(*docker.Cl
 	return cmd
 }
 
-// partitionShapes are the --shape values.
-var partitionShapes = []string{"isolate", "halves", "one-way"}
-
 // shapeGrudge turns a shape into a grudge (node -> nodes whose packets it
-// drops).
+// drops) with nemesis.Partition, the one builder of partitions: node
+// first for the shapes about one node, the node order for halves and ring.
 func shapeGrudge(shape, node string, nodes []string) (map[string][]string, string, error) {
-	g := map[string][]string{}
-	others := func(x string) []string {
-		var out []string
-		for _, n := range nodes {
-			if n != x {
-				out = append(out, n)
-			}
-		}
-		return out
+	order := slices.Clone(nodes)
+	if node != "" {
+		order = append([]string{node}, slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return n == node })...)
 	}
+	step, err := nemesis.Partition(shape, order)
+	if err != nil {
+		return nil, "", usageError{Err: fmt.Errorf("--shape: %w", err)}
+	}
+	others := order[1:]
 	switch shape {
-	case "isolate":
-		g[node] = others(node)
-		for _, n := range others(node) {
-			g[n] = []string{node}
-		}
-		return g, fmt.Sprintf("isolated %s from %s", node, strings.Join(others(node), ", ")), nil
-	case "one-way":
-		g[node] = others(node)
-		return g, fmt.Sprintf("%s drops packets from %s (they still receive its packets)", node, strings.Join(others(node), ", ")), nil
-	case "halves":
-		if len(nodes) < 2 {
-			return nil, "", usagef("--shape halves needs at least 2 nodes")
-		}
+	case nemesis.ShapeIsolate:
+		return step.Grudge, fmt.Sprintf("isolated %s from %s", node, strings.Join(others, ", ")), nil
+	case nemesis.ShapeOneWay:
+		return step.Grudge, fmt.Sprintf("%s drops packets from %s (they still receive its packets)", node, strings.Join(others, ", ")), nil
+	case nemesis.ShapeHalves:
 		a, b := nodes[:len(nodes)/2], nodes[len(nodes)/2:]
-		for _, x := range a {
-			g[x] = slices.Clone(b)
-		}
-		for _, x := range b {
-			g[x] = slices.Clone(a)
-		}
-		return g, fmt.Sprintf("split into %s | %s", strings.Join(a, ","), strings.Join(b, ",")), nil
+		return step.Grudge, fmt.Sprintf("split into %s | %s", strings.Join(a, ","), strings.Join(b, ",")), nil
 	}
-	return nil, "", usagef("--shape %q: want %s", shape, strings.Join(partitionShapes, ", "))
+	return step.Grudge, strings.TrimPrefix(step.Desc, "partition "), nil
 }
 
 // parseGrudge parses 'n1=n2,n3;n2=n1'.
@@ -350,14 +357,16 @@ network namespace. Give either --shape or --grudge:
   --shape isolate --node n1   n1 and the others drop each other's packets
   --shape halves              the first half of the nodes and the rest
   --shape one-way --node n1   n1 drops the others' packets (TCP replies too)
+  --shape ring                each node sees a majority, no two the same one
+  --shape bridge --node n1    two halves that talk only through n1
   --grudge 'n1=n2,n3;n2=n1'   each node and the nodes whose packets it drops`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (shape == "") == (grudge == "") {
-				return usagef("give exactly one of --shape (%s) and --grudge", strings.Join(partitionShapes, ", "))
+				return usagef("give exactly one of --shape (%s) and --grudge", strings.Join(nemesis.Shapes(), ", "))
 			}
-			if shape != "" && !slices.Contains(partitionShapes, shape) {
-				return usagef("--shape %q: want %s", shape, strings.Join(partitionShapes, ", "))
+			if shape != "" && !slices.Contains(nemesis.Shapes(), shape) {
+				return usagef("--shape %q: want %s", shape, strings.Join(nemesis.Shapes(), ", "))
 			}
 			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
 				var g map[string][]string
@@ -369,13 +378,15 @@ network namespace. Give either --shape or --grudge:
 					}
 					what = "partitioned: " + formatGrudge(g)
 				} else {
-					if shape != "halves" {
+					if shape != nemesis.ShapeHalves && shape != nemesis.ShapeRing {
 						if node == "" {
 							node = cl.Nodes()[0]
 						}
 						if err := knownNode(cl, "--node", node); err != nil {
 							return "", err
 						}
+					} else {
+						node = ""
 					}
 					if g, what, err = shapeGrudge(shape, node, cl.Nodes()); err != nil {
 						return "", err
@@ -387,8 +398,8 @@ network namespace. Give either --shape or --grudge:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&shape, "shape", "", "isolate, halves or one-way")
-	f.StringVar(&node, "node", "", "the node for isolate and one-way (default: the first node)")
+	f.StringVar(&shape, "shape", "", "one of "+strings.Join(nemesis.Shapes(), ", "))
+	f.StringVar(&node, "node", "", "the node for isolate, one-way and bridge (default: the first node)")
 	f.StringVar(&grudge, "grudge", "", "explicit partition: 'n1=n2,n3;n2=n1' (each node = the nodes whose packets it drops)")
 	return cmd
 }
@@ -522,7 +533,7 @@ func newNemesisBandwidthCmd(a *app, o *nemesisOpts) *cobra.Command {
 			}
 			if rate != "" {
 				if err := docker.ValidRate(rate); err != nil {
-					return usageError{fmt.Errorf("--rate: %w", err)}
+					return usageError{Err: fmt.Errorf("--rate: %w", err)}
 				}
 			}
 			return withCluster(cmd, a, o, func(cl *docker.Cluster) (string, error) {
@@ -550,14 +561,27 @@ func newNemesisStatusCmd(a *app, o *nemesisOpts) *cobra.Command {
 		Short: "Show the faults in force on each node, as far as the cluster can tell",
 		Args:  exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cl, err := openCluster(cmd.Context(), o.cluster)
+			c, s, err := openSystem(cmd.Context(), o.cluster, nil)
+			if err != nil {
+				return withClusterNames(cmd.Context(), err)
+			}
+			defer c.Close()
+			fs, err := s.(db.Containers).Docker().Faults(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			fs, err := cl.Faults(cmd.Context())
-			if err != nil {
-				return err
+			if ns, ok := s.(db.NodeStatus); ok {
+				for i := range fs {
+					if fs[i].State != "running" {
+						continue
+					}
+					clock, delays, err := ns.NodeStatus(cmd.Context(), fs[i].Node)
+					if err != nil {
+						fs[i].Unreachable = err.Error()
+						continue
+					}
+					fs[i].ClockOffset, fs[i].DelaysMs = clock, delays
+				}
 			}
 			return printFaults(a.stdout, fs)
 		},
@@ -593,4 +617,11 @@ func printFaults(w io.Writer, fs []docker.NodeFaults) error {
 			dash(f.Qdisc), dash(strings.Join(delay, ",")), clock)
 	}
 	return tw.Flush()
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }

@@ -33,7 +33,7 @@ func TestShapeGrudge(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := shapeGrudge("ring", "n1", nodes); err == nil {
+	if _, _, err := shapeGrudge("star", "n1", nodes); err == nil {
 		t.Error("shape/unknown/error: got none")
 	}
 }
@@ -46,7 +46,7 @@ func TestNemesisUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"partition/unknown shape/exit 3", []string{"nemesis", "partition", "--shape", "ring"}, "want isolate, halves, one-way"},
+		{"partition/unknown shape/exit 3", []string{"nemesis", "partition", "--shape", "star"}, "want halves, isolate, ring, bridge, one-way"},
 		{"partition/no shape nor grudge/exit 3", []string{"nemesis", "partition"}, "exactly one of"},
 		{"partition/shape and grudge/exit 3", []string{"nemesis", "partition", "--shape", "halves", "--grudge", "n1=n2"}, "exactly one of"},
 		{"delay/negative/exit 3", []string{"nemesis", "delay", "--node", "n1", "--ms", "-1"}, "want 0 or more"},

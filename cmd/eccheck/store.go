@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eccheck/eccheck/store"
+	"github.com/eccheck/eccheck/db/ecstore/store"
 )
 
 func newStoreCmd(a *app) *cobra.Command {
@@ -54,7 +54,7 @@ failover by promotion), raft (consensus through hashicorp/raft; needs
 			}
 			n, err := store.NewNode(o.cfg)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			if err := n.Start(cmd.Context()); err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,9 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/pflag"
-
 	"github.com/eccheck/eccheck/results"
+	runpkg "github.com/eccheck/eccheck/run"
 )
 
 // TestNightlyWorkflow checks .github/workflows/nightly-chaos.yml without a
@@ -73,28 +73,26 @@ func TestNightlyWorkflow(t *testing.T) {
 		}
 		line := strings.NewReplacer("\\\n", " ", `"$TIME_LIMIT"`, "20s", `"${seed_flag[@]}"`, "").Replace(m[1])
 		args := strings.Fields(line)
-		var o matrixOptions
-		fs := pflag.NewFlagSet("matrix", pflag.ContinueOnError)
-		bindMatrixFlags(fs, &o)
-		if err := fs.Parse(args); err != nil {
+		cmd, o := matrixCmd(&app{stdout: io.Discard, stderr: io.Discard})
+		if err := cmd.ParseFlags(args); err != nil {
 			t.Fatalf("the workflow's matrix flags %q do not parse: %v", args, err)
 		}
-		o.modesSet, o.nemesesSet = fs.Changed("modes"), fs.Changed("nemesis")
 		if o.output != "markdown" || o.expect != run.expect || o.db != run.db {
 			t.Errorf("the workflow's matrix > %s writes -o %s with --expect %q on --db %s; want markdown, %s, %s", run.card, o.output, o.expect, o.db, run.expect, run.db)
 		}
-		cells, _, _, err := planMatrix(o, t.TempDir())
+		o.expect = filepath.Join(root, o.expect)
+		ms, err := o.spec(cmd.Flags())
+		if err != nil {
+			t.Fatalf("the workflow's matrix > %s: %v", run.card, err)
+		}
+		cells, _, _, err := runpkg.PlanMatrix(ms, t.TempDir())
 		if err != nil {
 			t.Fatalf("the workflow's matrix > %s does not plan: %v", run.card, err)
 		}
-		es, err := results.ReadExpectations(filepath.Join(root, o.expect))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range es {
+		for _, e := range ms.Expect {
 			matched := 0
 			for _, c := range cells {
-				if e.Matches(results.Cell{Config: c.config, Nemesis: c.nemesis}) {
+				if e.Matches(results.Cell{Config: c.Config, Nemesis: c.Nemesis}) {
 					matched++
 				}
 			}

@@ -1,4 +1,4 @@
-package main
+package postgres
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/eccheck/eccheck/db"
 )
 
 // applyDelay is the value of --pg-apply-delay: one delay for every replica
@@ -70,7 +72,7 @@ func (d *applyDelay) zero() bool {
 func (d *applyDelay) check(nodes int) error {
 	for _, n := range slices.Sorted(maps.Keys(d.per)) {
 		if !isReplica(n, nodes) {
-			return usagef("--pg-apply-delay %s: want replicas, n2 to n%d", n, nodes)
+			return db.Usagef("--pg-apply-delay %s: want replicas, n2 to n%d", n, nodes)
 		}
 	}
 	return nil

@@ -4,7 +4,7 @@
 // happen) or info (may have happened).
 //
 // Writes always go to the primary. Reads go to the primary, or to a replica
-// when [Options.ReadDSN] names one: the routing that makes a user's own
+// when [ClientOptions.ReadDSN] names one: the routing that makes a user's own
 // write vanish on refresh when the replica lags.
 package postgres
 
@@ -55,8 +55,8 @@ func Setup(ctx context.Context, dsn string) error {
 	return nil
 }
 
-// Options configure a Client.
-type Options struct {
+// ClientOptions configure a Client.
+type ClientOptions struct {
 	// Workload is Register (the default), Set or Counter.
 	Workload string
 	// ReadDSN, when not empty, is where reads go (a replica); empty means
@@ -88,7 +88,7 @@ type Options struct {
 // Client performs operations for one process of a history. It is not safe
 // for concurrent use: a process has at most one operation in flight.
 type Client struct {
-	opts    Options
+	opts    ClientOptions
 	primary *target
 	read    *target // == primary when reads go to the primary
 	// rotation are the read targets of ReadRoundRobin, next the index of
@@ -122,7 +122,7 @@ type target struct {
 
 // New returns a client whose writes go to the primary at primaryDSN (a
 // libpq keyword string or a postgres:// URL).
-func New(primaryDSN string, o Options) *Client {
+func NewClient(primaryDSN string, o ClientOptions) *Client {
 	if o.Workload == "" {
 		o.Workload = Register
 	}

@@ -58,7 +58,7 @@ func TestInvokeConnectionRefused(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	c := New("postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/postgres?sslmode=disable", Options{Timeout: 2 * time.Second})
+	c := NewClient("postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/postgres?sslmode=disable", ClientOptions{Timeout: 2 * time.Second})
 	defer c.Close(context.Background())
 	for _, op := range []history.Op{
 		{Process: 1, Type: history.Invoke, F: "write", Key: "k", Value: history.Int(1)},
@@ -72,7 +72,7 @@ func TestInvokeConnectionRefused(t *testing.T) {
 }
 
 func TestInvokeUnknownOperation(t *testing.T) {
-	c := New("postgres://postgres@127.0.0.1:1/postgres?sslmode=disable", Options{Workload: Counter})
+	c := NewClient("postgres://postgres@127.0.0.1:1/postgres?sslmode=disable", ClientOptions{Workload: Counter})
 	if _, err := c.exec(context.Background(), nil, history.Op{F: "cas", Value: history.Ints(1, 2)}, "k"); !errors.Is(err, errUsage) {
 		t.Fatalf("counter cas: got %v, want errUsage", err)
 	}

@@ -1,24 +1,35 @@
-package docker
+package postgres
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
+
+	"github.com/eccheck/eccheck/docker"
 )
 
 // Postgres inside a node container.
 const (
 	postgresPort = 5432
 	postgresData = "/var/lib/postgresql/data"
+	// rejoinFile tells a node's script to rejoin as a replica.
+	rejoinFile = docker.FakeTimeDir + "/rejoin"
 )
+
+// Image is the image Postgres nodes run: Debian's postgresql-15 in a
+// debootstrap of its own (one debootstrap works offline from the mirror,
+// where apt-get in a container would need the container to reach it).
+var Image = docker.ImageSpec{
+	Role: "postgres", Repo: "eccheck/postgres",
+	Packages: append(docker.BasePackages(), "postgresql-15"),
+	Path:     "/usr/lib/postgresql/15/bin:" + docker.BasePath,
+	Doc:      "the base plus Debian's postgresql-15",
+}
 
 // postgresScript starts a Postgres node. It is a constant: the values
 // (role, primary address, slot name) arrive as positional arguments. The
@@ -34,7 +45,7 @@ const (
 // synchronous_standby_names lists. A replica takes
 // recovery_min_apply_delay ($7, in milliseconds) when it is not 0.
 //
-// An old primary rejoins as a replica ([PostgresCluster.Rejoin]) through
+// An old primary rejoins as a replica ([Cluster.Rejoin]) through
 // the file rejoinFile, "GENERATION ADDRESS [clone|rewind]" of the new
 // primary: when it differs from the copy kept in the data directory, the
 // script runs pg_rewind from that primary (which first completes crash
@@ -144,14 +155,15 @@ fi
 exec postgres -D "$D"
 `
 
-// PostgresOptions configure a Postgres cluster.
-type PostgresOptions struct {
+// Options configure a Postgres cluster.
+type Options struct {
 	// Name names the cluster: network eccheck-NAME, containers
 	// eccheck-NAME-n1..., label eccheck.cluster=NAME.
 	Name string
 	// Nodes is the node count, the primary (n1) included; 0 means 3.
 	Nodes int
-	// Image is the postgres image; empty means [Client.ImageFor] postgres.
+	// Image is the postgres image; empty means the one [docker.Client.ImageFor]
+	// gives for [Image].
 	Image string
 	// Wait bounds the readiness wait; 0 means 90s.
 	Wait time.Duration
@@ -171,26 +183,26 @@ type PostgresOptions struct {
 	// to delay) instead: replicas not named get none.
 	ApplyDelays map[string]time.Duration
 	// FakeTime starts every node's processes under libfaketime
-	// ([FakeTimeEnv]), so that [Cluster.SetClock] can move their clocks.
+	// ([docker.FakeTimeEnv]), so that SetClock can move their clocks.
 	// Off by default: with it every clock call reads a file.
 	FakeTime bool
 }
 
 // applyDelay returns the apply delay of node.
-func (o PostgresOptions) applyDelay(node string) time.Duration {
+func (o Options) applyDelay(node string) time.Duration {
 	if len(o.ApplyDelays) > 0 {
 		return o.ApplyDelays[node]
 	}
 	return o.ApplyDelay
 }
 
-// PostgresCluster is a Postgres primary (n1 until a failover) with
-// streaming replicas (n2...) in containers, each replica through a
-// replication slot of its own. It is a [Cluster] (partitions, link
-// faults, kill, pause, and the clock through libfaketime when the cluster
-// was started with [PostgresOptions.FakeTime]) and adds [PostgresCluster.Failover].
-type PostgresCluster struct {
-	*Cluster
+// Cluster is a Postgres primary (n1 until a failover) with streaming
+// replicas (n2...) in containers, each replica through a replication slot
+// of its own. It is a [docker.Cluster] (partitions, link faults, kill,
+// pause, and the clock through libfaketime when the cluster was started
+// with [Options.FakeTime]) and adds [Cluster.Failover].
+type Cluster struct {
+	*docker.Cluster
 
 	// syncCommit and syncStandbys are the primary's synchronous_commit
 	// and the node names it waits for (none when asynchronous).
@@ -208,7 +220,7 @@ type PostgresCluster struct {
 }
 
 // Primary returns the node that takes writes now: n1 until a failover.
-func (pc *PostgresCluster) Primary() string {
+func (pc *Cluster) Primary() string {
 	pc.pmu.Lock()
 	defer pc.pmu.Unlock()
 	return pc.primary
@@ -216,13 +228,13 @@ func (pc *PostgresCluster) Primary() string {
 
 // Replicas returns the replicas' node names, in node order: every node
 // but the primary and the old primaries a failover killed.
-func (pc *PostgresCluster) Replicas() []string {
+func (pc *Cluster) Replicas() []string {
 	pc.pmu.Lock()
 	defer pc.pmu.Unlock()
 	var out []string
-	for _, n := range pc.nodes {
-		if n.Name != pc.primary && !pc.fenced[n.Name] {
-			out = append(out, n.Name)
+	for _, n := range pc.Nodes() {
+		if n != pc.primary && !pc.fenced[n] {
+			out = append(out, n)
 		}
 	}
 	return out
@@ -230,34 +242,34 @@ func (pc *PostgresCluster) Replicas() []string {
 
 // Fenced returns the old primaries a failover killed for good, in node
 // order.
-func (pc *PostgresCluster) Fenced() []string {
+func (pc *Cluster) Fenced() []string {
 	pc.pmu.Lock()
 	defer pc.pmu.Unlock()
 	var out []string
-	for _, n := range pc.nodes {
-		if pc.fenced[n.Name] {
-			out = append(out, n.Name)
+	for _, n := range pc.Nodes() {
+		if pc.fenced[n] {
+			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// DSN returns a connection string for node through its port published on
-// 127.0.0.1 (user postgres, database postgres, trust authentication), or
-// "" for an unknown node.
-func (pc *PostgresCluster) DSN(node string) string {
-	n, err := pc.Node(node)
-	if err != nil {
+// DSN returns a connection string for node at its address
+// ([docker.Cluster.Addr]; user postgres, database postgres, trust
+// authentication), or "" for an unknown node.
+func (pc *Cluster) DSN(node string) string {
+	addr := pc.Addr(node)
+	if addr == "" {
 		return ""
 	}
-	return postgresDSN(n.HostPort)
+	return postgresDSN(addr)
 }
 
 // PrimaryDSN returns the connection string of the primary now.
-func (pc *PostgresCluster) PrimaryDSN() string { return pc.DSN(pc.Primary()) }
+func (pc *Cluster) PrimaryDSN() string { return pc.DSN(pc.Primary()) }
 
 // ReplicaDSNs returns the replicas' connection strings, in node order.
-func (pc *PostgresCluster) ReplicaDSNs() []string {
+func (pc *Cluster) ReplicaDSNs() []string {
 	var out []string
 	for _, r := range pc.Replicas() {
 		out = append(out, pc.DSN(r))
@@ -265,18 +277,18 @@ func (pc *PostgresCluster) ReplicaDSNs() []string {
 	return out
 }
 
-func postgresDSN(port int) string {
-	return "postgres://postgres@" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/postgres?sslmode=disable&connect_timeout=5"
+func postgresDSN(addr string) string {
+	return "postgres://postgres@" + addr + "/postgres?sslmode=disable&connect_timeout=5"
 }
 
-// UpPostgres starts a Postgres cluster: the primary n1 and Nodes-1
-// streaming replicas, on a network of their own with fixed addresses
-// (.11, .12...), each container running as user postgres with its port
-// 5432 published on 127.0.0.1. It returns when the primary accepts
-// connections, every replica reports pg_is_in_recovery() and the primary
-// sees every replica streaming. On failure it removes what it created.
-func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *PostgresCluster, err error) {
-	if err := ValidName(o.Name); err != nil {
+// Up starts a Postgres cluster: the primary n1 and Nodes-1 streaming
+// replicas, on a network of their own with fixed addresses (.11, .12...),
+// each container running as user postgres with its port 5432 published on
+// 127.0.0.1. It returns when the primary accepts connections, every
+// replica reports pg_is_in_recovery() and the primary sees every replica
+// streaming. On failure it removes what it created.
+func Up(ctx context.Context, c *docker.Client, o Options) (pc *Cluster, err error) {
+	if err := docker.ValidName(o.Name); err != nil {
 		return nil, err
 	}
 	if o.Nodes == 0 {
@@ -297,45 +309,44 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 		progress = io.Discard
 	}
 	if o.Image == "" {
-		if o.Image, err = c.ImageFor(ctx, RolePostgres); err != nil {
+		if o.Image, err = c.ImageFor(ctx, Image); err != nil {
 			return nil, err
 		}
 	}
-	cl, err := c.newCluster(ctx, o.Name, DBPostgres, o.Nodes)
+	var env []string
+	if o.FakeTime {
+		env = docker.FakeTimeEnv()
+	}
+	var primaryIP string
+	spec := docker.ClusterSpec{
+		Name: o.Name, DB: Name, Nodes: o.Nodes, Image: o.Image, Port: postgresPort, User: "postgres", Env: env,
+		Cmd: func(n *docker.Node, nodes []*docker.Node) []string {
+			role := "replica"
+			if n.Name == "n1" {
+				role = "primary"
+			}
+			primaryIP = nodes[0].IP.String()
+			return []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.applyDelay(n.Name).Milliseconds(), 10)}
+		},
+		Ready: connects, Clock: docker.FakeTimeClock, Wait: o.Wait, Progress: o.Progress,
+	}
+	cl, err := c.Up(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	cl.progress = o.Progress
-	defer c.downOnError(ctx, o.Name, &err)
-	pc = &PostgresCluster{
+	defer func() {
+		if err != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if derr := cl.Down(dctx); derr != nil {
+				err = fmt.Errorf("%w (and cleaning up: %v)", err, derr)
+			}
+		}
+	}()
+	pc = &Cluster{
 		Cluster:    cl,
 		syncCommit: syncCommit, syncStandbys: o.syncStandbys(), primary: "n1", fenced: map[string]bool{},
 		syncAll: syncCommit != "" && len(o.SyncStandbys) == 0,
-	}
-	fmt.Fprintf(progress, "cluster %s: network %s (%s), postgres primary and %d replica(s) from %s\n", o.Name, pc.network, pc.subnet, o.Nodes-1, o.Image)
-	port := network.MustParsePort(strconv.Itoa(postgresPort) + "/tcp")
-	primaryIP := pc.nodes[0].IP.String()
-	var env []string
-	if o.FakeTime {
-		env = FakeTimeEnv()
-	}
-	for i, n := range pc.nodes {
-		role := "replica"
-		if i == 0 {
-			role = "primary"
-		}
-		cfg := &container.Config{
-			Image: o.Image,
-			User:  "postgres",
-			Env:   env,
-			Cmd:   []string{"sh", "-c", postgresScript, "eccheck-postgres", role, primaryIP, "eccheck_" + n.Name, n.Name, syncCommit, standbyNames, strconv.FormatInt(o.applyDelay(n.Name).Milliseconds(), 10)},
-		}
-		if err := c.createNode(ctx, o.Name, DBPostgres, pc.network, n, port, cfg); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.startNodes(ctx, pc.nodes); err != nil {
-		return nil, err
 	}
 	if err := pc.WaitReady(ctx, o.Wait); err != nil {
 		return nil, err
@@ -343,14 +354,28 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 	if err := pc.waitSync(ctx, o.Wait); err != nil {
 		return nil, err
 	}
-	for i, n := range pc.nodes {
+	for _, name := range pc.Nodes() {
+		n, _ := pc.Node(name)
 		role := "replica"
-		if i == 0 {
+		if name == "n1" {
 			role = "primary"
 		}
-		fmt.Fprintf(progress, "cluster %s: %s (%s) ready at %s (container %s, %s)\n", o.Name, n.Name, role, pc.DSN(n.Name), n.Container, n.IP)
+		fmt.Fprintf(progress, "cluster %s: %s (%s) ready at %s (container %s, %s)\n", o.Name, name, role, pc.DSN(name), n.Container, n.IP)
 	}
 	return pc, nil
+}
+
+// connects is the readiness probe of a Postgres node: it accepts a
+// connection.
+func connects(ctx context.Context, _ *docker.Node, addr string) (bool, string) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, postgresDSN(addr))
+	if err != nil {
+		return false, err.Error()
+	}
+	conn.Close(cctx)
+	return true, ""
 }
 
 // WaitReady waits until the primary accepts connections, every replica
@@ -358,42 +383,36 @@ func (c *Client) UpPostgres(ctx context.Context, o PostgresOptions) (pc *Postgre
 // pg_stat_replication shows every replica streaming. On timeout, or when
 // a container stops, the error names the node and carries its last log
 // lines.
-func (pc *PostgresCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+func (pc *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for i, n := range pc.nodes {
-		var check func(ctx context.Context, conn *pgx.Conn) (bool, string, error)
+	nodes := pc.Nodes()
+	for i, n := range nodes {
+		want, why := true, "pg_is_in_recovery() is false on a replica"
 		if i == 0 {
-			check = func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
-				var rec bool
-				err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
-				return err == nil && !rec, "pg_is_in_recovery() is true on the primary", err
-			}
-		} else {
-			check = func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
-				var rec bool
-				err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
-				return err == nil && rec, "pg_is_in_recovery() is false on a replica", err
-			}
+			want, why = false, "pg_is_in_recovery() is true on the primary"
 		}
-		if err := pc.waitPostgres(ctx, n, deadline, timeout, check); err != nil {
+		if err := pc.waitPostgres(ctx, n, time.Until(deadline), func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
+			var rec bool
+			err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+			return err == nil && rec == want, why, err
+		}); err != nil {
 			return err
 		}
 	}
-	want := len(pc.nodes) - 1
-	return pc.waitPostgres(ctx, pc.nodes[0], deadline, timeout, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
+	want := len(nodes) - 1
+	return pc.waitPostgres(ctx, nodes[0], time.Until(deadline), func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 		var streaming int
 		err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").Scan(&streaming)
 		return err == nil && streaming >= want, fmt.Sprintf("%d of %d replicas streaming", streaming, want), err
 	})
 }
 
-// waitPostgres connects to n through its published port until check
-// reports true.
-func (cl *Cluster) waitPostgres(ctx context.Context, n *Node, deadline time.Time, timeout time.Duration, check func(context.Context, *pgx.Conn) (bool, string, error)) error {
-	return cl.pollNode(ctx, n, deadline, timeout, 200*time.Millisecond, func() (bool, string) {
+// waitPostgres connects to node until check reports true, within bound.
+func (pc *Cluster) waitPostgres(ctx context.Context, node string, bound time.Duration, check func(context.Context, *pgx.Conn) (bool, string, error)) error {
+	return pc.Poll(ctx, node, bound, 200*time.Millisecond, func() (bool, string) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(cctx, postgresDSN(n.HostPort))
+		conn, err := pgx.Connect(cctx, pc.DSN(node))
 		if err != nil {
 			return false, err.Error()
 		}

@@ -1,4 +1,4 @@
-package docker
+package postgres
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/client"
 
-	"github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 )
 
@@ -22,7 +22,7 @@ type pgSession struct {
 	t   *testing.T
 	rec *history.Recorder
 	p   history.Process
-	c   *postgres.Client
+	c   *Client
 }
 
 func (s pgSession) do(f string, v history.Value) history.Op {
@@ -48,7 +48,7 @@ func pgQuery(t *testing.T, dsn, q string, dst ...any) {
 }
 
 // waitRead polls a read through c until it returns want.
-func waitRead(t *testing.T, c *postgres.Client, want history.Value) {
+func waitRead(t *testing.T, c *Client, want history.Value) {
 	t.Helper()
 	var got history.Op
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -70,17 +70,17 @@ func newRecorder(t *testing.T, name string) *history.Recorder {
 	return rec
 }
 
-// TestPostgresCluster brings up a primary and two streaming replicas and
+// TestCluster brings up a primary and two streaming replicas and
 // drives the adapter against them: writes read back on the primary and, a
 // moment later, on a replica; a CAS mismatch fails; with WAL replay paused
 // on a replica, a client that writes on the primary and reads there does
 // not read its own write, which the read-your-writes checker reports, while
 // the same steps reading the primary are valid.
-func TestPostgresCluster(t *testing.T) {
+func TestCluster(t *testing.T) {
 	c := engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := c.BuildPostgres(ctx, BuildOptions{Progress: testWriter{t}}); err != nil {
+	if _, err := c.Build(ctx, Image, docker.BuildOptions{Progress: testWriter{t}}); err != nil {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("pgtest%d", os.Getpid()%100000)
@@ -92,7 +92,7 @@ func TestPostgresCluster(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	pc, err := c.UpPostgres(ctx, PostgresOptions{Name: name, Nodes: 3, Progress: testWriter{t}})
+	pc, err := Up(ctx, c, Options{Name: name, Nodes: 3, Progress: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,12 +100,12 @@ func TestPostgresCluster(t *testing.T) {
 	if pc.Primary() != "n1" || strings.Join(pc.Replicas(), ",") != "n2,n3" || len(pc.ReplicaDSNs()) != 2 {
 		t.Fatalf("primary %s, replicas %v, replica DSNs %v: want n1 and n2,n3", pc.Primary(), pc.Replicas(), pc.ReplicaDSNs())
 	}
-	labelled, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", LabelDB+"=postgres")})
+	labelled, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", docker.LabelDB+"=postgres")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(labelled.Items) != 3 {
-		t.Fatalf("%d containers labelled %s=%s, want 3", len(labelled.Items), LabelCluster, name)
+		t.Fatalf("%d containers labelled %s=%s, want 3", len(labelled.Items), docker.LabelCluster, name)
 	}
 	for _, r := range pc.Replicas() {
 		var rec bool
@@ -119,17 +119,17 @@ func TestPostgresCluster(t *testing.T) {
 	if slots != 2 {
 		t.Fatalf("%d active replication slots on the primary, want 2", slots)
 	}
-	if err := postgres.Setup(ctx, pc.PrimaryDSN()); err != nil {
+	if err := Setup(ctx, pc.PrimaryDSN()); err != nil {
 		t.Fatal(err)
 	}
-	if err := postgres.Setup(ctx, pc.PrimaryDSN()); err != nil {
+	if err := Setup(ctx, pc.PrimaryDSN()); err != nil {
 		t.Fatalf("second setup: %v", err)
 	}
 
 	// Process 0 reads on the primary: its own writes, and a CAS whose old
 	// value does not match fails.
 	recP := newRecorder(t, "primary")
-	onPrimary := postgres.New(pc.PrimaryDSN(), postgres.Options{Node: "n1"})
+	onPrimary := NewClient(pc.PrimaryDSN(), ClientOptions{Node: "n1"})
 	defer onPrimary.Close(context.Background())
 	p0 := pgSession{t, recP, 0, onPrimary}
 	steps := []struct {
@@ -150,7 +150,7 @@ func TestPostgresCluster(t *testing.T) {
 			t.Fatalf("%s %s on the primary: got %v %s %q, want %v %s", s.f, s.v, got.Type, got.Value, got.Error, s.want, s.wantRV)
 		}
 	}
-	onN3 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n3"), ReadNode: "n3"})
+	onN3 := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n3"), ReadNode: "n3"})
 	defer onN3.Close(context.Background())
 	waitRead(t, onN3, history.Int(2)) // replicated a moment later
 	if r := checkers.ReadYourWrites(ctx, checkers.NewInput(recP.History()), checkers.Options{}); r.Verdict != checkers.Valid {
@@ -160,7 +160,7 @@ func TestPostgresCluster(t *testing.T) {
 	// Process 1 writes on the primary and reads on n2, whose replay is
 	// paused after its first write arrived.
 	recR := newRecorder(t, "replica")
-	onN2 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
+	onN2 := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
 	defer onN2.Close(context.Background())
 	p1 := pgSession{t, recR, 1, onN2}
 	if got := p1.do("write", history.Int(10)); got.Type != history.OK {
@@ -190,12 +190,12 @@ func TestPostgresCluster(t *testing.T) {
 	t.Logf("anomaly: %s", r.Anomalies[0].Explanation)
 
 	// Set and counter on the primary.
-	sets := postgres.New(pc.PrimaryDSN(), postgres.Options{Workload: postgres.Set})
+	sets := NewClient(pc.PrimaryDSN(), ClientOptions{Workload: Set})
 	defer sets.Close(context.Background())
-	counters := postgres.New(pc.PrimaryDSN(), postgres.Options{Workload: postgres.Counter})
+	counters := NewClient(pc.PrimaryDSN(), ClientOptions{Workload: Counter})
 	defer counters.Close(context.Background())
 	for _, tc := range []struct {
-		c    *postgres.Client
+		c    *Client
 		adds []int64
 		want history.Value
 	}{
@@ -216,7 +216,7 @@ func TestPostgresCluster(t *testing.T) {
 	if err := pc.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	left, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	left, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,38 +1,38 @@
-package docker
+package postgres
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/moby/moby/api/types/container"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+
 	"github.com/moby/moby/client"
 
-	"github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/history"
 )
 
 // primaryClient is a register client that writes and reads on whatever
 // node is the cluster's primary when it connects.
-func primaryClient(pc *PostgresCluster, timeout time.Duration) *postgres.Client {
-	return postgres.New("", postgres.Options{Timeout: timeout, Primary: func() (string, string) {
+func primaryClient(pc *Cluster, timeout time.Duration) *Client {
+	return NewClient("", ClientOptions{Timeout: timeout, Primary: func() (string, string) {
 		p := pc.Primary()
 		return pc.DSN(p), p
 	}})
 }
 
 // pgDo runs one operation on key k and returns its completion.
-func pgDo(c *postgres.Client, f string, v history.Value) history.Op {
+func pgDo(c *Client, f string, v history.Value) history.Op {
 	return c.Invoke(context.Background(), history.Op{Process: 1, Type: history.Invoke, F: f, Key: "k", Value: v})
 }
 
 // readUntilOK reads k through c until a read succeeds (the first after a
 // failover finds its connection gone).
-func readUntilOK(t *testing.T, c *postgres.Client) history.Op {
+func readUntilOK(t *testing.T, c *Client) history.Op {
 	t.Helper()
 	var op history.Op
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -45,13 +45,13 @@ func readUntilOK(t *testing.T, c *postgres.Client) history.Op {
 }
 
 // running reports whether node's container runs.
-func nodeRunning(t *testing.T, pc *PostgresCluster, node string) bool {
+func nodeRunning(t *testing.T, pc *Cluster, node string) bool {
 	t.Helper()
 	n, err := pc.Node(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	insp, err := pc.c.api.ContainerInspect(context.Background(), n.ID, client.ContainerInspectOptions{})
+	insp, err := pc.Engine().API().ContainerInspect(context.Background(), n.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +65,14 @@ func nodeRunning(t *testing.T, pc *PostgresCluster, node string) bool {
 // bring it back), the promoted replica takes writes, and the other replica
 // follows it.
 func TestPostgresAsyncFailoverLosesAckedWrite(t *testing.T) {
-	pc := upPG(t, "fo", PostgresOptions{Nodes: 3})
+	pc := upPG(t, "fo", Options{Nodes: 3})
 	c := primaryClient(pc, 3*time.Second)
 	defer c.Close(context.Background())
 	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK || op.Node != "n1" {
 		t.Fatalf("write 1 on n1: %+v", op)
 	}
 	for _, r := range pc.Replicas() {
-		waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
+		waitRead(t, NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
 	}
 	if err := pc.Partition(isolate3("n1")); err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestPostgresAsyncFailoverLosesAckedWrite(t *testing.T) {
 	if err := pc.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := pc.c.OpenPostgres(context.Background(), pc.Name())
+	again, err := reopen(pc)
 	if err != nil || again.Primary() != promoted {
 		t.Fatalf("OpenPostgres after the failover: %v, primary %v; want %s", err, again, promoted)
 	}
@@ -109,7 +109,7 @@ func TestPostgresAsyncFailoverLosesAckedWrite(t *testing.T) {
 	if len(other) != 1 {
 		t.Fatalf("replicas after the failover: %v, want one", other)
 	}
-	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(other[0]), ReadNode: other[0]}), history.Int(3))
+	waitRead(t, NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN(other[0]), ReadNode: other[0]}), history.Int(3))
 	if _, _, err := pc.Failover(); err != nil {
 		t.Fatalf("second failover: %v", err)
 	}
@@ -139,7 +139,7 @@ func isolate3(node string) map[string][]string {
 // the new primary waits for the standby that is left, and that standby
 // follows it.
 func TestPostgresSyncFailoverKeepsAckedWrites(t *testing.T) {
-	pc := upPG(t, "sfo", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply})
+	pc := upPG(t, "sfo", Options{Nodes: 3, Sync: SyncRemoteApply})
 	c := primaryClient(pc, 2*time.Second)
 	defer c.Close(context.Background())
 	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
@@ -164,7 +164,7 @@ func TestPostgresSyncFailoverKeepsAckedWrites(t *testing.T) {
 		t.Fatalf("read after the failover: %+v, want 1 (acknowledged; 2 was never acknowledged)", op)
 	}
 	other := pc.Replicas()[0]
-	if again, err := pc.c.OpenPostgres(context.Background(), pc.Name()); err != nil || again.Primary() != promoted || strings.Join(again.syncStandbys, ",") != other || again.syncCommit != SyncRemoteApply {
+	if again, err := reopen(pc); err != nil || again.Primary() != promoted || strings.Join(again.syncStandbys, ",") != other || again.syncCommit != SyncRemoteApply {
 		t.Fatalf("OpenPostgres after the failover: %v; want primary %s waiting for %s", err, promoted, other)
 	}
 	var names string
@@ -197,10 +197,10 @@ func TestPostgresSyncFailoverKeepsAckedWrites(t *testing.T) {
 // paused replica answers again after resume; a clock offset through
 // libfaketime shows in now() and goes away at 0.
 func TestPostgresNodeFaults(t *testing.T) {
-	pc := upPG(t, "nf", PostgresOptions{Nodes: 3, FakeTime: true})
+	pc := upPG(t, "nf", Options{Nodes: 3, FakeTime: true})
 	c := primaryClient(pc, 3*time.Second)
 	defer c.Close(context.Background())
-	onN2 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
+	onN2 := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
 	defer onN2.Close(context.Background())
 	pgDo(c, "write", history.Int(1))
 	waitRead(t, onN2, history.Int(1))
@@ -261,7 +261,7 @@ func TestPostgresNodeFaults(t *testing.T) {
 	if err := pc.Pause("n3"); err != nil {
 		t.Fatal(err)
 	}
-	onN3 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n3"), ReadNode: "n3", Timeout: time.Second})
+	onN3 := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n3"), ReadNode: "n3", Timeout: time.Second})
 	defer onN3.Close(context.Background())
 	if op := pgDo(onN3, "read", history.Nil()); op.Type != history.Fail {
 		t.Fatalf("read on the paused n3: %+v, want fail", op)
@@ -297,12 +297,12 @@ func TestPostgresNodeFaults(t *testing.T) {
 // again and rejoined, it runs pg_rewind, throws that write away, follows
 // the new primary, and can be promoted by the next failover.
 func TestPostgresRejoin(t *testing.T) {
-	pc := upPG(t, "rj", PostgresOptions{Nodes: 3})
+	pc := upPG(t, "rj", Options{Nodes: 3})
 	c := primaryClient(pc, 3*time.Second)
 	defer c.Close(context.Background())
 	pgDo(c, "write", history.Int(1))
 	for _, r := range pc.Replicas() {
-		waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
+		waitRead(t, NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
 	}
 	if err := pc.Partition(isolate3("n1")); err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestPostgresRejoin(t *testing.T) {
 	if err := pc.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	onN1 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n1"), ReadNode: "n1", Timeout: 3 * time.Second})
+	onN1 := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n1"), ReadNode: "n1", Timeout: 3 * time.Second})
 	defer onN1.Close(context.Background())
 
 	// Started by hand, past the fence: a second primary.
@@ -330,7 +330,7 @@ func TestPostgresRejoin(t *testing.T) {
 		t.Fatal("n1 started plainly after the failover is in recovery; want a second primary")
 	}
 	waitRead(t, onN1, history.Int(2))
-	if _, err := pc.c.OpenPostgres(context.Background(), pc.Name()); err == nil || !strings.Contains(err.Error(), "all take writes") {
+	if _, err := reopen(pc); err == nil || !strings.Contains(err.Error(), "all take writes") {
 		t.Fatalf("OpenPostgres with two primaries = %v, want an error naming both", err)
 	}
 	if _, err := pc.Rejoin("n1", false); err == nil || !strings.Contains(err.Error(), "kill it first") {
@@ -377,7 +377,7 @@ func TestPostgresRejoin(t *testing.T) {
 	if err := pc.Cluster.Kill(other); err != nil {
 		t.Fatal(err)
 	}
-	again, err := pc.c.OpenPostgres(context.Background(), pc.Name())
+	again, err := reopen(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,14 +385,14 @@ func TestPostgresRejoin(t *testing.T) {
 		logs, _ := pc.Logs(context.Background(), other)
 		t.Fatalf("Rejoin(%s), a killed replica = %q, %v; want no rewind\n%s", other, how, err, logs)
 	}
-	onOther := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(other), ReadNode: other})
+	onOther := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN(other), ReadNode: other})
 	defer onOther.Close(context.Background())
 	waitRead(t, onOther, history.Int(3))
 	// Cloned afresh on request (what follows a rewind that cannot).
 	if err := pc.Cluster.Kill(other); err != nil {
 		t.Fatal(err)
 	}
-	if again, err = pc.c.OpenPostgres(context.Background(), pc.Name()); err != nil {
+	if again, err = reopen(pc); err != nil {
 		t.Fatal(err)
 	}
 	if how, err := again.Rejoin(other, true); err != nil || how != "pg_basebackup" {
@@ -465,7 +465,7 @@ echo "still $st"; exit 1`
 // is frozen cannot finish a promotion; the failover restarts it and
 // promotes it again, and says so.
 func TestPostgresPromoteRestart(t *testing.T) {
-	pc := upPG(t, "pr", PostgresOptions{Nodes: 2})
+	pc := upPG(t, "pr", Options{Nodes: 2})
 	defer func(w time.Duration) { promoteWait = w }(promoteWait)
 	promoteWait = 2 * time.Second
 	c := primaryClient(pc, 3*time.Second)
@@ -473,9 +473,9 @@ func TestPostgresPromoteRestart(t *testing.T) {
 	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
 		t.Fatalf("write 1: %+v", op)
 	}
-	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"}), history.Int(1))
+	waitRead(t, NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n2"), ReadNode: "n2"}), history.Int(1))
 	n2, _ := pc.Node("n2")
-	out, err := pc.runIn(context.Background(), n2, []string{"sh", "-c", freezeStartup}, &container.HostConfig{
+	out, err := pc.RunHelper(context.Background(), "n2", []string{"sh", "-c", freezeStartup}, &container.HostConfig{
 		PidMode:     container.PidMode("container:" + n2.ID),
 		NetworkMode: "none",
 		CapDrop:     []string{"ALL"},
@@ -507,16 +507,16 @@ func TestPostgresPromoteRestart(t *testing.T) {
 // primary, so that it follows again, without the write the new primary
 // never had.
 func TestPostgresFailoverRewindsDivergedReplica(t *testing.T) {
-	pc := upPG(t, "dv", PostgresOptions{Nodes: 3})
+	pc := upPG(t, "dv", Options{Nodes: 3})
 	c := primaryClient(pc, 3*time.Second)
 	defer c.Close(context.Background())
-	onN2 := postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
+	onN2 := NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n2"), ReadNode: "n2"})
 	defer onN2.Close(context.Background())
 	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
 		t.Fatalf("write 1: %+v", op)
 	}
 	for _, r := range pc.Replicas() {
-		waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
+		waitRead(t, NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN(r), ReadNode: r}), history.Int(1))
 	}
 	if err := pc.Partition(map[string][]string{"n1": {"n3"}, "n3": {"n1"}}); err != nil {
 		t.Fatal(err)
@@ -560,13 +560,13 @@ func TestPostgresFailoverRewindsDivergedReplica(t *testing.T) {
 // configuration was copied from n1 and still names n2, must not leave n3
 // waiting for the dead n2: every commit would hang.
 func TestPostgresNamedStandbyTwoFailovers(t *testing.T) {
-	pc := upPG(t, "ns", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}})
+	pc := upPG(t, "ns", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}})
 	c := primaryClient(pc, 3*time.Second)
 	defer c.Close(context.Background())
 	if op := pgDo(c, "write", history.Int(1)); op.Type != history.OK {
 		t.Fatalf("write 1: %+v", op)
 	}
-	waitRead(t, postgres.New(pc.PrimaryDSN(), postgres.Options{ReadDSN: pc.DSN("n3"), ReadNode: "n3"}), history.Int(1))
+	waitRead(t, NewClient(pc.PrimaryDSN(), ClientOptions{ReadDSN: pc.DSN("n3"), ReadNode: "n3"}), history.Int(1))
 	for i, to := range []string{"n2", "n3"} {
 		if _, promoted, err := pc.FailoverTo(to); err != nil || promoted != to {
 			t.Fatalf("FailoverTo(%s) = %s, %v", to, promoted, err)

@@ -7,22 +7,22 @@ import (
 	"time"
 )
 
-// Read routings, the values of [Options.ReadMode].
+// Read routings, the values of [ClientOptions.ReadMode].
 const (
 	// ReadPrimary sends reads to the primary with the writes.
 	ReadPrimary = "primary"
-	// ReadReplica sends reads to the replica at [Options.ReadDSN], fresh or
+	// ReadReplica sends reads to the replica at [ClientOptions.ReadDSN], fresh or
 	// not.
 	ReadReplica = "replica"
-	// ReadLSNFence sends reads to the replica at [Options.ReadDSN] once it
+	// ReadLSNFence sends reads to the replica at [ClientOptions.ReadDSN] once it
 	// has replayed the client's last acknowledged write: after each write
 	// the client takes pg_current_wal_lsn() on the primary, and before a
-	// read it waits, at most [Options.FenceWait], until the replica's
+	// read it waits, at most [ClientOptions.FenceWait], until the replica's
 	// pg_last_wal_replay_lsn() has reached it. A read whose fence is not
 	// reached in time fails; it never returns a value older than the
 	// client's own writes.
 	ReadLSNFence = "lsn-fence"
-	// ReadRoundRobin sends each read to the next of [Options.ReadTargets]
+	// ReadRoundRobin sends each read to the next of [ClientOptions.ReadTargets]
 	// in turn, as a load balancer over replicas does: replicas that lag
 	// by different amounts then serve one client values that go back in
 	// time.
@@ -40,7 +40,7 @@ var errFence = errors.New("replica behind the client's last write")
 
 // readMode returns the effective read routing: ReadMode when set, else
 // replica when ReadDSN names one and primary otherwise.
-func (o Options) readMode() string {
+func (o ClientOptions) readMode() string {
 	switch {
 	case o.ReadMode != "":
 		return o.ReadMode
@@ -54,7 +54,7 @@ func (o Options) readMode() string {
 
 // checkReadMode reports an unknown read mode, or one that needs a replica
 // when ReadDSN is empty.
-func (o Options) checkReadMode() error {
+func (o ClientOptions) checkReadMode() error {
 	switch m := o.readMode(); m {
 	case ReadPrimary:
 		return nil

@@ -12,18 +12,18 @@ import (
 func TestReadMode(t *testing.T) {
 	tests := []struct {
 		name    string
-		o       Options
+		o       ClientOptions
 		want    string
 		wantErr string
 	}{
-		{"read mode/nothing set/primary", Options{}, ReadPrimary, ""},
-		{"read mode/replica DSN only/replica", Options{ReadDSN: "x"}, ReadReplica, ""},
-		{"read mode/primary with a replica DSN/primary", Options{ReadDSN: "x", ReadMode: ReadPrimary}, ReadPrimary, ""},
-		{"read mode/lsn-fence with a replica/lsn-fence", Options{ReadDSN: "x", ReadMode: ReadLSNFence}, ReadLSNFence, ""},
-		{"read mode/lsn-fence without a replica/error", Options{ReadMode: ReadLSNFence}, ReadLSNFence, "needs a replica"},
-		{"read mode/unknown/error", Options{ReadMode: "nearest"}, "nearest", "want primary"},
-		{"read mode/read targets only/round-robin", Options{ReadTargets: []ReadTarget{{"x", "n2"}}}, ReadRoundRobin, ""},
-		{"read mode/round-robin without targets/error", Options{ReadMode: ReadRoundRobin}, ReadRoundRobin, "needs read targets"},
+		{"read mode/nothing set/primary", ClientOptions{}, ReadPrimary, ""},
+		{"read mode/replica DSN only/replica", ClientOptions{ReadDSN: "x"}, ReadReplica, ""},
+		{"read mode/primary with a replica DSN/primary", ClientOptions{ReadDSN: "x", ReadMode: ReadPrimary}, ReadPrimary, ""},
+		{"read mode/lsn-fence with a replica/lsn-fence", ClientOptions{ReadDSN: "x", ReadMode: ReadLSNFence}, ReadLSNFence, ""},
+		{"read mode/lsn-fence without a replica/error", ClientOptions{ReadMode: ReadLSNFence}, ReadLSNFence, "needs a replica"},
+		{"read mode/unknown/error", ClientOptions{ReadMode: "nearest"}, "nearest", "want primary"},
+		{"read mode/read targets only/round-robin", ClientOptions{ReadTargets: []ReadTarget{{"x", "n2"}}}, ReadRoundRobin, ""},
+		{"read mode/round-robin without targets/error", ClientOptions{ReadMode: ReadRoundRobin}, ReadRoundRobin, "needs read targets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,7 +41,7 @@ func TestReadMode(t *testing.T) {
 // TestReadModeUnknownFails checks that a client with an unusable read mode
 // fails every operation without sending anything (the DSN names no server).
 func TestReadModeUnknownFails(t *testing.T) {
-	c := New("postgres://postgres@127.0.0.1:1/postgres", Options{ReadMode: "nearest"})
+	c := NewClient("postgres://postgres@127.0.0.1:1/postgres", ClientOptions{ReadMode: "nearest"})
 	for _, f := range []string{"read", "write"} {
 		got := c.Invoke(context.Background(), history.Op{Process: 0, Type: history.Invoke, F: f, Key: "k", Value: history.Int(1)})
 		if got.Type != history.Fail || !strings.Contains(got.Error, "read mode") {
@@ -57,7 +57,7 @@ func TestReadModeUnknownFails(t *testing.T) {
 // turn, and writes to the primary (no server answers: the node field
 // says where each operation went).
 func TestRoundRobinTakesTurns(t *testing.T) {
-	c := New("postgres://postgres@127.0.0.1:1/postgres", Options{Node: "n1", Timeout: 200 * time.Millisecond, ReadTargets: []ReadTarget{
+	c := NewClient("postgres://postgres@127.0.0.1:1/postgres", ClientOptions{Node: "n1", Timeout: 200 * time.Millisecond, ReadTargets: []ReadTarget{
 		{"postgres://postgres@127.0.0.1:1/postgres", "n2"}, {"postgres://postgres@127.0.0.1:1/postgres", "n3"},
 	}})
 	var got []string

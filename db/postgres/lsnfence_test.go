@@ -1,4 +1,4 @@
-package docker
+package postgres
 
 import (
 	"context"
@@ -8,19 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 )
 
 // upPG builds the postgres image and brings up a cluster named after the
 // test and the process, removed when the test ends.
-func upPG(t *testing.T, suffix string, o PostgresOptions) *PostgresCluster {
+func upPG(t *testing.T, suffix string, o Options) *Cluster {
 	t.Helper()
 	c := engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := c.BuildPostgres(ctx, BuildOptions{Progress: testWriter{t}}); err != nil {
+	if _, err := c.Build(ctx, Image, docker.BuildOptions{Progress: testWriter{t}}); err != nil {
 		t.Fatal(err)
 	}
 	o.Name = fmt.Sprintf("pg%s%d", suffix, os.Getpid()%100000)
@@ -33,12 +33,12 @@ func upPG(t *testing.T, suffix string, o PostgresOptions) *PostgresCluster {
 		}
 	})
 	start := time.Now()
-	pc, err := c.UpPostgres(ctx, o)
+	pc, err := Up(ctx, c, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("cluster up in %v", time.Since(start).Round(time.Millisecond))
-	if err := postgres.Setup(ctx, pc.PrimaryDSN()); err != nil {
+	if err := Setup(ctx, pc.PrimaryDSN()); err != nil {
 		t.Fatal(err)
 	}
 	return pc
@@ -50,7 +50,7 @@ type keyed struct {
 	rec *history.Recorder
 	p   history.Process
 	key string
-	c   *postgres.Client
+	c   *Client
 }
 
 func (s keyed) do(f string, v history.Value) history.Op {
@@ -61,7 +61,7 @@ func (s keyed) do(f string, v history.Value) history.Op {
 }
 
 // pollRead reads key through c, unrecorded, until it returns want.
-func pollRead(t *testing.T, c *postgres.Client, key string, want history.Value) {
+func pollRead(t *testing.T, c *Client, key string, want history.Value) {
 	t.Helper()
 	var got history.Op
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -74,7 +74,7 @@ func pollRead(t *testing.T, c *postgres.Client, key string, want history.Value) 
 }
 
 // pauseReplay pauses WAL replay on node and waits until it is paused.
-func pauseReplay(t *testing.T, pc *PostgresCluster, node string) {
+func pauseReplay(t *testing.T, pc *Cluster, node string) {
 	t.Helper()
 	var state string
 	pgQuery(t, pc.DSN(node), "SELECT pg_wal_replay_pause()::text", &state)
@@ -94,10 +94,10 @@ func pauseReplay(t *testing.T, pc *PostgresCluster, node string) {
 // stale value, and returns the new value once replay resumes
 // (read-your-writes valid).
 func TestPostgresLSNFence(t *testing.T) {
-	pc := upPG(t, "fence", PostgresOptions{Nodes: 3})
-	plain := postgres.New(pc.PrimaryDSN(), postgres.Options{Node: "n1", ReadDSN: pc.DSN("n2"), ReadNode: "n2", ReadMode: postgres.ReadReplica})
+	pc := upPG(t, "fence", Options{Nodes: 3})
+	plain := NewClient(pc.PrimaryDSN(), ClientOptions{Node: "n1", ReadDSN: pc.DSN("n2"), ReadNode: "n2", ReadMode: ReadReplica})
 	defer plain.Close(context.Background())
-	fenced := postgres.New(pc.PrimaryDSN(), postgres.Options{Node: "n1", ReadDSN: pc.DSN("n2"), ReadNode: "n2", ReadMode: postgres.ReadLSNFence, FenceWait: time.Second})
+	fenced := NewClient(pc.PrimaryDSN(), ClientOptions{Node: "n1", ReadDSN: pc.DSN("n2"), ReadNode: "n2", ReadMode: ReadLSNFence, FenceWait: time.Second})
 	defer fenced.Close(context.Background())
 	recA, recB := newRecorder(t, "plain"), newRecorder(t, "fenced")
 	a := keyed{t, recA, 0, "a", plain}

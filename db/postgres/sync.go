@@ -1,4 +1,4 @@
-package docker
+package postgres
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Replication settings, the values of [PostgresOptions.Sync].
+// Replication settings, the values of [Options.Sync].
 const (
 	// SyncAsync is asynchronous streaming replication: the primary
 	// acknowledges a commit once it is durable locally.
@@ -24,7 +24,7 @@ const (
 
 // syncStandbys returns the node names the primary waits for: none when
 // asynchronous, SyncStandbys when given, else every replica.
-func (o PostgresOptions) syncStandbys() []string {
+func (o Options) syncStandbys() []string {
 	if o.Sync == "" || o.Sync == SyncAsync {
 		return nil
 	}
@@ -42,7 +42,7 @@ func (o PostgresOptions) syncStandbys() []string {
 // synchronous_standby_names ("", "" when asynchronous). Every named
 // standby must confirm: FIRST k (names) with k the number of names. Nodes
 // must already be defaulted.
-func (o PostgresOptions) syncSettings() (commit, names string, err error) {
+func (o Options) syncSettings() (commit, names string, err error) {
 	switch o.Sync {
 	case "", SyncAsync:
 		return "", "", nil
@@ -70,7 +70,7 @@ func (o PostgresOptions) syncSettings() (commit, names string, err error) {
 
 // Sync returns the primary's synchronous_commit setting (SyncRemoteApply)
 // and the standbys it waits for, or SyncAsync and nil.
-func (pc *PostgresCluster) Sync() (string, []string) {
+func (pc *Cluster) Sync() (string, []string) {
 	pc.pmu.Lock()
 	defer pc.pmu.Unlock()
 	if pc.syncCommit == "" {
@@ -81,12 +81,12 @@ func (pc *PostgresCluster) Sync() (string, []string) {
 
 // waitSync waits, for a synchronous cluster, until the primary's
 // pg_stat_replication reports every named standby as sync.
-func (pc *PostgresCluster) waitSync(ctx context.Context, timeout time.Duration) error {
+func (pc *Cluster) waitSync(ctx context.Context, timeout time.Duration) error {
 	if len(pc.syncStandbys) == 0 {
 		return nil
 	}
 	want := len(pc.syncStandbys)
-	return pc.waitPostgres(ctx, pc.nodes[0], time.Now().Add(timeout), timeout, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
+	return pc.waitPostgres(ctx, pc.Nodes()[0], timeout, func(ctx context.Context, conn *pgx.Conn) (bool, string, error) {
 		var n int
 		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND application_name = ANY($1)`, pc.syncStandbys).Scan(&n)
 		return err == nil && n == want, fmt.Sprintf("%d of %d synchronous standbys (%s) in sync", n, want, strings.Join(pc.syncStandbys, ", ")), err

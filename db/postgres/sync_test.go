@@ -1,11 +1,10 @@
-package docker
+package postgres
 
 import (
 	"context"
 	"strings"
 	"testing"
 
-	"github.com/eccheck/eccheck/adapters/postgres"
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
 )
@@ -13,21 +12,21 @@ import (
 func TestPostgresSyncSettings(t *testing.T) {
 	tests := []struct {
 		name       string
-		o          PostgresOptions
+		o          Options
 		wantCommit string
 		wantNames  string
 		wantErr    string
 	}{
-		{"sync/empty/asynchronous", PostgresOptions{Nodes: 3}, "", "", ""},
-		{"sync/async/asynchronous even with names", PostgresOptions{Nodes: 3, Sync: SyncAsync, SyncStandbys: []string{"n2"}}, "", "", ""},
-		{"sync/remote_apply naming n2/n2 only", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}}, "remote_apply", "FIRST 1 (n2)", ""},
-		{"sync/remote_apply naming none/every replica", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply}, "remote_apply", "FIRST 2 (n2, n3)", ""},
-		{"sync/the primary named/error", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n1"}}, "", "", "want a replica"},
-		{"sync/a node beyond the cluster/error", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n4"}}, "", "", "want a replica"},
-		{"sync/a name with quotes/error", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2'"}}, "", "", "want a replica"},
-		{"sync/a name twice/error", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2", "n2"}}, "", "", "twice"},
-		{"sync/one node/error", PostgresOptions{Nodes: 1, Sync: SyncRemoteApply}, "", "", "no replica"},
-		{"sync/unknown setting/error", PostgresOptions{Nodes: 3, Sync: "remote_write"}, "", "", "want async or remote_apply"},
+		{"sync/empty/asynchronous", Options{Nodes: 3}, "", "", ""},
+		{"sync/async/asynchronous even with names", Options{Nodes: 3, Sync: SyncAsync, SyncStandbys: []string{"n2"}}, "", "", ""},
+		{"sync/remote_apply naming n2/n2 only", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}}, "remote_apply", "FIRST 1 (n2)", ""},
+		{"sync/remote_apply naming none/every replica", Options{Nodes: 3, Sync: SyncRemoteApply}, "remote_apply", "FIRST 2 (n2, n3)", ""},
+		{"sync/the primary named/error", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n1"}}, "", "", "want a replica"},
+		{"sync/a node beyond the cluster/error", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n4"}}, "", "", "want a replica"},
+		{"sync/a name with quotes/error", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2'"}}, "", "", "want a replica"},
+		{"sync/a name twice/error", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2", "n2"}}, "", "", "twice"},
+		{"sync/one node/error", Options{Nodes: 1, Sync: SyncRemoteApply}, "", "", "no replica"},
+		{"sync/unknown setting/error", Options{Nodes: 3, Sync: "remote_write"}, "", "", "want async or remote_apply"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,7 +48,7 @@ func TestPostgresSyncSettings(t *testing.T) {
 // (read-your-writes valid), while a write read back on n3 is (invalid):
 // the primary does not wait for n3.
 func TestPostgresRemoteApply(t *testing.T) {
-	pc := upPG(t, "sync", PostgresOptions{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}})
+	pc := upPG(t, "sync", Options{Nodes: 3, Sync: SyncRemoteApply, SyncStandbys: []string{"n2"}})
 	if mode, names := pc.Sync(); mode != SyncRemoteApply || strings.Join(names, ",") != "n2" {
 		t.Fatalf("Sync() = %s %v, want remote_apply [n2]", mode, names)
 	}
@@ -64,9 +63,9 @@ func TestPostgresRemoteApply(t *testing.T) {
 		t.Fatalf("pg_stat_replication: %s, want n2=sync,n3=async", states)
 	}
 
-	onN2 := postgres.New(pc.PrimaryDSN(), postgres.Options{Node: "n1", ReadDSN: pc.DSN("n2"), ReadNode: "n2", ReadMode: postgres.ReadReplica})
+	onN2 := NewClient(pc.PrimaryDSN(), ClientOptions{Node: "n1", ReadDSN: pc.DSN("n2"), ReadNode: "n2", ReadMode: ReadReplica})
 	defer onN2.Close(context.Background())
-	onN3 := postgres.New(pc.PrimaryDSN(), postgres.Options{Node: "n1", ReadDSN: pc.DSN("n3"), ReadNode: "n3", ReadMode: postgres.ReadReplica})
+	onN3 := NewClient(pc.PrimaryDSN(), ClientOptions{Node: "n1", ReadDSN: pc.DSN("n3"), ReadNode: "n3", ReadMode: ReadReplica})
 	defer onN3.Close(context.Background())
 	rec2, rec3 := newRecorder(t, "n2"), newRecorder(t, "n3")
 	s2 := keyed{t, rec2, 0, "s2", onN2}

@@ -1,36 +1,31 @@
-package main
+package postgres
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	pgadapter "github.com/eccheck/eccheck/adapters/postgres"
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/workload"
 )
 
-// The store --db postgres tests: a primary and streaming replicas in
-// Docker.
-const dbPostgres = "postgres"
-
-// postgresRun is a test's Postgres cluster in Docker.
-type postgresRun struct {
+// System is a test's Postgres cluster in Docker: the nemesis acts on it
+// (partitions, kill, pause, clock through libfaketime, failover, lag) and
+// the workers' clients write to the primary and read as --pg-read says.
+type System struct {
+	*Cluster
 	c       *docker.Client
-	pc      *docker.PostgresCluster
-	dir     string
 	keep    bool
-	image   string
+	images  map[string]string
+	engine  *docker.Engine
 	read    string        // --pg-read
 	wait    time.Duration // the per-operation timeout
 	promote string        // --pg-promote
@@ -38,70 +33,89 @@ type postgresRun struct {
 
 	logf func(string, ...any)
 
-	mu       sync.Mutex
-	clients  []*pgadapter.Client
-	caughtUp map[string]bool // replicas waited for before their final reads
-	next     int             // the next worker's replica
-	final    bool            // the workers are done: clients now are the final reads'
+	mu      sync.Mutex
+	clients []*Client
+	next    int  // the next worker's replica
+	final   bool // Settle ran: clients now are the final reads'
 }
 
-// startPostgres connects to the engine, makes sure the postgres image
-// exists (building it when missing), brings up the primary and its
-// replicas, and creates the workloads' tables on the primary. The caller
-// must call close, which saves the node logs and removes the cluster.
-func startPostgres(ctx context.Context, o testOptions, a *app, dir string, logf func(string, ...any), fakeTime bool) (*postgresRun, error) {
+var (
+	_ db.System         = (*System)(nil)
+	_ db.Containers     = (*System)(nil)
+	_ db.Roler          = (*System)(nil)
+	_ db.FailoverTarget = (*System)(nil)
+	_ db.Rejoiner       = (*System)(nil)
+	_ db.Describer      = (*System)(nil)
+	_ nemesis.Lagger    = (*System)(nil)
+)
+
+// start connects to the engine, makes sure the images exist (building
+// them when missing), brings up the primary and its replicas, and creates
+// the workloads' tables on the primary.
+func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	c, err := docker.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ov, err := docker.LoadOverrides()
+	sys, err := s.startWith(ctx, c, env)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	image, err := imageOrBuild(ctx, c, ov, docker.RolePostgres, func() (docker.Image, error) {
-		logf("no postgres image yet: building it (a few minutes)")
-		return c.BuildPostgres(ctx, docker.BuildOptions{Progress: a.stderr})
-	})
+	return sys, nil
+}
+
+func (s *Settings) startWith(ctx context.Context, c *docker.Client, env db.Env) (*System, error) {
+	bo := docker.BuildOptions{Progress: env.Progress}
+	image, err := c.Ensure(ctx, Image, bo, env.Logf)
 	if err != nil {
-		c.Close()
 		return nil, err
 	}
-	name := o.clusterName
+	images := map[string]string{Image.Role: image}
+	if docker.NeedsHelper(env.Faults) {
+		ref, err := c.Ensure(ctx, docker.Base, bo, env.Logf)
+		if err != nil {
+			return nil, err
+		}
+		images[docker.RoleBase] = ref
+	}
+	name := env.ClusterName
 	if name == "" {
-		name = "eccheck-test-" + shortID()
+		name = docker.RunClusterName()
 	}
-	progress := a.stderr
-	if o.check.quiet {
-		progress = nil
-	}
-	logf("starting Docker cluster %s: postgres primary and %d replica(s), %s, reads from %s, from %s", name, o.nodes-1, o.pgSync, o.pgRead, image)
-	pc, err := c.UpPostgres(ctx, docker.PostgresOptions{
-		Name: name, Nodes: o.nodes, Image: image, Progress: progress, Sync: o.pgSync, ApplyDelay: o.pgApplyDelay.all, ApplyDelays: o.pgApplyDelay.per,
-		SyncStandbys: o.pgStandbys, FakeTime: fakeTime,
+	env.Logf("starting Docker cluster %s: postgres primary and %d replica(s), %s, reads from %s, from %s", name, env.Nodes-1, s.Sync, s.Read, image)
+	pc, err := Up(ctx, c, Options{
+		Name: name, Nodes: env.Nodes, Image: image, Progress: env.Progress, Sync: s.Sync,
+		ApplyDelay: s.ApplyDelay.all, ApplyDelays: s.ApplyDelay.per,
+		SyncStandbys: s.Standbys, FakeTime: slices.Contains(env.Faults, nemesis.KindClock) || s.FakeTime, Wait: env.Wait,
 	})
 	if err != nil {
-		c.Close()
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
-	pr := &postgresRun{c: c, pc: pc, dir: dir, keep: o.keep, image: image, read: o.pgRead, wait: o.opTimeout, promote: o.pgPromote, rejoin: o.pgRejoin, logf: logf, caughtUp: map[string]bool{}}
-	if err := pr.setup(ctx); err != nil {
-		pr.close(logf)
+	sys := &System{Cluster: pc, c: c, keep: env.Keep, images: images, read: s.Read, wait: env.OpTimeout,
+		promote: s.Promote, rejoin: s.Rejoin, logf: env.Logf}
+	if err := sys.setup(ctx); err != nil {
+		sys.Close(context.WithoutCancel(ctx), "")
 		return nil, err
 	}
-	logf("cluster up: postgres primary %s, replicas %v in Docker cluster %s", pc.Primary(), pc.Replicas(), name)
-	return pr, nil
+	if e, err := c.Engine(ctx); err == nil {
+		sys.engine = &e
+	} else {
+		env.Logf("warning: %v", err)
+	}
+	env.Logf("cluster up: postgres primary %s, replicas %v in Docker cluster %s", pc.Primary(), pc.Replicas(), name)
+	return sys, nil
 }
 
 // setup creates the tables on the primary and waits until every replica
 // has replayed them (with an apply delay that takes a moment), so that the
 // first replica reads do not fail for want of a table.
-func (pr *postgresRun) setup(ctx context.Context) error {
-	if err := pgadapter.Setup(ctx, pr.pc.PrimaryDSN()); err != nil {
+func (sys *System) setup(ctx context.Context) error {
+	if err := Setup(ctx, sys.PrimaryDSN()); err != nil {
 		return err
 	}
-	for _, node := range pr.pc.Replicas() {
-		if err := waitTables(ctx, pr.pc.DSN(node), 30*time.Second); err != nil {
+	for _, node := range sys.Replicas() {
+		if err := waitTables(ctx, sys.DSN(node), 30*time.Second); err != nil {
 			return fmt.Errorf("postgres replica %s: %w", node, err)
 		}
 	}
@@ -134,120 +148,115 @@ func waitTables(ctx context.Context, dsn string, bound time.Duration) error {
 	}
 }
 
-// nodes returns the cluster's nodes, the primary first.
-func (pr *postgresRun) nodes() []string {
-	return append([]string{pr.pc.Primary()}, pr.pc.Replicas()...)
+// Nodes returns the cluster's nodes, the primary first: workers bound to
+// nodes start with the primary.
+func (sys *System) Nodes() []string {
+	return append([]string{sys.Primary()}, sys.Replicas()...)
 }
 
-// nemesisCluster is the cluster the nemesis acts on: the Postgres cluster,
-// whose failover promotes --pg-promote while it is a replica, and with
-// --pg-rejoin brings the old primary back as a replica (pg_rewind).
-func (pr *postgresRun) nemesisCluster() nemesis.Cluster {
-	return pgFaults{pr.pc, pr.promote, pr.rejoin}
-}
+// Docker returns the cluster's containers.
+func (sys *System) Docker() *docker.Cluster { return sys.Cluster.Cluster }
 
-// pgFaults is a Postgres cluster as the nemesis sees it.
-type pgFaults struct {
-	*docker.PostgresCluster
-	promote string
-	rejoin  bool
-}
+// Describe returns node's connection string.
+func (sys *System) Describe(node string) string { return sys.DSN(node) }
 
-func (p pgFaults) Failover() (nemesis.FailoverResult, error) {
+// Failover carries out a failover as the nemesis asks: the replica
+// --pg-promote names while it is a replica (else the one with the most
+// WAL) is promoted, and with --pg-rejoin the old primary comes back as a
+// replica (pg_rewind).
+func (sys *System) Failover() (nemesis.FailoverResult, error) {
 	to := ""
-	if p.promote != "" && slices.Contains(p.Replicas(), p.promote) {
-		to = p.promote
+	if sys.promote != "" && slices.Contains(sys.Replicas(), sys.promote) {
+		to = sys.promote
 	}
-	old, promoted, err := p.FailoverTo(to)
+	return sys.failover(to, sys.rejoin)
+}
+
+// FailoverTo carries out a failover to node (any replica when empty),
+// without a rejoin.
+func (sys *System) FailoverTo(node string) (nemesis.FailoverResult, error) {
+	return sys.failover(node, false)
+}
+
+func (sys *System) failover(to string, rejoin bool) (nemesis.FailoverResult, error) {
+	old, promoted, err := sys.Cluster.FailoverTo(to)
 	res := nemesis.FailoverResult{Promoted: promoted}
 	if promoted != "" {
-		res.Rewound = p.LastRewound()
+		res.Rewound = sys.LastRewound()
 	}
-	if promoted != "" || slices.Contains(p.Fenced(), old) {
+	if promoted != "" || slices.Contains(sys.Fenced(), old) {
 		res.Killed = old // else nothing was changed, or its kill failed
 	}
-	if err != nil || !p.rejoin {
+	if err != nil || !rejoin {
 		return res, err
 	}
 	// The old primary is still cut off from the others; pg_rewind needs
 	// the new primary. (The nemesis heals after the failover anyway.)
-	if err := p.Heal(); err != nil {
+	if err := sys.Heal(); err != nil {
 		return res, err
 	}
-	if _, err := p.Rejoin(old, false); err != nil {
+	if _, err := sys.Rejoin(old, false); err != nil {
 		return res, err
 	}
 	res.Rejoined = old
 	return res, nil
 }
 
-var (
-	_ nemesis.Failoverer = pgFaults{}
-	_ nemesis.Lagger     = pgFaults{}
-)
-
-// progress notes when the workers are done (the phases after the
-// workload), then passes p on.
-func (pr *postgresRun) progress(next func(workload.Progress)) func(workload.Progress) {
-	return func(p workload.Progress) {
-		if p.Phase != "workload" {
-			pr.mu.Lock()
-			pr.final = true
-			pr.mu.Unlock()
+// Settle waits, before the final reads, until each replica has replayed
+// the primary's WAL position of now (at most catchUpBound each): the part
+// of recovery that is replication catching up. After it, the clients
+// NewClient makes read from their own node.
+func (sys *System) Settle(ctx context.Context) {
+	for _, node := range sys.Replicas() {
+		if ctx.Err() != nil {
+			break
 		}
-		next(p)
+		sys.catchUp(ctx, node)
 	}
+	sys.mu.Lock()
+	sys.final = true
+	sys.mu.Unlock()
 }
 
-// newClient makes a client: writes on the primary, reads per --pg-read.
-// A worker's client (before the final reads, whatever node the workload
-// bound it to) reads from the next replica in turn and keeps it, fenced
-// with lsn-fence; with round-robin it reads every replica in turn, one
-// read each; with primary it reads the primary. A final read's client
-// reads from its node, the primary's from the primary.
-func (pr *postgresRun) newClient(name, node string) (workload.Client, error) {
-	// A replica's final reads come after it caught up (outside the lock:
-	// it may take seconds).
-	pr.mu.Lock()
-	wait := pr.final && !pr.caughtUp[node]
-	pr.caughtUp[node] = pr.caughtUp[node] || pr.final
-	pr.mu.Unlock()
-	if wait && node != pr.pc.Primary() && !slices.Contains(pr.pc.Fenced(), node) {
-		pr.catchUp(node)
-	}
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	primary := pr.pc.Primary()
-	if pr.final && slices.Contains(pr.pc.Fenced(), node) {
+// NewClient makes a client: writes on the primary, reads per --pg-read.
+// A worker's client (whatever node the workload bound it to) reads from
+// the next replica in turn and keeps it, fenced with lsn-fence; with
+// round-robin it reads every replica in turn, one read each; with primary
+// it reads the primary. A final read's client (after Settle) reads from
+// its node, the primary's from the primary.
+func (sys *System) NewClient(name, node string) (workload.Client, error) {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	primary := sys.Primary()
+	if sys.final && slices.Contains(sys.Fenced(), node) {
 		return fencedNode(node), nil
 	}
-
-	opts := pgadapter.Options{Workload: workload.Kind(name), Node: primary, Timeout: pr.wait, ReadMode: pr.read, Primary: pr.primaryNow}
-	replicas := pr.pc.Replicas()
+	co := ClientOptions{Workload: workload.Kind(name), Node: primary, Timeout: sys.wait, ReadMode: sys.read, Primary: sys.primaryNow}
+	replicas := sys.Replicas()
 	switch {
-	case !pr.final && pr.read == pgadapter.ReadRoundRobin && len(replicas) > 0:
+	case !sys.final && sys.read == ReadRoundRobin && len(replicas) > 0:
 		// Every replica in turn, each worker starting at the next one.
 		for i := range replicas {
-			r := replicas[(pr.next+i)%len(replicas)]
-			opts.ReadTargets = append(opts.ReadTargets, pgadapter.ReadTarget{DSN: pr.pc.DSN(r), Node: r})
+			r := replicas[(sys.next+i)%len(replicas)]
+			co.ReadTargets = append(co.ReadTargets, ReadTarget{DSN: sys.DSN(r), Node: r})
 		}
-		pr.next++
-	case !pr.final && pr.read != pgadapter.ReadPrimary && len(replicas) > 0:
-		node = replicas[pr.next%len(replicas)]
-		pr.next++
-		opts.ReadDSN, opts.ReadNode = pr.pc.DSN(node), node
-	case pr.final && node != primary:
-		opts.ReadDSN, opts.ReadNode = pr.pc.DSN(node), node
-		if opts.ReadMode == pgadapter.ReadPrimary || opts.ReadMode == pgadapter.ReadRoundRobin {
-			opts.ReadMode = pgadapter.ReadReplica
+		sys.next++
+	case !sys.final && sys.read != ReadPrimary && len(replicas) > 0:
+		node = replicas[sys.next%len(replicas)]
+		sys.next++
+		co.ReadDSN, co.ReadNode = sys.DSN(node), node
+	case sys.final && node != primary:
+		co.ReadDSN, co.ReadNode = sys.DSN(node), node
+		if co.ReadMode == ReadPrimary || co.ReadMode == ReadRoundRobin {
+			co.ReadMode = ReadReplica
 		}
 	default:
 		// Reads on the primary; also when no replica is left after
 		// failovers.
-		opts.ReadMode, opts.ReadNode = pgadapter.ReadPrimary, primary
+		co.ReadMode, co.ReadNode = ReadPrimary, primary
 	}
-	cl := pgadapter.New(pr.pc.PrimaryDSN(), opts)
-	pr.clients = append(pr.clients, cl)
+	cl := NewClient(sys.PrimaryDSN(), co)
+	sys.clients = append(sys.clients, cl)
 	return cl, nil
 }
 
@@ -267,32 +276,31 @@ func (n fencedNode) Invoke(_ context.Context, op history.Op) history.Op {
 const catchUpBound = 15 * time.Second
 
 // catchUp waits, at most catchUpBound, until replica has replayed the
-// primary's WAL position of now: the part of recovery that is
-// replication catching up (a streaming connection cut by a partition can
-// take seconds of TCP retransmission to resume after the heal). Past the
-// bound the final reads go ahead and show what the replica has, with a
-// warning.
-func (pr *postgresRun) catchUp(replica string) {
-	ctx, cancel := context.WithTimeout(context.Background(), catchUpBound)
+// primary's WAL position of now (a streaming connection cut by a
+// partition can take seconds of TCP retransmission to resume after the
+// heal). Past the bound the final reads go ahead and show what the
+// replica has, with a warning.
+func (sys *System) catchUp(ctx context.Context, replica string) {
+	ctx, cancel := context.WithTimeout(ctx, catchUpBound)
 	defer cancel()
 	start := time.Now()
 	var target string
-	if err := queryOne(ctx, pr.pc.PrimaryDSN(), `SELECT pg_current_wal_lsn()::text`, &target); err != nil {
-		pr.logf("warning: final reads of %s: the primary's WAL position: %v", replica, err)
+	if err := queryOne(ctx, sys.PrimaryDSN(), `SELECT pg_current_wal_lsn()::text`, &target); err != nil {
+		sys.logf("warning: final reads of %s: the primary's WAL position: %v", replica, err)
 		return
 	}
 	for {
 		var done *bool
-		err := queryOne(ctx, pr.pc.DSN(replica), `SELECT pg_last_wal_replay_lsn() >= `+"'"+target+"'"+`::pg_lsn`, &done)
+		err := queryOne(ctx, sys.DSN(replica), `SELECT pg_last_wal_replay_lsn() >= `+"'"+target+"'"+`::pg_lsn`, &done)
 		if err == nil && (done == nil || *done) {
 			if d := time.Since(start); d > time.Second {
-				pr.logf("final reads of %s: waited %v for it to replay the primary's %s", replica, d.Round(time.Millisecond), target)
+				sys.logf("final reads of %s: waited %v for it to replay the primary's %s", replica, d.Round(time.Millisecond), target)
 			}
 			return
 		}
 		select {
 		case <-ctx.Done():
-			pr.logf("warning: %s had not replayed the primary's %s after %v (last: %v); its final reads show what it has", replica, target, catchUpBound, err)
+			sys.logf("warning: %s had not replayed the primary's %s after %v (last: %v); its final reads show what it has", replica, target, catchUpBound, err)
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -313,108 +321,26 @@ func queryOne(ctx context.Context, dsn, q string, dest ...any) error {
 
 // primaryNow names the primary now, for clients that reconnect after a
 // failover.
-func (pr *postgresRun) primaryNow() (string, string) {
-	p := pr.pc.Primary()
-	return pr.pc.DSN(p), p
+func (sys *System) primaryNow() (string, string) {
+	p := sys.Primary()
+	return sys.DSN(p), p
 }
 
-// close closes the clients, saves each node's container log to
-// nodes/<node>.log and removes the cluster (unless --keep), with a context
-// of its own, so that it works after an interrupt too.
-func (pr *postgresRun) close(logf func(string, ...any)) {
-	defer pr.c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pr.mu.Lock()
-	for _, cl := range pr.clients {
+// Info is what test.json records: the cluster, its images, the engine.
+func (sys *System) Info() db.Info {
+	return db.Info{ClusterName: sys.Name(), Images: sys.images, Engine: sys.engine}
+}
+
+// Close closes the clients, saves each node's container log to
+// logDir/<node>.log (when logDir is set) and removes the cluster, unless
+// it is kept.
+func (sys *System) Close(ctx context.Context, logDir string) error {
+	defer sys.c.Close()
+	sys.mu.Lock()
+	for _, cl := range sys.clients {
 		cl.Close(ctx)
 	}
-	pr.clients = nil
-	pr.mu.Unlock()
-	for _, n := range pr.pc.Nodes() {
-		text, err := pr.pc.Logs(ctx, n)
-		if err != nil {
-			logf("warning: log of %s: %v", n, err)
-		}
-		if err := os.WriteFile(filepath.Join(pr.dir, "nodes", n+".log"), []byte(text), 0o644); err != nil {
-			logf("warning: save the log of %s: %v", n, err)
-		}
-	}
-	name := pr.pc.Name()
-	if pr.keep {
-		logf("cluster %s left running (--keep); remove it with: eccheck cluster down --cluster-name %s", name, name)
-		return
-	}
-	if err := pr.pc.Down(ctx); err != nil {
-		logf("warning: remove cluster %s: %v (remove it with: eccheck cluster down --cluster-name %s)", name, err, name)
-	}
-}
-
-// validatePostgres checks the flags of --db postgres.
-func (o *testOptions) validatePostgres() error {
-	switch {
-	case o.cluster != clusterDocker:
-		return usagef("--db postgres runs in Docker: add --cluster docker")
-	case o.pgSync != docker.SyncAsync && o.pgSync != docker.SyncRemoteApply:
-		return usagef("--pg-sync %q: want %s or %s", o.pgSync, docker.SyncAsync, docker.SyncRemoteApply)
-	case !slices.Contains(pgReads, o.pgRead):
-		return usagef("--pg-read %q: want %s", o.pgRead, strings.Join(pgReads, ", "))
-	case o.pgRead != pgadapter.ReadPrimary && o.nodes < 2:
-		return usagef("--pg-read %s needs a replica: --nodes 2 or more", o.pgRead)
-	case len(o.pgStandbys) > 0 && o.pgSync != docker.SyncRemoteApply:
-		return usagef("--pg-standbys names synchronous standbys: it goes with --pg-sync %s", docker.SyncRemoteApply)
-	}
-	if err := o.pgApplyDelay.check(o.nodes); err != nil {
-		return err
-	}
-	for _, s := range o.pgStandbys {
-		if !isReplica(s, o.nodes) {
-			return usagef("--pg-standbys %s: want replicas, n2 to n%d", s, o.nodes)
-		}
-	}
-	if o.pgPromote != "" && !isReplica(o.pgPromote, o.nodes) {
-		return usagef("--pg-promote %s: want a replica, n2 to n%d", o.pgPromote, o.nodes)
-	}
-	faults, err := nemesis.ParseFaults(o.nemesis)
-	if err != nil {
-		return usageError{fmt.Errorf("--nemesis: %w", err)}
-	}
-	if slices.Contains(faults, nemesis.KindLag) && o.nodes < 2 {
-		return usagef("--nemesis lag pauses a replica's replay: --nodes 2 or more")
-	}
-	if n := failovers(faults, o.nemesisInterval, o.timeLimit, o.nemesisCycles); n >= o.nodes && !o.pgRejoin {
-		return usagef("--nemesis failover: this run's schedule carries out %d failovers, but each kills a primary for good and %d nodes allow %d; use fewer faults (fewer --nemesis-cycles, or a longer --nemesis-interval per --time-limit), more --nodes, or --pg-rejoin", n, o.nodes, o.nodes-1)
-	}
-	return nil
-}
-
-// pgReads are the values of --pg-read.
-var pgReads = []string{pgadapter.ReadPrimary, pgadapter.ReadReplica, pgadapter.ReadRoundRobin, pgadapter.ReadLSNFence}
-
-// isReplica reports whether s names a replica (n2 to nN) of an N-node
-// cluster.
-func isReplica(s string, nodes int) bool {
-	for i := 2; i <= nodes; i++ {
-		if s == fmt.Sprintf("n%d", i) {
-			return true
-		}
-	}
-	return false
-}
-
-// failovers counts the failovers the nemesis carries out in a run of
-// limit, or of its first cycles faults when cycles > 0: step i starts at
-// (2i+1) intervals and, if the run lasts, fails over at (2i+2); the kinds
-// take turns.
-func failovers(faults []string, interval, limit time.Duration, cycles int) int {
-	if interval <= 0 || len(faults) == 0 {
-		return 0
-	}
-	n := 0
-	for i := 0; cycles > 0 && i < cycles || cycles == 0 && time.Duration(2*i+2)*interval < limit; i++ {
-		if faults[i%len(faults)] == nemesis.KindFailover {
-			n++
-		}
-	}
-	return n
+	sys.clients = nil
+	sys.mu.Unlock()
+	return sys.Finish(ctx, logDir, sys.keep, sys.logf)
 }

@@ -1,10 +1,8 @@
-package docker
+package ecstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,10 +11,10 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/eccheck/eccheck/adapters/ecstore"
+	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/nemesis"
-	"github.com/eccheck/eccheck/store"
 )
 
 // opLog keeps the operations a nemesis records.
@@ -37,8 +35,8 @@ func TestEcstoreImage(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}, Force: true}
-	first, err := c.BuildEcstore(ctx, o)
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}, Force: true}
+	first, err := c.Build(ctx, Image, o)
 	if err != nil {
 		t.Fatalf("images/ecstore/forced build: %v", err)
 	}
@@ -46,39 +44,27 @@ func TestEcstoreImage(t *testing.T) {
 		t.Fatalf("images/ecstore/forced build: got %+v, want a built eccheck/ecstore:<hash>", first)
 	}
 	o.Force = false
-	second, err := c.BuildEcstore(ctx, o)
+	second, err := c.Build(ctx, Image, o)
 	if err != nil {
 		t.Fatalf("images/ecstore/second build: %v", err)
 	}
 	if second.Built || second.Ref != first.Ref {
 		t.Fatalf("images/ecstore/second build/skipped by label: got %+v, want the same ref %s not built", second, first.Ref)
 	}
-	ref, err := c.ImageFor(ctx, RoleEcstore)
+	ref, err := c.ImageFor(ctx, Image)
 	if err != nil || ref != "eccheck/ecstore:latest" {
 		t.Fatalf("images/ecstore/latest: ImageFor = %q, %v", ref, err)
 	}
-	insp, err := c.api.ImageInspect(ctx, ref)
+	insp, err := c.API().ImageInspect(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := insp.Config.Labels[LabelInputs]; got != first.Inputs {
-		t.Errorf("images/ecstore/label: %s=%q, want %q", LabelInputs, got, first.Inputs)
+	if got := insp.Config.Labels[docker.LabelInputs]; got != first.Inputs {
+		t.Errorf("images/ecstore/label: %s=%q, want %q", docker.LabelInputs, got, first.Inputs)
 	}
 	if ep := strings.Join(insp.Config.Entrypoint, " "); ep != "/eccheck store serve" {
 		t.Errorf("images/ecstore/entrypoint: %q", ep)
 	}
-}
-
-// health reads a node's GET /v1/health through its published port.
-func health(addr string) (store.Status, error) {
-	var st store.Status
-	hc := &http.Client{Timeout: 500 * time.Millisecond}
-	resp, err := hc.Get("http://" + addr + "/v1/health")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 // eventually retries f every 100 ms until it returns nil or d passes.
@@ -95,19 +81,19 @@ func eventually(d time.Duration, f func() error) error {
 
 func invoke(t *testing.T, addr, f, key string, v history.Value) history.Op {
 	t.Helper()
-	cl := ecstore.New(addr, ecstore.Options{Timeout: 2 * time.Second})
+	cl := New(addr, Options{Timeout: 2 * time.Second})
 	return cl.Invoke(t.Context(), history.Op{Type: history.Invoke, F: f, Key: key, Value: v})
 }
 
 // labelled counts the containers and networks carrying eccheck.cluster=name.
-func labelled(t *testing.T, c *Client, name string) (containers, networks int) {
+func labelled(t *testing.T, c *docker.Client, name string) (containers, networks int) {
 	t.Helper()
 	ctx := context.Background()
-	cs, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	cs, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := c.api.NetworkList(ctx, client.NetworkListOptions{Filters: clusterFilter(name)})
+	ns, err := c.API().NetworkList(ctx, client.NetworkListOptions{Filters: clusterFilter(name)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +107,12 @@ func TestCluster(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
-	if _, err := c.BuildEcstore(ctx, o); err != nil {
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
+	if _, err := c.Build(ctx, Image, o); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := c.BuildBase(ctx, o); err != nil {
+	if _, err := c.Build(ctx, docker.Base, o); err != nil {
 		t.Fatalf("images/base: %v", err)
 	}
 	t.Logf("base image ready in %v", time.Since(start).Round(time.Second))
@@ -137,7 +123,7 @@ func TestCluster(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	cl, err := c.Up(ctx, UpOptions{Name: name, Nodes: 3, Mode: store.ModeLWW, W: 1, R: 1, Wait: 60 * time.Second, Progress: testWriter{t}})
+	cl, err := upDocker(t, c, name, &Settings{Mode: store.ModeLWW, W: 1, R: 1})
 	if err != nil {
 		t.Fatalf("cluster/up: %v", err)
 	}
@@ -165,9 +151,11 @@ func TestCluster(t *testing.T) {
 		if strings.Join(got.Nodes(), ",") != "n1,n2,n3" {
 			t.Fatalf("nodes %v", got.Nodes())
 		}
-		for _, n := range got.nodes {
-			if n.State != "running" || got.Addr(n.Name) != cl.Addr(n.Name) || n.IP != cl.nodes[0].IP && n.Name == "n1" {
-				t.Errorf("node %+v, want running at %s", n, cl.Addr(n.Name))
+		first, _ := cl.Node("n1")
+		for _, name := range got.Nodes() {
+			n, _ := got.Node(name)
+			if n.State != "running" || got.Addr(name) != cl.Addr(name) || n.IP != first.IP && name == "n1" {
+				t.Errorf("node %+v, want running at %s", n, cl.Addr(name))
 			}
 		}
 		names, err := c.ClusterNames(ctx)
@@ -180,7 +168,7 @@ func TestCluster(t *testing.T) {
 		if err := cl.Kill("n2"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := health(cl.Addr("n2")); err == nil {
+		if _, err := health(context.Background(), cl.Addr("n2")); err == nil {
 			t.Fatal("n2 answers after kill")
 		}
 		if err := cl.Start("n2"); err != nil {
@@ -195,7 +183,7 @@ func TestCluster(t *testing.T) {
 		if err := cl.Pause("n3"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := health(cl.Addr("n3")); err == nil {
+		if _, err := health(context.Background(), cl.Addr("n3")); err == nil {
 			t.Error("n3 answers while paused")
 		}
 		if err := cl.Resume("n3"); err != nil {
@@ -204,7 +192,7 @@ func TestCluster(t *testing.T) {
 		if err := cl.Resume("n3"); err != nil {
 			t.Errorf("resume of a running node: %v", err)
 		}
-		if err := eventually(5*time.Second, func() error { _, err := health(cl.Addr("n3")); return err }); err != nil {
+		if err := eventually(5*time.Second, func() error { _, err := health(context.Background(), cl.Addr("n3")); return err }); err != nil {
 			t.Errorf("n3 after resume: %v", err)
 		}
 	})
@@ -214,7 +202,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		check := func(want time.Duration) error {
-			st, err := health(cl.Addr("n1"))
+			st, err := health(context.Background(), cl.Addr("n1"))
 			if err != nil {
 				return err
 			}
@@ -247,7 +235,7 @@ func TestCluster(t *testing.T) {
 		}
 		defer cl.SetClock("n1", 0)
 		if err := eventually(3*time.Second, func() error {
-			st, err := health(cl.Addr("n1"))
+			st, err := health(context.Background(), cl.Addr("n1"))
 			if err == nil && time.Duration(st.ClockOffsetNs) != -60*time.Second {
 				err = fmt.Errorf("n1 clock offset %v, want -1m0s", time.Duration(st.ClockOffsetNs))
 			}
@@ -274,7 +262,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := eventually(3*time.Second, func() error {
-			st, err := health(cl.Addr("n1"))
+			st, err := health(context.Background(), cl.Addr("n1"))
 			if err == nil && st.ClockOffsetNs != 0 {
 				err = fmt.Errorf("n1 clock offset %v, want 0", time.Duration(st.ClockOffsetNs))
 			}
@@ -330,7 +318,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		healed = true
-		helpers, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", LabelRole+"=helper")})
+		helpers, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", docker.LabelRole+"=helper")})
 		if err != nil || len(helpers.Items) != 0 {
 			t.Errorf("helper containers left after heal: %d, %v", len(helpers.Items), err)
 		}
@@ -357,7 +345,7 @@ func TestCluster(t *testing.T) {
 		}
 		victim := nem.Schedule(1)[0].Nodes[0]
 		n, _ := cl.Node(victim)
-		if _, err := c.api.ContainerStop(ctx, n.ID, client.ContainerStopOptions{}); err != nil {
+		if _, err := c.API().ContainerStop(ctx, n.ID, client.ContainerStopOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		defer cl.Start(victim)

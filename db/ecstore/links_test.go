@@ -1,4 +1,4 @@
-package docker
+package ecstore
 
 import (
 	"context"
@@ -8,44 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
-	"github.com/eccheck/eccheck/store"
 )
-
-func TestParseFaults(t *testing.T) {
-	byIP := map[string]string{"172.30.0.12": "n2", "172.30.0.13": "n3"}
-	text := `-N ECCHECK
--A ECCHECK -s 172.30.0.13/32 -j DROP
--A ECCHECK -s 172.30.0.12/32 -j DROP
--N ECCHECK-LOSS
--A ECCHECK-LOSS -s 172.30.0.12/32 -m statistic --mode random --probability 0.20000000019 -j DROP
-qdisc tbf 8001: root refcnt 2 rate 1Mbit burst 4Kb lat 400ms
-`
-	var f NodeFaults
-	parseFaults(&f, text, byIP)
-	if strings.Join(f.Drops, ",") != "n2,n3" {
-		t.Errorf("status/drop rules/names n2,n3: got %v", f.Drops)
-	}
-	if p := f.Loss["n2"]; p < 0.19 || p > 0.21 || len(f.Loss) != 1 {
-		t.Errorf("status/loss rule/n2 at 0.2: got %v", f.Loss)
-	}
-	if !strings.HasPrefix(f.Qdisc, "tbf 8001: root") {
-		t.Errorf("status/tbf qdisc/reported: got %q", f.Qdisc)
-	}
-	var none NodeFaults
-	parseFaults(&none, "qdisc noqueue 0: root refcnt 2\n", byIP)
-	if none.Qdisc != "" || none.Drops != nil || none.Loss != nil {
-		t.Errorf("status/no faults/nothing reported: got %+v", none)
-	}
-}
-
-func TestValidRate(t *testing.T) {
-	for rate, ok := range map[string]bool{"1mbit": true, "500kbit": true, "1.5mbit": true, "fast": false, "1mbit; rm": false, "": false} {
-		if err := ValidRate(rate); (err == nil) != ok {
-			t.Errorf("rate/%q/valid=%v: got %v", rate, ok, err)
-		}
-	}
-}
 
 // TestLinks brings up a 3-node lww cluster (W=3, R=1, so that a write
 // through a node waits for its peer messages) and applies link faults:
@@ -56,11 +22,11 @@ func TestLinks(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
-	if _, err := c.BuildEcstore(ctx, o); err != nil {
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
+	if _, err := c.Build(ctx, Image, o); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.BuildBase(ctx, o); err != nil {
+	if _, err := c.Build(ctx, docker.Base, o); err != nil {
 		t.Fatalf("images/base: %v", err)
 	}
 	name := fmt.Sprintf("l%d", time.Now().UnixNano()%1e6)
@@ -72,7 +38,7 @@ func TestLinks(t *testing.T) {
 			t.Errorf("cleanup: %d containers, %d networks left", cs, ns)
 		}
 	})
-	cl, err := c.Up(ctx, UpOptions{Name: name, Nodes: 3, Mode: store.ModeLWW, W: 3, R: 1, Wait: 60 * time.Second, Progress: testWriter{t}})
+	cl, err := upDocker(t, c, name, &Settings{Mode: store.ModeLWW, W: 3, R: 1})
 	if err != nil {
 		t.Fatalf("cluster/up: %v", err)
 	}
@@ -145,7 +111,7 @@ func TestLinks(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("delay: %s (%s)", res.Method, res.Note)
-		if res.Method == DelayHook && !strings.Contains(res.Note, "sch_netem") {
+		if res.Method == docker.DelayHook && !strings.Contains(res.Note, "sch_netem") {
 			t.Errorf("fallback not explained: %+v", res)
 		}
 		start = time.Now()

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/eccheck/eccheck/history"
-	"github.com/eccheck/eccheck/store"
+	"github.com/eccheck/eccheck/db/ecstore/store"
 )
 
 // Workloads an adapter client serves; they decide what "read" and "add"

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/adapters/ecstore"
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/history"
-	"github.com/eccheck/eccheck/store"
+	"github.com/eccheck/eccheck/db/ecstore/store"
 )
 
 // postDelay sends POST /v1/admin/delay to addr and returns the status code

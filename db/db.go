@@ -1,0 +1,216 @@
+// Package db defines what eccheck needs of a system under test (Jepsen
+// calls this protocol db): a [DB] names a system and its settings, and
+// [Settings.Start] brings up a cluster of it, a [System], which the nemesis
+// injects faults into and the workload's clients talk to.
+//
+// Everything about one system lives in one folder below this one
+// (db/ecstore, db/postgres): its client, its cluster setup on each backend,
+// its flags and its own faults. The one registry of systems is in
+// cmd/eccheck. Optional capabilities (a failover, a rejoin, node roles) are
+// small interfaces a System may also implement; commands find them with a
+// type assertion.
+package db
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/workload"
+)
+
+// The backends a cluster runs on.
+const (
+	BackendLocal  = "local"  // in this process
+	BackendDocker = "docker" // in containers, through the Docker Engine API
+)
+
+// DB is one kind of system under test, as --db names it.
+type DB interface {
+	// Name is what --db takes, such as "ecstore".
+	Name() string
+	// Doc describes the system in one line, for help text.
+	Doc() string
+	// Backends lists the backends its clusters run on.
+	Backends() []string
+	// Images are the container images its Docker clusters run, which
+	// `eccheck images build` builds (the shared Debian base aside).
+	Images() []docker.ImageSpec
+	// NewSettings returns its settings at their defaults.
+	NewSettings() Settings
+	// Open takes over a running Docker cluster of this system that cl
+	// found by its labels (one made by `eccheck cluster up`, or kept by
+	// --keep), for `eccheck nemesis` and `eccheck cluster status`.
+	Open(ctx context.Context, c *docker.Client, cl *docker.Cluster) (System, error)
+}
+
+// Settings are a system's own settings: its flags, their checks, what
+// test.json records of them, and the cells of a report card.
+type Settings interface {
+	// Bind defines the system's flags on fs; with matrix set only those
+	// that `eccheck matrix` applies to every cell.
+	Bind(fs *pflag.FlagSet, matrix bool)
+	// FlagPrefix is the prefix of the system's own flag names, such as
+	// "pg-": one of them given with another --db is a usage error. An
+	// empty prefix means its flags are left unused with another --db.
+	FlagPrefix() string
+	// Adjust sets the defaults of common settings that differ for this
+	// system (a backend's timeouts, say); given reports whether the user
+	// set a flag.
+	Adjust(c *Common, given func(flag string) bool)
+	// Validate checks the settings against the common ones before
+	// anything starts. Its errors name the flag at fault and are usage
+	// errors.
+	Validate(c Common) error
+	// RunName names a run of these settings, such as "ecstore-lww-w1r1".
+	RunName(c Common) string
+	// Record is what test.json records of the settings, merged into its
+	// top level ("mode", "w", "pg_sync", ...).
+	Record() map[string]any
+	// Start brings up a cluster on c.Backend, waits until it answers and
+	// returns it; on failure it leaves nothing running.
+	Start(ctx context.Context, env Env) (System, error)
+
+	// CellForms describes the configurations `eccheck matrix --modes`
+	// takes in one line, CellHelp one per line for --help; DefaultCells
+	// and DefaultNemeses are the card's defaults.
+	CellForms() string
+	CellHelp() string
+	DefaultCells() string
+	DefaultNemeses() string
+	// Cell returns these settings changed as one configuration of a
+	// report card says, such as "lww:w1r1"; errors are usage errors.
+	Cell(spec string, c Common) (Settings, error)
+}
+
+// Common are the settings every system shares: the flags of `eccheck
+// test` that are not a system's own.
+type Common struct {
+	Backend   string
+	Nodes     int
+	Workloads []string
+	// Faults are the nemesis's fault kinds; Interval, Cycles and
+	// ClockMax configure it.
+	Faults   []string
+	Interval time.Duration
+	Cycles   int
+	ClockMax time.Duration
+	// TimeLimit is how long the workload runs (a bound with Cycles).
+	TimeLimit time.Duration
+	// OpTimeout bounds each operation; Recovery is the wait after the
+	// heal before the final reads.
+	OpTimeout, Recovery time.Duration
+	// ClusterName names a Docker cluster; Keep leaves it running.
+	ClusterName string
+	Keep        bool
+}
+
+// Env is what [Settings.Start] gets: the common settings and where the run
+// goes.
+type Env struct {
+	Common
+	// Dir is the run directory; Close saves node logs in Dir/nodes.
+	Dir string
+	// Logf prints a progress line (nothing when quiet).
+	Logf func(format string, args ...any)
+	// Progress receives longer progress (image builds, a cluster coming
+	// up); nil when quiet.
+	Progress io.Writer
+	// Wait bounds the wait for every node to answer; 0 means the
+	// system's own default.
+	Wait time.Duration
+}
+
+// System is a running cluster of a system under test.
+type System interface {
+	nemesis.Cluster
+	// NewClient makes the client of one worker of workload bound to
+	// node, or roaming across the nodes when node is "". After Settle,
+	// the clients it makes are the final reads' (one per node).
+	NewClient(workload, node string) (workload.Client, error)
+	// Settle is called once the faults are healed and the recovery wait
+	// is over, before the final reads: a system waits there for what its
+	// recovery needs (a replica to replay its primary's WAL).
+	Settle(ctx context.Context)
+	// Info is what test.json records of the running cluster.
+	Info() Info
+	// Close saves each node's log into logDir and removes the cluster,
+	// unless it is kept; ctx is a fresh one, so that it works after an
+	// interrupt.
+	Close(ctx context.Context, logDir string) error
+}
+
+// Info describes a running cluster for test.json.
+type Info struct {
+	// ClusterName is the Docker cluster's name.
+	ClusterName string
+	// Images maps an image role to the image the cluster runs.
+	Images map[string]string
+	// Engine is the Docker engine's version, storage driver and cgroup.
+	Engine *docker.Engine
+}
+
+// Containers is a System in Docker containers: the link faults of
+// `eccheck nemesis` (loss, bandwidth, delay) act on its cluster.
+type Containers interface {
+	Docker() *docker.Cluster
+}
+
+// Roler is a System whose nodes have roles (primary, replica) that `eccheck
+// cluster status` shows; a role of "primary" on two nodes is a split
+// brain.
+type Roler interface {
+	Roles(ctx context.Context) map[string]string
+}
+
+// Describer is a System that says how to reach a node (a connection
+// string), for `eccheck cluster up` to print.
+type Describer interface {
+	Describe(node string) string
+}
+
+// FailoverTarget is a System whose failover can promote a replica chosen
+// by hand (`eccheck nemesis failover --to`); it also reports the replicas
+// a promotion can go to.
+type FailoverTarget interface {
+	nemesis.Failoverer
+	FailoverTo(node string) (nemesis.FailoverResult, error)
+	Replicas() []string
+}
+
+// Rejoiner is a System that brings a node a failover killed back as a
+// replica (`eccheck nemesis rejoin`). It returns how the node came back.
+type Rejoiner interface {
+	Rejoin(node string, clone bool) (how string, err error)
+}
+
+// NodeStatus is a System that reports what it knows of a node's faults
+// beyond its container's: its clock offset and transport delays
+// (`eccheck nemesis status`).
+type NodeStatus interface {
+	NodeStatus(ctx context.Context, node string) (clock time.Duration, delaysMs map[string]int64, err error)
+}
+
+// Progresser is a System that reports what its fault methods do beyond
+// their plain effect (a retried promotion) on w.
+type Progresser interface {
+	SetProgress(w io.Writer)
+}
+
+// UsageError marks an error in how eccheck was called (a bad flag, a
+// combination that cannot work): the command exits 3, before it starts
+// anything.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a [UsageError] with a formatted message.
+func Usagef(format string, args ...any) error {
+	return UsageError{fmt.Errorf(format, args...)}
+}
