@@ -27,7 +27,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
-
 )
 
 // namePattern is what a cluster name may be: it becomes part of container

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/eccheck/eccheck/db/ecstore"
-	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/workload"
 )
 

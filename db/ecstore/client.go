@@ -15,8 +15,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 )
 
 // Workloads an adapter client serves; they decide what "read" and "add"

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/eccheck/eccheck/db/ecstore"
-	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 )
 
 // postDelay sends POST /v1/admin/delay to addr and returns the status code

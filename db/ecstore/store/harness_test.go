@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/checkers"
-	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 )
 
 // This file is a small harness for the store's guarantee tests: clients

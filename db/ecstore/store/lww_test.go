@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/checkers"
-	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 )
 
 // The guarantee tests of the lww and hlc modes: each fault shows what

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/checkers"
-	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 )
 
 // primaryConfig is a primary-mode configuration with short timeouts.

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/checkers"
-	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/db/ecstore/store"
+	"github.com/eccheck/eccheck/history"
 )
 
 // raftTestConfig is a raft node configuration with the short timeouts the
