@@ -1,19 +1,17 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/run"
 )
 
 func newClusterCmd(a *app) *cobra.Command {
@@ -85,7 +83,7 @@ clock' can move their clocks), and prints each node's connection string.`,
 			if err != nil {
 				return err
 			}
-			return printSystem(cmd.Context(), a.stdout, s)
+			return run.WriteNodes(cmd.Context(), a.stdout, s)
 		},
 	}
 	f := cmd.Flags()
@@ -94,29 +92,6 @@ clock' can move their clocks), and prints each node's connection string.`,
 	f.DurationVar(&wait, "wait", 60*time.Second, "how long to wait for every node to answer")
 	sf = bindSystemFlags(f, false)
 	return cmd
-}
-
-// printSystem prints a running cluster's nodes, with their roles when the
-// system has some, and how to reach each node when it says.
-func printSystem(ctx context.Context, w io.Writer, s db.System) error {
-	cont, ok := s.(db.Containers)
-	if !ok {
-		return errors.New("the cluster is not in containers")
-	}
-	cl := cont.Docker()
-	if r, ok := s.(db.Roler); ok {
-		if err := printRoles(w, cl, r.Roles(ctx)); err != nil {
-			return err
-		}
-	} else if err := printNodes(w, cl); err != nil {
-		return err
-	}
-	if d, ok := s.(db.Describer); ok {
-		for _, n := range cl.Nodes() {
-			fmt.Fprintf(w, "%s: %s\n", n, d.Describe(n))
-		}
-	}
-	return nil
 }
 
 func newClusterDownCmd(a *app, name *string) *cobra.Command {
@@ -151,40 +126,14 @@ func newClusterStatusCmd(a *app, name *string) *cobra.Command {
 		Short: "List a cluster's nodes, their state and addresses",
 		Args:  exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, s, err := openSystem(cmd.Context(), *name, nil)
+			l, err := run.OpenLive(cmd.Context(), systems, *name, nil)
 			if err != nil {
-				return withClusterNames(cmd.Context(), err)
+				return err
 			}
-			defer c.Close()
-			if r, ok := s.(db.Roler); ok {
-				return printRoles(a.stdout, s.(db.Containers).Docker(), r.Roles(cmd.Context()))
-			}
-			return printNodes(a.stdout, s.(db.Containers).Docker())
+			defer l.Close()
+			return run.WriteNodes(cmd.Context(), a.stdout, l.System)
 		},
 	}
-}
-
-// printRoles is printNodes with each node's role (primary, replica, or its
-// state when down).
-func printRoles(w io.Writer, cl *docker.Cluster, roles map[string]string) error {
-	netName, subnet := cl.Network()
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "NODE\tROLE\tADDRESS\tNETWORK %s (%s)\tCONTAINER\n", netName, subnet)
-	primaries := 0
-	for _, n := range cl.Nodes() {
-		nd, _ := cl.Node(n)
-		if roles[n] == "primary" {
-			primaries++
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, roles[n], cl.PublishedAddr(n), nd.IP, nd.Container)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if primaries > 1 {
-		fmt.Fprintf(w, "warning: %d nodes take writes (split brain): kill all but one, then 'eccheck nemesis rejoin' the others\n", primaries)
-	}
-	return nil
 }
 
 func newClusterLogsCmd(a *app, name *string) *cobra.Command {
@@ -193,15 +142,15 @@ func newClusterLogsCmd(a *app, name *string) *cobra.Command {
 		Short: "Print a node's container log",
 		Args:  exactArgs(1, "one node name (n1, n2, ...)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cl, err := openCluster(cmd.Context(), *name)
+			l, err := run.OpenLive(cmd.Context(), systems, *name, nil)
 			if err != nil {
-				return withClusterNames(cmd.Context(), err)
+				return err
 			}
-			defer c.Close()
-			if _, err := cl.Node(args[0]); err != nil {
-				return usageError{Err: err}
+			defer l.Close()
+			if err := l.KnownNode("NODE", args[0]); err != nil {
+				return err
 			}
-			logs, err := cl.Logs(cmd.Context(), args[0])
+			logs, err := l.Cluster.Logs(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -209,35 +158,4 @@ func newClusterLogsCmd(a *app, name *string) *cobra.Command {
 			return err
 		},
 	}
-}
-
-// printNodes prints one line per node: name, state, published address,
-// address on the cluster network and container.
-func printNodes(w io.Writer, cl *docker.Cluster) error {
-	netName, subnet := cl.Network()
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "NODE\tSTATE\tADDRESS\tNETWORK %s (%s)\tCONTAINER\n", netName, subnet)
-	for _, n := range cl.Nodes() {
-		nd, _ := cl.Node(n)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, nd.State, cl.PublishedAddr(n), nd.IP, nd.Container)
-	}
-	return tw.Flush()
-}
-
-// withClusterNames adds the clusters that do exist to an error about one
-// that does not.
-func withClusterNames(ctx context.Context, err error) error {
-	var ue usageError
-	if !errors.As(err, &ue) {
-		return err
-	}
-	c, cerr := docker.Connect(ctx)
-	if cerr != nil {
-		return err
-	}
-	defer c.Close()
-	if names, nerr := c.ClusterNames(ctx); nerr == nil && len(names) > 0 {
-		return usageError{Err: fmt.Errorf("%w; clusters here: %s", ue.Err, strings.Join(names, ", "))}
-	}
-	return err
 }

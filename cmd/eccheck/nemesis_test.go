@@ -14,30 +14,6 @@ import (
 	"github.com/eccheck/eccheck/docker"
 )
 
-func TestShapeGrudge(t *testing.T) {
-	nodes := []string{"n1", "n2", "n3"}
-	for _, tc := range []struct {
-		name, shape, node, want string
-	}{
-		{"shape/isolate n2/both ways", "isolate", "n2", "n1=n2;n2=n1,n3;n3=n2"},
-		{"shape/one-way n1/only n1 drops", "one-way", "n1", "n1=n2,n3"},
-		{"shape/halves of three/n1 against n2,n3", "halves", "", "n1=n2,n3;n2=n1;n3=n1"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			g, _, err := shapeGrudge(tc.shape, tc.node, nodes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := formatGrudge(g); got != tc.want {
-				t.Errorf("got %s, want %s", got, tc.want)
-			}
-		})
-	}
-	if _, _, err := shapeGrudge("star", "n1", nodes); err == nil {
-		t.Error("shape/unknown/error: got none")
-	}
-}
-
 // TestNemesisUsageErrors checks the errors found before any engine is
 // asked: they exit 3.
 func TestNemesisUsageErrors(t *testing.T) {

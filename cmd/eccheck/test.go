@@ -53,14 +53,12 @@ nodes/<node>.log and, for keys that are not linearizable, their
 visualizations. 'eccheck check runs/latest' re-checks it; 'eccheck report
 runs/latest -o markdown' renders it again.
 
-With --db postgres --cluster docker it tests a Postgres primary with
-streaming replicas instead: --pg-sync (async or remote_apply, waiting for
---pg-standbys), --pg-read (primary, replica or lsn-fence), --pg-apply-delay
-(replication lag on demand), and the faults partition, kill, pause, clock
-(libfaketime), lag (a replica pauses WAL replay for an interval) and
-failover (cut the primary off, then kill it for good and
-promote the replica with the most WAL, or --pg-promote; with --pg-rejoin the
-old primary then comes back as a replica through pg_rewind).
+Each system has flags of its own, listed below: ecstore's --mode, --w, --r...;
+Postgres's --pg-sync, --pg-read, --pg-apply-delay... (docs/postgres.md has
+what each setting shows). The faults are partition, kill, pause and clock
+for every system, and failover (cut the primary off, then replace it) and
+lag (a replica stops applying writes for an interval) for systems with a
+primary and replicas.
 
 A fault the cluster refuses is tried twice, then recorded with the engine's
 error; the run goes on and the report lists it. --nemesis-cycles N ends the

@@ -128,16 +128,20 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("cluster/up: %v", err)
 	}
 
-	t.Run("ops/write then read through 127.0.0.1/value read", func(t *testing.T) {
+	t.Run("ops/write through the bridge address, read through 127.0.0.1/value read", func(t *testing.T) {
 		for _, n := range cl.Nodes() {
-			if a := cl.Addr(n); !strings.HasPrefix(a, "127.0.0.1:") {
+			if a := cl.PublishedAddr(n); !strings.HasPrefix(a, "127.0.0.1:") {
 				t.Errorf("node %s published at %q, want 127.0.0.1:PORT", n, a)
+			}
+			nd, _ := cl.Node(n)
+			if a := cl.Addr(n); a != fmt.Sprintf("%s:%d", nd.IP, port) {
+				t.Errorf("node %s reached at %q, want its address on the cluster's network (the engine is local)", n, a)
 			}
 		}
 		if w := invoke(t, cl.Addr("n1"), "write", "k", history.Int(7)); w.Type != history.OK {
 			t.Fatalf("write: %+v", w)
 		}
-		r := invoke(t, cl.Addr("n1"), "read", "k", history.Nil())
+		r := invoke(t, cl.PublishedAddr("n1"), "read", "k", history.Nil())
 		if r.Type != history.OK || r.Value.Scalar() != history.Int(7).Scalar() {
 			t.Fatalf("read: %+v, want ok 7", r)
 		}
