@@ -127,6 +127,13 @@ type Checker struct {
 	// none, its verdict is unknown, never valid: it checked nothing.
 	Fs  []string
 	Run Func
+	// Card is the title of the checker's column on the report card
+	// (`eccheck matrix`), "" when it has none. Its results over several
+	// workloads of one cell compose into one mark.
+	Card string
+	// CardStat, when set, makes the column show this figure of Stats (the
+	// largest of the cell's results) instead of a mark.
+	CardStat string
 }
 
 // Fits reports whether c applies to workload w.
@@ -140,16 +147,16 @@ func (c Checker) Fits(w Workload) bool {
 }
 
 var all = []Checker{
-	{Name: LinearizableName, Workloads: []Workload{WorkloadRegister, WorkloadKV}, Run: linearizableAny,
+	{Name: LinearizableName, Workloads: []Workload{WorkloadRegister, WorkloadKV}, Run: linearizableAny, Card: "linearizable",
 		Fs:  []string{FRead, FWrite, FCAS, FGet, FPut, FAppend},
 		Doc: "every operation appears to take effect at one instant between its call and return (Porcupine, per key)"},
-	{Name: NameReadYourWrites, Workloads: []Workload{WorkloadRegister}, Run: ReadYourWrites, Fs: []string{FRead, FWrite, FCAS},
+	{Name: NameReadYourWrites, Workloads: []Workload{WorkloadRegister}, Run: ReadYourWrites, Fs: []string{FRead, FWrite, FCAS}, Card: "read-your-writes",
 		Doc: "a process never reads a value older than its own acknowledged write"},
-	{Name: NameMonotonicReads, Workloads: []Workload{WorkloadRegister}, Run: MonotonicReads, Fs: []string{FRead, FWrite, FCAS},
+	{Name: NameMonotonicReads, Workloads: []Workload{WorkloadRegister}, Run: MonotonicReads, Fs: []string{FRead, FWrite, FCAS}, Card: "monotonic reads",
 		Doc: "a process never reads a value older than one it already read"},
-	{Name: NameLostWrites, Workloads: []Workload{WorkloadRegister, WorkloadSet}, Run: LostWrites, Fs: []string{FRead, FWrite, FCAS, FAdd},
+	{Name: NameLostWrites, Workloads: []Workload{WorkloadRegister, WorkloadSet}, Run: LostWrites, Fs: []string{FRead, FWrite, FCAS, FAdd}, Card: "lost writes",
 		Doc: "no acknowledged write or add is missing from the final state"},
-	{Name: NameStaleness, Workloads: []Workload{WorkloadRegister}, Run: Staleness, Fs: []string{FRead, FWrite, FCAS},
+	{Name: NameStaleness, Workloads: []Workload{WorkloadRegister}, Run: Staleness, Fs: []string{FRead, FWrite, FCAS}, Card: "stale p99 ms", CardStat: "stale_p99_ms",
 		Doc: "how long after a write finished reads still returned older values (ms)"},
 	{Name: NameCounter, Workloads: []Workload{WorkloadCounter}, Run: Counter, Fs: []string{FAdd, FRead},
 		Doc: "every read lies within what acknowledged and possibly-applied adds allow"},

@@ -1,12 +1,14 @@
 package results
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,44 +57,74 @@ func (m Mark) Symbol() string {
 // MatrixLegend explains the glyphs of [Mark.Symbol].
 const MatrixLegend = "✓ valid, ✗ invalid (anomalies found), ? unknown (a checker could not decide), ! error (the cell did not run), - not checked"
 
-// Columns of the report card that expectations can name, in card order.
-// "verdict" is the cell's composed verdict.
+// The card's columns that are not a checker's.
 const (
-	ColumnVerdict        = "verdict"
-	ColumnLinearizable   = "linearizable"
-	ColumnReadYourWrites = "read-your-writes"
-	ColumnMonotonicReads = "monotonic-reads"
-	ColumnLostWrites     = "lost-writes"
+	// ColumnVerdict is the cell's composed verdict.
+	ColumnVerdict = "verdict"
 )
 
-// MatrixColumns lists the columns an expectation may name.
-var MatrixColumns = []string{ColumnVerdict, ColumnLinearizable, ColumnReadYourWrites, ColumnMonotonicReads, ColumnLostWrites}
+// Names of checker columns, as expectations name them (the checkers').
+const (
+	ColumnLinearizable   = checkers.LinearizableName
+	ColumnReadYourWrites = checkers.NameReadYourWrites
+	ColumnMonotonicReads = checkers.NameMonotonicReads
+	ColumnLostWrites     = checkers.NameLostWrites
+)
+
+// CardColumn is a checker's column on the card, from the checker registry.
+type CardColumn struct {
+	Checker string // the checker's name: what expectations and JSON name it by
+	Title   string // the column's title
+	Stat    string // a figure of Stats shown instead of a mark, if set
+}
+
+// CardColumns are the card's checker columns, in the registry's order:
+// adding a checker with a Card title adds a column.
+func CardColumns() []CardColumn {
+	var out []CardColumn
+	for _, c := range checkers.All() {
+		if c.Card != "" {
+			out = append(out, CardColumn{Checker: c.Name, Title: c.Card, Stat: c.CardStat})
+		}
+	}
+	return out
+}
+
+// MatrixColumns lists the columns an expectation may name: the verdict and
+// every checker column that shows a mark.
+var MatrixColumns = func() []string {
+	out := []string{ColumnVerdict}
+	for _, c := range CardColumns() {
+		if c.Stat == "" {
+			out = append(out, c.Checker)
+		}
+	}
+	return out
+}()
 
 // Cell is one configuration under one nemesis: one run of `eccheck test`.
 type Cell struct {
-	Config  string `json:"config"`  // the configuration as the matrix names it, e.g. "lww:w1r1"
-	Nemesis string `json:"nemesis"` // "none", "partition", "partition+clock"
+	Config  string // the configuration as the matrix names it, e.g. "lww:w1r1"
+	Nemesis string // "none", "partition", "partition+clock"
 	// Dir is the cell's run directory (empty when the cell failed before it
 	// had one).
-	Dir string `json:"dir,omitempty"`
+	Dir string
 	// Verdict is the run's composed verdict (every checker, staleness and
 	// counters included), or "error".
-	Verdict        Mark `json:"verdict"`
-	Linearizable   Mark `json:"linearizable,omitempty"`
-	ReadYourWrites Mark `json:"read_your_writes,omitempty"`
-	MonotonicReads Mark `json:"monotonic_reads,omitempty"`
-	// LostWrites composes the register and the set lost-writes checkers:
-	// invalid if either is.
-	LostWrites Mark `json:"lost_writes,omitempty"`
-	// StaleP99MS is the staleness checker's "stale_p99_ms"; absent when no
-	// staleness result exists.
-	StaleP99MS *float64 `json:"stale_p99_ms,omitempty"`
+	Verdict Mark
+	// Marks are the verdicts of the mark columns, by checker name; the
+	// results of one checker over several workloads compose (lost writes
+	// of registers and of sets: invalid if either is).
+	Marks map[string]Mark
+	// Stats are the figures of the figure columns, by checker name (the
+	// staleness checker's stale_p99_ms); absent when no such result exists.
+	Stats map[string]float64
 	// OpsPerSec is the workload's throughput, from test.json's summary.
-	OpsPerSec *float64 `json:"ops_per_sec,omitempty"`
+	OpsPerSec *float64
 	// Seconds is how long the cell took, cluster start to checked report.
-	Seconds float64 `json:"seconds"`
+	Seconds float64
 	// Error is the harness failure of an "error" cell.
-	Error string `json:"error,omitempty"`
+	Error string
 }
 
 // Name is "config x nemesis", as progress lines and expectations say it.
@@ -100,48 +132,161 @@ func (c Cell) Name() string { return c.Config + " x " + c.Nemesis }
 
 // Column returns the mark of a column named in [MatrixColumns].
 func (c Cell) Column(name string) Mark {
-	switch name {
-	case ColumnVerdict:
+	if name == ColumnVerdict {
 		return c.Verdict
-	case ColumnLinearizable:
-		return c.Linearizable
-	case ColumnReadYourWrites:
-		return c.ReadYourWrites
-	case ColumnMonotonicReads:
-		return c.MonotonicReads
-	case ColumnLostWrites:
-		return c.LostWrites
 	}
-	return MarkNone
+	return c.Marks[name]
 }
 
-// NewCell builds the cell of a finished run from its report. Checker names
-// of a mixed-workload report ("lost-writes (set)") count for their property;
-// several results of one property compose.
-func NewCell(config, nemesis, dir string, rep Report) Cell {
-	c := Cell{Config: config, Nemesis: nemesis, Dir: dir, Verdict: Mark(rep.Verdict)}
-	compose := func(m *Mark, v checkers.Verdict) {
-		if *m == MarkNone {
-			*m = Mark(v)
+// Stat returns the figure of a figure column, by checker name.
+func (c Cell) Stat(checker string) (float64, bool) {
+	v, ok := c.Stats[checker]
+	return v, ok
+}
+
+// jsonKey is a checker column's key in matrix.json: its name in
+// snake_case ("read_your_writes"), or its figure's name.
+func (col CardColumn) jsonKey() string {
+	if col.Stat != "" {
+		return col.Stat
+	}
+	return strings.ReplaceAll(col.Checker, "-", "_")
+}
+
+// cellJSON is a Cell's fixed fields in matrix.json; the columns' marks
+// and figures sit beside them, one key each.
+type cellJSON struct {
+	Config    string   `json:"config"`
+	Nemesis   string   `json:"nemesis"`
+	Dir       string   `json:"dir,omitempty"`
+	Verdict   Mark     `json:"verdict"`
+	OpsPerSec *float64 `json:"ops_per_sec,omitempty"`
+	Seconds   float64  `json:"seconds"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// MarshalJSON writes the cell with one key per column that has a value,
+// in card order: config, nemesis, dir, verdict, the columns, ops_per_sec,
+// seconds, error.
+func (c Cell) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	n := 0
+	add := func(key string, v any, omit bool) {
+		if omit {
 			return
 		}
-		*m = Mark(checkers.Compose(checkers.Verdict(*m), v))
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		k, _ := json.Marshal(key)
+		val, err := json.Marshal(v)
+		if err != nil {
+			val = []byte("null")
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(val)
 	}
-	for _, r := range rep.Results {
-		name, _, _ := strings.Cut(r.Checker, " (")
-		switch name {
-		case checkers.LinearizableName:
-			compose(&c.Linearizable, r.Verdict)
-		case checkers.NameReadYourWrites:
-			compose(&c.ReadYourWrites, r.Verdict)
-		case checkers.NameMonotonicReads:
-			compose(&c.MonotonicReads, r.Verdict)
-		case checkers.NameLostWrites:
-			compose(&c.LostWrites, r.Verdict)
-		case checkers.NameStaleness:
-			if p, ok := r.Stats["stale_p99_ms"]; ok && (c.StaleP99MS == nil || p > *c.StaleP99MS) {
-				c.StaleP99MS = &p
+	add("config", c.Config, false)
+	add("nemesis", c.Nemesis, false)
+	add("dir", c.Dir, c.Dir == "")
+	add("verdict", c.Verdict, false)
+	for _, col := range CardColumns() {
+		if col.Stat != "" {
+			v, ok := c.Stats[col.Checker]
+			add(col.jsonKey(), v, !ok)
+		} else {
+			mk := c.Marks[col.Checker]
+			add(col.jsonKey(), mk, mk == MarkNone)
+		}
+	}
+	add("ops_per_sec", c.OpsPerSec, c.OpsPerSec == nil)
+	add("seconds", c.Seconds, false)
+	add("error", c.Error, c.Error == "")
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Cell) UnmarshalJSON(b []byte) error {
+	var base cellJSON
+	if err := json.Unmarshal(b, &base); err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*c = Cell{Config: base.Config, Nemesis: base.Nemesis, Dir: base.Dir, Verdict: base.Verdict, OpsPerSec: base.OpsPerSec, Seconds: base.Seconds, Error: base.Error}
+	for _, col := range CardColumns() {
+		raw, ok := m[col.jsonKey()]
+		if !ok {
+			continue
+		}
+		if col.Stat != "" {
+			var v float64
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("%s: %w", col.jsonKey(), err)
 			}
+			c.setStat(col.Checker, v)
+		} else {
+			var mk Mark
+			if err := json.Unmarshal(raw, &mk); err != nil {
+				return fmt.Errorf("%s: %w", col.jsonKey(), err)
+			}
+			c.setMark(col.Checker, mk)
+		}
+	}
+	return nil
+}
+
+func (c *Cell) setMark(checker string, m Mark) {
+	if c.Marks == nil {
+		c.Marks = map[string]Mark{}
+	}
+	c.Marks[checker] = m
+}
+
+func (c *Cell) setStat(checker string, v float64) {
+	if c.Stats == nil {
+		c.Stats = map[string]float64{}
+	}
+	c.Stats[checker] = v
+}
+
+// NewCell builds the cell of a finished run from its report: each result
+// counts for its checker's column (several results of one checker, over
+// the workloads of a mixed run, compose; a figure column keeps the
+// largest).
+func NewCell(config, nemesis, dir string, rep Report) Cell {
+	c := Cell{Config: config, Nemesis: nemesis, Dir: dir, Verdict: Mark(rep.Verdict)}
+	columns := CardColumns()
+	for _, r := range rep.Results {
+		name := r.Checker
+		if r.Workload != "" {
+			name = strings.TrimSuffix(name, " ("+string(r.Workload)+")")
+		} else {
+			name, _, _ = strings.Cut(name, " (") // a report from before results carried their workload
+		}
+		i := slices.IndexFunc(columns, func(col CardColumn) bool { return col.Checker == name })
+		if i < 0 {
+			continue
+		}
+		col := columns[i]
+		if col.Stat != "" {
+			if p, ok := r.Stats[col.Stat]; ok {
+				if old, had := c.Stats[name]; !had || p > old {
+					c.setStat(name, p)
+				}
+			}
+			continue
+		}
+		if m := c.Marks[name]; m != MarkNone {
+			c.setMark(name, Mark(checkers.Compose(checkers.Verdict(m), r.Verdict)))
+		} else {
+			c.setMark(name, Mark(r.Verdict))
 		}
 	}
 	return c
@@ -203,15 +348,31 @@ func WriteMatrixJSON(w io.Writer, c Card) error {
 	return enc.Encode(c)
 }
 
-// matrixHeader are the card's column titles.
-var matrixHeader = []string{"configuration", "nemesis", "linearizable", "read-your-writes", "monotonic reads", "lost writes", "stale p99 ms", "ops/s", "verdict"}
+// matrixHeader are the card's column titles: the cell, the checkers'
+// columns from the registry, the throughput and the verdict.
+func matrixHeader() []string {
+	h := []string{"configuration", "nemesis"}
+	for _, col := range CardColumns() {
+		h = append(h, col.Title)
+	}
+	return append(h, "ops/s", "verdict")
+}
 
 // matrixRow renders a cell as the card's row.
 func matrixRow(c Cell) []string {
-	verdict := c.Verdict.Symbol() + " " + string(c.Verdict)
-	return []string{c.Config, c.Nemesis,
-		c.Linearizable.Symbol(), c.ReadYourWrites.Symbol(), c.MonotonicReads.Symbol(), c.LostWrites.Symbol(),
-		matrixNumber(c.StaleP99MS, 1), matrixNumber(c.OpsPerSec, 0), verdict}
+	row := []string{c.Config, c.Nemesis}
+	for _, col := range CardColumns() {
+		if col.Stat != "" {
+			var p *float64
+			if v, ok := c.Stats[col.Checker]; ok {
+				p = &v
+			}
+			row = append(row, matrixNumber(p, 1))
+		} else {
+			row = append(row, c.Marks[col.Checker].Symbol())
+		}
+	}
+	return append(row, matrixNumber(c.OpsPerSec, 0), c.Verdict.Symbol()+" "+string(c.Verdict))
 }
 
 func matrixNumber(p *float64, prec int) string {
@@ -270,7 +431,7 @@ func WriteMatrixTable(w io.Writer, c Card) error {
 	// The titles are already what they should read: no upper-casing, which
 	// would split "read-your-writes" and "ops/s" at their punctuation.
 	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
-	t.Header(matrixHeader)
+	t.Header(matrixHeader())
 	for _, cell := range c.Cells {
 		if err := t.Append(matrixRow(cell)); err != nil {
 			return fmt.Errorf("table: %w", err)
@@ -288,8 +449,16 @@ func WriteMatrixTable(w io.Writer, c Card) error {
 // a CI step summary ($GITHUB_STEP_SUMMARY).
 func WriteMatrixMarkdown(w io.Writer, c Card) error {
 	fmt.Fprintf(w, "### Consistency report card (eccheck matrix)\n\n%s\n\n", matrixMDEscape(matrixTitle(c)))
-	fmt.Fprintf(w, "| %s |\n", strings.Join(matrixHeader, " | "))
-	fmt.Fprintln(w, "| --- | --- | :-: | :-: | :-: | :-: | --: | --: | --- |")
+	fmt.Fprintf(w, "| %s |\n", strings.Join(matrixHeader(), " | "))
+	align := []string{"---", "---"}
+	for _, col := range CardColumns() {
+		if col.Stat != "" {
+			align = append(align, "--:")
+		} else {
+			align = append(align, ":-:")
+		}
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(append(align, "--:", "---"), " | "))
 	for _, cell := range c.Cells {
 		row := matrixRow(cell)
 		for i := range row {
@@ -315,11 +484,17 @@ func matrixMDEscape(s string) string {
 // exists, else to its results.json; links are relative to base, the
 // directory the page is saved in ("" for the current directory).
 func WriteMatrixHTML(w io.Writer, c Card, base string) error {
+	type column struct {
+		Mark   Mark
+		Figure string // for a figure column
+	}
 	type row struct {
-		Cells []string
-		Marks []Mark
-		Link  string
-		Cell  Cell
+		Cells   []string
+		Columns []column
+		Ops     string
+		Verdict string
+		Link    string
+		Cell    Cell
 	}
 	data := struct {
 		Title, Legend string
@@ -327,10 +502,17 @@ func WriteMatrixHTML(w io.Writer, c Card, base string) error {
 		Rows          []row
 		Card          Card
 		Footer        string
-	}{Title: matrixTitle(c), Legend: MatrixLegend, Header: matrixHeader, Card: c}
+	}{Title: matrixTitle(c), Legend: MatrixLegend, Header: matrixHeader(), Card: c}
 	for _, cell := range c.Cells {
-		r := row{Cells: matrixRow(cell), Cell: cell,
-			Marks: []Mark{cell.Linearizable, cell.ReadYourWrites, cell.MonotonicReads, cell.LostWrites}}
+		cells := matrixRow(cell)
+		r := row{Cells: cells, Cell: cell, Ops: cells[len(cells)-2], Verdict: cells[len(cells)-1]}
+		for i, col := range CardColumns() {
+			if col.Stat != "" {
+				r.Columns = append(r.Columns, column{Figure: cells[2+i]})
+			} else {
+				r.Columns = append(r.Columns, column{Mark: cell.Marks[col.Checker]})
+			}
+		}
 		r.Link = matrixLink(cell.Dir, base)
 		data.Rows = append(data.Rows, r)
 	}
@@ -400,9 +582,9 @@ pre { white-space: pre-wrap; }
 <tbody>
 {{range .Rows}}<tr>
 <td class="name">{{.Cell.Config}}</td><td class="name">{{.Cell.Nemesis}}</td>
-{{range .Marks}}<td class="{{class .}}">{{symbol .}}</td>{{end}}
-<td class="num">{{index .Cells 6}}</td><td class="num">{{index .Cells 7}}</td>
-<td class="{{class .Cell.Verdict}}">{{if .Link}}<a href="{{.Link}}">{{index .Cells 8}}</a>{{else}}{{index .Cells 8}}{{end}}</td>
+{{range .Columns}}{{if .Figure}}<td class="num">{{.Figure}}</td>{{else}}<td class="{{class .Mark}}">{{symbol .Mark}}</td>{{end}}{{end}}
+<td class="num">{{.Ops}}</td>
+<td class="{{class .Cell.Verdict}}">{{if .Link}}<a href="{{.Link}}">{{.Verdict}}</a>{{else}}{{.Verdict}}{{end}}</td>
 </tr>
 {{end}}</tbody>
 </table>

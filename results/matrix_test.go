@@ -105,11 +105,11 @@ func TestMatrixCellColumns(t *testing.T) {
 			}
 		})
 	}
-	if p := c.Cells[1].StaleP99MS; p == nil || *p != 812.25 {
+	if p, ok := c.Cells[1].Stat(checkers.NameStaleness); !ok || p != 812.25 {
 		t.Errorf("stale p99 of the lww cell = %v, want 812.25 from the staleness stats", p)
 	}
-	if c.Cells[2].StaleP99MS != nil {
-		t.Errorf("a run without a staleness result has stale p99 %v, want none", *c.Cells[2].StaleP99MS)
+	if p, ok := c.Cells[2].Stat(checkers.NameStaleness); ok {
+		t.Errorf("a run without a staleness result has stale p99 %v, want none", p)
 	}
 	if c.Verdict != checkers.Invalid || c.Errors != 1 {
 		t.Errorf("card verdict %s with %d errors, want invalid with 1", c.Verdict, c.Errors)
@@ -152,7 +152,7 @@ func TestMatrixJSONRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	if back.Schema != MatrixSchemaVersion || len(back.Cells) != 4 || back.Cells[1].Dir != c.Cells[1].Dir ||
-		back.Cells[1].ReadYourWrites != MarkInvalid || back.Cells[3].Error == "" {
+		back.Cells[1].Column(ColumnReadYourWrites) != MarkInvalid || back.Cells[3].Error == "" {
 		t.Fatalf("round trip lost fields: %+v", back)
 	}
 }
