@@ -49,12 +49,22 @@ type DB interface {
 	Open(ctx context.Context, c *docker.Client, cl *docker.Cluster) (System, error)
 }
 
+// Use says which command binds a system's flags: each takes those that
+// mean something to it.
+type Use int
+
+const (
+	UseTest    Use = iota // eccheck test: every setting of a run
+	UseCluster            // eccheck cluster up: the settings of the servers
+	UseMatrix             // eccheck matrix: those every cell of a card shares
+)
+
 // Settings are a system's own settings: its flags, their checks, what
 // test.json records of them, and the cells of a report card.
 type Settings interface {
-	// Bind defines the system's flags on fs; with matrix set only those
-	// that `eccheck matrix` applies to every cell.
-	Bind(fs *pflag.FlagSet, matrix bool)
+	// Bind defines the system's flags that a command of this use takes
+	// on fs.
+	Bind(fs *pflag.FlagSet, use Use)
 	// FlagPrefix is the prefix of the system's own flag names, such as
 	// "pg-": one of them given with another --db is a usage error. An
 	// empty prefix means its flags are left unused with another --db.

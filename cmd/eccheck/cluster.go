@@ -90,7 +90,7 @@ clock' can move their clocks), and prints each node's connection string.`,
 	f.StringVar(&dbName, "db", "ecstore", "the system: "+strings.Join(systemNames(), " or "))
 	f.IntVar(&c.Nodes, "nodes", 3, "how many nodes")
 	f.DurationVar(&wait, "wait", 60*time.Second, "how long to wait for every node to answer")
-	sf = bindSystemFlags(f, false)
+	sf = bindSystemFlags(f, db.UseCluster)
 	return cmd
 }
 

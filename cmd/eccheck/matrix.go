@@ -93,7 +93,7 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 	f.StringVar(&o.expect, "expect", "", "file of expectations the cells must meet; the exit code follows it")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each cell's own progress and log lines")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines on stderr")
-	o.systems = bindSystemFlags(f, true)
+	o.systems = bindSystemFlags(f, db.UseMatrix)
 	return cmd, o
 }
 

@@ -85,13 +85,13 @@ type systemFlags struct {
 	matrix   bool
 }
 
-func bindSystemFlags(f *pflag.FlagSet, matrix bool) *systemFlags {
-	sf := &systemFlags{settings: map[string]db.Settings{}, flags: map[string][]string{}, matrix: matrix}
+func bindSystemFlags(f *pflag.FlagSet, use db.Use) *systemFlags {
+	sf := &systemFlags{settings: map[string]db.Settings{}, flags: map[string][]string{}, matrix: use == db.UseMatrix}
 	for _, s := range systems {
 		st := s.NewSettings()
 		fs := pflag.NewFlagSet(s.Name(), pflag.ContinueOnError)
 		fs.SortFlags = false
-		st.Bind(fs, matrix)
+		st.Bind(fs, use)
 		fs.VisitAll(func(fl *pflag.Flag) {
 			if f.Lookup(fl.Name) == nil {
 				f.AddFlag(fl)

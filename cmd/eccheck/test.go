@@ -103,7 +103,7 @@ start, and --seed repeats a run's choices.`,
 	bindCheckerFlags(f, &o.check, false)
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress on stderr")
-	o.systems = bindSystemFlags(f, false)
+	o.systems = bindSystemFlags(f, db.UseTest)
 	return cmd
 }
 

@@ -58,8 +58,8 @@ type Settings struct {
 	Sessions     bool
 }
 
-func (s *Settings) Bind(f *pflag.FlagSet, matrix bool) {
-	if matrix {
+func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
+	if use == db.UseMatrix {
 		return // a card's configurations set all of these
 	}
 	f.StringVar(&s.Mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
@@ -68,7 +68,9 @@ func (s *Settings) Bind(f *pflag.FlagSet, matrix bool) {
 	f.IntVar(&s.R, "r", 1, "read quorum in lww and hlc")
 	f.StringVar(&s.SetImpl, "set-impl", store.SetORSet, "sets in lww and hlc: orset (a CRDT) or lww-blob (one last-write-wins value)")
 	f.StringVar(&s.PrimaryReads, "primary-reads", "any", "primary mode: reads from any node, or from the primary")
-	f.BoolVar(&s.Sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
+	if use == db.UseTest {
+		f.BoolVar(&s.Sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
+	}
 }
 
 // FlagPrefix is empty: ecstore's flags are left unused with another --db.

@@ -61,25 +61,30 @@ type Settings struct {
 // reads are the values of --pg-read.
 var reads = []string{ReadPrimary, ReadReplica, ReadRoundRobin, ReadLSNFence}
 
-func (s *Settings) Bind(f *pflag.FlagSet, matrix bool) {
+func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 	delay := func() {
 		f.Var(&s.ApplyDelay, "pg-apply-delay", "postgres: replicas replay each commit this late (recovery_min_apply_delay): replication lag on demand; one delay for every replica (50ms) or one per replica (n2=0s,n3=200ms)")
 	}
 	rejoin := func() {
 		f.BoolVar(&s.Rejoin, "pg-rejoin", false, "postgres: after each failover, bring the old primary back as a replica with pg_rewind (else it stays down)")
 	}
-	if matrix {
+	switch use {
+	case db.UseMatrix:
 		delay()
 		rejoin()
-		return
+	case db.UseCluster:
+		f.StringVar(&s.Sync, "pg-sync", SyncAsync, "postgres: replication, async or remote_apply (the primary waits for the --pg-standbys)")
+		f.StringSliceVar(&s.Standbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
+		delay()
+		f.BoolVar(&s.FakeTime, "fake-time", false, "postgres: run every node under libfaketime (so that 'eccheck nemesis clock' can move their clocks)")
+	default:
+		f.StringVar(&s.Sync, "pg-sync", SyncAsync, "postgres: replication, async or remote_apply (the primary waits for the --pg-standbys)")
+		f.StringVar(&s.Read, "pg-read", ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one), round-robin (each read on the next replica) or lsn-fence (replica reads that wait for the worker's last write)")
+		delay()
+		f.StringSliceVar(&s.Standbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
+		f.StringVar(&s.Promote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
+		rejoin()
 	}
-	f.StringVar(&s.Sync, "pg-sync", SyncAsync, "postgres: replication, async or remote_apply (the primary waits for the --pg-standbys)")
-	f.StringVar(&s.Read, "pg-read", ReadPrimary, "postgres: where reads go: primary, replica (each worker sticks to one), round-robin (each read on the next replica) or lsn-fence (replica reads that wait for the worker's last write)")
-	delay()
-	f.StringSliceVar(&s.Standbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
-	f.StringVar(&s.Promote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
-	rejoin()
-	f.BoolVar(&s.FakeTime, "fake-time", false, "postgres: run every node under libfaketime even without clock faults (so that 'eccheck nemesis clock' can move their clocks)")
 }
 
 func (*Settings) FlagPrefix() string { return "pg-" }
