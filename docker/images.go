@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
@@ -424,7 +425,46 @@ func (c *Client) buildStatic(ctx context.Context, spec ImageSpec, o BuildOptions
 		return img, fmt.Errorf("%s image: build: %w", spec.Role, err)
 	}
 	img.Built = true
+	c.pruneStatic(ctx, spec, inputs, o.progress())
 	return img, nil
+}
+
+// pruneAge is how old a superseded static image must be before a build
+// removes it: old enough that no process still on its way from choosing
+// it to starting a container from it is left.
+var pruneAge = time.Hour
+
+// pruneStatic removes the images of spec's role built from other inputs
+// (an earlier eccheck binary: one per version or source change, cheap to
+// build again) more than pruneAge ago. An image a container still uses
+// stays (the engine refuses), and so do the Debian images, which take
+// minutes to build. Failures are only reported.
+func (c *Client) pruneStatic(ctx context.Context, spec ImageSpec, inputs string, progress io.Writer) {
+	f := make(client.Filters).Add("label", LabelRole+"="+spec.Role)
+	res, err := c.api.ImageList(ctx, client.ImageListOptions{Filters: f})
+	if err != nil {
+		return
+	}
+	removed := 0
+	for _, im := range res.Items {
+		if im.Labels[LabelInputs] == inputs || im.Labels[LabelInputs] == "" || time.Since(time.Unix(im.Created, 0)) < pruneAge {
+			continue
+		}
+		// By tag and without force: the engine keeps an image that a
+		// container, even a stopped one, was made from.
+		gone := len(im.RepoTags) > 0
+		for _, tag := range im.RepoTags {
+			if _, err := c.api.ImageRemove(ctx, tag, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
+				gone = false
+			}
+		}
+		if gone {
+			removed++
+		}
+	}
+	if removed > 0 {
+		fmt.Fprintf(progress, "images: removed %d superseded %s image(s) built more than %v ago\n", removed, spec.Role, pruneAge)
+	}
 }
 
 // readStream reads the engine's JSON message stream of a build or an

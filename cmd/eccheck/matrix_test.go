@@ -209,27 +209,3 @@ func TestMatrixInterrupt(t *testing.T) {
 		t.Errorf("partial card %+v: want 1 of 2 cells, interrupted", card)
 	}
 }
-
-// TestMatrixPostgres runs a matrix over Postgres in Docker, replicas
-// replaying 50 ms late: asynchronous replica reads break read-your-writes,
-// LSN fencing keeps it, remote_apply is valid. The expectations say so.
-func TestMatrixPostgres(t *testing.T) {
-	c := dockerEngine(t)
-	postgresImage(t, c)
-	out := t.TempDir()
-	expect := filepath.Join(out, "expect.txt")
-	os.WriteFile(expect, []byte("async:replica x none read-your-writes invalid\nasync:lsn-fence x none read-your-writes valid\nremote_apply:replica x none valid\n"), 0o644)
-	code, stdout, stderr := runCLI(t, matrixArgs(out, "--db", "postgres", "--cluster", "docker", "--modes", "async:replica,async:lsn-fence,remote_apply:replica", "--nemesis", "none", "--pg-apply-delay", "50ms", "--time-limit", "4s", "-o", "json", "--expect", expect)...)
-	var card matrixJSON
-	if err := json.Unmarshal([]byte(stdout), &card); err != nil {
-		t.Fatalf("exit %d; stdout is not JSON: %v\n%s\n%s", code, err, stdout, stderr)
-	}
-	if code != exitValid || len(card.Cells) != 3 || len(card.Expectations) != 3 {
-		t.Fatalf("matrix/postgres/exit 0 with 3 cells, 3 expectations holding: exit %d, %+v\n%s", code, card, stderr)
-	}
-	for _, cell := range card.Cells {
-		if cell.StaleP99MS == nil || (cell.Config == "async:replica" && *cell.StaleP99MS <= 0) || (cell.Config == "remote_apply:replica" && *cell.StaleP99MS != 0) {
-			t.Errorf("matrix/postgres/%s stale p99 (above 0 with async replica reads, 0 with remote_apply): %v", cell.Config, cell.StaleP99MS)
-		}
-	}
-}

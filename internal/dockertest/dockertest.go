@@ -23,7 +23,9 @@ import (
 func Main(m *testing.M) {
 	os.Setenv("ECCHECK_OWNER", docker.ProcessOwner())
 	Sweep()
-	os.Exit(m.Run())
+	code := m.Run()
+	removeBinary()
+	os.Exit(code)
 }
 
 // Sweep removes the clusters of test binaries that are no longer running.

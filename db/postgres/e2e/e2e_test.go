@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -8,52 +8,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eccheck/eccheck/db"
-	"github.com/eccheck/eccheck/db/postgres"
-	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
-	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/internal/dockertest"
+	"github.com/eccheck/eccheck/results"
 	"github.com/eccheck/eccheck/run"
 )
 
-// These end-to-end tests run `eccheck test --cluster docker --db postgres`:
-// a primary and two streaming replicas. They skip when no Docker engine
-// answers (or with -short), and fail instead with ECCHECK_REQUIRE_DOCKER=1.
+// TestMain labels what these tests create with this process and sweeps
+// what killed test runs left.
+func TestMain(m *testing.M) { dockertest.Main(m) }
 
-// postgresImage makes sure the postgres image exists, building it when
-// missing.
-func postgresImage(t *testing.T, c *docker.Client) {
+// runPostgres runs eccheck test --db postgres under a cluster name of its
+// own and checks test.json, the saved node logs and that nothing was left
+// behind.
+func runPostgres(t *testing.T, read string, args ...string) (int, results.Report) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if _, err := c.ImageFor(ctx, postgres.Image); err == nil {
-		return
-	}
-	if _, err := c.Build(ctx, postgres.Image, docker.BuildOptions{}); err != nil {
-		t.Fatalf("postgres image: %v", err)
-	}
-}
-
-// runPostgresE2E runs eccheck test --db postgres under a cluster name of
-// its own and checks test.json, the saved node logs and that nothing was
-// left behind.
-func runPostgresE2E(t *testing.T, read string, args ...string) (int, e2eReport) {
-	t.Helper()
-	code, rep, _ := runPostgresE2EDir(t, read, args...)
+	code, rep, _ := runPostgresDir(t, read, args...)
 	return code, rep
 }
 
-// runPostgresE2EDir is runPostgresE2E that also returns the run directory.
-func runPostgresE2EDir(t *testing.T, read string, args ...string) (int, e2eReport, string) {
+// runPostgresDir is runPostgres that also returns the run directory.
+func runPostgresDir(t *testing.T, read string, args ...string) (int, results.Report, string) {
 	t.Helper()
-	c := dockerEngine(t)
-	postgresImage(t, c)
-	name := "e2e-pg-" + shortID()
+	c := dockertest.Engine(t)
+	name := "e2e-pg-" + dockertest.ShortID()
 	t.Cleanup(func() { c.Down(context.Background(), name) })
-	code, rep, dir := runE2E(t, append([]string{"--cluster", "docker", "--cluster-name", name, "--db", "postgres", "--pg-read", read}, args...)...)
-	if dir == "" {
-		t.Fatalf("postgres/run directory/exists: exit %d", code)
-	}
+	code, rep, dir := dockertest.Test(t, append([]string{"--cluster", "docker", "--cluster-name", name, "--db", "postgres", "--pg-read", read}, args...)...)
 	sync, faults := "async", ""
 	for i, a := range args {
 		if a == "--pg-sync" && i+1 < len(args) {
@@ -67,36 +47,36 @@ func runPostgresE2EDir(t *testing.T, read string, args ...string) (int, e2eRepor
 	if err != nil || cfg.DB != "postgres" || cfg.Settings["pg_sync"] != sync || cfg.Settings["pg_read"] != read || strings.Join(cfg.Nemesis, ",") != faults {
 		t.Errorf("postgres/test.json/db, pg_sync, pg_read, nemesis %q recorded: %v, %+v", faults, err, cfg)
 	}
-	checkEngineRecorded(t, cfg)
+	dockertest.CheckEngineRecorded(t, cfg)
 	for _, n := range []string{"n1", "n2", "n3"} {
 		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
 		if err != nil || !strings.Contains(string(b), "database system is ready") {
 			t.Errorf("postgres/node log %s/saved: %v, %q", n, err, b)
 		}
 	}
-	if left := leftovers(t, c, name); len(left) > 0 {
+	if left := dockertest.Leftovers(t, c, name); len(left) > 0 {
 		t.Errorf("postgres/teardown/nothing left: %s", strings.Join(left, "; "))
 	}
 	return code, rep, dir
 }
 
-func TestE2EPostgresPrimaryReadsValid(t *testing.T) {
-	code, rep := runPostgresE2E(t, "primary", "--workload", "session", "--time-limit", "6s", "--seed", "3")
-	if code != exitValid {
+func TestPrimaryReadsValid(t *testing.T) {
+	code, rep := runPostgres(t, "primary", "--workload", "session", "--time-limit", "6s", "--seed", "3")
+	if code != dockertest.ExitValid {
 		t.Fatalf("postgres/primary reads/exit 0: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid"})
 }
 
 // With every replica replaying commits 50 ms late, a session that reads
 // its own write from its replica right after the acknowledgement misses
 // it; LSN fencing waits for the replica and never does.
-func TestE2EPostgresReplicaLagBreaksReadYourWrites(t *testing.T) {
-	code, rep := runPostgresE2E(t, "replica", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
-	if code != exitInvalid {
+func TestReplicaLagBreaksReadYourWrites(t *testing.T) {
+	code, rep := runPostgres(t, "replica", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
+	if code != dockertest.ExitInvalid {
 		t.Fatalf("postgres/replica reads with lag/exit 1: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
 	// Stale reads, measured: their 99th percentile is about the delay.
 	for _, r := range rep.Results {
 		if r.Checker == "staleness" {
@@ -112,35 +92,35 @@ func TestE2EPostgresReplicaLagBreaksReadYourWrites(t *testing.T) {
 // Fencing guards a session's own writes only: other sessions' writes still
 // arrive 50 ms late on a replica, so the history stays not linearizable
 // (exit 1) while read-your-writes and monotonic reads hold.
-func TestE2EPostgresLSNFenceRestoresReadYourWrites(t *testing.T) {
-	code, rep := runPostgresE2E(t, "lsn-fence", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
-	if code != exitInvalid {
+func TestLSNFenceRestoresReadYourWrites(t *testing.T) {
+	code, rep := runPostgres(t, "lsn-fence", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
+	if code != dockertest.ExitInvalid {
 		t.Fatalf("postgres/lsn-fence with lag/exit 1 (not linearizable): exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "invalid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "invalid"})
 }
 
 // Reads that take turns on a fresh replica (n2) and one 200 ms behind (n3),
 // as behind a load balancer, go back in time: monotonic reads and
 // read-your-writes both break.
-func TestE2EPostgresRoundRobinBreaksMonotonicReads(t *testing.T) {
-	code, rep := runPostgresE2E(t, "round-robin", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "n2=0s,n3=200ms")
-	if code != exitInvalid {
+func TestRoundRobinBreaksMonotonicReads(t *testing.T) {
+	code, rep := runPostgres(t, "round-robin", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "n2=0s,n3=200ms")
+	if code != dockertest.ExitInvalid {
 		t.Fatalf("postgres/round-robin replica reads/exit 1: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"monotonic-reads": "invalid", "read-your-writes": "invalid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"monotonic-reads": "invalid", "read-your-writes": "invalid"})
 }
 
 // With remote_apply the primary acknowledges a commit only once every
 // replica (all synchronous standbys here) has applied it, 50 ms delay
 // included, so replica reads are never stale: the whole history is
 // linearizable.
-func TestE2EPostgresRemoteApplyReplicaReadsValid(t *testing.T) {
-	code, rep := runPostgresE2E(t, "replica", "--pg-sync", "remote_apply", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
-	if code != exitValid {
+func TestRemoteApplyReplicaReadsValid(t *testing.T) {
+	code, rep := runPostgres(t, "replica", "--pg-sync", "remote_apply", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
+	if code != dockertest.ExitValid {
 		t.Fatalf("postgres/remote_apply replica reads with lag/exit 0: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "valid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "valid"})
 }
 
 // Cut off from its replicas, an asynchronous primary goes on acknowledging
@@ -149,8 +129,8 @@ func TestE2EPostgresRemoteApplyReplicaReadsValid(t *testing.T) {
 // nemesis cuts the primary off before the adds it acknowledges during the
 // cut, so no replica can have them, and the run lasts until the failover
 // is done (one fault cycle), however slow the machine.
-func TestE2EPostgresAsyncFailoverLosesWrites(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1", "--nemesis-interval", "3s", "--time-limit", "5m", "--seed", "3")
+func TestAsyncFailoverLosesWrites(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1", "--nemesis-interval", "3s", "--time-limit", "5m", "--seed", "3")
 	h := readHistory(t, dir)
 	cut, failover := failoverWindow(t, h)
 	acked := 0
@@ -162,10 +142,10 @@ func TestE2EPostgresAsyncFailoverLosesWrites(t *testing.T) {
 	if acked == 0 {
 		t.Fatalf("postgres/async failover/setup: no add was acknowledged while the primary was cut off (%s to %s); the loss cannot be shown", seconds(cut.Time), seconds(failover.Time))
 	}
-	if code != exitInvalid {
+	if code != dockertest.ExitInvalid {
 		t.Fatalf("postgres/async failover/exit 1: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
 	for _, r := range rep.Results {
 		if r.Checker == "lost-writes" && r.Stats["lost"] < 1 {
 			t.Errorf("postgres/async failover/lost adds counted: %v (%d acknowledged during the cut)", r.Stats, acked)
@@ -209,14 +189,14 @@ func seconds(ns int64) string { return time.Duration(ns).Round(time.Millisecond)
 // timeout (1 s, within the 3 s cut by construction) cancels the wait, and
 // Postgres's committed-locally warning makes it info. The failover loses
 // no acknowledged add.
-func TestE2EPostgresSyncFailoverKeepsWrites(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "replica", "--pg-sync", "remote_apply", "--op-timeout", "1s", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1", "--nemesis-interval", "3s", "--time-limit", "5m", "--seed", "3")
+func TestSyncFailoverKeepsWrites(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "replica", "--pg-sync", "remote_apply", "--op-timeout", "1s", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1", "--nemesis-interval", "3s", "--time-limit", "5m", "--seed", "3")
 	h := readHistory(t, dir)
 	failoverWindow(t, h)
-	if code != exitValid {
+	if code != dockertest.ExitValid {
 		t.Fatalf("postgres/sync failover/exit 0: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"lost-writes": "valid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"lost-writes": "valid"})
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil || !strings.Contains(string(b), `"type":"info"`) || !strings.Contains(string(b), "committed locally, might not be replicated") || !strings.Contains(string(b), `"f":"stop-failover","value":{"killed":"n1","promoted":`) {
 		t.Fatalf("postgres/sync failover/history has the failover and info adds with the committed-locally warning: %v", err)
@@ -225,12 +205,12 @@ func TestE2EPostgresSyncFailoverKeepsWrites(t *testing.T) {
 
 // The lag fault pauses WAL replay on one replica for an interval at a
 // time; sessions reading their replica miss their own writes meanwhile.
-func TestE2EPostgresLagBreaksReadYourWrites(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "replica", "--workload", "session", "--nemesis", "lag", "--nemesis-interval", "1s", "--time-limit", "6s", "--seed", "3")
-	if code != exitInvalid {
+func TestLagBreaksReadYourWrites(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "replica", "--workload", "session", "--nemesis", "lag", "--nemesis-interval", "1s", "--time-limit", "6s", "--seed", "3")
+	if code != dockertest.ExitInvalid {
 		t.Fatalf("postgres/lag/exit 1: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil || !strings.Contains(string(b), `"f":"start-lag","value":{"node":"n`) || !strings.Contains(string(b), `"f":"stop-lag"`) {
 		t.Fatalf("postgres/lag/history has start-lag and stop-lag: %v", err)
@@ -244,12 +224,12 @@ func TestE2EPostgresLagBreaksReadYourWrites(t *testing.T) {
 // failover and rejoin take on this machine. The adds each old primary
 // acknowledged while cut off stay lost (pg_rewind throws them away), and
 // the rejoined nodes' final reads show nothing that was not added.
-func TestE2EPostgresFailoverRejoin(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--pg-rejoin", "--nemesis-interval", "1s", "--nemesis-cycles", "3", "--time-limit", "10m", "--seed", "3")
-	if code != exitInvalid {
+func TestFailoverRejoin(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--pg-rejoin", "--nemesis-interval", "1s", "--nemesis-cycles", "3", "--time-limit", "10m", "--seed", "3")
+	if code != dockertest.ExitInvalid {
 		t.Fatalf("postgres/failover with rejoin/exit 1: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil || strings.Count(string(b), `"rejoined":`) < 3 {
 		t.Fatalf("postgres/failover with rejoin/three stop-failovers with a rejoined node: %v, %d", err, strings.Count(string(b), `"rejoined":`))
@@ -268,8 +248,8 @@ func TestE2EPostgresFailoverRejoin(t *testing.T) {
 // freeze, seen on cgroup v1) is recorded with the engine's error and
 // listed in the report, and the run goes on: the test accepts that, and
 // still wants every other fault carried out.
-func TestE2EPostgresPrimaryUnderFaultsValid(t *testing.T) {
-	code, rep, dir := runPostgresE2EDir(t, "primary", "--workload", "register", "--nemesis", "kill,clock,pause,partition", "--nemesis-interval", "1500ms", "--nemesis-cycles", "4", "--time-limit", "5m", "--op-timeout", "1s", "--seed", "14")
+func TestPrimaryUnderFaultsValid(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "primary", "--workload", "register", "--nemesis", "kill,clock,pause,partition", "--nemesis-interval", "1500ms", "--nemesis-cycles", "4", "--time-limit", "5m", "--op-timeout", "1s", "--seed", "14")
 	h := readHistory(t, dir)
 	for _, want := range []struct{ f, value string }{{"stop-kill", `["n1"]`}, {"stop-clock", ""}, {"stop-pause", `["n1"]`}, {"start-partition", ""}} {
 		found := false
@@ -292,63 +272,8 @@ func TestE2EPostgresPrimaryUnderFaultsValid(t *testing.T) {
 			t.Errorf("postgres/primary under faults/history has %s %s", want.f, want.value)
 		}
 	}
-	if code != exitValid {
+	if code != dockertest.ExitValid {
 		t.Fatalf("postgres/primary under faults/exit 0: exit %d, results %+v", code, rep.Results)
 	}
-	expectVerdicts(t, rep, map[string]string{"linearizable": "valid"})
-}
-
-func TestFailoverCount(t *testing.T) {
-	for _, tc := range []struct {
-		faults          string
-		interval, limit time.Duration
-		cycles          int
-		want            int
-	}{
-		{"failover", 5 * time.Second, 30 * time.Second, 0, 2},      // at 10 s and 20 s; the one cut off at 30 s only heals
-		{"failover", 5 * time.Second, 31 * time.Second, 0, 3},      // 10, 20, 30
-		{"partition,failover", time.Second, 9 * time.Second, 0, 2}, // failovers at 4 s and 8 s
-		{"failover", 0, 10 * time.Second, 0, 0},
-		{"", time.Second, 10 * time.Second, 0, 0},
-		{"failover", time.Second, 10 * time.Minute, 2, 2},           // cycles, not time, decide
-		{"partition,failover", time.Second, time.Second, 3, 1},      // cycles 1 and 3 are partitions
-		{"partition,failover,kill", time.Second, time.Second, 6, 2}, // cycles 2 and 5
-	} {
-		faults, _ := nemesis.ParseFaults(tc.faults)
-		if got := postgres.Failovers(faults, tc.interval, tc.limit, tc.cycles); got != tc.want {
-			t.Errorf("failovers/%s every %v for %v, %d cycles/%d: got %d", tc.faults, tc.interval, tc.limit, tc.cycles, tc.want, got)
-		}
-	}
-	// The help's example runs with the defaults (30 s, every 5 s, 3 nodes).
-	s := &postgres.Settings{Sync: "remote_apply", Read: "primary"}
-	if err := s.Validate(db.Common{Backend: db.BackendDocker, Nodes: 3, Faults: []string{"failover"}, Interval: 5 * time.Second, TimeLimit: 30 * time.Second}); err != nil {
-		t.Errorf("failovers/the help's example/valid: %v", err)
-	}
-}
-
-func TestPostgresFlagsUsage(t *testing.T) {
-	for _, tc := range []struct{ name, want string }{
-		{"--pg-sync remote_apply", "the --pg-* flags go with --db postgres"},
-		{"--db ecstore --pg-read replica --pg-promote n2", "--pg-read, --pg-promote: the --pg-* flags go with --db postgres"},
-		{"--db postgres --cluster docker --pg-standbys n2", "goes with --pg-sync remote_apply"},
-		{"--db postgres --cluster docker --pg-sync remote_apply --pg-standbys n1", "--pg-standbys n1: want replicas, n2 to n3"},
-		{"--db postgres --cluster docker --pg-promote n4", "--pg-promote n4: want a replica"},
-		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 1s --time-limit 10s", "carries out 4 failovers, but each kills a primary for good and 3 nodes allow 2"},
-		{"--db postgres --cluster docker --nemesis failover --nemesis-interval 0s", "--nemesis-interval 0s: want a positive duration"},
-		{"--pg-rejoin", "--pg-rejoin: the --pg-* flags go with --db postgres"},
-		{"--nemesis lag", "--nemesis lag: pausing a replica's replay needs --db postgres"},
-		{"--db postgres --cluster docker --nodes 1 --nemesis lag", "--nemesis lag pauses a replica's replay: --nodes 2 or more"},
-		{"--db postgres --cluster docker --nemesis flood", "unknown fault"},
-		{"--db postgres --cluster docker --pg-apply-delay n5=1s", "--pg-apply-delay n5: want replicas"},
-		{"--db postgres --cluster docker --pg-apply-delay soon", "want a delay such as 50ms"},
-		{"--db postgres", "add --cluster docker"},
-		{"--db postgres --cluster docker --pg-read nearest", "--pg-read"},
-		{"--db postgres --cluster docker --pg-sync quorum", "--pg-sync"},
-		{"--db postgres --cluster docker --nodes 1 --pg-read replica", "needs a replica"},
-	} {
-		code, _, stderr := runCLI(t, append([]string{"test", "--out", t.TempDir()}, strings.Fields(tc.name)...)...)
-		if code != exitUsage || !strings.Contains(stderr, tc.want) {
-			t.Errorf("flags/%s/usage error naming %q: exit %d, %s", tc.name, tc.want, code, stderr)
-		}
-	}
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"linearizable": "valid"})
 }

@@ -1,0 +1,8 @@
+// Package e2e holds the end-to-end tests of Postgres in Docker: the
+// eccheck binary built from this source tree runs `eccheck test --db
+// postgres`, `eccheck matrix --db postgres`, `eccheck cluster` and
+// `eccheck nemesis` against a primary and two streaming replicas, and the
+// tests assert what each setting must show, each anomaly caused by
+// construction. They skip without a Docker engine, and fail instead with
+// ECCHECK_REQUIRE_DOCKER=1.
+package e2e
