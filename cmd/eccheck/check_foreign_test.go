@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,6 +53,24 @@ func TestCheckPorcupineTestData(t *testing.T) {
 			expect[name] = exitInvalid
 		}
 	}
+	// Check is read-only: nothing may appear beside the histories (the
+	// module cache must stay as downloaded, or go mod verify fails).
+	listing := func() []string {
+		var names []string
+		for _, sub := range []string{"jepsen", "kv"} {
+			entries, _ := os.ReadDir(filepath.Join(dir, "test_data", sub))
+			for _, e := range entries {
+				names = append(names, sub+"/"+e.Name())
+			}
+		}
+		return names
+	}
+	before := listing()
+	defer func() {
+		if after := listing(); !slices.Equal(before, after) {
+			t.Errorf("porcupine data/check/writes nothing beside its input: %d files before, %d after", len(before), len(after))
+		}
+	}()
 	for _, path := range append(logs, kvs...) {
 		name := filepath.Base(path)
 		want, ok := expect[name]

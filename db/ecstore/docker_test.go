@@ -14,6 +14,7 @@ import (
 	"github.com/eccheck/eccheck/db/ecstore/store"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/nemesis"
 )
 
@@ -35,7 +36,7 @@ func TestEcstoreImage(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := docker.BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}, Force: true}
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: dockertest.Writer(t), Force: true}
 	first, err := c.Build(ctx, Image, o)
 	if err != nil {
 		t.Fatalf("images/ecstore/forced build: %v", err)
@@ -67,18 +68,6 @@ func TestEcstoreImage(t *testing.T) {
 	}
 }
 
-// eventually retries f every 100 ms until it returns nil or d passes.
-func eventually(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func invoke(t *testing.T, addr, f, key string, v history.Value) history.Op {
 	t.Helper()
 	cl := New(addr, Options{Timeout: 2 * time.Second})
@@ -89,11 +78,11 @@ func invoke(t *testing.T, addr, f, key string, v history.Value) history.Op {
 func labelled(t *testing.T, c *docker.Client, name string) (containers, networks int) {
 	t.Helper()
 	ctx := context.Background()
-	cs, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	cs, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: dockertest.ClusterFilter(name)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := c.API().NetworkList(ctx, client.NetworkListOptions{Filters: clusterFilter(name)})
+	ns, err := c.API().NetworkList(ctx, client.NetworkListOptions{Filters: dockertest.ClusterFilter(name)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +96,7 @@ func TestCluster(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := docker.BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: dockertest.Writer(t)}
 	if _, err := c.Build(ctx, Image, o); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +185,7 @@ func TestCluster(t *testing.T) {
 		if err := cl.Resume("n3"); err != nil {
 			t.Errorf("resume of a running node: %v", err)
 		}
-		if err := eventually(5*time.Second, func() error { _, err := health(context.Background(), cl.Addr("n3")); return err }); err != nil {
+		if err := dockertest.Eventually(5*time.Second, func() error { _, err := health(context.Background(), cl.Addr("n3")); return err }); err != nil {
 			t.Errorf("n3 after resume: %v", err)
 		}
 	})
@@ -215,13 +204,13 @@ func TestCluster(t *testing.T) {
 			}
 			return nil
 		}
-		if err := eventually(3*time.Second, func() error { return check(90 * time.Second) }); err != nil {
+		if err := dockertest.Eventually(3*time.Second, func() error { return check(90 * time.Second) }); err != nil {
 			t.Error(err)
 		}
 		if err := cl.SetClock("n1", 0); err != nil {
 			t.Fatal(err)
 		}
-		if err := eventually(3*time.Second, func() error { return check(0) }); err != nil {
+		if err := dockertest.Eventually(3*time.Second, func() error { return check(0) }); err != nil {
 			t.Error(err)
 		}
 	})
@@ -238,7 +227,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.SetClock("n1", 0)
-		if err := eventually(3*time.Second, func() error {
+		if err := dockertest.Eventually(3*time.Second, func() error {
 			st, err := health(context.Background(), cl.Addr("n1"))
 			if err == nil && time.Duration(st.ClockOffsetNs) != -60*time.Second {
 				err = fmt.Errorf("n1 clock offset %v, want -1m0s", time.Duration(st.ClockOffsetNs))
@@ -251,7 +240,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("write 2 through n1: %+v", w)
 		}
 		for _, n := range []string{"n1", "n2"} {
-			if err := eventually(10*time.Second, func() error {
+			if err := dockertest.Eventually(10*time.Second, func() error {
 				r := invoke(t, cl.Addr(n), "read", "skew", history.Nil())
 				if r.Type != history.OK || r.Value.Scalar() != history.Int(1).Scalar() {
 					return fmt.Errorf("read through %s: %+v, want ok 1 (the earlier write through n2)", n, r)
@@ -265,7 +254,7 @@ func TestCluster(t *testing.T) {
 		if err := cl.SetClock("n1", 0); err != nil {
 			t.Fatal(err)
 		}
-		if err := eventually(3*time.Second, func() error {
+		if err := dockertest.Eventually(3*time.Second, func() error {
 			st, err := health(context.Background(), cl.Addr("n1"))
 			if err == nil && st.ClockOffsetNs != 0 {
 				err = fmt.Errorf("n1 clock offset %v, want 0", time.Duration(st.ClockOffsetNs))
@@ -278,7 +267,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("write 3 through n1: %+v", w)
 		}
 		for _, n := range []string{"n1", "n2"} {
-			if err := eventually(10*time.Second, func() error {
+			if err := dockertest.Eventually(10*time.Second, func() error {
 				r := invoke(t, cl.Addr(n), "read", "skew", history.Nil())
 				if r.Type != history.OK || r.Value.Scalar() != history.Int(3).Scalar() {
 					return fmt.Errorf("control: read through %s: %+v, want ok 3 (n1's clock reset)", n, r)
@@ -309,7 +298,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("read on isolated n1: %+v, want ok null", r)
 		}
 		// The host still reaches the isolated node, and n3 gets n2's write.
-		if err := eventually(5*time.Second, func() error {
+		if err := dockertest.Eventually(5*time.Second, func() error {
 			r := invoke(t, cl.Addr("n3"), "read", "p", history.Nil())
 			if r.Type != history.OK || r.Value.Scalar() != history.Int(42).Scalar() {
 				return fmt.Errorf("read on n3: %+v", r)
@@ -322,11 +311,11 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		healed = true
-		helpers, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", docker.LabelRole+"=helper")})
+		helpers, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: dockertest.ClusterFilter(name).Add("label", docker.LabelRole+"=helper")})
 		if err != nil || len(helpers.Items) != 0 {
 			t.Errorf("helper containers left after heal: %d, %v", len(helpers.Items), err)
 		}
-		if err := eventually(10*time.Second, func() error {
+		if err := dockertest.Eventually(10*time.Second, func() error {
 			r := invoke(t, cl.Addr("n1"), "read", "p", history.Nil())
 			if r.Type != history.OK || r.Value.Scalar() != history.Int(42).Scalar() {
 				return fmt.Errorf("read on n1 after heal: %+v", r)

@@ -11,6 +11,7 @@ import (
 	"github.com/eccheck/eccheck/db/ecstore/store"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/dockertest"
 )
 
 // TestLinks brings up a 3-node lww cluster (W=3, R=1, so that a write
@@ -22,7 +23,7 @@ func TestLinks(t *testing.T) {
 	c := engine(t)
 	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := docker.BuildOptions{Binary: staticBinary(t), Progress: testWriter{t}}
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: dockertest.Writer(t)}
 	if _, err := c.Build(ctx, Image, o); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestLinks(t *testing.T) {
 		if err := cl.Heal(); err != nil {
 			t.Fatal(err)
 		}
-		if err := eventually(10*time.Second, func() error {
+		if err := dockertest.Eventually(10*time.Second, func() error {
 			if r := read("n1", "l"); r.Type != history.OK || r.Value.Scalar() != history.Int(5).Scalar() {
 				return fmt.Errorf("read on n1 after heal: %+v", r)
 			}

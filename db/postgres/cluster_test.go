@@ -15,6 +15,7 @@ import (
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/dockertest"
 )
 
 // pgSession records one process's operations through an adapter client.
@@ -80,7 +81,7 @@ func TestCluster(t *testing.T) {
 	c := engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := c.Build(ctx, Image, docker.BuildOptions{Progress: testWriter{t}}); err != nil {
+	if _, err := c.Build(ctx, Image, docker.BuildOptions{Progress: dockertest.Writer(t)}); err != nil {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("pgtest%d", os.Getpid()%100000)
@@ -92,7 +93,7 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	pc, err := Up(ctx, c, Options{Name: name, Nodes: 3, Progress: testWriter{t}})
+	pc, err := Up(ctx, c, Options{Name: name, Nodes: 3, Progress: dockertest.Writer(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestCluster(t *testing.T) {
 	if pc.Primary() != "n1" || strings.Join(pc.Replicas(), ",") != "n2,n3" || len(pc.ReplicaDSNs()) != 2 {
 		t.Fatalf("primary %s, replicas %v, replica DSNs %v: want n1 and n2,n3", pc.Primary(), pc.Replicas(), pc.ReplicaDSNs())
 	}
-	labelled, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name).Add("label", docker.LabelDB+"=postgres")})
+	labelled, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: dockertest.ClusterFilter(name).Add("label", docker.LabelDB+"=postgres")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestCluster(t *testing.T) {
 	if err := pc.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	left, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: clusterFilter(name)})
+	left, err := c.API().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: dockertest.ClusterFilter(name)})
 	if err != nil {
 		t.Fatal(err)
 	}

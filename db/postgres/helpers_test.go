@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/moby/moby/client"
-
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/internal/dockertest"
 )
@@ -17,20 +15,6 @@ func TestMain(m *testing.M) { dockertest.Main(m) }
 // engine connects to the Docker engine, or skips the test (fails it with
 // ECCHECK_REQUIRE_DOCKER=1).
 func engine(t *testing.T) *docker.Client { return dockertest.Engine(t) }
-
-// testWriter sends progress lines to the test log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Logf("%s", p)
-	return len(p), nil
-}
-
-// clusterFilter selects what carries the cluster's label.
-func clusterFilter(name string) client.Filters {
-	return make(client.Filters).Add("label", docker.LabelCluster+"="+name)
-}
 
 // reopen opens pc's cluster afresh, as a command of another process does.
 func reopen(pc *Cluster) (*Cluster, error) {

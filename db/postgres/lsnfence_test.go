@@ -11,6 +11,7 @@ import (
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/dockertest"
 )
 
 // upPG builds the postgres image and brings up a cluster named after the
@@ -20,11 +21,11 @@ func upPG(t *testing.T, suffix string, o Options) *Cluster {
 	c := engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := c.Build(ctx, Image, docker.BuildOptions{Progress: testWriter{t}}); err != nil {
+	if _, err := c.Build(ctx, Image, docker.BuildOptions{Progress: dockertest.Writer(t)}); err != nil {
 		t.Fatal(err)
 	}
 	o.Name = fmt.Sprintf("pg%s%d", suffix, os.Getpid()%100000)
-	o.Progress = testWriter{t}
+	o.Progress = dockertest.Writer(t)
 	t.Cleanup(func() {
 		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

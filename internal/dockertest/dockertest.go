@@ -8,12 +8,14 @@ package dockertest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eccheck/eccheck/docker"
+	"github.com/moby/moby/client"
 )
 
 // Main is the TestMain of a package with Docker tests: it marks everything
@@ -66,4 +68,34 @@ func Engine(t testing.TB) *docker.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Writer returns a writer that sends what is written to it (progress of
+// image builds and clusters coming up) to t's log.
+func Writer(t testing.TB) io.Writer { return testWriter{t} }
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
+
+// ClusterFilter selects what carries the cluster's label.
+func ClusterFilter(name string) client.Filters {
+	return make(client.Filters).Add("label", docker.LabelCluster+"="+name)
+}
+
+// Eventually retries f every 100 ms until it returns nil or d passes, and
+// returns its last error.
+func Eventually(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
