@@ -146,16 +146,8 @@ func kvLinearizable(ctx context.Context, in Input, opt Options) Result {
 	res.Stats["ops_dropped"] = float64(dropped)
 	defer func() { res.Stats["elapsed_ms"] = float64(time.Since(start).Microseconds()) / 1000 }()
 
-	runCtx, cancel := context.WithCancel(ctx)
-	if opt.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, opt.Timeout)
-	}
-	defer cancel()
-	var stop atomic.Bool
-	defer context.AfterFunc(runCtx, func() { stop.Store(true) })()
-	if runCtx.Err() != nil {
-		stop.Store(true)
-	}
+	runCtx, stop, release := searchBound(ctx, opt.Timeout)
+	defer release()
 	parts := make([][]porcupine.Operation, len(keys))
 	var flat []porcupine.Operation
 	for i, k := range keys {
@@ -167,7 +159,7 @@ func kvLinearizable(ctx context.Context, in Input, opt Options) Result {
 	}
 	// First pass: every key at once, as Porcupine partitions it, which
 	// stops at the first key it proves not linearizable.
-	all := kvModel(&stop)
+	all := kvModel(stop)
 	all.Partition = func(ops []porcupine.Operation) [][]porcupine.Operation {
 		out := make([][]porcupine.Operation, len(keys))
 		for _, o := range ops {

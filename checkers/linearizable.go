@@ -87,20 +87,10 @@ func porcupineCheck(ctx context.Context, in Input, opt Options, include map[stri
 		return res
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	if opt.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, opt.Timeout)
-	}
-	defer cancel()
-	// Porcupine takes a timeout but no context. The model's Step reads
-	// stop and refuses every step once it is set, which makes the search
-	// end at once; a result other than Ok reached after that is then
-	// unknown, while an Ok is still sound (every step it took was real).
-	var stop atomic.Bool
-	defer context.AfterFunc(runCtx, func() { stop.Store(true) })()
-	if runCtx.Err() != nil {
-		stop.Store(true)
-	}
+	// A result other than Ok reached after stop is set is unknown, while
+	// an Ok is still sound (every step it took was real).
+	_, stop, release := searchBound(ctx, opt.Timeout)
+	defer release()
 	unknown := func() string {
 		if err := ctx.Err(); err != nil {
 			return fmt.Sprintf("check stopped before the search ended: %v", context.Cause(ctx))
@@ -108,7 +98,7 @@ func porcupineCheck(ctx context.Context, in Input, opt Options, include map[stri
 		return fmt.Sprintf("linearizability search timed out after %v", opt.Timeout)
 	}
 
-	all := rh.model(&stop, true)
+	all := rh.model(stop, true)
 	if porcupine.CheckOperationsTimeout(all, rh.ops, 0) == porcupine.Ok {
 		res.Summary = fmt.Sprintf("%d keys linearizable (%d ops, %d info)", len(rh.keys), len(rh.ops), rh.info)
 		return res
@@ -124,8 +114,8 @@ func porcupineCheck(ctx context.Context, in Input, opt Options, include map[stri
 	// Porcupine proved a violation but stops at the first failing key:
 	// check each key alone to name them all.
 	parts := rh.partition(rh.ops)
-	one := rh.model(&stop, false)
-	verdicts := checkKeys(one, parts, &stop)
+	one := rh.model(stop, false)
+	verdicts := checkKeys(one, parts, stop)
 	var details LinearizableDetails
 	var failed, undecided, witnesses int
 	vizNames := make(map[string]bool)
@@ -150,7 +140,7 @@ func porcupineCheck(ctx context.Context, in Input, opt Options, include map[stri
 			if witnesses < maxWitnessKeys && !stop.Load() {
 				witnesses++
 				var art, warn string
-				a, art, warn, ok = rh.witness(in.Ops, one, parts[p], p, opt.VizDir, opt.VizPrefix, vizNames, &stop)
+				a, art, warn, ok = rh.witness(in.Ops, one, parts[p], p, opt.VizDir, opt.VizPrefix, vizNames, stop)
 				if art != "" {
 					res.Artifacts = append(res.Artifacts, art)
 				}
@@ -757,4 +747,21 @@ func quoteKeys(keys []string, n int) string {
 		qs = append(qs, fmt.Sprintf("and %d more", len(keys)-n))
 	}
 	return strings.Join(qs, ", ")
+}
+
+// searchBound returns ctx bounded by timeout (when positive) and a flag
+// set once that context is done. Porcupine takes a timeout but no
+// context: the models read the flag and refuse every step once it is set,
+// which ends a search at once. release stops the watch.
+func searchBound(ctx context.Context, timeout time.Duration) (bounded context.Context, stop *atomic.Bool, release func()) {
+	bounded, cancel := context.WithCancel(ctx)
+	if timeout > 0 {
+		bounded, cancel = context.WithTimeout(ctx, timeout)
+	}
+	stop = new(atomic.Bool)
+	unwatch := context.AfterFunc(bounded, func() { stop.Store(true) })
+	if bounded.Err() != nil {
+		stop.Store(true)
+	}
+	return bounded, stop, func() { unwatch(); cancel() }
 }
