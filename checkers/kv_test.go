@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/porcupinedata"
 )
 
 // TestKVLinearizable runs the kv model (get, put, append on strings, per
@@ -73,15 +74,14 @@ func TestKVLinearizable(t *testing.T) {
 // append from Jepsen's kv test, EDN without an .edn name) and compares each
 // verdict with the one their names give.
 func TestKVPorcupineData(t *testing.T) {
-	dir := porcupineDir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "test_data", "kv", "*.txt"))
-	if err != nil || len(files) != 6 {
-		t.Fatalf("kv files %v, %v: want 6", files, err)
+	files := porcupinedata.KVFiles(t, porcupinedata.Dir(t))
+	if len(files) != 6 {
+		t.Fatalf("kv files %v: want 6", files)
 	}
-	for _, path := range files {
+	for path, linearizable := range files {
 		name := strings.TrimSuffix(filepath.Base(path), ".txt")
 		want := Valid
-		if strings.HasSuffix(name, "-bad") {
+		if !linearizable {
 			want = Invalid
 		}
 		t.Run("kv/porcupine-"+name+"/"+string(want), func(t *testing.T) {

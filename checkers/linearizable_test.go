@@ -3,13 +3,10 @@ package checkers
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +17,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/porcupinedata"
 )
 
 // regHist parses a history written one line per op as
@@ -738,27 +736,6 @@ func TestLinearizableVisualization(t *testing.T) {
 	})
 }
 
-// porcupineDir returns the directory of the porcupine module.
-func porcupineDir(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("go is not on PATH, so the porcupine module cannot be located")
-	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/anishathalye/porcupine").Output()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		t.Fatalf("go list porcupine: %v: %s", err, ee.Stderr)
-	}
-	if err != nil {
-		t.Fatalf("go list porcupine: %v", err)
-	}
-	dir := strings.TrimSpace(string(out))
-	if dir == "" {
-		t.Fatal("go list porcupine: module not downloaded (run go mod download)")
-	}
-	return dir
-}
-
 // readJepsenLog reads a jepsen.util log with eccheck's importer.
 func readJepsenLog(t *testing.T, path string) history.History {
 	t.Helper()
@@ -777,16 +754,8 @@ func readJepsenLog(t *testing.T, path string) history.History {
 // TestLinearizableJepsenEtcd checks every etcd history Porcupine ships and
 // compares each verdict with the one Porcupine's own tests expect.
 func TestLinearizableJepsenEtcd(t *testing.T) {
-	dir := porcupineDir(t)
-	src, err := os.ReadFile(filepath.Join(dir, "porcupine_test.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expect := make(map[string]bool)
-	for _, m := range regexp.MustCompile(`checkJepsen\(t, (\d+), (true|false)\)`).FindAllSubmatch(src, -1) {
-		n, _ := strconv.Atoi(string(m[1]))
-		expect[fmt.Sprintf("etcd_%03d.log", n)] = string(m[2]) == "true"
-	}
+	dir := porcupinedata.Dir(t)
+	expect := porcupinedata.JepsenVerdicts(t, dir)
 	files, err := filepath.Glob(filepath.Join(dir, "test_data", "jepsen", "etcd_*.log"))
 	if err != nil {
 		t.Fatal(err)

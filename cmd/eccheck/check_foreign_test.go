@@ -4,26 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-)
 
-// porcupineModule returns the directory of the porcupine module, whose
-// test_data ships real Jepsen histories.
-func porcupineModule(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/anishathalye/porcupine").Output()
-	dir := strings.TrimSpace(string(out))
-	if err != nil || dir == "" {
-		t.Fatalf("go list porcupine: %v (run go mod download)", err)
-	}
-	return dir
-}
+	"github.com/eccheck/eccheck/internal/porcupinedata"
+)
 
 // TestCheckPorcupineTestData runs `eccheck check` on every history in
 // Porcupine's test data, as a user would: the 102 Jepsen etcd text logs
@@ -31,28 +18,23 @@ func porcupineModule(t *testing.T) string {
 // Porcupine's own tests expect, or, for the one empty log, an error that
 // says it is empty.
 func TestCheckPorcupineTestData(t *testing.T) {
-	dir := porcupineModule(t)
-	src, err := os.ReadFile(filepath.Join(dir, "porcupine_test.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := porcupinedata.Dir(t)
+	code := map[bool]int{true: exitValid, false: exitInvalid}
 	expect := map[string]int{}
-	for _, m := range regexp.MustCompile(`checkJepsen\(t, (\d+), (true|false)\)`).FindAllSubmatch(src, -1) {
-		n, _ := strconv.Atoi(string(m[1]))
-		expect[fmt.Sprintf("etcd_%03d.log", n)] = map[bool]int{true: exitValid, false: exitInvalid}[string(m[2]) == "true"]
+	for name, ok := range porcupinedata.JepsenVerdicts(t, dir) {
+		expect[name] = code[ok]
 	}
 	logs, _ := filepath.Glob(filepath.Join(dir, "test_data", "jepsen", "*.log"))
-	kvs, _ := filepath.Glob(filepath.Join(dir, "test_data", "kv", "*.txt"))
-	if len(logs) != 103 || len(kvs) != 6 || len(expect) != 102 {
-		t.Fatalf("%d logs, %d kv files, %d expectations: want 103, 6, 102", len(logs), len(kvs), len(expect))
+	kvFiles := porcupinedata.KVFiles(t, dir)
+	if len(logs) != 103 || len(kvFiles) != 6 || len(expect) != 102 {
+		t.Fatalf("%d logs, %d kv files, %d expectations: want 103, 6, 102", len(logs), len(kvFiles), len(expect))
 	}
-	for _, kv := range kvs {
-		name := filepath.Base(kv)
-		expect[name] = exitValid
-		if strings.Contains(name, "-bad") {
-			expect[name] = exitInvalid
-		}
+	var kvs []string
+	for path, ok := range kvFiles {
+		kvs = append(kvs, path)
+		expect[filepath.Base(path)] = code[ok]
 	}
+	slices.Sort(kvs)
 	// Check is read-only: nothing may appear beside the histories (the
 	// module cache must stay as downloaded, or go mod verify fails).
 	listing := func() []string {

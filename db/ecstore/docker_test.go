@@ -94,17 +94,8 @@ func labelled(t *testing.T, c *docker.Client, name string) (containers, networks
 // pause and resume, clock offsets, a partition and its heal, and down.
 func TestCluster(t *testing.T) {
 	c := engine(t)
-	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := docker.BuildOptions{Binary: staticBinary(t), Progress: dockertest.Writer(t)}
-	if _, err := c.Build(ctx, Image, o); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if _, err := c.Build(ctx, docker.Base, o); err != nil {
-		t.Fatalf("images/base: %v", err)
-	}
-	t.Logf("base image ready in %v", time.Since(start).Round(time.Second))
+	images(t, c)
 
 	name := fmt.Sprintf("t%d", time.Now().UnixNano()%1e6)
 	t.Cleanup(func() {

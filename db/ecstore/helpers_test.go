@@ -2,6 +2,7 @@ package ecstore
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +18,23 @@ func TestMain(m *testing.M) { dockertest.Main(m) }
 // engine connects to the Docker engine, or skips the test (fails it with
 // ECCHECK_REQUIRE_DOCKER=1).
 func engine(t *testing.T) *docker.Client { return dockertest.Engine(t) }
+
+// images builds the ecstore image from this source tree and makes sure
+// the base image (the network helper) exists, ignoring the user's image
+// overrides.
+func images(t *testing.T, c *docker.Client) {
+	t.Helper()
+	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
+	o := docker.BuildOptions{Binary: staticBinary(t), Progress: dockertest.Writer(t)}
+	if _, err := c.Build(t.Context(), Image, o); err != nil {
+		t.Fatalf("images/ecstore: %v", err)
+	}
+	start := time.Now()
+	if _, err := c.Build(t.Context(), docker.Base, o); err != nil {
+		t.Fatalf("images/base: %v", err)
+	}
+	t.Logf("images ready in %v", time.Since(start).Round(time.Second))
+}
 
 // staticBinary returns a static eccheck binary built from this source
 // tree, once per test run, as a clean clone has none.

@@ -3,7 +3,6 @@ package ecstore
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +20,8 @@ import (
 // ecstore's hook) slows writes through n1.
 func TestLinks(t *testing.T) {
 	c := engine(t)
-	t.Setenv("ECCHECK_IMAGES_FILE", filepath.Join(t.TempDir(), "images.json"))
 	ctx := t.Context()
-	o := docker.BuildOptions{Binary: staticBinary(t), Progress: dockertest.Writer(t)}
-	if _, err := c.Build(ctx, Image, o); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Build(ctx, docker.Base, o); err != nil {
-		t.Fatalf("images/base: %v", err)
-	}
+	images(t, c)
 	name := fmt.Sprintf("l%d", time.Now().UnixNano()%1e6)
 	t.Cleanup(func() {
 		if err := c.Down(context.Background(), name); err != nil {
