@@ -217,6 +217,10 @@ type Cluster struct {
 	primary string          // the node that takes writes now
 	fenced  map[string]bool // old primaries, killed for good by a failover
 	rewound []string        // the replicas the last failover rewound
+	// noPrimary says why a cluster taken over by [Open] has no one
+	// primary (none runs, or two do): faults by hand, status and logs
+	// still work, failover and rejoin refuse with it.
+	noPrimary error
 }
 
 // Primary returns the node that takes writes now: n1 until a failover.

@@ -66,6 +66,9 @@ func (pc *Cluster) Failover() (old, promoted string, err error) {
 func (pc *Cluster) FailoverTo(node string) (old, promoted string, err error) {
 	pc.fmu.Lock()
 	defer pc.fmu.Unlock()
+	if pc.noPrimary != nil {
+		return "", "", pc.noPrimary
+	}
 	ctx, cancel := docker.FaultContext()
 	defer cancel()
 	old = pc.Primary()

@@ -51,7 +51,9 @@ func orNone(names []string) string {
 // Open takes over the running Postgres cluster cl (found by its labels,
 // see [docker.Client.Open]) and asks its running nodes which one is the primary
 // (pg_is_in_recovery() false) and, of that primary, which standbys it
-// waits for. Nodes that are down count as fenced: a failover does not
+// waits for. With no primary, or two, the cluster is still returned, for
+// status, logs and faults by hand; its failover and rejoin say why they
+// cannot run. Nodes that are down count as fenced: a failover does not
 // promote them. Which old primaries a failover killed is not kept
 // anywhere: starting one by hand brings back a second primary.
 func Open(ctx context.Context, cl *docker.Cluster) (*Cluster, error) {
@@ -81,11 +83,13 @@ func Open(ctx context.Context, cl *docker.Cluster) (*Cluster, error) {
 	}
 	switch len(primaries) {
 	case 0:
-		return nil, fmt.Errorf("cluster %s: no running node is a primary (%s)", name, orNone(errs))
+		pc.noPrimary = fmt.Errorf("cluster %s: no running node is a primary (%s); start it ('eccheck nemesis start --node NODE')", name, orNone(errs))
+		return pc, nil
 	case 1:
 		pc.primary = primaries[0]
 	default:
-		return nil, fmt.Errorf("cluster %s: %s all take writes (an old primary started again after a failover?): keep the one with the newer timeline ('eccheck cluster status'), kill the others ('eccheck nemesis kill --node NODE') and bring them back with 'eccheck nemesis rejoin --node NODE'", name, strings.Join(primaries, " and "))
+		pc.noPrimary = fmt.Errorf("cluster %s: %s all take writes (an old primary started again after a failover?): keep the one with the newer timeline ('eccheck cluster status'), kill the others ('eccheck nemesis kill --node NODE') and bring them back with 'eccheck nemesis rejoin --node NODE'", name, strings.Join(primaries, " and "))
+		return pc, nil
 	}
 	var commit, names string
 	if err := pc.query(ctx, pc.primary, `SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names')`, &commit, &names); err != nil {

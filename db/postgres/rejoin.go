@@ -31,6 +31,9 @@ func (pc *Cluster) Rejoin(node string, clone bool) (how string, err error) {
 	if _, err := pc.Node(node); err != nil {
 		return "", err
 	}
+	if pc.noPrimary != nil {
+		return "", fmt.Errorf("rejoin %s: %w", node, pc.noPrimary)
+	}
 	if !pc.isFenced(node) {
 		return "", fmt.Errorf("rejoin %s: it is not down after a failover (replicas: %s)", node, orNone(pc.Replicas()))
 	}

@@ -110,7 +110,31 @@ func TestNemesis(t *testing.T) {
 	if err := query("n1", "SELECT count(*) FROM pg_class WHERE relname = 'after_failover'", &n); err != nil || n != 1 {
 		t.Errorf("n1 after the rejoin has the table made on n3: %d, %v", n, err)
 	}
-	if code, out, errOut := nem("failover"); code != 0 || !strings.Contains(out, "n3 killed for good") {
-		t.Errorf("a second failover after the rejoin: exit %d %q %s", code, out, errOut)
+	code, out, errOut = nem("failover")
+	m := regexp.MustCompile(`n3 killed for good, (n\d) promoted`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("a second failover after the rejoin: exit %d %q %s", code, out, errOut)
+	}
+	primary := m[1]
+
+	// The primary killed by hand: status, logs and faults still work;
+	// a failover says there is no primary; the primary comes back.
+	if code, out, errOut := nem("kill", "--node", primary); code != 0 {
+		t.Fatalf("nemesis kill --node %s (the primary): exit %d %q %s", primary, code, out, errOut)
+	}
+	if code, out, errOut := dockertest.CLI(t, "cluster", "status", "--cluster-name", name); code != 0 || !regexp.MustCompile(primary+`\s+exited`).MatchString(out) {
+		t.Errorf("cluster status with the primary down: exit %d, want %s exited:\n%s%s", code, primary, out, errOut)
+	}
+	if code, out, errOut := dockertest.CLI(t, "cluster", "logs", "--cluster-name", name, primary); code != 0 || !strings.Contains(out, "database system") {
+		t.Errorf("cluster logs %s with it down: exit %d %s", primary, code, errOut)
+	}
+	if code, _, errOut := nem("failover"); code == 0 || !strings.Contains(errOut, "no running node is a primary") {
+		t.Errorf("nemesis failover with no primary: exit %d %s, want an error saying there is none", code, errOut)
+	}
+	if code, out, errOut := nem("start", "--node", primary); code != 0 || !strings.Contains(out, "started "+primary) {
+		t.Fatalf("nemesis start --node %s: exit %d %q %s", primary, code, out, errOut)
+	}
+	if code, out, _ := dockertest.CLI(t, "cluster", "status", "--cluster-name", name); code != 0 || !regexp.MustCompile(primary+`\s+primary`).MatchString(out) {
+		t.Errorf("cluster status after the primary's restart: exit %d, want %s primary:\n%s", code, primary, out)
 	}
 }
