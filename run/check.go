@@ -274,9 +274,23 @@ func Check(ctx context.Context, source string, h history.History, warnings []str
 	}
 	// A key that mixes workloads (a get beside a read) lands in one group;
 	// what that group's checkers do not understand is not checked either.
-	checked, mixed := 0, map[string]int{}
+	checked, mixed, deselected := 0, map[string]int{}, map[string]int{}
 	for i := range groups {
 		g := &groups[i]
+		if len(g.checkers) == 0 {
+			// --checkers chose none that checks this workload: its
+			// operations are not checked, and the report says so.
+			left := map[string]int{}
+			for _, op := range g.ops {
+				left[op.F]++
+				deselected[op.F]++
+			}
+			w := fmt.Sprintf("--checkers %s checks nothing of the %s workload: %d operation(s) were not checked (%s)", strings.Join(o.Checkers, ","), g.workload, len(g.ops), countsText(left))
+			warnings = append(warnings, w)
+			logf("warning: %s", w)
+			g.ops = nil
+			continue
+		}
 		var keep []history.Operation
 		for _, op := range g.ops {
 			if slices.Contains(g.workload.Fs(), op.F) {
@@ -292,11 +306,15 @@ func Check(ctx context.Context, source string, h history.History, warnings []str
 		checked += len(keep)
 	}
 	var uncheckedCopy map[string]int
-	if len(unchecked) > 0 || len(mixed) > 0 {
+	if len(unchecked) > 0 || len(mixed) > 0 || len(deselected) > 0 {
 		uncheckedCopy = maps.Clone(unchecked)
-		for f, n := range mixed {
-			uncheckedCopy[f] += n
+		for _, m := range []map[string]int{mixed, deselected} {
+			for f, n := range m {
+				uncheckedCopy[f] += n
+			}
 		}
+	}
+	if len(unchecked) > 0 || len(mixed) > 0 {
 		w := uncheckedWarning(unchecked, mixed, keys, checked == 0)
 		warnings = append(warnings, w)
 		logf("warning: %s", w)
