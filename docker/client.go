@@ -149,27 +149,46 @@ func (c *Client) Sweep(ctx context.Context, alive func(owner string) bool) ([]st
 	return swept, errors.Join(errs...)
 }
 
-// ProcessOwner names this process for the owner label: "pid:PID:START",
-// START being the process's start time in clock ticks since boot, so that
-// a reused PID is not taken for it. Tests set $ECCHECK_OWNER to it.
+// ProcessOwner names this process for the owner label:
+// "pid:HOST:PID:START". HOST is this kernel's boot id and this process's
+// PID namespace, so that a process of another machine or container
+// sharing the engine is never judged by this one's process table; START
+// is the process's start time in clock ticks since boot, so that a reused
+// PID is not taken for it. Tests set $ECCHECK_OWNER to it.
 func ProcessOwner() string {
-	return fmt.Sprintf("pid:%d:%d", os.Getpid(), startTime(os.Getpid()))
+	return fmt.Sprintf("pid:%s:%d:%d", hostID(), os.Getpid(), startTime(os.Getpid()))
 }
 
 // OwnerAlive reports whether the process an owner label names (see
-// [ProcessOwner]) still runs. Owners of other shapes are always alive:
-// they are never swept.
+// [ProcessOwner]) still runs. Owners of other shapes, and processes of
+// another machine or PID namespace, are always alive: they are never
+// swept from here.
 func OwnerAlive(owner string) bool {
 	parts := strings.Split(owner, ":")
-	if len(parts) != 3 || parts[0] != "pid" {
+	if len(parts) != 4 || parts[0] != "pid" || parts[1] != hostID() {
 		return true
 	}
-	pid, err1 := strconv.Atoi(parts[1])
-	start, err2 := strconv.ParseUint(parts[2], 10, 64)
+	pid, err1 := strconv.Atoi(parts[2])
+	start, err2 := strconv.ParseUint(parts[3], 10, 64)
 	if err1 != nil || err2 != nil {
 		return true
 	}
 	return startTime(pid) == start
+}
+
+// hostID names the process table this process sees: the kernel's boot id
+// and the inode of its PID namespace ("?" for what cannot be read).
+func hostID() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	id := strings.TrimSpace(string(boot))
+	if err != nil || id == "" {
+		id = "?"
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]"
+	if err != nil {
+		return id + "/?"
+	}
+	return id + "/" + strings.Trim(strings.TrimPrefix(ns, "pid:"), "[]")
 }
 
 // startTime returns a process's start time from /proc/PID/stat (field 22),

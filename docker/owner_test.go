@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -17,11 +18,20 @@ func TestOwnerAlive(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Skipf("cannot run true: %v", err)
 	}
-	dead := "pid:" + strconv.Itoa(cmd.Process.Pid) + ":" + strconv.FormatUint(startTime(os.Getpid()), 10)
+	dead := "pid:" + hostID() + ":" + strconv.Itoa(cmd.Process.Pid) + ":" + strconv.FormatUint(startTime(os.Getpid()), 10)
 	if OwnerAlive(dead) {
 		t.Fatalf("owner/exited process/not alive: %s is", dead)
 	}
-	if !OwnerAlive("alice") || !OwnerAlive("pid:x:y") {
+	// The same PID seen from another PID namespace (a test job in another
+	// container on a shared engine) is not judged from here.
+	elsewhere := "pid:" + hostID() + "0:" + strconv.Itoa(cmd.Process.Pid) + ":1"
+	if !OwnerAlive(elsewhere) {
+		t.Fatalf("owner/process of another PID namespace/alive: %s is not", elsewhere)
+	}
+	if !strings.Contains(ProcessOwner(), hostID()) || !strings.HasPrefix(hostID(), strings.TrimSpace(readFile(t, "/proc/sys/kernel/random/boot_id"))) {
+		t.Fatalf("owner/names the boot id and PID namespace: %s", ProcessOwner())
+	}
+	if !OwnerAlive("alice") || !OwnerAlive("pid:x:y") || !OwnerAlive("pid:x:y:z") {
 		t.Fatal("owner/other shapes/never swept")
 	}
 	if startTime(os.Getpid()) == 0 {
@@ -40,7 +50,7 @@ func TestSweep(t *testing.T) {
 	}
 	suffix := strconv.Itoa(os.Getpid() % 100000)
 	names := map[string]string{
-		"sweep-dead-" + suffix: "pid:" + strconv.Itoa(cmd.Process.Pid) + ":1",
+		"sweep-dead-" + suffix: "pid:" + hostID() + ":" + strconv.Itoa(cmd.Process.Pid) + ":1",
 		"sweep-live-" + suffix: ProcessOwner(),
 		"sweep-none-" + suffix: "",
 	}
@@ -62,4 +72,13 @@ func TestSweep(t *testing.T) {
 	if _, ns := labelled(t, c, "sweep-live-"+suffix); ns != 1 {
 		t.Fatalf("sweep/live owner/network kept: %d", ns)
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
