@@ -224,3 +224,49 @@ func (e UsageError) Unwrap() error { return e.Err }
 func Usagef(format string, args ...any) error {
 	return UsageError{fmt.Errorf(format, args...)}
 }
+
+// Docker is what every system's start in Docker begins with: a connection
+// to the engine, the images the cluster runs, its name and the engine's
+// facts for test.json.
+type Docker struct {
+	Client *docker.Client
+	// Images are the references by role ("ecstore", "base", ...).
+	Images map[string]string
+	// Name is the cluster's name: env.ClusterName, or one for this run.
+	Name string
+	// Engine describes the engine; nil when it could not be asked (a
+	// warning then says so).
+	Engine *docker.Engine
+}
+
+// StartDocker connects to the engine and makes sure the images of specs
+// exist (building them when missing), and the base image too when
+// env.Faults need the network helper. On error nothing is left open.
+func StartDocker(ctx context.Context, env Env, specs ...docker.ImageSpec) (*Docker, error) {
+	c, err := docker.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if docker.NeedsHelper(env.Faults) {
+		specs = append(specs, docker.Base)
+	}
+	d := &Docker{Client: c, Images: map[string]string{}, Name: env.ClusterName}
+	bo := docker.BuildOptions{Progress: env.Progress}
+	for _, spec := range specs {
+		ref, err := c.Ensure(ctx, spec, bo, env.Logf)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		d.Images[spec.Role] = ref
+	}
+	if d.Name == "" {
+		d.Name = docker.RunClusterName()
+	}
+	if e, err := c.Engine(ctx); err == nil {
+		d.Engine = &e
+	} else {
+		env.Logf("warning: %v", err)
+	}
+	return d, nil
+}

@@ -101,7 +101,7 @@ func (cl *Cluster) SetFakeTime(node string, offset time.Duration) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	return cl.c.SetFakeTime(ctx, n.ID, offset)
 }

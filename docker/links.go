@@ -127,7 +127,7 @@ func (cl *Cluster) Loss(node, peer string, percent float64) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	args := append([]string{"sh", "-c", lossScript, "eccheck-loss", strconv.FormatFloat(percent/100, 'f', -1, 64)}, ips...)
 	if err := cl.runHelper(ctx, n, args); err != nil {
@@ -148,7 +148,7 @@ func (cl *Cluster) Bandwidth(node, rate string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	if err := cl.runHelper(ctx, n, []string{"sh", "-c", bandwidthScript, "eccheck-bandwidth", rate}); err != nil {
 		return fmt.Errorf("bandwidth of %s: %w", node, err)
@@ -190,7 +190,7 @@ func (cl *Cluster) Delay(node, peer string, d time.Duration) (DelayResult, error
 	if _, err := cl.peerIPs(node, peer); err != nil {
 		return DelayResult{}, err
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	if d == 0 {
 		if err := cl.runHelper(ctx, n, []string{"sh", "-c", unnetemScript}); err != nil {
@@ -235,7 +235,7 @@ func (cl *Cluster) SetDelay(from, to string, d time.Duration) error {
 // clearLinks removes loss rules and qdiscs from every running node, and
 // the delays of the system's own hook from every running, unpaused one.
 func (cl *Cluster) clearLinks() error {
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	errs := make(chan error, len(cl.nodes))
 	for _, n := range cl.nodes {

@@ -161,11 +161,6 @@ func (cl *Cluster) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// faultCtx bounds one fault method.
-func faultCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), FaultTimeout)
-}
-
 // onNode runs fn on node with a context bounded by [FaultTimeout]; fn's
 // error is wrapped as "VERB NODE: ...".
 func (cl *Cluster) onNode(verb, node string, fn func(ctx context.Context, n *Node) error) error {
@@ -173,7 +168,7 @@ func (cl *Cluster) onNode(verb, node string, fn func(ctx context.Context, n *Nod
 	if err != nil {
 		return err
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	if err := fn(ctx, n); err != nil {
 		return fmt.Errorf("%s %s: %w", verb, node, err)
@@ -294,7 +289,7 @@ func (cl *Cluster) SetClock(node string, offset time.Duration) error {
 	if cl.clock.File == "" {
 		return fmt.Errorf("set clock of %s: %s nodes have no clock hook that eccheck can move", node, cl.db)
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	if cl.clock.Env != "" {
 		insp, err := cl.c.api.ContainerInspect(ctx, n.ID, client.ContainerInspectOptions{})
@@ -328,7 +323,7 @@ func (cl *Cluster) WriteFile(node, path string, body []byte) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	return cl.c.WriteFile(ctx, n.ID, path, body)
 }

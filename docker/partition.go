@@ -75,7 +75,7 @@ func (cl *Cluster) Heal() error {
 // applyAll applies the grudge in force to every running or paused node, in
 // parallel.
 func (cl *Cluster) applyAll() error {
-	ctx, cancel := faultCtx()
+	ctx, cancel := FaultContext()
 	defer cancel()
 	cl.mu.Lock()
 	g := cl.grudge
@@ -144,8 +144,8 @@ func (cl *Cluster) runHelperOutput(ctx context.Context, n *Node, cmd []string) (
 // image, labelled as node's helper, with host (the namespaces it shares
 // with node and its capabilities), and removes it afterwards; it returns
 // the helper's output, and on a non-zero exit an error with its last
-// lines. A system uses it for what needs a tool beside a node (a signal
-// to one of its processes, say).
+// lines. It is for what needs a tool beside a node (a signal to one of
+// its processes, as the Postgres tests send to freeze a promotion).
 func (cl *Cluster) RunHelper(ctx context.Context, node string, cmd []string, host *container.HostConfig) (string, error) {
 	n, err := cl.Node(node)
 	if err != nil {

@@ -166,27 +166,11 @@ func newDockerSystem(c *docker.Client, cl *docker.Cluster, images map[string]str
 // startDocker connects to the engine, makes sure the images exist
 // (building what is missing) and brings up the cluster.
 func (s *Settings) startDocker(ctx context.Context, env db.Env) (db.System, error) {
-	c, err := docker.Connect(ctx)
+	d, err := db.StartDocker(ctx, env, Image)
 	if err != nil {
 		return nil, err
 	}
-	bo := docker.BuildOptions{Progress: env.Progress}
-	images := map[string]string{}
-	for _, spec := range []docker.ImageSpec{Image, docker.Base} {
-		if spec.Role == docker.RoleBase && !docker.NeedsHelper(env.Faults) {
-			continue
-		}
-		ref, err := c.Ensure(ctx, spec, bo, env.Logf)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		images[spec.Role] = ref
-	}
-	name := env.ClusterName
-	if name == "" {
-		name = docker.RunClusterName()
-	}
+	c, images, name := d.Client, d.Images, d.Name
 	var extra []string
 	if env.OpTimeout > 0 {
 		extra = []string{"--request-timeout", (env.OpTimeout / 2).String(), "--anti-entropy", "500ms", "--failover-timeout", "1s"}
@@ -203,11 +187,7 @@ func (s *Settings) startDocker(ctx context.Context, env db.Env) (db.System, erro
 		return nil, fmt.Errorf("start the %s cluster in Docker: %w", s.Mode, err)
 	}
 	sys := newDockerSystem(c, cl, images, env.Keep, Options{Sessions: s.Sessions, Timeout: env.OpTimeout}, env.Logf)
-	if e, err := c.Engine(ctx); err == nil {
-		sys.engine = &e
-	} else {
-		env.Logf("warning: %v", err)
-	}
+	sys.engine = d.Engine
 	var addrs []string
 	for _, n := range cl.Nodes() {
 		addrs = append(addrs, n+"="+cl.Addr(n))

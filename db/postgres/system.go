@@ -51,38 +51,14 @@ var (
 
 // start connects to the engine, makes sure the images exist (building
 // them when missing), brings up the primary and its replicas, and creates
-// the workloads' tables on the primary.
+// the workloads' tables on the primary. On error it leaves nothing
+// running, --keep or not.
 func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
-	c, err := docker.Connect(ctx)
+	d, err := db.StartDocker(ctx, env, Image)
 	if err != nil {
 		return nil, err
 	}
-	sys, err := s.startWith(ctx, c, env)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return sys, nil
-}
-
-func (s *Settings) startWith(ctx context.Context, c *docker.Client, env db.Env) (*System, error) {
-	bo := docker.BuildOptions{Progress: env.Progress}
-	image, err := c.Ensure(ctx, Image, bo, env.Logf)
-	if err != nil {
-		return nil, err
-	}
-	images := map[string]string{Image.Role: image}
-	if docker.NeedsHelper(env.Faults) {
-		ref, err := c.Ensure(ctx, docker.Base, bo, env.Logf)
-		if err != nil {
-			return nil, err
-		}
-		images[docker.RoleBase] = ref
-	}
-	name := env.ClusterName
-	if name == "" {
-		name = docker.RunClusterName()
-	}
+	c, images, name, image := d.Client, d.Images, d.Name, d.Images[Image.Role]
 	env.Logf("starting Docker cluster %s: postgres primary and %d replica(s), %s, reads from %s, from %s", name, env.Nodes-1, s.Sync, s.Read, image)
 	pc, err := Up(ctx, c, Options{
 		Name: name, Nodes: env.Nodes, Image: image, Progress: env.Progress, Sync: s.Sync,
@@ -90,19 +66,16 @@ func (s *Settings) startWith(ctx context.Context, c *docker.Client, env db.Env) 
 		SyncStandbys: s.Standbys, FakeTime: slices.Contains(env.Faults, nemesis.KindClock) || s.FakeTime, Wait: env.Wait,
 	})
 	if err != nil {
+		c.Close()
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
-	sys := &System{Cluster: pc, c: c, keep: env.Keep, images: images, read: s.Read, wait: env.OpTimeout,
+	sys := &System{Cluster: pc, c: c, images: images, engine: d.Engine, read: s.Read, wait: env.OpTimeout,
 		promote: s.Promote, rejoin: s.Rejoin, logf: env.Logf}
 	if err := sys.setup(ctx); err != nil {
-		sys.Close(context.WithoutCancel(ctx), "")
+		sys.Close(context.WithoutCancel(ctx), "") // keep is false yet: the cluster goes
 		return nil, err
 	}
-	if e, err := c.Engine(ctx); err == nil {
-		sys.engine = &e
-	} else {
-		env.Logf("warning: %v", err)
-	}
+	sys.keep = env.Keep
 	env.Logf("cluster up: postgres primary %s, replicas %v in Docker cluster %s", pc.Primary(), pc.Replicas(), name)
 	return sys, nil
 }
