@@ -110,6 +110,9 @@ type Common struct {
 	Interval time.Duration
 	Cycles   int
 	ClockMax time.Duration
+	// Shapes are the partition shapes the nemesis draws from; empty
+	// means every shape the node count allows.
+	Shapes []string
 	// TimeLimit is how long the workload runs (a bound with Cycles).
 	TimeLimit time.Duration
 	// OpTimeout bounds each operation; Recovery is the wait after the

@@ -112,10 +112,13 @@ type Config struct {
 	Nemesis   []string  `json:"nemesis"`
 	Interval  string    `json:"nemesis_interval"`
 	Cycles    int       `json:"nemesis_cycles,omitempty"`
-	TimeLimit string    `json:"time_limit"`
-	Conc      int       `json:"concurrency"`
-	Rate      float64   `json:"rate"`
-	Args      []string  `json:"args"`
+	// Shapes are the partition shapes the nemesis drew from, when
+	// --partition-shapes named them.
+	Shapes    []string `json:"partition_shapes,omitempty"`
+	TimeLimit string   `json:"time_limit"`
+	Conc      int      `json:"concurrency"`
+	Rate      float64  `json:"rate"`
+	Args      []string `json:"args"`
 	// ClusterName, Images and Engine: the Docker cluster, the images it
 	// ran and the engine's version, storage driver and cgroup version.
 	ClusterName string            `json:"cluster_name,omitempty"`

@@ -123,6 +123,8 @@ func (s *Spec) Validate() error {
 		return db.Usagef("--nemesis-cycles %d counts faults: name them with --nemesis", c.Cycles)
 	case len(c.Workloads) == 0:
 		return db.Usagef("--workload: no workloads")
+	case len(c.Shapes) > 0 && !slices.Contains(c.Faults, nemesis.KindPartition):
+		return db.Usagef("--partition-shapes %s: the shapes of partitions; add partition to --nemesis", strings.Join(c.Shapes, ","))
 	}
 	if err := s.Check.Validate(); err != nil {
 		return err
@@ -132,7 +134,7 @@ func (s *Spec) Validate() error {
 			return db.UsageError{Err: fmt.Errorf("--cluster-name: %w", err)}
 		}
 	}
-	if err := nemesis.Validate(nemesis.Options{Faults: c.Faults, Interval: c.Interval, Cycles: c.Cycles, ClockMax: c.ClockMax}, c.Nodes); err != nil {
+	if err := nemesis.Validate(nemesis.Options{Faults: c.Faults, Interval: c.Interval, Cycles: c.Cycles, ClockMax: c.ClockMax, Partitions: c.Shapes}, c.Nodes); err != nil {
 		return db.Usagef("--nemesis %s with --nodes %d: %s", orNone(c.Faults), c.Nodes, strings.TrimPrefix(err.Error(), "nemesis: "))
 	}
 	return nil
@@ -183,7 +185,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 	spec.logf("run %s, seed %d", dir.Path, spec.Seed)
 	cfg := Config{
 		Version: Version, Seed: spec.Seed, Start: start, DB: spec.DB.Name(), Cluster: c.Backend, Nodes: c.Nodes,
-		Workloads: c.Workloads, Nemesis: c.Faults, Interval: c.Interval.String(), Cycles: c.Cycles, TimeLimit: c.TimeLimit.String(),
+		Workloads: c.Workloads, Nemesis: c.Faults, Interval: c.Interval.String(), Cycles: c.Cycles, Shapes: c.Shapes, TimeLimit: c.TimeLimit.String(),
 		Conc: spec.Concurrency, Rate: spec.Rate, Args: spec.Args, Settings: spec.Settings.Record(),
 	}
 	if cfg.Nemesis == nil {
@@ -226,7 +228,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 	defer rec.Close()
 	var nem workload.Nemesis
 	if len(c.Faults) > 0 {
-		n, err := nemesis.New(sys, nemesis.Options{Faults: c.Faults, Interval: c.Interval, Cycles: c.Cycles, Seed: spec.Seed, ClockMax: c.ClockMax}, rec.Record)
+		n, err := nemesis.New(sys, nemesis.Options{Faults: c.Faults, Interval: c.Interval, Cycles: c.Cycles, Seed: spec.Seed, ClockMax: c.ClockMax, Partitions: c.Shapes}, rec.Record)
 		if err != nil {
 			return rep, dir, db.UsageError{Err: fmt.Errorf("--nemesis: %w", err)}
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/db/ecstore"
+	"github.com/eccheck/eccheck/db/etcd"
 	"github.com/eccheck/eccheck/db/postgres"
 	"github.com/eccheck/eccheck/docker"
 )
@@ -19,6 +20,7 @@ import (
 var systems = []db.DB{
 	ecstore.DB{},
 	postgres.DB{},
+	etcd.DB{},
 }
 
 // systemNames lists the systems' names.

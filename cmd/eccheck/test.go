@@ -115,6 +115,7 @@ func bindRunFlags(f *pflag.FlagSet, c *db.Common, conc *clients, rate *float64, 
 	f.StringVar(workloads, "workload", "register,session,set", "workloads, comma-separated: "+strings.Join(workload.Names, ", "))
 	f.DurationVar(&c.Interval, "nemesis-interval", 5*time.Second, "time between fault changes")
 	f.DurationVar(&c.ClockMax, "clock-max", 10*time.Second, "largest clock bump")
+	f.StringSliceVar(&c.Shapes, "partition-shapes", nil, "partition shapes the nemesis draws from: "+strings.Join(nemesis.Shapes(), ", ")+" (default: every shape the node count allows)")
 	*conc = clients{n: 10}
 	f.Var(conc, "concurrency", "concurrent clients: a number, or Kn for K per node (2n: twice --nodes)")
 	f.Float64Var(rate, "rate", 0, "target operations per second in all (0 = as fast as the clients go)")
