@@ -84,10 +84,16 @@ func PlanMatrix(m MatrixSpec, dir string) (cells []MatrixCell, configs, nemeses 
 	if err != nil {
 		return nil, nil, nil, db.UsageError{Err: fmt.Errorf("--nemesis: %w", err)}
 	}
+	if len(m.Common.Shapes) > 0 && !slices.ContainsFunc(faults, func(fs []string) bool { return slices.Contains(fs, nemesis.KindPartition) }) {
+		return nil, nil, nil, db.Usagef("--partition-shapes %s: the shapes of partitions; no --nemesis set has partition", strings.Join(m.Common.Shapes, ","))
+	}
 	for i, s := range settings {
 		for j, nem := range nemeses {
 			c := m.Common
 			c.Faults = faults[j]
+			if !slices.Contains(c.Faults, nemesis.KindPartition) {
+				c.Shapes = nil // --partition-shapes shapes the cells with partitions
+			}
 			cell := Spec{
 				DB: m.DB, Settings: s, Common: c, Concurrency: m.Concurrency, Rate: m.Rate,
 				Seed: m.Seed, SeedSet: true, Check: m.Check, Out: dir, Name: cellDir(configs[i], nem), NoLatest: true,

@@ -156,15 +156,20 @@ func (ec *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) error 
 	return nil
 }
 
-// Roles names each member's role: "leader", "follower", or the error
-// asking it gave (a member down or paused).
+// Roles names each member's role: "leader", "follower", "no leader" (a
+// member cut off from the majority), its container's state when it does
+// not run (exited, paused), or "no answer".
 func (ec *Cluster) Roles(ctx context.Context) map[string]string {
 	out := map[string]string{}
 	for _, node := range ec.Nodes() {
+		if n, _ := ec.Node(node); n != nil && n.State != "" && n.State != "running" {
+			out[node] = n.State
+			continue
+		}
 		st, err := status(ctx, ec.Addr(node))
 		switch {
 		case err != nil:
-			out[node] = "unreachable"
+			out[node] = "no answer"
 		case st.Leader == 0:
 			out[node] = "no leader"
 		case st.Leader == st.Header.MemberId:
