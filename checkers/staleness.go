@@ -44,8 +44,11 @@ var freshnessEdges = []int64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 
 // acknowledged write after it finished.
 //
 // A read's value is certainly older than a write w when it is the initial
-// nil, or when its own write finished before w began; a value written by an
-// info operation (which never finished) is never certainly older. For each
+// nil, or when it had certainly taken effect before w began: its write
+// finished before then, or a read that returned it did (written values are
+// unique, so a read that returned a value saw its write's effect). A value
+// written by an info operation (which never finished) is certainly older
+// only when such a read proves it; otherwise it may take effect after w. For each
 // acknowledged write w of a key, its lag is the longest time from w's
 // completion to the invocation of a read of the key, invoked after w
 // finished, that returned a value certainly older than w; 0 when there is
@@ -77,10 +80,11 @@ func Staleness(ctx context.Context, in Input, opt Options) Result {
 		staleReads, beyond  int
 		curveReads, curveOK = make([]int, len(freshnessEdges)), make([]int, len(freshnessEdges))
 		// Buffers reused from key to key.
-		ack    []int       // acknowledged writes, by Call
-		byRet  []int       // acknowledged writes, by Return
-		sufMin []int       // position in ack of the least Return among ack[j:]
-		rs     []staleRead // reads with the Return of their value's write
+		ack    []int           // acknowledged writes, by Call
+		byRet  []int           // acknowledged writes, by Return
+		sufMin []int           // position in ack of the least Return among ack[j:]
+		rs     []staleRead     // reads with the time their value had taken effect
+		seen   = map[int]int{} // a write's first read to return, by the write's position
 	)
 	for _, rk := range keys {
 		if err := ctx.Err(); err != nil {
@@ -98,13 +102,27 @@ func Staleness(ctx context.Context, in Input, opt Options) Result {
 			from, vi := rk.origin(ops[ri].Value)
 			switch from {
 			case FromInitial:
-				rs = append(rs, staleRead{read: ri, write: -1, ret: math.MinInt64})
+				rs = append(rs, staleRead{read: ri, write: -1, ret: math.MinInt64, seenBy: -1})
 			case FromWrite:
-				rs = append(rs, staleRead{read: ri, write: vi, ret: ops[vi].Return})
+				rs = append(rs, staleRead{read: ri, write: vi, ret: ops[vi].Return, seenBy: -1})
+				if first, ok := seen[vi]; !ok || ops[ri].Return < ops[first].Return {
+					seen[vi] = ri
+				}
 			default:
 				skipped++
 			}
 		}
+		// A value had taken effect by the time a read returned it, even
+		// when its write never finished (info) or finished later.
+		for i, rv := range rs {
+			if rv.write < 0 {
+				continue
+			}
+			if first := seen[rv.write]; ops[first].Return < rv.ret {
+				rs[i].ret, rs[i].seenBy = ops[first].Return, first
+			}
+		}
+		clear(seen)
 		if len(ack) == 0 {
 			continue
 		}
@@ -225,11 +243,14 @@ func Staleness(ctx context.Context, in Input, opt Options) Result {
 }
 
 // staleRead is a read and the write of the value it returned: -1 and
-// math.MinInt64 for the initial nil, which is older than every write; the
-// write's Return (history.Open for an info write) otherwise.
+// math.MinInt64 for the initial nil, which is older than every write;
+// otherwise ret is when the value had certainly taken effect: the write's
+// Return (history.Open for an info write), or the Return of seenBy, the
+// first read that returned it, when that came first (-1 when not).
 type staleRead struct {
 	read, write int
 	ret         int64
+	seenBy      int
 }
 
 // staleAnomaly explains a read that returned a value certainly older than
@@ -237,7 +258,12 @@ type staleRead struct {
 func staleAnomaly(ops []history.Operation, key string, w, r history.Operation, rv staleRead, limit time.Duration) Anomaly {
 	refs := []OpRef{Ref(w), Ref(r)}
 	why := "the initial value"
-	if rv.write >= 0 {
+	switch {
+	case rv.write >= 0 && rv.seenBy >= 0:
+		wv, seen := ops[rv.write], ops[rv.seenBy]
+		refs = append(refs, Ref(wv), Ref(seen))
+		why = fmt.Sprintf("a value whose write (op %d, %s) had taken effect by %s, when op %d returned it, before that write began at %s", wv.Invoke, wv.Type, regMS(seen.Return), seen.Invoke, regMS(w.Call))
+	case rv.write >= 0:
 		wv := ops[rv.write]
 		refs = append(refs, Ref(wv))
 		why = fmt.Sprintf("a value whose write (op %d) had finished at %s, before that write began at %s", wv.Invoke, regMS(wv.Return), regMS(w.Call))

@@ -48,6 +48,27 @@ func TestStaleness(t *testing.T) {
 		{name: "staleness/value of an info write is never older/lag 0",
 			ops:     []hop{hw(1, 1, 0, 1).info(), hw(2, 2, 2, 3), hr(3, 1, 5, 6)},
 			verdict: Valid, stats: map[string]float64{"writes": 1, "stale_reads": 0, "stale_max_ms": 0}},
+		// The info write of 1 was seen by a read that returned at 2 ms,
+		// before the write of 2 began at 3: 1 had taken effect, and the
+		// read of it at 6, after 2 was acknowledged at 4, is stale (lag
+		// 2 ms).
+		{name: "staleness/info write seen by a read before the next write/stale",
+			ops:     []hop{hw(1, 1, 0, 1).info(), hr(3, 1, 1.5, 2), hw(2, 2, 3, 4), hr(3, 1, 6, 7)},
+			verdict: Valid, stats: map[string]float64{"writes": 1, "stale_reads": 1, "stale_max_ms": 2, "stale_writes": 1}},
+		{name: "staleness/info write seen early, beyond max staleness/invalid, citing the read that saw it",
+			ops: []hop{hw(1, 1, 0, 1).info(), hr(3, 1, 1.5, 2), hw(2, 2, 3, 4), hr(3, 1, 6, 7)}, max: time.Millisecond, verdict: Invalid,
+			stats: map[string]float64{"reads_beyond_max": 1}, anomalies: [][]int{{2, 3, 0, 1}}},
+		// The same, but the first read of 1 returned after the write of 2
+		// began: 1 may have taken effect after 2, so no read is stale.
+		{name: "staleness/info write seen only after the next write began/lag 0",
+			ops:     []hop{hw(1, 1, 0, 1).info(), hr(3, 1, 1.5, 3.5), hw(2, 2, 3, 4), hr(3, 1, 6, 7)},
+			verdict: Valid, stats: map[string]float64{"writes": 1, "stale_reads": 0, "stale_max_ms": 0}},
+		// An acknowledged write that finished late (at 10) whose value was
+		// read at 2: read again at 6 after the write of 2 (3 to 4), it is
+		// stale; without the early read it would not be.
+		{name: "staleness/slow write seen early/stale",
+			ops:     []hop{hw(1, 1, 0, 10), hr(3, 1, 1, 2), hw(2, 2, 3, 4), hr(3, 1, 6, 7)},
+			verdict: Valid, stats: map[string]float64{"writes": 2, "stale_reads": 1, "stale_max_ms": 2}},
 		{name: "staleness/info write is not acknowledged/lag 0",
 			ops:     []hop{hw(1, 1, 0, 1), hw(2, 2, 2, 3).info(), hr(3, 1, 5, 6)},
 			verdict: Valid, stats: map[string]float64{"writes": 1, "stale_reads": 0, "stale_max_ms": 0}},
@@ -205,6 +226,20 @@ func (ix refIndex) older(r, w history.Operation) (older, named bool) {
 	return ix.ops[ws[0]].Return < w.Call, true
 }
 
+// olderSeen is older as staleness reads it: a value is also certainly
+// older than w when a read that returned it finished before w began.
+func (ix refIndex) olderSeen(r, w history.Operation) bool {
+	if old, named := ix.older(r, w); old || !named {
+		return old
+	}
+	for _, e := range ix.ops {
+		if e.F == FRead && e.Type == history.OK && e.Key == r.Key && e.Value.Equal(r.Value) && e.Return < w.Call {
+			return true
+		}
+	}
+	return false
+}
+
 // refStaleness is the quadratic reading of the staleness definition.
 func refStaleness(ops []history.Operation) (lags []int64, staleReads int) {
 	ix := newRefIndex(ops)
@@ -217,7 +252,7 @@ func refStaleness(ops []history.Operation) (lags []int64, staleReads int) {
 		var lag int64
 		for _, r := range ops {
 			if isRead(r) && r.Key == w.Key && r.Call > w.Return {
-				if old, _ := ix.older(r, w); old {
+				if ix.olderSeen(r, w) {
 					lag = max(lag, r.Call-w.Return)
 				}
 			}
@@ -230,7 +265,7 @@ func refStaleness(ops []history.Operation) (lags []int64, staleReads int) {
 		}
 		for _, w := range ops {
 			if isAck(w) && w.Key == r.Key && w.Return < r.Call {
-				if old, _ := ix.older(r, w); old {
+				if ix.olderSeen(r, w) {
 					staleReads++
 					break
 				}
