@@ -150,7 +150,7 @@ func TestMatrix(t *testing.T) {
 	os.WriteFile(expect, []byte("linearizable x partition valid\nserializable x partition linearizable invalid\n"), 0o644)
 	code, stdout, stderr := dockertest.CLI(t, "matrix", "--out", out, "--db", "etcd", "--cluster", "docker", "--workload", "register",
 		"--modes", "linearizable,serializable", "--nemesis", "partition", "--partition-shapes", "isolate", "--nemesis-interval", "3s",
-		"--time-limit", "8s", "--concurrency", "6", "--rate", "60", "--op-timeout", "300ms", "--recovery", "1s", "--seed", "7", "-o", "json", "-q", "--expect", expect)
+		"--time-limit", "8s", "--concurrency", "9", "--rate", "45", "--op-timeout", "300ms", "--recovery", "1s", "--seed", "7", "-o", "json", "-q", "--expect", expect)
 	var card results.Card
 	if err := json.Unmarshal([]byte(stdout), &card); err != nil {
 		t.Fatalf("exit %d; stdout is not JSON: %v\n%s\n%s", code, err, stdout, stderr)
