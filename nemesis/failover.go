@@ -13,9 +13,11 @@ import (
 type Failoverer interface {
 	// Primary returns the node that takes writes now.
 	Primary() string
-	// Failover kills the primary (it does not come back through Start),
-	// promotes a replica and points the rest at it; it may then bring the
-	// old primary back as a replica (Rejoined). When it fails, the result
+	// Failover replaces the primary, which the nemesis has cut off:
+	// Postgres kills it (it does not come back through Start), promotes a
+	// replica and points the rest at it; Redis waits for Sentinel to
+	// promote one. Either may then bring the old primary back as a
+	// replica (Rejoined). When it fails, the result
 	// says what it did change: an empty result means nothing, and only
 	// then does the nemesis try it a second time.
 	Failover() (FailoverResult, error)
@@ -26,7 +28,7 @@ type Failoverer interface {
 // had received WAL past the promotion point (they lose it, though they
 // may have served it), and the old primary if it came back as a replica.
 type FailoverResult struct {
-	Killed   string   `json:"killed"`
+	Killed   string   `json:"killed,omitempty"`
 	Promoted string   `json:"promoted,omitempty"`
 	Rewound  []string `json:"rewound,omitempty"`
 	Rejoined string   `json:"rejoined,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/db/etcd"
 	"github.com/eccheck/eccheck/db/postgres"
+	"github.com/eccheck/eccheck/db/redis"
 	"github.com/eccheck/eccheck/docker"
 )
 
@@ -21,6 +22,7 @@ var systems = []db.DB{
 	ecstore.DB{},
 	postgres.DB{},
 	etcd.DB{},
+	redis.DB{},
 }
 
 // systemNames lists the systems' names.

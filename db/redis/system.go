@@ -1,0 +1,223 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eccheck/eccheck/db"
+	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/workload"
+)
+
+// System is a test's Redis cluster in Docker: the nemesis acts on its
+// containers (partitions, kill, pause, clock through libfaketime), cuts
+// the primary off for Sentinel to replace (failover) and cuts a replica
+// off from the primary while it serves reads (lag); each worker's client
+// writes through Sentinel and reads as --redis-read says.
+type System struct {
+	*Cluster
+	c      *docker.Client
+	keep   bool
+	images map[string]string
+	engine *docker.Engine
+	read   string        // --redis-read
+	wait   int           // --redis-wait
+	opWait time.Duration // the per-operation timeout
+	logf   func(string, ...any)
+
+	mu      sync.Mutex
+	clients []*Client
+	next    int  // the next worker's first replica
+	final   bool // Settle ran: clients now are the final reads'
+}
+
+var (
+	_ db.System          = (*System)(nil)
+	_ db.Containers      = (*System)(nil)
+	_ db.Roler           = (*System)(nil)
+	_ db.Describer       = (*System)(nil)
+	_ nemesis.Failoverer = (*System)(nil)
+	_ nemesis.Lagger     = (*System)(nil)
+)
+
+// start connects to the engine, makes sure the image exists (building it
+// when missing) and brings up the nodes. On error it leaves nothing
+// running, --keep or not.
+func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
+	d, err := db.StartDocker(ctx, env, Image)
+	if err != nil {
+		return nil, err
+	}
+	image := d.Images[Image.Role]
+	env.Logf("starting Docker cluster %s: redis primary, %d replica(s) and a Sentinel on each node, reads from %s, from %s", d.Name, env.Nodes-1, s.Read, image)
+	rc, err := Up(ctx, d.Client, Options{Name: d.Name, Nodes: env.Nodes, Image: image, Progress: env.Progress, Wait: env.Wait,
+		MinReplicas: s.MinReplicas, FakeTime: s.FakeTime || slices.Contains(env.Faults, nemesis.KindClock)})
+	if err != nil {
+		d.Client.Close()
+		return nil, fmt.Errorf("start the redis cluster in Docker: %w", err)
+	}
+	env.Logf("cluster up: redis primary %s, replicas %v in Docker cluster %s", rc.Primary(), rc.Replicas(), d.Name)
+	return &System{Cluster: rc, c: d.Client, keep: env.Keep, images: d.Images, engine: d.Engine,
+		read: s.Read, wait: s.Wait, opWait: env.OpTimeout, logf: env.Logf}, nil
+}
+
+// Docker returns the cluster's containers.
+func (sys *System) Docker() *docker.Cluster { return sys.Cluster.Cluster }
+
+// Describe returns node's address as a redis:// URL, and its Sentinel's.
+func (sys *System) Describe(node string) string {
+	n, err := sys.Node(node)
+	if err != nil {
+		return ""
+	}
+	return "redis://" + sys.Addr(node) + " (sentinel " + net.JoinHostPort(n.IP.String(), strconv.Itoa(sentinelPort)) + ")"
+}
+
+// NewClient makes a worker's client: writes through Sentinel; reads on
+// the primary, or with --redis-read replica on each replica in turn, each
+// worker starting at the next one. A final read's client (after Settle)
+// reads its node.
+func (sys *System) NewClient(name, node string) (workload.Client, error) {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	o := ClientOptions{Workload: name, Sentinels: sys.SentinelAddrs(), Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
+		Timeout: sys.opWait, NodeOf: sys.NodeOf}
+	switch {
+	case sys.final && node != "":
+		o.Replicas = []string{sys.Addr(node)}
+	case sys.read == ReadReplica:
+		replicas := sys.Replicas()
+		for i := range replicas {
+			o.Replicas = append(o.Replicas, sys.Addr(replicas[(sys.next+i)%len(replicas)]))
+		}
+		sys.next++
+	}
+	cl := NewClient(o)
+	sys.clients = append(sys.clients, cl)
+	return cl, nil
+}
+
+// waitTimeout is WAIT's timeout for an operation timeout: a second, or
+// half the operation's time when that is shorter.
+func waitTimeout(op time.Duration) time.Duration {
+	if op > 0 && op/2 < time.Second {
+		return max(op/2, time.Millisecond)
+	}
+	return time.Second
+}
+
+// settleBound bounds the wait before the final reads.
+const settleBound = 30 * time.Second
+
+// Settle waits, before the final reads, until the cluster has one primary
+// that every Sentinel names and every replica has caught up with it (an
+// old primary cut off rejoins as a replica once Sentinel reconfigures
+// it). Past the bound the final reads go ahead, with a warning.
+func (sys *System) Settle(ctx context.Context) {
+	start := time.Now()
+	if err := sys.WaitSettled(ctx, settleBound); err != nil {
+		sys.logf("warning: %v; the final reads show what each node has", err)
+	} else if d := time.Since(start); d > time.Second {
+		sys.logf("final reads: waited %v for the replicas to follow primary %s", d.Round(time.Millisecond), sys.Primary())
+	}
+	sys.mu.Lock()
+	sys.final = true
+	sys.mu.Unlock()
+}
+
+// failoverBound bounds the wait for Sentinel to promote a replica.
+const failoverBound = 30 * time.Second
+
+// Failover waits, once the nemesis has cut the primary off, until the
+// Sentinels that can still see each other promote a replica, then heals
+// the partition and waits until Sentinel makes the old primary a replica
+// of the new one. Nothing is killed: the old primary went on taking the
+// writes of the clients still connected to it, and loses them as it
+// resynchronizes.
+func (sys *System) Failover() (nemesis.FailoverResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*failoverBound)
+	defer cancel()
+	old := sys.Primary()
+	var promoted string
+	deadline := time.Now().Add(failoverBound)
+	for promoted == "" {
+		votes := map[string]int{}
+		for _, node := range sys.Nodes() {
+			if node == old {
+				continue // its Sentinel is cut off with it
+			}
+			if v, err := sys.sentinel(ctx, node); err == nil && v.primary != old {
+				votes[v.primary]++
+			}
+		}
+		for node, n := range votes {
+			if n > (len(sys.Nodes())-1)/2 {
+				promoted = node
+			}
+		}
+		if promoted != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nemesis.FailoverResult{}, fmt.Errorf("the Sentinels did not promote a replica within %v of %s being cut off", failoverBound, old)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	res := nemesis.FailoverResult{Promoted: promoted}
+	if err := sys.Heal(); err != nil {
+		return res, err
+	}
+	if err := sys.Poll(ctx, old, failoverBound, 200*time.Millisecond, func() (bool, string) {
+		ri, err := sys.info(ctx, old, "replication")
+		if err != nil {
+			return false, err.Error()
+		}
+		if ri["role"] != "slave" || sys.byIP[ri["master_host"]] != promoted {
+			return false, fmt.Sprintf("%s is %s of %q", old, ri["role"], ri["master_host"])
+		}
+		return true, ""
+	}); err != nil {
+		return res, fmt.Errorf("the old primary %s did not rejoin as a replica of %s: %w", old, promoted, err)
+	}
+	res.Rejoined = old
+	return res, nil
+}
+
+// Lag cuts replica node off from the primary (on), both ways, while
+// clients still reach it: it serves reads from what it had (Redis's
+// replica-serve-stale-data), and catches up when the cut is undone (off).
+func (sys *System) Lag(node string, on bool) error {
+	if !on {
+		return sys.Heal()
+	}
+	p := sys.Primary()
+	if node == p {
+		return fmt.Errorf("lag %s: it is the primary now", node)
+	}
+	return sys.Partition(map[string][]string{node: {p}, p: {node}})
+}
+
+// Info is what test.json records: the cluster, its images, the engine.
+func (sys *System) Info() db.Info {
+	return db.Info{ClusterName: sys.Name(), Images: sys.images, Engine: sys.engine}
+}
+
+// Close closes the clients, saves each node's container log to
+// logDir/<node>.log (when logDir is set) and removes the cluster, unless
+// it is kept.
+func (sys *System) Close(ctx context.Context, logDir string) error {
+	defer sys.c.Close()
+	sys.mu.Lock()
+	for _, cl := range sys.clients {
+		cl.Close()
+	}
+	sys.clients = nil
+	sys.mu.Unlock()
+	return sys.Finish(ctx, logDir, sys.keep, sys.logf)
+}
