@@ -143,7 +143,10 @@ const failoverBound = 30 * time.Second
 func (sys *System) Failover() (nemesis.FailoverResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*failoverBound)
 	defer cancel()
-	old := sys.Primary()
+	old := sys.cutOff()
+	if old == "" {
+		old = sys.Primary()
+	}
 	var promoted string
 	deadline := time.Now().Add(failoverBound)
 	for promoted == "" {
@@ -187,6 +190,19 @@ func (sys *System) Failover() (nemesis.FailoverResult, error) {
 	}
 	res.Rejoined = old
 	return res, nil
+}
+
+// cutOff returns the node the partition in force cuts off from every
+// other one (the primary the nemesis cut off, which by now the Sentinels
+// may no longer name), or "".
+func (sys *System) cutOff() string {
+	g := sys.Grudge()
+	for node, drops := range g {
+		if len(drops) == len(sys.Nodes())-1 {
+			return node
+		}
+	}
+	return ""
 }
 
 // Lag cuts replica node off from the primary (on), both ways, while
