@@ -71,6 +71,7 @@ func TestValidate(t *testing.T) {
 		{"replica reads on one node", Settings{Read: ReadReplica}, db.Common{Backend: db.BackendDocker, Nodes: 1}, "--nodes 2"},
 		{"WAIT for more replicas than exist", Settings{Read: ReadPrimary, Wait: 3}, three, "--redis-wait 3"},
 		{"min replicas beyond the replicas", Settings{Read: ReadPrimary, MinReplicas: 3}, three, "--redis-min-replicas 3"},
+		{"clock", Settings{Read: ReadPrimary}, db.Common{Backend: db.BackendDocker, Nodes: 3, Faults: []string{nemesis.KindClock}}, "libfaketime"},
 		{"failover on two nodes", Settings{Read: ReadPrimary}, db.Common{Backend: db.BackendDocker, Nodes: 2, Faults: []string{nemesis.KindFailover}}, "majority"},
 	} {
 		err := c.s.Validate(c.common)

@@ -95,9 +95,6 @@ type Options struct {
 	// MinReplicas is min-replicas-to-write on every node: a primary
 	// refuses writes while fewer replicas are connected (0: never).
 	MinReplicas int
-	// FakeTime starts every node under libfaketime, so that SetClock can
-	// move the clocks of Redis and its Sentinel.
-	FakeTime bool
 	// Wait bounds the readiness wait; 0 means 60s.
 	Wait time.Duration
 	// Progress receives progress lines; nil discards.
@@ -140,13 +137,9 @@ func Up(ctx context.Context, c *docker.Client, o Options) (rc *Cluster, err erro
 			return nil, err
 		}
 	}
-	var env []string
-	if o.FakeTime {
-		env = docker.FakeTimeEnv()
-	}
 	quorum := o.Nodes/2 + 1
 	cl, err := c.Up(ctx, docker.ClusterSpec{
-		Name: o.Name, DB: Name, Nodes: o.Nodes, Image: o.Image, Port: redisPort, Env: env,
+		Name: o.Name, DB: Name, Nodes: o.Nodes, Image: o.Image, Port: redisPort,
 		Cmd: func(n *docker.Node, nodes []*docker.Node) []string {
 			role := "replica"
 			if n.Name == "n1" {
@@ -155,7 +148,9 @@ func Up(ctx context.Context, c *docker.Client, o Options) (rc *Cluster, err erro
 			return []string{"sh", "-c", nodeScript, "eccheck-redis", role, nodes[0].IP.String(), strconv.Itoa(quorum),
 				strconv.FormatInt(o.DownAfter.Milliseconds(), 10), strconv.FormatInt(o.FailoverTimeout.Milliseconds(), 10), strconv.Itoa(o.MinReplicas)}
 		},
-		Ready: pings, Clock: docker.FakeTimeClock, Wait: o.Wait, Progress: o.Progress,
+		// No clock: libfaketime and Debian's jemalloc-linked
+		// redis-server clash at startup (see Settings.Validate).
+		Ready: pings, Wait: o.Wait, Progress: o.Progress,
 	})
 	if err != nil {
 		return nil, err

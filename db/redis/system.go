@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -57,7 +56,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	image := d.Images[Image.Role]
 	env.Logf("starting Docker cluster %s: redis primary, %d replica(s) and a Sentinel on each node, reads from %s, from %s", d.Name, env.Nodes-1, s.Read, image)
 	rc, err := Up(ctx, d.Client, Options{Name: d.Name, Nodes: env.Nodes, Image: image, Progress: env.Progress, Wait: env.Wait,
-		MinReplicas: s.MinReplicas, FakeTime: s.FakeTime || slices.Contains(env.Faults, nemesis.KindClock)})
+		MinReplicas: s.MinReplicas})
 	if err != nil {
 		d.Client.Close()
 		return nil, fmt.Errorf("start the redis cluster in Docker: %w", err)
