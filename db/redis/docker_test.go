@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -19,21 +18,10 @@ import (
 func upCluster(t *testing.T) (*docker.Client, *Cluster) {
 	t.Helper()
 	c := dockertest.Engine(t)
+	dockertest.Images(t, c, Image, docker.Base)
+	name := dockertest.ClusterName(t, c, "redistest")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	for _, spec := range []docker.ImageSpec{Image, docker.Base} {
-		if _, err := c.Build(ctx, spec, docker.BuildOptions{Progress: dockertest.Writer(t)}); err != nil {
-			t.Fatalf("images/%s: %v", spec.Role, err)
-		}
-	}
-	name := fmt.Sprintf("redistest%d", os.Getpid()%100000)
-	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.Down(dctx, name); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
 	start := time.Now()
 	rc, err := Up(ctx, c, Options{Name: name, Nodes: 3, Progress: dockertest.Writer(t)})
 	if err != nil {

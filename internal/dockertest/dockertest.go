@@ -99,3 +99,31 @@ func Eventually(d time.Duration, f func() error) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Images builds each image of specs that does not exist yet (once per
+// machine, under the build lock), with its progress in t's log.
+func Images(t testing.TB, c *docker.Client, specs ...docker.ImageSpec) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, spec := range specs {
+		if _, err := c.Build(ctx, spec, docker.BuildOptions{Progress: Writer(t)}); err != nil {
+			t.Fatalf("images/%s: %v", spec.Role, err)
+		}
+	}
+}
+
+// ClusterName returns a cluster name for a test, prefix and this
+// process's id, and removes that cluster when the test ends.
+func ClusterName(t testing.TB, c *docker.Client, prefix string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Down(ctx, name); err != nil {
+			t.Errorf("down %s: %v", name, err)
+		}
+	})
+	return name
+}
