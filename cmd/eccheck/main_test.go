@@ -211,6 +211,9 @@ func TestTestFlagsRefusedBeforeAnyWork(t *testing.T) {
 		{"--workload queue", "--workload"},
 		{"--nemesis-cycles 2 --nemesis none", "--nemesis-cycles 2 counts faults"},
 		{"--nemesis-cycles -1", "--nemesis-cycles -1"},
+		{"--partition-shapes isolate --nemesis clock", "--partition-shapes isolate: the shapes of partitions; add partition to --nemesis"},
+		{"--partition-shapes square --nemesis partition", `unknown partition shape "square"`},
+		{"--partition-shapes ring --nemesis partition --nodes 2 --mode raft", "partition ring needs at least 3 nodes"},
 	} {
 		t.Run("flags/"+tc.args+"/usage error, nothing written", func(t *testing.T) {
 			if tc.want == "" {

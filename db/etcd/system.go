@@ -129,8 +129,13 @@ func (sys *System) Settle(ctx context.Context) {
 	}
 	for _, node := range sys.Nodes() {
 		start := time.Now()
-		err := sys.Poll(ctx, node, time.Until(deadline(ctx)), 50*time.Millisecond, func() (bool, string) {
-			rev, err := appliedRevision(ctx, sys.Addr(node))
+		member, err := newEtcd([]string{sys.Addr(node)})
+		if err != nil {
+			sys.logf("warning: final reads of %s: %v", node, err)
+			continue
+		}
+		err = sys.Poll(ctx, node, time.Until(deadline(ctx)), 50*time.Millisecond, func() (bool, string) {
+			rev, err := appliedRevision(ctx, member)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -139,6 +144,7 @@ func (sys *System) Settle(ctx context.Context) {
 			}
 			return true, ""
 		})
+		member.Close()
 		switch {
 		case err != nil:
 			sys.logf("warning: etcd member %s had not applied revision %d within %v; its final reads show what it has: %v", node, target, settleBound, err)
@@ -154,14 +160,9 @@ func deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// appliedRevision is the revision the member at addr has applied: the
-// header of a serializable read, which the member answers alone.
-func appliedRevision(ctx context.Context, addr string) (int64, error) {
-	cli, err := newEtcd([]string{addr})
-	if err != nil {
-		return 0, err
-	}
-	defer cli.Close()
+// appliedRevision is the revision the member cli is bound to has applied:
+// the header of a serializable read, which the member answers alone.
+func appliedRevision(ctx context.Context, cli *clientv3.Client) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	res, err := cli.Get(cctx, "eccheck/settle", clientv3.WithSerializable())

@@ -75,6 +75,9 @@ type Client struct {
 	primary  goredis.UniversalClient
 	replicas []*goredis.Client
 	next     int
+	// primaryNode names the node of a fixed Primary; through Sentinel it
+	// is "" (go-redis does not say which server answered).
+	primaryNode string
 }
 
 // quiet discards go-redis's own log lines (Sentinel discovery, each new
@@ -110,6 +113,7 @@ func NewClient(o ClientOptions) *Client {
 	}
 	c := &Client{opts: o}
 	if o.Primary != "" {
+		c.primaryNode = c.node(o.Primary)
 		c.primary = goredis.NewClient(baseOptions(&goredis.Options{Addr: o.Primary}))
 	} else {
 		c.primary = goredis.NewFailoverClient(&goredis.FailoverOptions{
@@ -165,7 +169,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 // reader returns the client of the next read and the node it reads.
 func (c *Client) reader() (goredis.Cmdable, string) {
 	if len(c.replicas) == 0 {
-		return c.primary, c.primaryNode()
+		return c.primary, c.primaryNode
 	}
 	r := c.replicas[c.next%len(c.replicas)]
 	c.next++
@@ -179,15 +183,6 @@ func (c *Client) node(addr string) string {
 	return c.opts.NodeOf(addr)
 }
 
-// primaryNode names the primary's node when the client has a fixed one;
-// through Sentinel it is "" (the history then leaves the node out).
-func (c *Client) primaryNode() string {
-	if cl, ok := c.primary.(*goredis.Client); ok && c.opts.Primary != "" {
-		return c.node(cl.Options().Addr)
-	}
-	return ""
-}
-
 // exec runs op and returns what a read returned and the node it ran on.
 func (c *Client) exec(ctx context.Context, op history.Op, key string) (history.Value, string, error) {
 	kind := workload.Kind(c.opts.Workload)
@@ -196,7 +191,7 @@ func (c *Client) exec(ctx context.Context, op history.Op, key string) (history.V
 		v, err := c.read(ctx, r, kind, key)
 		return v, node, err
 	}
-	node := c.primaryNode()
+	node := c.primaryNode
 	var err error
 	switch {
 	case kind == workload.Register && op.F == "write":
@@ -214,12 +209,9 @@ func (c *Client) exec(ctx context.Context, op history.Op, key string) (history.V
 		err = c.write(ctx, func(pipe goredis.Pipeliner) {
 			res = casScript.Eval(ctx, pipe, []string{registerPrefix + key}, old.String(), nv.String(), isNil)
 		})
-		if res != nil && res.Err() == nil {
-			if n, _ := res.Int(); n == 0 && err == nil {
-				err = errNoMatch
-			} else if n == 0 && errors.Is(err, errWait) {
-				err = errNoMatch // nothing was written, replicated or not
-			}
+		// A script that wrote nothing failed, whatever WAIT saw.
+		if n, rerr := res.Int(); rerr == nil && n == 0 && (err == nil || errors.Is(err, errWait)) {
+			err = errNoMatch
 		}
 	case kind == workload.Set && op.F == "add":
 		err = c.write(ctx, func(pipe goredis.Pipeliner) { pipe.SAdd(ctx, setPrefix+key, op.Value.String()) })
