@@ -19,6 +19,7 @@ const (
 	KindPause     = "pause"
 	KindFailover  = "failover"
 	KindLag       = "lag"
+	KindCrash     = "crash"
 )
 
 // kind is one kind of fault: how the nemesis checks that a cluster can take
@@ -51,7 +52,7 @@ type kind interface {
 }
 
 // kinds lists every fault kind, in the order error messages name them.
-var kinds = []kind{partitionKind{}, clockKind{}, killKind, pauseKind, failoverKind{}, lagKind{}}
+var kinds = []kind{partitionKind{}, clockKind{}, killKind, pauseKind, failoverKind{}, lagKind{}, crashKind{}}
 
 // Kinds returns the names of every fault kind.
 func Kinds() []string {
@@ -129,7 +130,8 @@ func ParseFaults(s string) ([]string, error) {
 // Step is one fault of the schedule: what [Nemesis.Run] starts, keeps in
 // force for one [Options.Interval], then stops.
 type Step struct {
-	// Kind is "partition", "clock", "kill", "pause", "failover" or "lag".
+	// Kind is "partition", "clock", "kill", "pause", "failover", "lag"
+	// or "crash".
 	Kind string
 	// Desc describes the fault for people, as [Nemesis.Active] shows it:
 	// "partition isolate n2", "clock n1 -3.2s", "kill n2,n4".
@@ -145,7 +147,8 @@ type Step struct {
 	Grudge map[string][]string
 	// Nodes are the nodes the fault is about: the isolated, deaf or bridge
 	// node of a partition, the smaller half of halves (none for a ring),
-	// the node whose clock moves, the nodes killed or paused.
+	// the node whose clock moves, the nodes killed or paused (every node
+	// for a crash).
 	Nodes []string
 	// Offset is the clock offset a clock fault sets (a strobe flips between
 	// zero and Offset); a whole number of milliseconds, never zero.

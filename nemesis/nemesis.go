@@ -1,8 +1,9 @@
 // Package nemesis injects faults into a cluster on a schedule and heals
 // them: network partitions of several shapes (random halves, one node
 // isolated, a majorities ring, a bridge, a one-way cut), clock bumps and
-// strobes, killed and restarted nodes, paused and resumed nodes, and, on
-// clusters that have them, failovers of a primary and replicas that lag.
+// strobes, killed and restarted nodes, paused and resumed nodes, the whole
+// cluster crashed at once and restarted, and, on clusters that have them,
+// failovers of a primary and replicas that lag.
 //
 // Each kind of fault is a file of its own (partition.go, clock.go, ...).
 // The schedule is a pure function of a seed and the node list, so one seed

@@ -10,6 +10,7 @@ import (
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/db/etcd"
+	"github.com/eccheck/eccheck/db/galera"
 	"github.com/eccheck/eccheck/db/postgres"
 	"github.com/eccheck/eccheck/db/redis"
 	"github.com/eccheck/eccheck/docker"
@@ -23,6 +24,7 @@ var systems = []db.DB{
 	postgres.DB{},
 	etcd.DB{},
 	redis.DB{},
+	galera.DB{},
 }
 
 // systemNames lists the systems' names.
