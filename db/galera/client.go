@@ -50,7 +50,24 @@ type ClientOptions struct {
 type Client struct {
 	opts        ClientOptions
 	write, read *sql.DB
+	// refused is when the last operation found its node unreachable or
+	// not ready (zero otherwise): the next one waits until
+	// refusedBackoff has passed, so that a worker whose node is down
+	// does not spin.
+	refused time.Time
 }
+
+// refusedBackoff is the least time between two operations of a client
+// whose node refused the last one.
+const refusedBackoff = 100 * time.Millisecond
+
+// quiet discards go-sql-driver's own log lines (a connection lost under
+// a fault): the history and the run's progress say what matters.
+type quiet struct{}
+
+func (quiet) Print(...any) {}
+
+func init() { mysql.SetLogger(quiet{}) }
 
 // NewClient makes a client; it connects lazily.
 func NewClient(o ClientOptions) (*Client, error) {
@@ -115,6 +132,12 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	if wait := refusedBackoff - time.Since(c.refused); !c.refused.IsZero() && wait > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 	read := op.F == "read"
 	var v history.Value
 	var err error
@@ -126,6 +149,10 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 		err = c.exec(ctx, op, key)
 	}
 	done.Type, done.Error = Classify(err, read)
+	c.refused = time.Time{}
+	if unavailable(err) {
+		c.refused = time.Now()
+	}
 	if done.Type == history.OK && read {
 		done.Value = v
 	}
@@ -254,6 +281,14 @@ func isDuplicate(err error) bool {
 // access, unknown table, column or database, bad syntax.
 var refused = []uint16{erLockDeadlock, erLockWaitTimeout, erUnknownCom, erDupEntry,
 	1290, 1792, 1040, 1044, 1045, 1046, 1049, 1054, 1064, 1146}
+
+// unavailable says whether err is a node that could not be reached or
+// does not take queries (outside the primary component).
+func unavailable(err error) bool {
+	var me *mysql.MySQLError
+	var op *net.OpError
+	return errors.As(err, &me) && me.Number == erUnknownCom || errors.Is(err, driver.ErrBadConn) || errors.As(err, &op) && op.Op == "dial"
+}
 
 // Classify decides the type of a completed operation from its error:
 //

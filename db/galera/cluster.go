@@ -49,7 +49,9 @@ var Image = docker.ImageSpec{
 //   - new: the first start of the first node: it bootstraps a new cluster
 //     (--wsrep-new-cluster) and creates eccheck's account and database;
 //   - join (every other start): it joins the cluster at the nodes'
-//     addresses, by incremental or full state transfer (rsync);
+//     addresses, by incremental or full state transfer (rsync); after a
+//     crash it first recovers its position, as below, so that an
+//     incremental transfer can do;
 //   - recover: after every node crashed, it prints the position InnoDB
 //     recovered (--wsrep-recover) as "eccheck-recovered: UUID:SEQNO" and
 //     exits, as the operator's galera_recovery does;
@@ -83,6 +85,18 @@ set -- --user=mysql --bind-address=0.0.0.0 --port=3306 --skip-name-resolve --max
   --wsrep-sync-wait="$syncwait" \
   --binlog-format=ROW --default-storage-engine=InnoDB --innodb-autoinc-lock-mode=2 \
   --innodb-flush-log-at-trx-commit="$flush"
+recover() {
+  rm -f "$E/recover.log"
+  mariadbd "$@" --wsrep-recover --log-error="$E/recover.log" || true
+  cat "$E/recover.log"
+  pos=$(sed -n 's/.*Recovered position: *\([^ ]*\).*/\1/p' "$E/recover.log" | tail -n 1)
+  if [ -n "$pos" ]; then echo "$pos" >"$E/galera-position"; fi
+}
+# A node that crashed (grastate.dat's seqno -1) finds its position first,
+# so that it joins by incremental state transfer rather than a full one.
+if [ "$mode" = join ] && [ ! -s "$E/galera-position" ] && grep -q '^seqno: *-1' "$D/grastate.dat" 2>/dev/null; then
+  recover "$@"
+fi
 if [ "$mode" != recover ] && [ -s "$E/galera-position" ]; then
   set -- "$@" --wsrep-start-position="$(cat "$E/galera-position")"
   rm -f "$E/galera-position"
@@ -96,11 +110,7 @@ new)
     "CREATE DATABASE IF NOT EXISTS ` + Database + `;" >"$E/init.sql"
   exec mariadbd "$@" --wsrep-new-cluster --init-file="$E/init.sql" ;;
 recover)
-  rm -f "$E/recover.log"
-  mariadbd "$@" --wsrep-recover --log-error="$E/recover.log" || true
-  cat "$E/recover.log"
-  pos=$(sed -n 's/.*Recovered position: *\([^ ]*\).*/\1/p' "$E/recover.log" | tail -n 1)
-  if [ -n "$pos" ]; then echo "$pos" >"$E/galera-position"; fi
+  recover "$@"
   echo "eccheck-recovered: ${pos:-none}"
   exit 0 ;;
 bootstrap)
