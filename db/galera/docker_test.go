@@ -84,7 +84,9 @@ func (w worker) eventually(key string, want history.Value) {
 
 type readErr struct{ op history.Op }
 
-func (e *readErr) Error() string { return e.op.Type.String() + " " + e.op.Value.String() + " " + e.op.Error }
+func (e *readErr) Error() string {
+	return e.op.Type.String() + " " + e.op.Value.String() + " " + e.op.Error
+}
 
 // TestCluster brings up three nodes and drives the client through every
 // workload on every node, then through each fault by construction: a
