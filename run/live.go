@@ -2,12 +2,14 @@ package run
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -342,6 +344,43 @@ func (l *Live) Bandwidth(node, rate string) (string, error) {
 		return "removed the bandwidth limit of " + node, nil
 	}
 	return fmt.Sprintf("limited %s's outgoing bandwidth to %s", node, rate), nil
+}
+
+// Crash kills every node at once, as a power cut of the whole cluster
+// would (what a node kept only in memory is gone).
+func (l *Live) Crash() (string, error) {
+	nodes := l.Cluster.Nodes()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		wg.Go(func() { errs[i] = l.Cluster.Kill(node) })
+	}
+	wg.Wait()
+	return "killed every node at once: " + strings.Join(nodes, ", "), errors.Join(errs...)
+}
+
+// Restart brings back a cluster whose every node was killed: the
+// system's own way when it has one (Galera recovers each node's position
+// and bootstraps from the most advanced), else node by node.
+func (l *Live) Restart() (string, error) {
+	if r, ok := l.System.(nemesis.Restarter); ok {
+		res, err := r.RestartAll()
+		if err != nil {
+			return "", err
+		}
+		js, err := json.Marshal(res)
+		if err != nil {
+			return "", err
+		}
+		return "restarted the " + l.Cluster.DB() + " way: " + string(js), nil
+	}
+	nodes := l.Cluster.Nodes()
+	for _, node := range nodes {
+		if err := l.Cluster.Start(node); err != nil {
+			return "", err
+		}
+	}
+	return "started every node: " + strings.Join(nodes, ", "), nil
 }
 
 // Failover replaces the primary, promoting to (the system's choice when

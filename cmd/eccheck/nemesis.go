@@ -29,7 +29,10 @@ for one peer) the system's own transport hook (ecstore has one), which the
 output says. 'heal' removes all of these. Clock offsets go through the
 file the system's nodes read (ecstore's clock file, or libfaketime's for C
 programs started with it); kill, start, pause and resume through the Engine
-API; 'failover' and 'rejoin' are for systems with a primary to replace.
+API; 'crash' kills every node at once and 'restart' brings the cluster
+back the way its operators do (Galera: each node's position recovered, the
+most advanced one bootstrapped); 'failover' and 'rejoin' are for systems
+with a primary to replace.
 
 A partition is not remembered between commands: a node started with
 'eccheck nemesis start' comes back without its rules (heal, then partition
@@ -113,6 +116,8 @@ network namespace. Give either --shape or --grudge:
 		nodeCmd("start", "Start a killed node and wait until it answers"),
 		nodeCmd("pause", "Freeze a node (cgroup freezer)"),
 		nodeCmd("resume", "Unfreeze a paused node"),
+		live("crash", "Kill every node at once (a whole-cluster crash)", "", nil, nil, (*run.Live).Crash),
+		live("restart", "Start a crashed cluster again: the system's own way (Galera: from the most advanced node), else node by node", "", nil, nil, (*run.Live).Restart),
 		live("delay", "Delay a node's messages to one peer or to all (--ms 0 removes)",
 			`Delay slows a node's outgoing messages: through tc netem when the kernel has
 sch_netem and no --peer is given; otherwise through the system's own

@@ -61,12 +61,13 @@ func TestNightlyWorkflow(t *testing.T) {
 	}
 
 	// Each matrix command line, joined over its continuation lines: the
-	// in-process ecstore card, the Postgres, etcd and Redis cards.
+	// in-process ecstore card, the Postgres, etcd, Redis and Galera cards.
 	for _, run := range []struct{ card, db, expect string }{
 		{"card.md", "ecstore", ".github/chaos-expect.txt"},
 		{"card-postgres.md", "postgres", ".github/chaos-expect-postgres.txt"},
 		{"card-etcd.md", "etcd", ".github/chaos-expect-etcd.txt"},
 		{"card-redis.md", "redis", ".github/chaos-expect-redis.txt"},
+		{"card-galera.md", "galera", ".github/chaos-expect-galera.txt"},
 	} {
 		m := regexp.MustCompile(`\n *bin/eccheck matrix ([^#]*?)> ` + regexp.QuoteMeta(run.card)).FindStringSubmatch(wf)
 		if m == nil {
