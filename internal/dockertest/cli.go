@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/results"
 	"github.com/eccheck/eccheck/run"
 )
@@ -186,4 +187,78 @@ func ShortID() string {
 	var b [4]byte
 	crand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Run describes an end-to-end run of a system in Docker and what it must
+// leave: the system (--db), the keys test.json must record among its
+// settings, and text every node's saved log must hold.
+type Run struct {
+	DB       string
+	Settings []string
+	LogMarks []string
+	// Nodes are the nodes whose logs are checked; nil means n1 to n3.
+	Nodes []string
+}
+
+// RunSystem runs `eccheck test --cluster docker --db r.DB` with args under
+// a cluster name of its own (removed at the end whatever happens), then
+// checks test.json (the system, r.Settings and the engine recorded), the
+// node logs saved in the run directory and that nothing of the cluster
+// was left behind. It returns the exit code, the report, test.json and
+// the history.
+func RunSystem(t testing.TB, r Run, args ...string) (int, results.Report, run.Config, history.History) {
+	t.Helper()
+	c := Engine(t)
+	name := "e2e-" + r.DB + "-" + ShortID()
+	t.Cleanup(func() { c.Down(context.Background(), name) })
+	code, rep, dir := Test(t, append([]string{"--cluster", "docker", "--cluster-name", name, "--db", r.DB}, args...)...)
+	cfg, err := run.ReadConfig(dir)
+	if err != nil || cfg.DB != r.DB {
+		t.Errorf("%s/test.json/db recorded: %v, %+v", r.DB, err, cfg)
+	}
+	for _, k := range r.Settings {
+		if cfg.Settings[k] == nil {
+			t.Errorf("%s/test.json/%s recorded: %+v", r.DB, k, cfg.Settings)
+		}
+	}
+	CheckEngineRecorded(t, cfg)
+	nodes := r.Nodes
+	if nodes == nil {
+		nodes = []string{"n1", "n2", "n3"}
+	}
+	for _, n := range nodes {
+		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
+		for _, mark := range r.LogMarks {
+			if err != nil || !strings.Contains(string(b), mark) {
+				t.Errorf("%s/node log %s/saved with %q: %v, %d bytes", r.DB, n, mark, err, len(b))
+			}
+		}
+	}
+	if left := Leftovers(t, c, name); len(left) > 0 {
+		t.Errorf("%s/teardown/nothing left: %s", r.DB, strings.Join(left, "; "))
+	}
+	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, rep, cfg, h
+}
+
+// Window returns h's first start-KIND fault and the stop-KIND after it,
+// failing the test when either is missing or carries an error (the fault
+// was not carried out, so nothing can be shown).
+func Window(t testing.TB, h history.History, kind string) (start, stop history.Op) {
+	t.Helper()
+	for _, op := range history.Faults(h) {
+		switch {
+		case op.F == "start-"+kind && start.F == "":
+			start = op
+		case op.F == "stop-"+kind && start.F != "" && stop.F == "":
+			stop = op
+		}
+	}
+	if start.F == "" || stop.F == "" || start.Error != "" || stop.Error != "" {
+		t.Fatalf("%s/setup: the history has no %s carried out: %+v, %+v", kind, kind, start, stop)
+	}
+	return start, stop
 }

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,39 +10,19 @@ import (
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/results"
-	"github.com/eccheck/eccheck/run"
 )
 
 // TestMain labels what these tests create with this process and sweeps
 // what killed test runs left.
 func TestMain(m *testing.M) { dockertest.Main(m) }
 
-// runEtcd runs eccheck test --db etcd under a cluster name of its own and
-// checks test.json, the saved member logs and that nothing was left
-// behind. It returns the exit code, the report and the history.
+// runEtcd runs eccheck test --db etcd with --etcd-read read (see
+// [dockertest.RunSystem]).
 func runEtcd(t *testing.T, read string, args ...string) (int, results.Report, history.History) {
 	t.Helper()
-	c := dockertest.Engine(t)
-	name := "e2e-etcd-" + dockertest.ShortID()
-	t.Cleanup(func() { c.Down(context.Background(), name) })
-	code, rep, dir := dockertest.Test(t, append([]string{"--cluster", "docker", "--cluster-name", name, "--db", "etcd", "--etcd-read", read}, args...)...)
-	cfg, err := run.ReadConfig(dir)
-	if err != nil || cfg.DB != "etcd" || cfg.Settings["etcd_read"] != read {
-		t.Errorf("etcd/test.json/db and etcd_read %s recorded: %v, %+v", read, err, cfg)
-	}
-	dockertest.CheckEngineRecorded(t, cfg)
-	for _, n := range []string{"n1", "n2", "n3"} {
-		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
-		if err != nil || !strings.Contains(string(b), "etcd") {
-			t.Errorf("etcd/member log %s/saved: %v, %d bytes", n, err, len(b))
-		}
-	}
-	if left := dockertest.Leftovers(t, c, name); len(left) > 0 {
-		t.Errorf("etcd/teardown/nothing left: %s", strings.Join(left, "; "))
-	}
-	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil {
-		t.Fatal(err)
+	code, rep, cfg, h := dockertest.RunSystem(t, dockertest.Run{DB: "etcd", LogMarks: []string{"etcd"}}, append([]string{"--etcd-read", read}, args...)...)
+	if cfg.Settings["etcd_read"] != read {
+		t.Errorf("etcd/test.json/etcd_read %s recorded: %+v", read, cfg.Settings)
 	}
 	return code, rep, h
 }

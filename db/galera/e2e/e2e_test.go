@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,59 +9,18 @@ import (
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/results"
-	"github.com/eccheck/eccheck/run"
 )
 
 // TestMain labels what these tests create with this process and sweeps
 // what killed test runs left.
 func TestMain(m *testing.M) { dockertest.Main(m) }
 
-// runGalera runs eccheck test --db galera under a cluster name of its own
-// and checks test.json, the saved node logs and that nothing was left
-// behind. It returns the exit code, the report and the history.
+// runGalera runs eccheck test --db galera (see [dockertest.RunSystem]).
 func runGalera(t *testing.T, args ...string) (int, results.Report, history.History) {
 	t.Helper()
-	c := dockertest.Engine(t)
-	name := "e2e-galera-" + dockertest.ShortID()
-	t.Cleanup(func() { c.Down(context.Background(), name) })
-	code, rep, dir := dockertest.Test(t, append([]string{"--cluster", "docker", "--cluster-name", name, "--db", "galera"}, args...)...)
-	cfg, err := run.ReadConfig(dir)
-	if err != nil || cfg.DB != "galera" || cfg.Settings["galera_read"] == nil || cfg.Settings["galera_sync_wait"] == nil || cfg.Settings["galera_flush_log"] == nil {
-		t.Errorf("galera/test.json/db and settings recorded: %v, %+v", err, cfg)
-	}
-	dockertest.CheckEngineRecorded(t, cfg)
-	for _, n := range []string{"n1", "n2", "n3"} {
-		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
-		if err != nil || !strings.Contains(string(b), "WSREP") || !strings.Contains(string(b), "ready for connections") {
-			t.Errorf("galera/node log %s/saved with MariaDB's lines: %v, %d bytes", n, err, len(b))
-		}
-	}
-	if left := dockertest.Leftovers(t, c, name); len(left) > 0 {
-		t.Errorf("galera/teardown/nothing left: %s", strings.Join(left, "; "))
-	}
-	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, rep, _, h := dockertest.RunSystem(t, dockertest.Run{DB: "galera", Settings: []string{"galera_read", "galera_sync_wait", "galera_flush_log"},
+		LogMarks: []string{"WSREP", "ready for connections"}}, args...)
 	return code, rep, h
-}
-
-// window returns the first start-KIND fault and the stop-KIND after it,
-// failing the test when either is missing or carries an error.
-func window(t *testing.T, h history.History, kind string) (start, stop history.Op) {
-	t.Helper()
-	for _, op := range history.Faults(h) {
-		switch {
-		case op.F == "start-"+kind && start.F == "":
-			start = op
-		case op.F == "stop-"+kind && start.F != "" && stop.F == "":
-			stop = op
-		}
-	}
-	if start.F == "" || stop.F == "" || start.Error != "" || stop.Error != "" {
-		t.Fatalf("galera/%s/setup: the history has no %s carried out: %+v, %+v", kind, kind, start, stop)
-	}
-	return start, stop
 }
 
 // lagRun runs the session workload with reads on the next node while the
@@ -79,7 +35,7 @@ func lagRun(t *testing.T, interval time.Duration, args ...string) (int, results.
 	t.Helper()
 	code, rep, h := runGalera(t, append([]string{"--galera-read", "other", "--workload", "session", "--nemesis", "lag", "--nemesis-cycles", "1",
 		"--nemesis-interval", interval.String(), "--time-limit", "5m", "--rate", "300", "--seed", "3"}, args...)...)
-	start, _ := window(t, h, "lag")
+	start, _ := dockertest.Window(t, h, "lag")
 	var lagged string
 	if err := json.Unmarshal([]byte(start.Value.String()), &struct{ Node *string }{&lagged}); err != nil || lagged == "" {
 		t.Fatalf("galera/lag/setup: start-lag value %s names no node: %v", start.Value, err)
@@ -151,7 +107,7 @@ func TestCausalReadsSeeOwnWrites(t *testing.T) {
 func TestPartitionedNodeRefuses(t *testing.T) {
 	code, rep, h := runGalera(t, "--workload", "set", "--nemesis", "partition", "--partition-shapes", "isolate", "--nemesis-cycles", "1",
 		"--nemesis-interval", "12s", "--time-limit", "5m", "--rate", "300", "--seed", "3")
-	start, stop := window(t, h, "partition")
+	start, stop := dockertest.Window(t, h, "partition")
 	var cut string
 	for node, drops := range grudge(t, start) {
 		if len(drops) == 2 {
@@ -207,7 +163,7 @@ func crashRun(t *testing.T, flush string) (int, results.Report, int64) {
 	t.Helper()
 	code, rep, h := runGalera(t, "--workload", "set", "--galera-flush-log", flush, "--nemesis", "crash", "--nemesis-cycles", "1",
 		"--nemesis-interval", "5s", "--time-limit", "5m", "--rate", "500", "--seed", "5")
-	start, stop := window(t, h, "crash")
+	start, stop := dockertest.Window(t, h, "crash")
 	var c crashed
 	if err := json.Unmarshal([]byte(stop.Value.String()), &c); err != nil || len(c.Positions) != 3 || c.Bootstrapped == "" {
 		t.Fatalf("galera/crash/restart recorded: %s: %v", stop.Value, err)

@@ -1,50 +1,24 @@
 package e2e
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/results"
-	"github.com/eccheck/eccheck/run"
 )
 
 // TestMain labels what these tests create with this process and sweeps
 // what killed test runs left.
 func TestMain(m *testing.M) { dockertest.Main(m) }
 
-// runRedis runs eccheck test --db redis under a cluster name of its own
-// and checks test.json, the saved node logs (Redis's and its Sentinel's)
-// and that nothing was left behind. It returns the exit code, the report
-// and the history.
+// runRedis runs eccheck test --db redis (see [dockertest.RunSystem]): the
+// node logs hold Redis's and its Sentinel's lines.
 func runRedis(t *testing.T, args ...string) (int, results.Report, history.History) {
 	t.Helper()
-	c := dockertest.Engine(t)
-	name := "e2e-redis-" + dockertest.ShortID()
-	t.Cleanup(func() { c.Down(context.Background(), name) })
-	code, rep, dir := dockertest.Test(t, append([]string{"--cluster", "docker", "--cluster-name", name, "--db", "redis"}, args...)...)
-	cfg, err := run.ReadConfig(dir)
-	if err != nil || cfg.DB != "redis" || cfg.Settings["redis_read"] == nil {
-		t.Errorf("redis/test.json/db and redis_read recorded: %v, %+v", err, cfg)
-	}
-	dockertest.CheckEngineRecorded(t, cfg)
-	for _, n := range []string{"n1", "n2", "n3"} {
-		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
-		if err != nil || !strings.Contains(string(b), "Ready to accept connections") || !strings.Contains(string(b), "Sentinel ID") {
-			t.Errorf("redis/node log %s/saved with Redis's and Sentinel's lines: %v, %d bytes", n, err, len(b))
-		}
-	}
-	if left := dockertest.Leftovers(t, c, name); len(left) > 0 {
-		t.Errorf("redis/teardown/nothing left: %s", strings.Join(left, "; "))
-	}
-	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, rep, _, h := dockertest.RunSystem(t, dockertest.Run{DB: "redis", Settings: []string{"redis_read"},
+		LogMarks: []string{"Ready to accept connections", "Sentinel ID"}}, args...)
 	return code, rep, h
 }
 
@@ -56,24 +30,6 @@ func allValid(t *testing.T, what string, rep results.Report) {
 			t.Errorf("%s/%s: %s: %s", what, r.Checker, r.Verdict, r.Summary)
 		}
 	}
-}
-
-// window returns the first start-KIND fault and the stop-KIND after it,
-// failing the test when either is missing or carries an error.
-func window(t *testing.T, h history.History, kind string) (start, stop history.Op) {
-	t.Helper()
-	for _, op := range history.Faults(h) {
-		switch {
-		case op.F == "start-"+kind && start.F == "":
-			start = op
-		case op.F == "stop-"+kind && start.F != "" && stop.F == "":
-			stop = op
-		}
-	}
-	if start.F == "" || stop.F == "" || start.Error != "" || stop.Error != "" {
-		t.Fatalf("redis/%s/setup: the history has no %s carried out: %+v, %+v", kind, kind, start, stop)
-	}
-	return start, stop
 }
 
 // Every read on the primary, no faults: linearizable, nothing lost, the
@@ -94,7 +50,7 @@ func TestPrimaryReadsValid(t *testing.T) {
 func TestReplicaReadsStale(t *testing.T) {
 	code, rep, h := runRedis(t, "--redis-read", "replica", "--workload", "session", "--nemesis", "lag", "--nemesis-cycles", "1",
 		"--nemesis-interval", "3s", "--time-limit", "5m", "--rate", "2000", "--seed", "3")
-	start, stop := window(t, h, "lag")
+	start, stop := dockertest.Window(t, h, "lag")
 	lagged := start.Value.String()
 	ops := history.Pair(h)
 	stale := 0
@@ -132,7 +88,7 @@ func failoverAdds(t *testing.T, args ...string) (code int, rep results.Report, a
 	t.Helper()
 	code, rep, h := runRedis(t, append([]string{"--redis-read", "primary", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1",
 		"--nemesis-interval", "3s", "--time-limit", "5m", "--rate", "2000", "--seed", "3"}, args...)...)
-	cut, failover := window(t, h, "failover")
+	cut, failover := dockertest.Window(t, h, "failover")
 	if !strings.Contains(failover.Value.String(), `"promoted":`) || !strings.Contains(failover.Value.String(), `"rejoined":`) {
 		t.Fatalf("redis/failover/setup: no promotion and rejoin: %s", failover.Value)
 	}
