@@ -20,10 +20,16 @@ const (
 	WorkloadSet      Workload = "set"      // add elements, read the whole set
 	WorkloadCounter  Workload = "counter"  // add deltas, read the total
 	WorkloadKV       Workload = "kv"       // get, put and append strings on keys (Porcupine's and Jepsen's kv tests)
+	// WorkloadListAppend is transactions (f txn) of appends to lists and
+	// reads of them, as Elle's list-append writes them.
+	WorkloadListAppend Workload = "list-append"
+	// WorkloadRWRegister is transactions of writes and reads of
+	// registers; eccheck does not check it yet.
+	WorkloadRWRegister Workload = "rw-register"
 )
 
 // Workloads lists the workloads in the order help text shows them.
-var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV}
+var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend}
 
 // Fs returns the operation functions the checkers of workload w
 // understand; an operation with any other f is not checked by them.
@@ -35,8 +41,21 @@ func (w Workload) Fs() []string {
 		return []string{FAdd, FRead}
 	case WorkloadKV:
 		return []string{FGet, FPut, FAppend}
+	case WorkloadListAppend:
+		return []string{FTxn}
 	}
 	return nil
+}
+
+// UnderstoodOp reports whether some workload's checkers understand op: its
+// function, and for a transaction, its micro-operations (rw-register ones
+// are not checked yet).
+func UnderstoodOp(op history.Operation) bool {
+	if op.F == FTxn {
+		k, err := txnKind([]history.Operation{op})
+		return err == nil && k != WorkloadRWRegister
+	}
+	return Understood(op.F)
 }
 
 // Understood reports whether some workload's checkers understand
@@ -75,9 +94,11 @@ func joinWorkloads() string {
 // makes it a register; adds with list-valued reads (or no reads) a set; adds
 // with integer reads a counter; reads alone a register.
 func InferWorkload(ops []history.Operation) (Workload, error) {
-	var writes, adds, listReads, intReads, reads, kv int
+	var writes, adds, listReads, intReads, reads, kv, txns int
 	for _, o := range ops {
 		switch o.F {
+		case FTxn:
+			txns++
 		case FGet, FPut, FAppend:
 			kv++
 		case FWrite, FCAS:
@@ -98,6 +119,17 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 		}
 	}
 	switch {
+	case txns > 0 && kv+writes+adds+reads > 0:
+		return "", fmt.Errorf("the history mixes transactions (%d) with single-key operations (%d); check them apart", txns, kv+writes+adds+reads)
+	case txns > 0:
+		k, err := txnKind(ops)
+		if err != nil {
+			return "", err
+		}
+		if k == "" {
+			k = WorkloadListAppend // reads only: nothing tells them apart
+		}
+		return k, nil
 	case kv > 0 && writes+adds+reads > 0:
 		return "", fmt.Errorf("the history mixes kv get/put/append (%d) with register or set operations (%d); name the workload with --workload", kv, writes+adds+reads)
 	case kv > 0:
@@ -160,6 +192,8 @@ var all = []Checker{
 		Doc: "how long after a write finished reads still returned older values (ms)"},
 	{Name: NameCounter, Workloads: []Workload{WorkloadCounter}, Run: Counter, Fs: []string{FAdd, FRead},
 		Doc: "every read lies within what acknowledged and possibly-applied adds allow"},
+	{Name: NameTransactional, Workloads: []Workload{WorkloadListAppend}, Run: Transactional, Fs: []string{FTxn}, Card: "transactional",
+		Doc: "no transaction read a state that the consistency model rules out: dependency cycles (G0, G1c, G-single, G-nonadjacent, G2-item) and aborted, intermediate, duplicate, garbage or out-of-order reads (list-append)"},
 }
 
 // linearizableAny is the linearizable checker of either workload it fits:

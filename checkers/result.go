@@ -148,6 +148,12 @@ type Options struct {
 	// drawings of different histories in one directory stay apart:
 	// VizPrefix + "linearizable-<key>.html".
 	VizPrefix string
+	// ConsistencyModel is what the transactional checker holds
+	// transactions to (see [Models]); empty means strict-serializable.
+	ConsistencyModel string
+	// CycleBudget bounds the node visits of the transactional checker's
+	// cycle searches; past it the verdict is unknown. 0 means 20 million.
+	CycleBudget int
 }
 
 // Func is the shape of every checker.

@@ -172,7 +172,7 @@ func splitUnderstood(ops []history.Operation) (known []history.Operation, unchec
 	unchecked = map[string]int{}
 	seenKey := map[string]bool{}
 	for _, op := range ops {
-		if checkers.Understood(op.F) {
+		if checkers.UnderstoodOp(op) {
 			known = append(known, op)
 			continue
 		}
@@ -193,7 +193,7 @@ func uncheckedWarning(unknown, mixed map[string]int, keys []string, nothingElse 
 	var parts []string
 	unknown = maps.Clone(unknown)
 	if txn := unknown["txn"]; txn > 0 {
-		parts = append(parts, fmt.Sprintf("%d transaction(s) (f txn, as Elle's list-append and rw-register write them) were not checked: eccheck does not check transactions yet", txn))
+		parts = append(parts, fmt.Sprintf("%d rw-register transaction(s) (f txn with micro-operation w) were not checked: eccheck checks list-append transactions, not rw-register ones yet", txn))
 		delete(unknown, "txn")
 	}
 	if n := total(unknown); n > 0 {
