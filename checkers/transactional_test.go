@@ -20,9 +20,9 @@ type tx struct {
 
 // ok is a transaction that completed ok, all of them invoked at 0 and
 // returning at 100 (concurrent: no real-time order) unless timed.
-func ok(mops string) tx               { return tx{history.OK, 0, 100, mops} }
-func failed(mops string) tx           { return tx{history.Fail, 0, 100, mops} }
-func indefinite(mops string) tx       { return tx{history.Info, 0, 100, mops} }
+func ok(mops string) tx              { return tx{history.OK, 0, 100, mops} }
+func failed(mops string) tx          { return tx{history.Fail, 0, 100, mops} }
+func indefinite(mops string) tx      { return tx{history.Info, 0, 100, mops} }
 func timed(t tx, call, ret int64) tx { t.call, t.ret = call, ret; return t }
 
 // mopValue parses "append x 1; r x [1 2]" into micro-operations; the

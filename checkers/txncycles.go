@@ -177,7 +177,6 @@ func cycleMeaning(kind string) string {
 	return ""
 }
 
-
 // finish fills the result's figures, summary and verdict.
 func (a *listAppend) finish(model string) {
 	r := a.res
