@@ -27,6 +27,9 @@ type CheckOptions struct {
 	Timeout      time.Duration
 	MaxStaleness time.Duration
 	Engine       string
+	// ConsistencyModel is what the transactional checker holds
+	// transactions to; empty means strict-serializable.
+	ConsistencyModel string
 	// VizDir is where the visualizations of failing keys go (none when
 	// empty), their names starting with VizPrefix.
 	VizDir, VizPrefix string
@@ -40,6 +43,9 @@ func (o CheckOptions) Validate() error {
 	}
 	if o.Timeout < 0 || o.MaxStaleness < 0 {
 		return db.Usagef("--timeout and --max-staleness must not be negative")
+	}
+	if err := checkers.CheckModel(o.ConsistencyModel); err != nil {
+		return db.UsageError{Err: fmt.Errorf("--consistency-model: %w", err)}
 	}
 	if o.Workload != "" {
 		if _, err := checkers.ParseWorkload(o.Workload); err != nil {
@@ -330,7 +336,7 @@ func Check(ctx context.Context, source string, h history.History, warnings []str
 		rep.FaultErrors = results.FaultErrors(h)
 		return rep, nil
 	}
-	opt := checkers.Options{Timeout: o.Timeout, MaxStaleness: o.MaxStaleness, VizDir: o.VizDir, VizPrefix: o.VizPrefix, Engine: o.Engine}
+	opt := checkers.Options{Timeout: o.Timeout, MaxStaleness: o.MaxStaleness, VizDir: o.VizDir, VizPrefix: o.VizPrefix, Engine: o.Engine, ConsistencyModel: o.ConsistencyModel}
 	var rs []checkers.Result
 	var names []string
 	for _, g := range groups {

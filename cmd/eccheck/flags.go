@@ -34,8 +34,9 @@ func bindCheckerFlags(f *pflag.FlagSet, o *run.CheckOptions, file bool) {
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each linearizability search; past it the verdict is unknown (0 = no bound)")
 	f.DurationVar(&o.MaxStaleness, "max-staleness", 0, "fail the staleness checker when a read was stale for longer than this (0 = only measure)")
 	f.StringVar(&o.Engine, "engine", checkers.EngineAuto, "linearizability engine: auto (zones where written values are unique, else Porcupine), zones, or porcupine")
+	f.StringVar(&o.ConsistencyModel, "consistency-model", checkers.ModelStrictSerializable, "what the transactional checker holds transactions to: "+strings.Join(checkers.Models, ", "))
 	if file {
-		f.StringVar(&o.Workload, "workload", "", "register, set, counter or kv (default: inferred from the operations)")
+		f.StringVar(&o.Workload, "workload", "", "register, set, counter, kv or list-append (default: inferred from the operations)")
 		f.StringVar(&o.VizDir, "viz-dir", "", "write the linearizability visualization of failing keys (the first 50) there, named after the history (default: into a run directory when checking one, else nowhere)")
 	}
 }
