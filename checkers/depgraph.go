@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/eccheck/eccheck/history"
 )
 
 // depKind is the kind of a dependency between two transactions, as Adya
@@ -50,7 +52,18 @@ type depGraph struct {
 	adj  [][]gedge
 	// whys explain the edges between transactions; a barrier edge has
 	// why -1.
-	whys []string
+	whys []why
+}
+
+// why is what an edge between transactions rests on, rendered into a
+// sentence only for the edges of a reported cycle: the key, the element
+// of the version written (x; for ww also the one before it, y), and for
+// wr and rw the list the reader read; unseen marks an append no read saw.
+type why struct {
+	key    string
+	x, y   history.Scalar
+	list   []history.Scalar
+	unseen bool
 }
 
 func newDepGraph(txns int) *depGraph {
@@ -63,12 +76,13 @@ func (g *depGraph) addNode() int {
 	return len(g.adj) - 1
 }
 
-// add adds the edge a -kind-> b with its explanation.
-func (g *depGraph) add(a, b int, kind depKind, why string) {
+// add adds the edge a -kind-> b with what it rests on (nil for a
+// barrier edge).
+func (g *depGraph) add(a, b int, kind depKind, y *why) {
 	w := int32(-1)
-	if why != "" {
+	if y != nil {
 		w = int32(len(g.whys))
-		g.whys = append(g.whys, why)
+		g.whys = append(g.whys, *y)
 	}
 	g.adj[a] = append(g.adj[a], gedge{to: int32(b), kind: kind, why: w})
 }
@@ -266,13 +280,26 @@ func describeCycle(g *depGraph, cycle []step, name func(int32) string, rt func(a
 		if i > 0 {
 			b.WriteString("; ")
 		}
+		from, to := name(s.from), name(s.e.to)
 		switch {
-		case s.e.why >= 0:
-			b.WriteString(g.whys[s.e.why])
-		case s.e.kind == depRT:
+		case s.e.why < 0 && s.e.kind == depRT:
 			b.WriteString(rt(s.from, s.e.to))
+		case s.e.why < 0:
+			fmt.Fprintf(&b, "%s %s %s", from, s.e.kind, to)
 		default:
-			fmt.Fprintf(&b, "%s %s %s", name(s.from), s.e.kind, name(s.e.to))
+			w := g.whys[s.e.why]
+			switch {
+			case s.e.kind == depWW && w.unseen:
+				fmt.Fprintf(&b, "%s appended %s to key %s, and %s appended after it an element no read saw (ww)", from, w.y, w.key, to)
+			case s.e.kind == depWW:
+				fmt.Fprintf(&b, "%s appended %s to key %s and %s appended %s right after it (ww)", from, w.y, w.key, to, w.x)
+			case s.e.kind == depWR:
+				fmt.Fprintf(&b, "%s appended %s to key %s and %s read it as %s, ending there (wr)", from, w.x, w.key, to, scalarsText(w.list))
+			case s.e.kind == depRW && w.unseen:
+				fmt.Fprintf(&b, "%s read key %s as %s and %s appended to it an element no read saw, later (rw)", from, w.key, scalarsText(w.list), to)
+			default:
+				fmt.Fprintf(&b, "%s read key %s as %s and %s appended %s, the next element (rw)", from, w.key, scalarsText(w.list), to, w.x)
+			}
 		}
 	}
 	return b.String()

@@ -451,7 +451,7 @@ func (a *listAppend) dependencies() {
 		for i := 1; i < len(v); i++ {
 			wa, wb := ws[v[i-1]].t, ws[v[i]].t
 			if wa != wb && a.in[wa] && a.in[wb] {
-				a.g.add(wa, wb, depWW, fmt.Sprintf("%s appended %s to key %s and %s appended %s right after it (ww)", a.name(wa), v[i-1], key, a.name(wb), v[i]))
+				a.g.add(wa, wb, depWW, &why{key: key, y: v[i-1], x: v[i]})
 			}
 		}
 		// Appends no read saw, by transactions that happened (ok ones,
@@ -468,7 +468,7 @@ func (a *listAppend) dependencies() {
 			last := ws[v[len(v)-1]].t
 			for _, u := range unseen {
 				if u != last && a.in[last] {
-					a.g.add(last, u, depWW, fmt.Sprintf("%s appended %s to key %s, and %s appended after it an element no read saw (ww)", a.name(last), v[len(v)-1], key, a.name(u)))
+					a.g.add(last, u, depWW, &why{key: key, y: v[len(v)-1], unseen: true})
 				}
 			}
 		}
@@ -477,18 +477,18 @@ func (a *listAppend) dependencies() {
 			if len(r.list) > 0 {
 				w := ws[r.list[len(r.list)-1]].t
 				if w != r.t && a.in[w] {
-					a.g.add(w, r.t, depWR, fmt.Sprintf("%s appended %s to key %s and %s read it as %s, ending there (wr)", a.name(w), r.list[len(r.list)-1], key, a.name(r.t), scalarsText(r.list)))
+					a.g.add(w, r.t, depWR, &why{key: key, x: r.list[len(r.list)-1], list: r.list})
 				}
 			}
 			if len(r.list) < len(v) {
 				w := ws[v[len(r.list)]].t
 				if w != r.t && a.in[w] {
-					a.g.add(r.t, w, depRW, fmt.Sprintf("%s read key %s as %s and %s appended %s, the next element (rw)", a.name(r.t), key, scalarsText(r.list), a.name(w), v[len(r.list)]))
+					a.g.add(r.t, w, depRW, &why{key: key, x: v[len(r.list)], list: r.list})
 				}
 			} else {
 				for _, u := range unseen {
 					if u != r.t {
-						a.g.add(r.t, u, depRW, fmt.Sprintf("%s read key %s as %s and %s appended to it an element no read saw, later (rw)", a.name(r.t), key, scalarsText(r.list), a.name(u)))
+						a.g.add(r.t, u, depRW, &why{key: key, list: r.list, unseen: true})
 					}
 				}
 			}
@@ -531,9 +531,9 @@ func (a *listAppend) realtime() {
 	barriers := make([]int, len(ds))
 	for i, d := range ds {
 		barriers[i] = a.g.addNode()
-		a.g.add(d.t, barriers[i], depRT, "")
+		a.g.add(d.t, barriers[i], depRT, nil)
 		if i > 0 {
-			a.g.add(barriers[i-1], barriers[i], depRT, "")
+			a.g.add(barriers[i-1], barriers[i], depRT, nil)
 		}
 	}
 	for ti, t := range a.txns {
@@ -543,7 +543,7 @@ func (a *listAppend) realtime() {
 		// The last completion strictly before the invocation.
 		i := sort.Search(len(ds), func(i int) bool { return ds[i].ret >= t.op.Call }) - 1
 		if i >= 0 {
-			a.g.add(barriers[i], ti, depRT, "")
+			a.g.add(barriers[i], ti, depRT, nil)
 		}
 	}
 }
