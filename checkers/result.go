@@ -78,6 +78,18 @@ type Anomaly struct {
 	Ops []OpRef `json:"ops"`
 	// Explanation is one sentence a person can check against Ops.
 	Explanation string `json:"explanation"`
+	// Cycle, for a dependency cycle between transactions, lists its
+	// edges in order (the last one leads back to the first transaction).
+	Cycle []CycleEdge `json:"cycle,omitempty"`
+}
+
+// CycleEdge is one dependency of a cycle: From depends on To by Kind
+// (ww, wr, rw or rt) over Key (none for rt).
+type CycleEdge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	Kind string `json:"kind"`
+	Key  string `json:"key,omitempty"`
 }
 
 // Result is what one checker found.

@@ -188,6 +188,11 @@ type keyRead struct {
 // anomaly records an anomaly of kind: as a violation when the model
 // forbids it, else counted as allowed.
 func (a *listAppend) anomaly(kind string, ts []int, explanation string) {
+	a.cycleAnomaly(kind, ts, explanation, nil)
+}
+
+// cycleAnomaly is anomaly with the edges of a cycle.
+func (a *listAppend) cycleAnomaly(kind string, ts []int, explanation string, cycle []CycleEdge) {
 	if a.counts == nil {
 		a.counts = map[string]int{}
 	}
@@ -200,7 +205,7 @@ func (a *listAppend) anomaly(kind string, ts []int, explanation string) {
 	for _, t := range ts {
 		refs = append(refs, Ref(a.txns[t].op))
 	}
-	a.res.Add(Anomaly{Kind: kind, Ops: refs, Explanation: explanation})
+	a.res.Add(Anomaly{Kind: kind, Ops: refs, Explanation: explanation, Cycle: cycle})
 }
 
 func (a *listAppend) name(t int) string { return a.txns[t].name() }

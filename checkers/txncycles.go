@@ -146,10 +146,16 @@ func (a *listAppend) report(cycle []step) {
 	kind := classify(cycle)
 	ts := make([]int, 0, len(cycle))
 	names := make([]string, 0, len(cycle)+1)
+	edges := make([]CycleEdge, 0, len(cycle))
 	for _, s := range cycle {
 		ts = append(ts, int(s.from))
 		names = append(names, a.name(int(s.from)))
 		a.inCycle[s.from] = true
+		e := CycleEdge{From: a.name(int(s.from)), To: a.name(int(s.e.to)), Kind: s.e.kind.String()}
+		if s.e.why >= 0 {
+			e.Key = a.g.whys[s.e.why].key
+		}
+		edges = append(edges, e)
 	}
 	names = append(names, names[0])
 	rt := func(x, y int32) string {
@@ -157,7 +163,7 @@ func (a *listAppend) report(cycle []step) {
 	}
 	text := fmt.Sprintf("%s cycle %s: %s; so no order of the transactions explains what they read%s", kind, strings.Join(names, " → "),
 		describeCycle(a.g, cycle, func(t int32) string { return a.name(int(t)) }, rt), cycleMeaning(kind))
-	a.anomaly(kind, ts, text)
+	a.cycleAnomaly(kind, ts, text, edges)
 }
 
 // cycleMeaning says in a few words what a cycle's class means.

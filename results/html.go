@@ -79,7 +79,7 @@ func WriteHTML(w io.Writer, r Report, h history.History) error {
 				if i == HTMLShownAnomalies {
 					break
 				}
-				ha := htmlAnomaly{Kind: a.Kind, Key: a.Key, Explanation: a.Explanation}
+				ha := htmlAnomaly{Kind: a.Kind, Key: a.Key, Explanation: a.Explanation, Cycle: cycleSVG(a.Cycle)}
 				for _, o := range a.Ops {
 					ret := "open"
 					if o.Return >= 0 {
@@ -190,7 +190,9 @@ type htmlChecker struct {
 
 type htmlAnomaly struct {
 	Kind, Key, Explanation string
-	Ops                    []htmlOp
+	// Cycle is the picture of a dependency cycle, when the anomaly is one.
+	Cycle template.HTML
+	Ops   []htmlOp
 }
 
 type htmlOp struct {
@@ -270,7 +272,8 @@ nav a { margin-right: 1em; }
 <h3>{{.Checker}}: {{.Count}} anomal{{.Plural}}</h3>
 <ol>
 {{range .Shown}}<li><p><b>{{.Kind}}</b>{{if .Key}} on key <code>{{.Key}}</code>{{end}}: {{.Explanation}}</p>
-{{if .Ops}}<table class="ops">
+{{if .Cycle}}<div class="cycle">{{.Cycle}}</div>
+{{end}}{{if .Ops}}<table class="ops">
 <tr><th>Lines</th><th>Process</th><th>F</th><th>Key</th><th>Value</th><th>Type</th><th>Call (s)</th><th>Return (s)</th></tr>
 {{range .Ops}}<tr><td>{{.Invoke}}{{if ge .Complete 0}}, {{.Complete}}{{end}}</td><td>{{.Process}}</td><td>{{.F}}</td><td>{{.Key}}</td><td>{{.Value}}</td><td>{{.Type}}</td><td class="num">{{.Call}}</td><td class="num">{{.Return}}</td></tr>
 {{end}}</table>

@@ -279,3 +279,26 @@ func BenchmarkHTML100k(b *testing.B) {
 		b.ReportMetric(float64(buf.Len())/1024, "KiB")
 	}
 }
+
+// A dependency cycle is drawn: each transaction once, each edge labelled
+// with its kind and key, names escaped, nothing outside the page.
+func TestHTMLCycle(t *testing.T) {
+	rep := Report{Schema: 1, Source: "h.jsonl", Verdict: checkers.Invalid, Results: []checkers.Result{{
+		Checker: checkers.NameTransactional, Verdict: checkers.Invalid, AnomalyCount: 1,
+		Anomalies: []checkers.Anomaly{{Kind: checkers.AnomalyGSingle, Explanation: "G-single cycle T1 → T2 → T1",
+			Cycle: []checkers.CycleEdge{{From: "T1", To: "T2", Kind: "rw", Key: `"<x>"`}, {From: "T2", To: "T1", Kind: "wr", Key: `"y"`}}}},
+	}}}
+	var b bytes.Buffer
+	if err := WriteHTML(&b, rep, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"<svg", ">T1</text>", ">T2</text>", "rw &#34;&lt;x&gt;&#34;", "wr &#34;y&#34;", "<polygon"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if strings.Contains(out, `"<x>"`) || strings.Contains(out, "url(") {
+		t.Error("report.html holds the key unescaped, or a reference outside the page")
+	}
+}
