@@ -35,7 +35,7 @@ func (f *fakeRestarter) RestartAll() (any, error) {
 }
 
 func TestCrash(t *testing.T) {
-	o := Options{Faults: []string{"crash"}, Interval: 3 * time.Millisecond, Seed: 1}
+	o := Options{Faults: []string{"crash"}, Interval: 3 * time.Millisecond, Seed: 1, Cycles: 1}
 	t.Run("crash/every node killed, then started node by node", func(t *testing.T) {
 		c := newFake(3)
 		h := runUntil(t, c, o, 2)

@@ -22,7 +22,7 @@ func TestParseFaults(t *testing.T) {
 		{"parse/all four/order kept", "kill,pause,clock,partition", []string{"kill", "pause", "clock", "partition"}, ""},
 		{"parse/repeat/once", "partition,partition", []string{"partition"}, ""},
 		{"parse/trailing comma/ignored", "pause,", []string{"pause"}, ""},
-		{"parse/typo/error listing the valid names", "parition", nil, `unknown fault "parition" (valid: partition, clock, kill, pause, failover, lag, or none)`},
+		{"parse/typo/error listing the valid names", "parition", nil, `unknown fault "parition" (valid: partition, clock, kill, pause, failover, lag, crash, or none)`},
 		{"parse/none with others/error", "none,kill", nil, "none cannot be combined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
