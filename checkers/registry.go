@@ -290,6 +290,9 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 	type flags struct{ write, add, listRead, intRead, kv bool }
 	byKey := map[string]*flags{}
 	for _, o := range ops {
+		if o.F == FTxn {
+			continue
+		}
 		f := byKey[o.Key]
 		if f == nil {
 			f = &flags{}
@@ -331,6 +334,10 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 	out := map[Workload][]history.Operation{}
 	for _, o := range ops {
 		w := kind[o.Key]
+		if o.F == FTxn {
+			// A transaction spans keys of its own: list-append.
+			w = WorkloadListAppend
+		}
 		out[w] = append(out[w], o)
 	}
 	var order []Workload

@@ -221,3 +221,19 @@ func TestTransactionalBadInput(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// A history that mixes transactions with single-key operations is split:
+// the transactions go to list-append, the rest by key.
+func TestSplitRoutesTransactions(t *testing.T) {
+	h := txnHistory(t, ok("append x 1"), ok("r x [1]"))
+	h = append(h,
+		history.Op{Index: int64(len(h)), Time: 1000, Process: 7, Type: history.Invoke, F: FWrite, Key: "k", Value: history.Int(1)},
+		history.Op{Index: int64(len(h)) + 1, Time: 1001, Process: 7, Type: history.OK, F: FWrite, Key: "k", Value: history.Int(1)})
+	split, order := SplitByWorkload(history.Pair(h))
+	if !slices.Equal(order, []Workload{WorkloadRegister, WorkloadListAppend}) || len(split[WorkloadListAppend]) != 2 || len(split[WorkloadRegister]) != 1 {
+		t.Fatalf("split %v: %d list-append, %d register ops", order, len(split[WorkloadListAppend]), len(split[WorkloadRegister]))
+	}
+	if _, err := InferWorkload(history.Pair(h)); err == nil {
+		t.Fatal("a mixed history inferred as one workload")
+	}
+}

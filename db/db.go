@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -222,6 +223,16 @@ type UsageError struct{ Err error }
 
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
+
+// NoTransactions refuses the transactional workloads (list-append) for a
+// system that does not run transactions yet: a usage error naming the
+// system and the one that does.
+func NoTransactions(c Common, system string) error {
+	if slices.Contains(c.Workloads, workload.ListAppend) {
+		return Usagef("--workload %s: %s does not run transactions yet (--db postgres does, at --pg-isolation)", workload.ListAppend, system)
+	}
+	return nil
+}
 
 // Usagef returns a [UsageError] with a formatted message.
 func Usagef(format string, args ...any) error {

@@ -23,10 +23,17 @@ const (
 	Set      = "set"      // unique adds and periodic full reads
 	Session  = "session"  // each client writes a key and reads it back through any node
 	Counter  = "counter"  // adds and reads
+	// ListAppend is transactions of 1 to 4 micro-operations, appends of
+	// unique elements and reads of whole lists, over a few keys that
+	// rotate (Elle's list-append).
+	ListAppend = "list-append"
 )
 
 // Names lists the workloads in help order.
-var Names = []string{Register, Session, Set, Counter}
+var Names = []string{Register, Session, Set, Counter, ListAppend}
+
+// listAppendKeys is how many keys a list-append group works on at once.
+const listAppendKeys = 3
 
 // Kind is the data type a workload works on: what its clients must speak.
 func Kind(workload string) string {
@@ -35,6 +42,8 @@ func Kind(workload string) string {
 		return "set"
 	case Counter:
 		return "counter"
+	case ListAppend:
+		return ListAppend
 	}
 	return "register"
 }
@@ -93,6 +102,10 @@ func NewGenerator(name string, workers int) (*Generator, error) {
 		g.groupSize, g.opsPerKey, g.prefix = 5, 200, "set"
 	case Counter:
 		g.groupSize, g.opsPerKey, g.prefix = 5, 1<<30, "c"
+	case ListAppend:
+		// Each group's transactions share listAppendKeys keys per epoch:
+		// at most about opsPerKey*groupSize*2 appends per key.
+		g.groupSize, g.opsPerKey, g.prefix = 5, 40, "l"
 	default:
 		return nil, fmt.Errorf("unknown workload %q", name)
 	}
@@ -198,6 +211,33 @@ func (s *Stream) Next() history.Op {
 		} else {
 			op.F, op.Value = "add", history.Int(int64(1+s.rng.IntN(5)))
 		}
+	case ListAppend:
+		// A transaction over the group's keys of this epoch (the first
+		// named key), with no key of its own.
+		op.Key = ""
+		mops := make([]history.Value, 1+s.rng.IntN(4))
+		for i := range mops {
+			k := key
+			if j := s.rng.IntN(listAppendKeys); j > 0 {
+				k = key + "." + strconv.Itoa(j)
+			}
+			s.g.use(k)
+			if s.rng.IntN(2) == 0 {
+				mops[i] = history.List(history.String("append"), history.String(k), s.value())
+			} else {
+				mops[i] = history.List(history.String("r"), history.String(k), history.Nil())
+			}
+		}
+		op.F, op.Value = "txn", history.List(mops...)
 	}
 	return op
+}
+
+// FinalRead is the final phase's read of key: a plain read, or for
+// list-append a transaction that reads the key's list.
+func (g *Generator) FinalRead(key string) history.Op {
+	if g.name == ListAppend {
+		return history.Op{F: "txn", Value: history.List(history.List(history.String("r"), history.String(key), history.Nil()))}
+	}
+	return history.Op{F: "read", Key: key}
 }

@@ -335,11 +335,13 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 			}
 			next := freshProc()
 			for _, key := range p.Gen.Keys() {
-				inv := o.Recorder.Record(history.Op{Process: next, Type: history.Invoke, F: "read", Key: key, Node: node, Final: true})
+				read := p.Gen.FinalRead(key)
+				read.Process, read.Type, read.Node, read.Final = next, history.Invoke, node, true
+				inv := o.Recorder.Record(read)
 				octx, cancel := context.WithTimeout(context.Background(), o.OpTimeout)
 				done := cl.Invoke(octx, inv)
 				cancel()
-				done.Process, done.F, done.Key, done.Final = next, "read", key, true
+				done.Process, done.F, done.Key, done.Final = next, read.F, read.Key, true
 				done.Index, done.Time = 0, 0
 				o.Recorder.Record(done)
 				sum.FinalReads++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -297,3 +298,58 @@ type nopRecorder struct{}
 func (nopRecorder) Record(op history.Op) history.Op { return op }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// list-append streams make transactions of 1 to 4 micro-operations over
+// the group's few keys, elements unique per key, every key they touch
+// handed to the final reads, which are transactions too.
+func TestListAppendStreams(t *testing.T) {
+	g, err := NewGenerator(ListAppend, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	touched := map[string]bool{}
+	for w := 0; w < 6; w++ {
+		s := g.Stream(3, w)
+		for i := 0; i < 300; i++ {
+			op := s.Next()
+			items, ok := op.Value.AsList()
+			if op.F != "txn" || op.Key != "" || !ok || len(items) < 1 || len(items) > 4 {
+				t.Fatalf("op %s: want a txn of 1 to 4 micro-operations and no key", op.AppendJSON(nil))
+			}
+			for _, it := range items {
+				parts, _ := it.AsList()
+				f, _ := parts[0].AsString()
+				k, _ := parts[1].AsString()
+				touched[k] = true
+				switch f {
+				case "append":
+					e := k + "/" + parts[2].String()
+					if seen[e] {
+						t.Fatalf("element %s appended twice", e)
+					}
+					seen[e] = true
+				case "r":
+					if !parts[2].IsNil() {
+						t.Fatalf("an invocation's read carries %s", parts[2])
+					}
+				default:
+					t.Fatalf("micro-operation %s", it)
+				}
+			}
+		}
+	}
+	keys := g.Keys()
+	for k := range touched {
+		if !slices.Contains(keys, k) {
+			t.Fatalf("key %s touched but not in Keys() for the final reads", k)
+		}
+	}
+	if len(keys) < 4 {
+		t.Fatalf("keys %v: want them to rotate", keys)
+	}
+	fr := g.FinalRead(keys[0])
+	if fr.F != "txn" || fr.Key != "" || fr.Value.String() != `[["r","`+keys[0]+`",null]]` {
+		t.Fatalf("final read %s", fr.AppendJSON(nil))
+	}
+}

@@ -26,6 +26,12 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --pg-read nearest", "--pg-read"},
 		{"--db postgres --cluster docker --pg-sync quorum", "--pg-sync"},
 		{"--db postgres --cluster docker --nodes 1 --pg-read replica", "needs a replica"},
+		{"--db postgres --cluster docker --workload list-append --pg-isolation snapshot", `--pg-isolation "snapshot": want read-committed, repeatable-read, serializable`},
+		{"--workload list-append", "--workload list-append: ecstore does not run transactions yet"},
+		{"--db etcd --cluster docker --workload register,list-append", "etcd does not run transactions yet"},
+		{"--db redis --cluster docker --workload list-append", "redis does not run transactions yet"},
+		{"--db galera --cluster docker --workload list-append", "galera does not run transactions yet"},
+		{"--db postgres --cluster docker --workload list-append --consistency-model causal", "--consistency-model"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"test", "--out", t.TempDir()}, strings.Fields(tc.name)...)...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {

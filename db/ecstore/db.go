@@ -82,6 +82,9 @@ func (*Settings) Adjust(*db.Common, func(string) bool) {}
 // when it starts, so that a bad combination is a usage error before
 // anything is created.
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.NoTransactions(c, "ecstore"); err != nil {
+		return err
+	}
 	if !slices.Contains(store.Modes, s.Mode) {
 		return db.Usagef("--mode %q: want %s", s.Mode, strings.Join(store.Modes, ", "))
 	}

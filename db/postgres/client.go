@@ -37,6 +37,7 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS sets (k text NOT NULL, e jsonb NOT NULL)`,
 	`CREATE INDEX IF NOT EXISTS sets_k ON sets (k)`,
 	`CREATE TABLE IF NOT EXISTS counters (k text PRIMARY KEY, n bigint NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS lists (k text PRIMARY KEY, v jsonb NOT NULL)`,
 }
 
 // Setup creates the workloads' tables on the primary at dsn if they do not
@@ -57,8 +58,11 @@ func Setup(ctx context.Context, dsn string) error {
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
-	// Workload is Register (the default), Set or Counter.
+	// Workload is Register (the default), Set, Counter or ListAppend.
 	Workload string
+	// Isolation is the isolation level of ListAppend's transactions
+	// (IsolationReadCommitted, ...); empty means serializable.
+	Isolation string
 	// ReadDSN, when not empty, is where reads go (a replica); empty means
 	// reads go to the primary with the writes.
 	ReadDSN string
@@ -281,7 +285,12 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	v, err := c.exec(ctx, t.conn, op, key)
 	notices := t.takeNotices()
 	done.Type, done.Error = Classify(err, read, notices)
-	if done.Type == history.OK && read {
+	var aborted abortedError
+	if errors.As(err, &aborted) {
+		// A transaction that never reached COMMIT did not happen.
+		done.Type = history.Fail
+	}
+	if done.Type == history.OK && (read || op.F == "txn") {
 		done.Value = v
 	}
 	if done.Type == history.OK && wrote(op.F) && c.opts.readMode() == ReadLSNFence {
@@ -357,6 +366,8 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key st
 		return history.Nil(), err
 	case c.opts.Workload == Counter && op.F == "read":
 		return scan(`SELECT COALESCE((SELECT n FROM counters WHERE k = $1), 0)::text`, key)
+	case c.opts.Workload == ListAppend && op.F == "txn":
+		return c.txn(ctx, conn, op)
 	}
 	return history.Nil(), fmt.Errorf("%w: the %s workload has no operation %q", errUsage, c.opts.Workload, op.F)
 }

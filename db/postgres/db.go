@@ -12,6 +12,7 @@ import (
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/workload"
 )
 
 // Name is what --db takes for Postgres.
@@ -56,6 +57,9 @@ type Settings struct {
 	// FakeTime runs the nodes under libfaketime even without clock faults
 	// (`eccheck cluster up --fake-time`).
 	FakeTime bool
+	// Isolation is the isolation level of list-append transactions
+	// (--pg-isolation).
+	Isolation string
 }
 
 // reads are the values of --pg-read.
@@ -84,6 +88,7 @@ func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 		f.StringSliceVar(&s.Standbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
 		f.StringVar(&s.Promote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
 		rejoin()
+		f.StringVar(&s.Isolation, "pg-isolation", IsolationSerializable, "postgres: the isolation level of the list-append workload's transactions: "+strings.Join(Isolations, ", "))
 	}
 }
 
@@ -107,6 +112,8 @@ func (s *Settings) Validate(c db.Common) error {
 		return db.Usagef("--pg-read %q: want %s", s.Read, strings.Join(reads, ", "))
 	case s.Read != ReadPrimary && c.Nodes < 2:
 		return db.Usagef("--pg-read %s needs a replica: --nodes 2 or more", s.Read)
+	case s.Isolation != "" && !slices.Contains(Isolations, s.Isolation):
+		return db.Usagef("--pg-isolation %q: want %s", s.Isolation, strings.Join(Isolations, ", "))
 	case len(s.Standbys) > 0 && s.Sync != SyncRemoteApply:
 		return db.Usagef("--pg-standbys names synchronous standbys: it goes with --pg-sync %s", SyncRemoteApply)
 	}
@@ -130,7 +137,15 @@ func (s *Settings) Validate(c db.Common) error {
 	return nil
 }
 
-func (s *Settings) RunName(db.Common) string { return Name + "-" + s.Sync + "-" + s.Read }
+// RunName is "postgres-SYNC-READ", with the isolation level when the run
+// has transactions: "postgres-async-primary-serializable".
+func (s *Settings) RunName(c db.Common) string {
+	name := Name + "-" + s.Sync + "-" + s.Read
+	if slices.Contains(c.Workloads, workload.ListAppend) && s.Isolation != "" {
+		name += "-" + s.Isolation
+	}
+	return name
+}
 
 func (s *Settings) Record() map[string]any {
 	m := map[string]any{"pg_sync": s.Sync, "pg_read": s.Read, "pg_apply_delay": s.ApplyDelay.String()}
@@ -142,6 +157,9 @@ func (s *Settings) Record() map[string]any {
 	}
 	if s.Rejoin {
 		m["pg_rejoin"] = true
+	}
+	if s.Isolation != "" {
+		m["pg_isolation"] = s.Isolation
 	}
 	return m
 }

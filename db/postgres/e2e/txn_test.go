@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/dockertest"
+	"github.com/eccheck/eccheck/run"
+)
+
+// The list-append workload at serializable isolation: the transactional
+// checker finds the history strict-serializable (exit 0), having checked
+// transactions of several micro-operations, and test.json records the
+// isolation level.
+func TestListAppendSerializable(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "primary", "--workload", "list-append", "--pg-isolation", "serializable", "--time-limit", "8s", "--seed", "3")
+	if code != dockertest.ExitValid {
+		t.Fatalf("postgres/list-append serializable/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	dockertest.ExpectVerdicts(t, rep, map[string]string{checkers.NameTransactional: "valid"})
+	if n, ok := dockertest.Stat(rep, checkers.NameTransactional, "ok"); !ok || n < 100 {
+		t.Errorf("postgres/list-append serializable/transactions checked: %v", n)
+	}
+	cfg, err := run.ReadConfig(dir)
+	if err != nil || cfg.Settings["pg_isolation"] != "serializable" {
+		t.Errorf("postgres/list-append/test.json records pg_isolation: %v, %+v", err, cfg.Settings)
+	}
+	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	multi, failed := 0, 0
+	for _, op := range history.Pair(h) {
+		if op.F != "txn" {
+			t.Fatalf("postgres/list-append/only transactions: op %d is %s", op.Invoke, op.F)
+		}
+		if items, _ := op.Value.AsList(); len(items) > 1 && op.Type == history.OK {
+			multi++
+		}
+		if op.Type == history.Fail {
+			failed++
+		}
+	}
+	t.Logf("%d transactions of several micro-operations committed, %d failed (serialization failures)", multi, failed)
+	if multi == 0 {
+		t.Errorf("postgres/list-append/no transaction of several micro-operations committed")
+	}
+}
+
+// Read committed, checked for read committed: Postgres never shows G0,
+// G1a, G1b or G1c (exit 0), whatever else the run shows.
+func TestListAppendReadCommitted(t *testing.T) {
+	code, rep, _ := runPostgresDir(t, "primary", "--workload", "list-append", "--pg-isolation", "read-committed", "--consistency-model", "read-committed", "--time-limit", "8s", "--seed", "4")
+	if code != dockertest.ExitValid {
+		t.Fatalf("postgres/list-append read committed/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	dockertest.ExpectVerdicts(t, rep, map[string]string{checkers.NameTransactional: "valid"})
+	for _, r := range rep.Results {
+		t.Logf("%s: %s", r.Checker, r.Summary)
+	}
+}
