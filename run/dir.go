@@ -119,6 +119,9 @@ type Config struct {
 	Conc      int      `json:"concurrency"`
 	Rate      float64  `json:"rate"`
 	Args      []string `json:"args"`
+	// ConsistencyModel is what the transactional checker held the run's
+	// transactions to; a re-check of the run uses it unless told otherwise.
+	ConsistencyModel string `json:"consistency_model,omitempty"`
 	// ClusterName, Images and Engine: the Docker cluster, the images it
 	// ran and the engine's version, storage driver and cgroup version.
 	ClusterName string            `json:"cluster_name,omitempty"`

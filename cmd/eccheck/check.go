@@ -21,6 +21,9 @@ type checkOptions struct {
 	check  run.CheckOptions
 	output string
 	quiet  bool
+	// modelGiven says --consistency-model was given (else a run is
+	// checked against the model it recorded).
+	modelGiven bool
 }
 
 func newCheckCmd(a *app) *cobra.Command {
@@ -59,6 +62,7 @@ read, is malformed or is empty.`,
 		Args: exactArgs(1, "one history file or run directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file = args[0]
+			o.modelGiven = cmd.Flags().Changed("consistency-model")
 			rep, err := runCheck(cmd.Context(), o, a)
 			if err != nil {
 				return err
@@ -119,6 +123,13 @@ func runCheck(ctx context.Context, o checkOptions, a *app) (results.Report, erro
 		o.check.VizPrefix = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)) + "."
 	case run.IsRunDir(path):
 		o.check.VizDir = filepath.Dir(path)
+	}
+	// A run is checked again against the model it was held to, unless
+	// --consistency-model says otherwise.
+	if run.IsRunDir(path) && !o.modelGiven {
+		if cfg, err := run.ReadConfig(filepath.Dir(path)); err == nil && cfg.ConsistencyModel != "" {
+			o.check.ConsistencyModel = cfg.ConsistencyModel
+		}
 	}
 	rep, err := run.Check(ctx, path, h, warnings, o.check, logf)
 	if err != nil {

@@ -52,9 +52,16 @@ func TestListAppendSerializable(t *testing.T) {
 // Read committed, checked for read committed: Postgres never shows G0,
 // G1a, G1b or G1c (exit 0), whatever else the run shows.
 func TestListAppendReadCommitted(t *testing.T) {
-	code, rep, _ := runPostgresDir(t, "primary", "--workload", "list-append", "--pg-isolation", "read-committed", "--consistency-model", "read-committed", "--time-limit", "8s", "--seed", "4")
+	code, rep, dir := runPostgresDir(t, "primary", "--workload", "list-append", "--pg-isolation", "read-committed", "--consistency-model", "read-committed", "--time-limit", "8s", "--seed", "4")
 	if code != dockertest.ExitValid {
 		t.Fatalf("postgres/list-append read committed/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	// The run recorded its model, and a re-check holds it to the same.
+	if cfg, err := run.ReadConfig(dir); err != nil || cfg.ConsistencyModel != "read-committed" {
+		t.Errorf("postgres/list-append/test.json records consistency_model: %v, %q", err, cfg.ConsistencyModel)
+	}
+	if again, out, errOut := dockertest.CLI(t, "check", dir, "-q"); again != code {
+		t.Errorf("postgres/list-append/re-check exit %d, want the run's %d: %s %s", again, code, out, errOut)
 	}
 	dockertest.ExpectVerdicts(t, rep, map[string]string{checkers.NameTransactional: "valid"})
 	for _, r := range rep.Results {
