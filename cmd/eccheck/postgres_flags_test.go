@@ -27,7 +27,7 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--db postgres --cluster docker --pg-sync quorum", "--pg-sync"},
 		{"--db postgres --cluster docker --nodes 1 --pg-read replica", "needs a replica"},
 		{"--db postgres --cluster docker --workload list-append --pg-isolation snapshot", `--pg-isolation "snapshot": want read-committed, repeatable-read, serializable`},
-		{"--workload list-append", "--workload list-append: ecstore does not run transactions yet"},
+		{"--workload list-append --sessions", "session tokens cover single-key operations, not transactions"},
 		{"--db etcd --cluster docker --workload register,list-append", "etcd does not run transactions yet"},
 		{"--db redis --cluster docker --workload list-append", "redis does not run transactions yet"},
 		{"--db galera --cluster docker --workload list-append", "galera does not run transactions yet"},

@@ -25,6 +25,8 @@ const (
 	Register = "register"
 	Set      = "set"
 	Counter  = "counter"
+	// ListAppend is list-append transactions (f txn).
+	ListAppend = "list-append"
 )
 
 // Options configure a Client.
@@ -94,6 +96,8 @@ func (c *Client) request(op history.Op) (store.Request, error) {
 		req.Op, req.Value = store.OpCounterAdd, raw(op.Value)
 	case c.opts.Workload == Counter && op.F == "read":
 		req.Op = store.OpCounterRead
+	case c.opts.Workload == ListAppend && op.F == "txn":
+		req.Op, req.Key, req.Value = store.OpTxn, "txn", raw(op.Value)
 	default:
 		return req, fmt.Errorf("the %s workload has no operation %q", c.opts.Workload, op.F)
 	}
@@ -133,7 +137,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	switch {
 	case resp.Error == "":
 		done.Type = history.OK
-		if req.Op == store.OpRead || req.Op == store.OpSetRead || req.Op == store.OpCounterRead {
+		if req.Op == store.OpRead || req.Op == store.OpSetRead || req.Op == store.OpCounterRead || req.Op == store.OpTxn {
 			v, err := history.ParseValue(string(orNull(resp.Value)))
 			if err != nil {
 				done.Type, done.Error = history.Info, fmt.Sprintf("unreadable value from %s: %v", resp.Node, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/eccheck/eccheck/db/ecstore/store"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/workload"
 )
 
 // Name is what --db takes for ecstore.
@@ -82,8 +83,8 @@ func (*Settings) Adjust(*db.Common, func(string) bool) {}
 // when it starts, so that a bad combination is a usage error before
 // anything is created.
 func (s *Settings) Validate(c db.Common) error {
-	if err := db.NoTransactions(c, "ecstore"); err != nil {
-		return err
+	if s.Sessions && slices.Contains(c.Workloads, workload.ListAppend) {
+		return db.Usagef("--sessions and --workload %s: session tokens cover single-key operations, not transactions", workload.ListAppend)
 	}
 	if !slices.Contains(store.Modes, s.Mode) {
 		return db.Usagef("--mode %q: want %s", s.Mode, strings.Join(store.Modes, ", "))

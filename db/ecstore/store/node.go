@@ -340,7 +340,12 @@ func (n *Node) handleOp(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout+n.cfg.SessionWait)
 	defer cancel()
-	resp := n.eng.do(ctx, req)
+	var resp Response
+	if _, raftMode := n.eng.(*raftEngine); req.Op == OpTxn && !raftMode {
+		resp = sequentialTxn(ctx, n.eng.do, req)
+	} else {
+		resp = n.eng.do(ctx, req)
+	}
 	resp.Node = n.cfg.ID
 	writeJSON(w, statusOf(resp.Error), resp)
 }

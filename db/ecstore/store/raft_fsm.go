@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/eccheck/eccheck/history"
 )
 
 // raftCommand is one entry of the raft log.
@@ -53,6 +55,8 @@ type fsmState struct {
 	Registers map[string]fsmRegister `json:"registers"`
 	Sets      map[string]fsmSet      `json:"sets"`
 	Counters  map[string]fsmCounter  `json:"counters"`
+	// Lists are the lists of list-append transactions (elements as JSON).
+	Lists map[string][]json.RawMessage `json:"lists,omitempty"`
 	// Applied is the index of the last command applied.
 	Applied uint64 `json:"applied"`
 }
@@ -121,8 +125,37 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		c.Index = l.Index
 		f.st.Counters[cmd.Key] = c
 		return raftResult{Index: l.Index}
+	case OpTxn:
+		return f.txn(cmd, l.Index)
 	}
 	return raftResult{Err: fmt.Sprintf("unknown command %q", cmd.Op)}
+}
+
+// txn applies a list-append transaction as one step: every read sees the
+// lists as the transaction's earlier appends left them. f.mu is held.
+func (f *raftFSM) txn(cmd raftCommand, index uint64) raftResult {
+	mops, err := parseTxn(cmd.Value)
+	if err != nil {
+		return raftResult{Err: "txn: " + err.Error()}
+	}
+	if f.st.Lists == nil {
+		f.st.Lists = map[string][]json.RawMessage{}
+	}
+	reads := map[int][]history.Value{}
+	for i, m := range mops {
+		if m.f == "append" {
+			f.st.Lists[m.key] = append(f.st.Lists[m.key], json.RawMessage(m.elem.String()))
+			continue
+		}
+		for _, e := range f.st.Lists[m.key] {
+			v, err := history.ParseValue(string(e))
+			if err != nil {
+				return raftResult{Err: "txn: stored element " + string(e) + ": " + err.Error()}
+			}
+			reads[i] = append(reads[i], v)
+		}
+	}
+	return raftResult{Index: index, Value: completed(mops, reads)}
 }
 
 // advance records that the command at index was applied; f.mu is held.

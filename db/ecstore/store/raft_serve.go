@@ -68,6 +68,10 @@ func validateRaftRequest(req *Request) (Response, bool) {
 		}
 	case OpCounterAdd:
 		_, err = delta(req.Value)
+	case OpTxn:
+		if _, err = parseTxn(req.Value); err == nil {
+			req.Value, err = canon("transaction", req.Value)
+		}
 	default:
 		return badRequest("unknown operation %q", req.Op), false
 	}
@@ -160,6 +164,17 @@ func (e *raftEngine) local(ctx context.Context, r *raft.Raft, req Request) Respo
 		if !caught {
 			return Response{Error: ErrSession, Session: sess, Message: fmt.Sprintf("state has not reached index %d of the session", st.Index)}
 		}
+	}
+	if req.Op == OpTxn {
+		// One log entry: its reads and appends happen at one point.
+		res, kind, msg := e.apply(ctx, r, raftCommand{Op: OpTxn, Value: req.Value})
+		switch {
+		case kind != "":
+			return Response{Error: kind, Message: msg, Session: sess}
+		case res.Err != "":
+			return Response{Error: ErrBadRequest, Message: res.Err, Session: sess}
+		}
+		return Response{Value: res.Value, Session: sess}
 	}
 	switch req.Op {
 	case OpRead, OpSetRead, OpCounterRead:
