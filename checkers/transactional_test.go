@@ -139,6 +139,12 @@ func TestTransactionalAnomalies(t *testing.T) {
 			ok("r x []; append x 1; r x []")}, AnomalyInternal},
 		{"internal/none when it reads its own append", ModelReadUncommitted, []tx{
 			ok("r x []; append x 1; r x [1]")}, ""},
+		{"internal/a non-repeatable read breaks snapshot isolation", ModelSnapshotIsolation, []tx{
+			ok("append x 2"), ok("r x []; append x 1; r x [2 1]")}, AnomalyInternal},
+		{"internal/a non-repeatable read is allowed under read committed", ModelReadCommitted, []tx{
+			ok("append x 2"), ok("r x []; append x 1; r x [2 1]")}, ""},
+		{"internal/read committed still wants the earlier read extended", ModelReadCommitted, []tx{
+			ok("append x 2"), ok("append x 3"), ok("r x [2]; r x [3 2]")}, AnomalyInternal},
 		{"duplicate-elements", ModelReadUncommitted, []tx{
 			ok("append x 1"), ok("r x [1 1]")}, AnomalyDuplicate},
 		{"garbage-read", ModelReadUncommitted, []tx{

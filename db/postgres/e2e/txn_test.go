@@ -68,3 +68,17 @@ func TestListAppendReadCommitted(t *testing.T) {
 		t.Logf("%s: %s", r.Checker, r.Summary)
 	}
 }
+
+// Repeatable read is snapshot isolation in Postgres: checked for snapshot
+// isolation the run is valid (write skew, G2-item, would be allowed;
+// TestPostgresTransactionsByConstruction in db/postgres causes one).
+func TestListAppendRepeatableReadIsSnapshotIsolation(t *testing.T) {
+	code, rep, _ := runPostgresDir(t, "primary", "--workload", "list-append", "--pg-isolation", "repeatable-read", "--consistency-model", "snapshot-isolation", "--time-limit", "8s", "--seed", "5")
+	if code != dockertest.ExitValid {
+		t.Fatalf("postgres/list-append repeatable read/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	dockertest.ExpectVerdicts(t, rep, map[string]string{checkers.NameTransactional: "valid"})
+	for _, r := range rep.Results {
+		t.Logf("%s: %s", r.Checker, r.Summary)
+	}
+}
