@@ -253,6 +253,25 @@ type Docker struct {
 	Engine *docker.Engine
 }
 
+// Opened is the Docker of a cluster found running (by `eccheck cluster
+// status` or `eccheck nemesis`), through the connection c.
+func Opened(c *docker.Client, cl *docker.Cluster) *Docker {
+	return &Docker{Client: c, Images: map[string]string{}, Name: cl.Name()}
+}
+
+// Info is what test.json records of a cluster started from d.
+func (d *Docker) Info() Info {
+	return Info{ClusterName: d.Name, Images: d.Images, Engine: d.Engine}
+}
+
+// Finish saves each node's container log to logDir/<node>.log (when
+// logDir is set), removes cl unless keep, and closes the connection to
+// the engine: the end of every system's Close.
+func (d *Docker) Finish(ctx context.Context, cl *docker.Cluster, logDir string, keep bool, logf func(string, ...any)) error {
+	defer d.Client.Close()
+	return cl.Finish(ctx, logDir, keep, logf)
+}
+
 // StartDocker connects to the engine and makes sure the images of specs
 // exist (building them when missing), and the base image too when
 // env.Faults need the network helper. On error nothing is left open.

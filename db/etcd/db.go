@@ -44,7 +44,7 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 		return nil, fmt.Errorf("cluster %s runs %s, not etcd", cl.Name(), cl.DB())
 	}
 	cl.SetReady(answers)
-	return &System{Cluster: &Cluster{Cluster: cl}, c: c, keep: true, read: ReadLinearizable, logf: func(string, ...any) {}}, nil
+	return &System{Cluster: &Cluster{Cluster: cl}, d: db.Opened(c, cl), keep: true, read: ReadLinearizable, logf: func(string, ...any) {}}, nil
 }
 
 // Settings are the --etcd-* flags.

@@ -18,13 +18,11 @@ import (
 // client talks to the member the workload bound it to.
 type System struct {
 	*Cluster
-	c      *docker.Client
-	keep   bool
-	images map[string]string
-	engine *docker.Engine
-	read   string        // --etcd-read
-	wait   time.Duration // the per-operation timeout
-	logf   func(string, ...any)
+	d    *db.Docker
+	keep bool
+	read string        // --etcd-read
+	wait time.Duration // the per-operation timeout
+	logf func(string, ...any)
 
 	mu      sync.Mutex
 	clients []*Client
@@ -54,7 +52,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	}
 	roles := ec.Roles(ctx)
 	env.Logf("cluster up: etcd members %v in Docker cluster %s (roles %v)", ec.Nodes(), d.Name, roles)
-	return &System{Cluster: ec, c: d.Client, keep: env.Keep, images: d.Images, engine: d.Engine,
+	return &System{Cluster: ec, d: d, keep: env.Keep,
 		read: s.Read, wait: env.OpTimeout, logf: env.Logf}, nil
 }
 
@@ -174,19 +172,18 @@ func appliedRevision(ctx context.Context, cli *clientv3.Client) (int64, error) {
 
 // Info is what test.json records: the cluster, its images, the engine.
 func (sys *System) Info() db.Info {
-	return db.Info{ClusterName: sys.Name(), Images: sys.images, Engine: sys.engine}
+	return sys.d.Info()
 }
 
 // Close closes the clients, saves each member's container log to
 // logDir/<node>.log (when logDir is set) and removes the cluster, unless
 // it is kept.
 func (sys *System) Close(ctx context.Context, logDir string) error {
-	defer sys.c.Close()
 	sys.mu.Lock()
 	for _, cl := range sys.clients {
 		cl.Close()
 	}
 	sys.clients = nil
 	sys.mu.Unlock()
-	return sys.Finish(ctx, logDir, sys.keep, sys.logf)
+	return sys.d.Finish(ctx, sys.Cluster.Cluster, logDir, sys.keep, sys.logf)
 }

@@ -48,7 +48,7 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 		return nil, fmt.Errorf("cluster %s runs %s, not galera", cl.Name(), cl.DB())
 	}
 	cl.SetReady(answers)
-	return &System{Cluster: newCluster(cl), c: c, keep: true, read: ReadOwn, logf: func(string, ...any) {}}, nil
+	return &System{Cluster: newCluster(cl), d: db.Opened(c, cl), keep: true, read: ReadOwn, logf: func(string, ...any) {}}, nil
 }
 
 // Settings are the --galera-* flags.

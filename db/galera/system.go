@@ -22,10 +22,8 @@ import (
 // workload bound it to and reads there or on the next node.
 type System struct {
 	*Cluster
-	c      *docker.Client
+	d      *db.Docker
 	keep   bool
-	images map[string]string
-	engine *docker.Engine
 	read   string        // --galera-read
 	opWait time.Duration // the per-operation timeout
 	logf   func(string, ...any)
@@ -64,7 +62,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 		return nil, fmt.Errorf("start the galera cluster in Docker: %w", err)
 	}
 	env.Logf("cluster up: galera nodes %v synced in Docker cluster %s", gc.Nodes(), d.Name)
-	return &System{Cluster: gc, c: d.Client, keep: env.Keep, images: d.Images, engine: d.Engine,
+	return &System{Cluster: gc, d: d, keep: env.Keep,
 		read: s.Read, opWait: env.OpTimeout, logf: env.Logf}, nil
 }
 
@@ -234,14 +232,13 @@ func (sys *System) dropLocks() {
 
 // Info is what test.json records: the cluster, its images, the engine.
 func (sys *System) Info() db.Info {
-	return db.Info{ClusterName: sys.Name(), Images: sys.images, Engine: sys.engine}
+	return sys.d.Info()
 }
 
 // Close closes the clients, saves each node's container log to
 // logDir/<node>.log (when logDir is set) and removes the cluster, unless
 // it is kept.
 func (sys *System) Close(ctx context.Context, logDir string) error {
-	defer sys.c.Close()
 	sys.dropLocks()
 	sys.mu.Lock()
 	for _, cl := range sys.clients {
@@ -250,5 +247,5 @@ func (sys *System) Close(ctx context.Context, logDir string) error {
 	sys.clients = nil
 	sys.mu.Unlock()
 	sys.closeDBs()
-	return sys.Finish(ctx, logDir, sys.keep, sys.logf)
+	return sys.d.Finish(ctx, sys.Cluster.Cluster, logDir, sys.keep, sys.logf)
 }

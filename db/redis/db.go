@@ -49,7 +49,7 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 	if err != nil {
 		return nil, err
 	}
-	return &System{Cluster: rc, c: c, keep: true, read: ReadPrimary, logf: func(string, ...any) {}}, nil
+	return &System{Cluster: rc, d: db.Opened(c, cl), keep: true, read: ReadPrimary, logf: func(string, ...any) {}}, nil
 }
 
 // Settings are the --redis-* flags.

@@ -21,10 +21,8 @@ import (
 // writes through Sentinel and reads as --redis-read says.
 type System struct {
 	*Cluster
-	c      *docker.Client
+	d      *db.Docker
 	keep   bool
-	images map[string]string
-	engine *docker.Engine
 	read   string        // --redis-read
 	wait   int           // --redis-wait
 	opWait time.Duration // the per-operation timeout
@@ -62,7 +60,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 		return nil, fmt.Errorf("start the redis cluster in Docker: %w", err)
 	}
 	env.Logf("cluster up: redis primary %s, replicas %v in Docker cluster %s", rc.Primary(), rc.Replicas(), d.Name)
-	return &System{Cluster: rc, c: d.Client, keep: env.Keep, images: d.Images, engine: d.Engine,
+	return &System{Cluster: rc, d: d, keep: env.Keep,
 		read: s.Read, wait: s.Wait, opWait: env.OpTimeout, logf: env.Logf}, nil
 }
 
@@ -220,19 +218,18 @@ func (sys *System) Lag(node string, on bool) error {
 
 // Info is what test.json records: the cluster, its images, the engine.
 func (sys *System) Info() db.Info {
-	return db.Info{ClusterName: sys.Name(), Images: sys.images, Engine: sys.engine}
+	return sys.d.Info()
 }
 
 // Close closes the clients, saves each node's container log to
 // logDir/<node>.log (when logDir is set) and removes the cluster, unless
 // it is kept.
 func (sys *System) Close(ctx context.Context, logDir string) error {
-	defer sys.c.Close()
 	sys.mu.Lock()
 	for _, cl := range sys.clients {
 		cl.Close()
 	}
 	sys.clients = nil
 	sys.mu.Unlock()
-	return sys.Finish(ctx, logDir, sys.keep, sys.logf)
+	return sys.d.Finish(ctx, sys.Cluster.Cluster, logDir, sys.keep, sys.logf)
 }
