@@ -229,7 +229,7 @@ func (e UsageError) Unwrap() error { return e.Err }
 // system and the one that does.
 func NoTransactions(c Common, system string) error {
 	if slices.Contains(c.Workloads, workload.ListAppend) {
-		return Usagef("--workload %s: %s does not run transactions yet (ecstore and postgres do)", workload.ListAppend, system)
+		return Usagef("--workload %s: %s does not run transactions yet (ecstore, postgres and galera do)", workload.ListAppend, system)
 	}
 	return nil
 }

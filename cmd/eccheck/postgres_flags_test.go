@@ -30,7 +30,7 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--workload list-append --sessions", "session tokens cover single-key operations, not transactions"},
 		{"--db etcd --cluster docker --workload register,list-append", "etcd does not run transactions yet"},
 		{"--db redis --cluster docker --workload list-append", "redis does not run transactions yet"},
-		{"--db galera --cluster docker --workload list-append", "galera does not run transactions yet"},
+		{"--db galera --cluster docker --workload list-append --galera-isolation serializable", "Galera does not certify serializable transactions across nodes"},
 		{"--db postgres --cluster docker --workload list-append --consistency-model causal", "--consistency-model"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"test", "--out", t.TempDir()}, strings.Fields(tc.name)...)...)

@@ -41,6 +41,9 @@ type ClientOptions struct {
 	// Session are session variables set on every connection, such as
 	// wsrep_sync_wait (the nodes' own setting otherwise).
 	Session map[string]string
+	// Isolation is the isolation level of list-append transactions;
+	// empty means repeatable-read, MariaDB's default.
+	Isolation string
 }
 
 // Client performs a worker's operations, each one autocommit statement,
@@ -141,19 +144,28 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	read := op.F == "read"
 	var v history.Value
 	var err error
-	if read {
+	switch {
+	case read:
 		done.Node = c.opts.ReadNode
 		v, err = c.readKey(ctx, key)
-	} else {
+	case op.F == "txn" && c.opts.Workload == workload.ListAppend:
+		done.Node = c.opts.WriteNode
+		v, err = c.txn(ctx, op)
+	default:
 		done.Node = c.opts.WriteNode
 		err = c.exec(ctx, op, key)
 	}
 	done.Type, done.Error = Classify(err, read)
+	var aborted abortedError
+	if errors.As(err, &aborted) {
+		// A transaction that never reached COMMIT did not happen.
+		done.Type = history.Fail
+	}
 	c.refused = time.Time{}
 	if unavailable(err) {
 		c.refused = time.Now()
 	}
-	if done.Type == history.OK && read {
+	if done.Type == history.OK && (read || op.F == "txn") {
 		done.Value = v
 	}
 	return done

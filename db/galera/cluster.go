@@ -374,6 +374,7 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS registers (k VARCHAR(191) PRIMARY KEY, v TEXT NOT NULL) ENGINE=InnoDB`,
 	`CREATE TABLE IF NOT EXISTS sets (k VARCHAR(191) NOT NULL, e VARCHAR(191) NOT NULL, PRIMARY KEY (k, e)) ENGINE=InnoDB`,
 	`CREATE TABLE IF NOT EXISTS counters (k VARCHAR(191) PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB`,
+	`CREATE TABLE IF NOT EXISTS lists (k VARCHAR(191) PRIMARY KEY, v LONGTEXT NOT NULL) ENGINE=InnoDB`,
 }
 
 // setup creates the tables through the first node (DDL replicates in
@@ -401,7 +402,7 @@ func (gc *Cluster) setup(ctx context.Context) error {
 			var n int
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			err := d.QueryRowContext(cctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name IN ('registers', 'sets', 'counters')`, Database).Scan(&n)
+			err := d.QueryRowContext(cctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name IN ('registers', 'sets', 'counters', 'lists')`, Database).Scan(&n)
 			switch {
 			case err != nil:
 				return false, err.Error()

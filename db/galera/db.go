@@ -62,6 +62,9 @@ type Settings struct {
 	// FakeTime runs the nodes under libfaketime even without clock
 	// faults (`eccheck cluster up --galera-fake-time`).
 	FakeTime bool
+	// Isolation is the isolation level of list-append transactions
+	// (--galera-isolation).
+	Isolation string
 }
 
 func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
@@ -77,6 +80,7 @@ func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 		f.BoolVar(&s.FakeTime, "galera-fake-time", false, "galera: run every node under libfaketime (so that 'eccheck nemesis clock' can move their clocks)")
 	default:
 		f.StringVar(&s.Read, "galera-read", ReadOwn, "galera: where a worker reads: own (the node it writes to) or other (the next node, which applies its writes later)")
+		f.StringVar(&s.Isolation, "galera-isolation", IsolationRepeatableRead, "galera: the isolation level of the list-append workload's transactions: read-committed or repeatable-read (MariaDB's default)")
 		server()
 	}
 }
@@ -92,9 +96,6 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
-	if err := db.NoTransactions(c, "galera"); err != nil {
-		return err
-	}
 	switch {
 	case c.Backend != db.BackendDocker:
 		return db.Usagef("--db galera runs in Docker: add --cluster docker")
@@ -102,6 +103,8 @@ func (s *Settings) Validate(c db.Common) error {
 		return db.Usagef("--galera-read %q: want %s", s.Read, strings.Join(Reads, " or "))
 	case s.Read == ReadOther && c.Nodes < 2:
 		return db.Usagef("--galera-read other needs another node: --nodes 2 or more")
+	case s.Isolation != "" && !slices.Contains(Isolations, s.Isolation):
+		return db.Usagef("--galera-isolation %q: want %s (Galera does not certify serializable transactions across nodes)", s.Isolation, strings.Join(Isolations, " or "))
 	case s.SyncWait < 0 || s.SyncWait > 15:
 		return db.Usagef("--galera-sync-wait %d: want a bitmask from 0 to 15 (1 reads, 2 updates and deletes, 4 inserts and replaces, 8 SHOW)", s.SyncWait)
 	case s.FlushLog < 0 || s.FlushLog > 2:
@@ -128,7 +131,11 @@ func (s *Settings) RunName(db.Common) string {
 }
 
 func (s *Settings) Record() map[string]any {
-	return map[string]any{"galera_read": s.Read, "galera_sync_wait": s.SyncWait, "galera_flush_log": s.FlushLog}
+	m := map[string]any{"galera_read": s.Read, "galera_sync_wait": s.SyncWait, "galera_flush_log": s.FlushLog}
+	if s.Isolation != "" {
+		m["galera_isolation"] = s.Isolation
+	}
+	return m
 }
 
 func (s *Settings) Start(ctx context.Context, env db.Env) (db.System, error) {

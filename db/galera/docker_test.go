@@ -2,12 +2,15 @@ package galera
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
@@ -227,4 +230,123 @@ func TestCluster(t *testing.T) {
 		gc.worker(t, workload.Register, node, "", causal).expect("read", "r", history.Nil(), history.OK, history.Int(8))
 	}
 	gc.worker(t, workload.Register, "n3", "", nil).expect("write", "r", history.Int(9), history.OK, history.Nil())
+}
+
+// TestTransactions runs list-append transactions on one Galera node: the
+// client's whole transactions, and two transactions interleaved step by
+// step at repeatable read, MariaDB's default: T1 reads x, T2 reads x,
+// appends to it and commits, then T1 appends to x and reads it. InnoDB's
+// repeatable read lets T1's append act on the row T2 committed (a locking
+// write reads the latest version, not T1's snapshot), so T1 commits
+// having read x empty and then x holding T2's element before its own:
+// what snapshot isolation forbids. The checker names it (lost update, and
+// T1's reads disagree with its own append: internal), and finds the same
+// steps at read committed allowed there (a non-repeatable read).
+func TestTransactions(t *testing.T) {
+	_, gc := upCluster(t, Options{Nodes: 1, FlushLog: 1})
+	ctx := t.Context()
+	w := gc.worker(t, "list-append", "n1", "", nil)
+	op := history.Op{Process: 1, Type: history.Invoke, F: "txn", Value: mopsOf(t, `[["append","c",1],["r","c",null],["append","c","two"],["r","c",null]]`)}
+	done := w.c.Invoke(ctx, op)
+	if want := mopsOf(t, `[["append","c",1],["r","c",[1]],["append","c","two"],["r","c",[1,"two"]]]`); done.Type != history.OK || !done.Value.Equal(want) {
+		t.Fatalf("client txn: %v %s (%s), want ok %s", done.Type, done.Value, done.Error, want)
+	}
+	if bad := w.c.Invoke(ctx, history.Op{Process: 1, Type: history.Invoke, F: "txn", Value: mopsOf(t, `[["append","c",3],["w","c",4]]`)}); bad.Type != history.Fail {
+		t.Fatalf("a txn with a w micro-operation: %v (%s), want fail", bad.Type, bad.Error)
+	}
+	d, err := gc.db("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	interleave := func(level sql.IsolationLevel, x string) (history.History, error) {
+		c1, err := d.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer c1.Close()
+		c2, err := d.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer c2.Close()
+		t1, err := c1.BeginTx(ctx, &sql.TxOptions{Isolation: level})
+		if err != nil {
+			return nil, err
+		}
+		r1, err := ReadList(ctx, t1, x)
+		if err != nil {
+			return nil, err
+		}
+		t2, err := c2.BeginTx(ctx, &sql.TxOptions{Isolation: level})
+		if err != nil {
+			return nil, err
+		}
+		r2, err := ReadList(ctx, t2, x)
+		if err != nil {
+			return nil, err
+		}
+		if err := AppendList(ctx, t2, x, history.Int(2)); err != nil {
+			return nil, err
+		}
+		if err := t2.Commit(); err != nil {
+			return nil, err
+		}
+		if err := AppendList(ctx, t1, x, history.Int(1)); err != nil {
+			return nil, err
+		}
+		r1b, err := ReadList(ctx, t1, x)
+		if err != nil {
+			return nil, err
+		}
+		cerr := t1.Commit()
+		mop := func(f, v string) history.Value { return mopsOf(t, `["`+f+`","`+x+`",`+v+`]`) }
+		h := history.History{
+			{Process: 1, Type: history.Invoke, F: "txn", Value: history.List(mop("r", "null"), mop("append", "1"), mop("r", "null"))},
+			{Process: 2, Type: history.Invoke, F: "txn", Value: history.List(mop("r", "null"), mop("append", "2"))},
+			{Process: 2, Type: history.OK, F: "txn", Value: history.List(mop("r", r2.String()), mop("append", "2"))},
+		}
+		if cerr != nil {
+			t.Logf("T1's COMMIT: %v", cerr)
+			h = append(h, history.Op{Process: 1, Type: history.Fail, F: "txn", Value: h[0].Value})
+		} else {
+			h = append(h, history.Op{Process: 1, Type: history.OK, F: "txn", Value: history.List(mop("r", r1.String()), mop("append", "1"), mop("r", r1b.String()))})
+		}
+		for i := range h {
+			h[i].Index, h[i].Time = int64(i), int64(i+1)*1000
+		}
+		return h, nil
+	}
+	rr, err := interleave(sql.LevelRepeatableRead, "rr-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repeatable read: %s", rr[3].Value)
+	if rr[3].Type != history.OK {
+		t.Fatalf("repeatable read: T1 %v, want it committed (InnoDB does not refuse it)", rr[3].Type)
+	}
+	res := checkers.Transactional(ctx, checkers.NewInput(rr), checkers.Options{ConsistencyModel: checkers.ModelSnapshotIsolation})
+	var kinds []string
+	for _, a := range res.Anomalies {
+		kinds = append(kinds, a.Kind)
+	}
+	if res.Verdict != checkers.Invalid || !slices.Contains(kinds, checkers.AnomalyLostUpdate) {
+		t.Fatalf("repeatable read, checked for snapshot isolation: %s %v, want a lost update", res.Verdict, kinds)
+	}
+	rc, err := interleave(sql.LevelReadCommitted, "rc-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := checkers.Transactional(ctx, checkers.NewInput(rc), checkers.Options{ConsistencyModel: checkers.ModelReadCommitted}); res.Verdict != checkers.Valid {
+		t.Fatalf("read committed, checked for read committed: %s %v", res.Verdict, res.Anomalies)
+	}
+}
+
+// mopsOf parses micro-operations written as JSON.
+func mopsOf(t *testing.T, js string) history.Value {
+	t.Helper()
+	v, err := history.ParseValue(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -25,6 +25,7 @@ type System struct {
 	d      *db.Docker
 	keep   bool
 	read   string        // --galera-read
+	iso    string        // --galera-isolation
 	opWait time.Duration // the per-operation timeout
 	logf   func(string, ...any)
 
@@ -63,7 +64,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	}
 	env.Logf("cluster up: galera nodes %v synced in Docker cluster %s", gc.Nodes(), d.Name)
 	return &System{Cluster: gc, d: d, keep: env.Keep,
-		read: s.Read, opWait: env.OpTimeout, logf: env.Logf}, nil
+		read: s.Read, iso: s.Isolation, opWait: env.OpTimeout, logf: env.Logf}, nil
 }
 
 // Docker returns the cluster's containers.
@@ -93,7 +94,7 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("galera: no node %s in cluster %s", node, sys.Name())
 	}
-	o := ClientOptions{Workload: name, Write: sys.Addr(node), WriteNode: node, Timeout: sys.opWait}
+	o := ClientOptions{Workload: name, Write: sys.Addr(node), WriteNode: node, Timeout: sys.opWait, Isolation: sys.iso}
 	if sys.read == ReadOther && !sys.final && len(nodes) > 1 {
 		other := nodes[(i+1)%len(nodes)]
 		o.Read, o.ReadNode = sys.Addr(other), other
