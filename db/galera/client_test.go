@@ -77,6 +77,8 @@ func TestValidate(t *testing.T) {
 		{"negative sync wait", Settings{Read: ReadOwn, SyncWait: -1, FlushLog: 1}, three, "--galera-sync-wait -1"},
 		{"flush 3", Settings{Read: ReadOwn, FlushLog: 3}, three, "--galera-flush-log 3"},
 		{"failover", Settings{Read: ReadOwn, FlushLog: 1}, faults(nemesis.KindFailover), "every Galera node is a primary"},
+		{"serializable transactions", Settings{Read: ReadOwn, FlushLog: 1, Isolation: "serializable"}, three, "--galera-isolation"},
+		{"read committed transactions", Settings{Read: ReadOwn, FlushLog: 1, Isolation: IsolationReadCommitted}, three, ""},
 	} {
 		err := c.s.Validate(c.common)
 		var ue db.UsageError
