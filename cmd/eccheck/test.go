@@ -96,7 +96,7 @@ start, and --seed repeats a run's choices.`,
 	clusterNameFlag(f, &o.common.ClusterName, "", "docker: the cluster's name (default eccheck-test-<run id>)", "")
 	f.BoolVar(&o.common.Keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --cluster-name NAME')")
 	bindRunFlags(f, &o.common, &o.concurrency, &o.rate, &o.seed, &o.workloads, &o.out)
-	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: "+strings.Join(nemesis.Kinds(), ", ")+" (failover and lag with postgres); or none (the default with --db postgres)")
+	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: "+strings.Join(nemesis.Kinds(), ", ")+" (failover with postgres or redis; lag with postgres, redis or galera; crash kills every node at once and restarts the cluster); or none (the default with postgres, redis and galera)")
 	f.DurationVar(&o.common.TimeLimit, "time-limit", 30*time.Second, "how long the workload runs (with --nemesis-cycles: at most)")
 	f.IntVar(&o.common.Cycles, "nemesis-cycles", 0, "end the workload once the nemesis has started and stopped this many faults, however long they take; --time-limit then bounds the run (default bound with cycles: 10m)")
 	f.StringVar(&o.name, "name", "", "run name (default: the system and its settings, such as ecstore-lww-w1r1)")
