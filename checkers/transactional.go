@@ -29,22 +29,21 @@ var Models = []string{ModelStrictSerializable, ModelSerializable, ModelSnapshotI
 
 // The anomalies the transactional checker names.
 const (
-	AnomalyG0            = "G0"            // a cycle of write dependencies
-	AnomalyG1a           = "G1a"           // aborted read: a read saw what a failed transaction wrote
-	AnomalyG1b           = "G1b"           // intermediate read: a read saw a state a transaction left behind
-	AnomalyG1c           = "G1c"           // a cycle of write and read dependencies
-	AnomalyGSingle       = "G-single"      // a cycle with exactly one anti-dependency (read skew)
-	AnomalyGNonadjacent  = "G-nonadjacent" // a cycle whose anti-dependencies are never adjacent
-	AnomalyG2Item        = "G2-item"       // a cycle with adjacent anti-dependencies (write skew)
-	AnomalyLostUpdate    = "lost-update"   // two transactions read one version and both wrote the key
-	AnomalyInternal      = "internal"      // a transaction did not read its own earlier reads and writes
-	AnomalyDuplicate     = "duplicate-elements"
-	AnomalyGarbage       = "garbage-read"       // a read saw an element nobody appended
-	AnomalyIncompatible  = "incompatible-order" // two reads disagree on a key's order
-	AnomalyFutureRead    = "future-read"        // a transaction read an element it appended only later
-	realtimeSuffix       = "-realtime"
-	defaultCycleBudget   = 20_000_000
-	defaultCycleBudgetMB = 0
+	AnomalyG0           = "G0"            // a cycle of write dependencies
+	AnomalyG1a          = "G1a"           // aborted read: a read saw what a failed transaction wrote
+	AnomalyG1b          = "G1b"           // intermediate read: a read saw a state a transaction left behind
+	AnomalyG1c          = "G1c"           // a cycle of write and read dependencies
+	AnomalyGSingle      = "G-single"      // a cycle with exactly one anti-dependency (read skew)
+	AnomalyGNonadjacent = "G-nonadjacent" // a cycle whose anti-dependencies are never adjacent
+	AnomalyG2Item       = "G2-item"       // a cycle with adjacent anti-dependencies (write skew)
+	AnomalyLostUpdate   = "lost-update"   // two transactions read one version and both wrote the key
+	AnomalyInternal     = "internal"      // a transaction did not read its own earlier reads and writes
+	AnomalyDuplicate    = "duplicate-elements"
+	AnomalyGarbage      = "garbage-read"       // a read saw an element nobody appended
+	AnomalyIncompatible = "incompatible-order" // two reads disagree on a key's order
+	AnomalyFutureRead   = "future-read"        // a transaction read an element it appended only later
+	realtimeSuffix      = "-realtime"
+	defaultCycleBudget  = 20_000_000
 )
 
 // prohibited returns the anomalies a model rules out. Every model rules
