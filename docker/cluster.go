@@ -336,7 +336,7 @@ func (c *Client) newCluster(ctx context.Context, name, db string, nodes int) (cl
 		return nil, err
 	}
 	defer c.downOnError(ctx, name, &err)
-	ports, err := freePorts(nodes)
+	ports, err := freePorts(nodes, c.publishedPorts(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +345,32 @@ func (c *Client) newCluster(ctx context.Context, name, db string, nodes int) (cl
 		cl.nodes = append(cl.nodes, &Node{Name: n, Container: cl.network + "-" + n, IP: hostAddr(cl.subnet, 11+i), HostPort: ports[i]})
 	}
 	return cl, nil
+}
+
+// publishedPorts returns the host ports that the containers of every
+// eccheck cluster publish, stopped containers included (a killed node
+// takes its port back when it starts). A failure to ask returns none: the
+// ports are then only checked free on the host.
+func (c *Client) publishedPorts(ctx context.Context) map[int]bool {
+	out := map[int]bool{}
+	cs, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelCluster)})
+	if err != nil {
+		return out
+	}
+	for _, s := range cs.Items {
+		insp, err := c.api.ContainerInspect(ctx, s.ID, client.ContainerInspectOptions{})
+		if err != nil || insp.Container.HostConfig == nil {
+			continue
+		}
+		for _, bs := range insp.Container.HostConfig.PortBindings {
+			for _, b := range bs {
+				if p, err := strconv.Atoi(b.HostPort); err == nil {
+					out[p] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 // downOnError removes everything labelled with cluster name when *err is

@@ -134,7 +134,11 @@ func hostAddr(p netip.Prefix, k int) netip.Addr {
 // publishing its cluster: the second container start then fails with
 // "port is already allocated", seen once with two test packages at once),
 // and ephemeral ports are also the local side of outgoing connections.
-func freePorts(n int) ([]int, error) {
+//
+// Ports in skip are never picked: those published by the containers of
+// other eccheck clusters, stopped ones included, whose ports are free on
+// the host while they are down but which take them back when they start.
+func freePorts(n int, skip map[int]bool) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -154,6 +158,10 @@ func freePorts(n int) ([]int, error) {
 				continue // taken: pick another
 			}
 			return nil, fmt.Errorf("pick a free port: %w", err)
+		}
+		if skip[l.Addr().(*net.TCPAddr).Port] {
+			ls = append(ls, l) // held, so that ":0" does not hand it out again
+			continue
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
