@@ -15,7 +15,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -224,12 +223,14 @@ type UsageError struct{ Err error }
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
 
-// NoTransactions refuses the transactional workloads (list-append) for a
-// system that does not run transactions yet: a usage error naming the
-// system and the one that does.
+// NoTransactions refuses the transactional workloads (list-append,
+// rw-register) for a system that does not run transactions yet: a usage
+// error naming the workload, the system and those that do.
 func NoTransactions(c Common, system string) error {
-	if slices.Contains(c.Workloads, workload.ListAppend) {
-		return Usagef("--workload %s: %s does not run transactions yet (ecstore, postgres and galera do)", workload.ListAppend, system)
+	for _, w := range c.Workloads {
+		if workload.Transactional(w) {
+			return Usagef("--workload %s: %s does not run transactions yet (ecstore, postgres and galera do)", w, system)
+		}
 	}
 	return nil
 }

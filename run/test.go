@@ -188,7 +188,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 		Workloads: c.Workloads, Nemesis: c.Faults, Interval: c.Interval.String(), Cycles: c.Cycles, Shapes: c.Shapes, TimeLimit: c.TimeLimit.String(),
 		Conc: spec.Concurrency, Rate: spec.Rate, Args: spec.Args, Settings: spec.Settings.Record(),
 	}
-	if slices.Contains(c.Workloads, workload.ListAppend) {
+	if slices.ContainsFunc(c.Workloads, workload.Transactional) {
 		cfg.ConsistencyModel = spec.Check.ConsistencyModel
 	}
 	if cfg.Nemesis == nil {

@@ -1,6 +1,7 @@
 // Package workload makes the operations of a test and drives them: the
-// generators (register, set, session, counter) produce invocations with
-// unique values on rotating keys, and Run has concurrent workers perform
+// generators (register, set, session, counter, and the transactions of
+// list-append and rw-register) produce invocations with unique values on
+// rotating keys, and Run has concurrent workers perform
 // them through clients while a nemesis injects faults, recording every
 // invocation and completion into the history, then heals, waits and reads
 // every key from every node in a final phase.
@@ -27,13 +28,29 @@ const (
 	// unique elements and reads of whole lists, over a few keys that
 	// rotate (Elle's list-append).
 	ListAppend = "list-append"
+	// RWRegister is transactions of 1 to 4 micro-operations, writes of
+	// values unique per key and reads of registers, over a few keys that
+	// rotate (Elle's rw-register).
+	RWRegister = "rw-register"
 )
 
 // Names lists the workloads in help order.
-var Names = []string{Register, Session, Set, Counter, ListAppend}
+var Names = []string{Register, Session, Set, Counter, ListAppend, RWRegister}
 
-// listAppendKeys is how many keys a list-append group works on at once.
-const listAppendKeys = 3
+// Transactional reports whether a workload's operations are transactions
+// (f txn) rather than single-key operations.
+func Transactional(workload string) bool {
+	return workload == ListAppend || workload == RWRegister
+}
+
+// txnKeys is how many keys a transactional group works on at once.
+const txnKeys = 3
+
+// rwWritesPerKey bounds how many times one worker writes one key of
+// rw-register: past it, the worker's micro-operations on the key are
+// reads. A key then holds at most groupSize*rwWritesPerKey writes, few
+// enough that a checker can order them from what reads saw.
+const rwWritesPerKey = 12
 
 // Kind is the data type a workload works on: what its clients must speak.
 func Kind(workload string) string {
@@ -42,13 +59,16 @@ func Kind(workload string) string {
 		return "set"
 	case Counter:
 		return "counter"
-	case ListAppend:
-		return ListAppend
+	case ListAppend, RWRegister:
+		return workload
 	}
 	return "register"
 }
 
-// ParseWorkloads parses "register,session,set".
+// ParseWorkloads parses "register,session,set". list-append and
+// rw-register do not go together: their transactions have no key, and
+// their micro-operations are what tells one workload's history from the
+// other's.
 func ParseWorkloads(s string) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
@@ -69,6 +89,9 @@ func ParseWorkloads(s string) ([]string, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no workload named (want some of %s)", strings.Join(Names, ", "))
+	}
+	if seen[ListAppend] && seen[RWRegister] {
+		return nil, fmt.Errorf("%s and %s in one run: transactions have no key, so a history holds one transactional workload; run them apart", ListAppend, RWRegister)
 	}
 	return out, nil
 }
@@ -103,9 +126,15 @@ func NewGenerator(name string, workers int) (*Generator, error) {
 	case Counter:
 		g.groupSize, g.opsPerKey, g.prefix = 5, 1<<30, "c"
 	case ListAppend:
-		// Each group's transactions share listAppendKeys keys per epoch:
-		// at most about opsPerKey*groupSize*2 appends per key.
+		// Each group's transactions share txnKeys keys per epoch: at most
+		// opsPerKey*groupSize*4 appends per key, about a tenth of that on
+		// average.
 		g.groupSize, g.opsPerKey, g.prefix = 5, 40, "l"
+	case RWRegister:
+		// The same rotation, with fewer transactions per epoch, and at
+		// most rwWritesPerKey writes of a key by each worker: at most
+		// groupSize*rwWritesPerKey writes per key.
+		g.groupSize, g.opsPerKey, g.prefix = 5, 20, "rw"
 	default:
 		return nil, fmt.Errorf("unknown workload %q", name)
 	}
@@ -146,11 +175,13 @@ type Stream struct {
 	seq    int64                    // values issued
 	last   map[string]history.Value // the value this worker last wrote, per key
 	phase  int                      // session workload: write, read, read
+	writes map[string]int           // rw-register: the worker's writes per key of this epoch
+	epoch  string                   // rw-register: the first key of the epoch writes counts
 }
 
 // Stream returns worker's stream; seed and worker decide it entirely.
 func (g *Generator) Stream(seed uint64, worker int) *Stream {
-	return &Stream{g: g, worker: worker, rng: rand.New(rand.NewPCG(seed, uint64(worker)+1)), last: map[string]history.Value{}}
+	return &Stream{g: g, worker: worker, rng: rand.New(rand.NewPCG(seed, uint64(worker)+1)), last: map[string]history.Value{}, writes: map[string]int{}}
 }
 
 // value returns a value no other worker or call writes.
@@ -211,20 +242,31 @@ func (s *Stream) Next() history.Op {
 		} else {
 			op.F, op.Value = "add", history.Int(int64(1+s.rng.IntN(5)))
 		}
-	case ListAppend:
+	case ListAppend, RWRegister:
 		// A transaction over the group's keys of this epoch (the first
-		// named key), with no key of its own.
+		// named key), with no key of its own: half its micro-operations
+		// reads, half appends (list-append) or writes (rw-register).
 		op.Key = ""
+		if key != s.epoch {
+			// The worker never comes back to an earlier epoch's keys.
+			clear(s.writes)
+			s.epoch = key
+		}
 		mops := make([]history.Value, 1+s.rng.IntN(4))
 		for i := range mops {
 			k := key
-			if j := s.rng.IntN(listAppendKeys); j > 0 {
+			if j := s.rng.IntN(txnKeys); j > 0 {
 				k = key + "." + strconv.Itoa(j)
 			}
 			s.g.use(k)
-			if s.rng.IntN(2) == 0 {
+			write := s.rng.IntN(2) == 0
+			switch {
+			case write && s.g.name == ListAppend:
 				mops[i] = history.List(history.String("append"), history.String(k), s.value())
-			} else {
+			case write && s.writes[k] < rwWritesPerKey:
+				s.writes[k]++
+				mops[i] = history.List(history.String("w"), history.String(k), s.value())
+			default:
 				mops[i] = history.List(history.String("r"), history.String(k), history.Nil())
 			}
 		}
@@ -233,10 +275,10 @@ func (s *Stream) Next() history.Op {
 	return op
 }
 
-// FinalRead is the final phase's read of key: a plain read, or for
-// list-append a transaction that reads the key's list.
+// FinalRead is the final phase's read of key: a plain read, or for the
+// transactional workloads a transaction that reads the key.
 func (g *Generator) FinalRead(key string) history.Op {
-	if g.name == ListAppend {
+	if Transactional(g.name) {
 		return history.Op{F: "txn", Value: history.List(history.List(history.String("r"), history.String(key), history.Nil()))}
 	}
 	return history.Op{F: "read", Key: key}
