@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/workload"
 )
@@ -41,8 +42,8 @@ type ClientOptions struct {
 	// Session are session variables set on every connection, such as
 	// wsrep_sync_wait (the nodes' own setting otherwise).
 	Session map[string]string
-	// Isolation is the isolation level of list-append transactions;
-	// empty means repeatable-read, MariaDB's default.
+	// Isolation is the isolation level of list-append and rw-register
+	// transactions; empty means repeatable-read, MariaDB's default.
 	Isolation string
 }
 
@@ -148,7 +149,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	case read:
 		done.Node = c.opts.ReadNode
 		v, err = c.readKey(ctx, key)
-	case op.F == "txn" && c.opts.Workload == workload.ListAppend:
+	case op.F == "txn" && workload.Transactional(c.opts.Workload):
 		done.Node = c.opts.WriteNode
 		v, err = c.txn(ctx, op)
 	default:
@@ -156,8 +157,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 		err = c.exec(ctx, op, key)
 	}
 	done.Type, done.Error = Classify(err, read)
-	var aborted abortedError
-	if errors.As(err, &aborted) {
+	if db.Aborted(err) {
 		// A transaction that never reached COMMIT did not happen.
 		done.Type = history.Fail
 	}
@@ -186,8 +186,7 @@ func (c *Client) exec(ctx context.Context, op history.Op, key string) error {
 	}
 	switch {
 	case kind == workload.Register && op.F == "write":
-		_, err := c.write.ExecContext(ctx, `INSERT INTO registers (k, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)`, key, op.Value.String())
-		return err
+		return WriteRegister(ctx, c.write, key, op.Value)
 	case kind == workload.Register && op.F == "cas":
 		old, nv, ok := op.Value.Pair()
 		if !ok {
@@ -230,7 +229,7 @@ func (c *Client) readKey(ctx context.Context, key string) (history.Value, error)
 	}
 	switch workload.Kind(c.opts.Workload) {
 	case workload.Register:
-		return one(`SELECT v FROM registers WHERE k = ?`, history.Nil())
+		return one(ReadRegisterSQL, history.Nil())
 	case workload.Counter:
 		return one(`SELECT CAST(n AS CHAR) FROM counters WHERE k = ?`, history.Int(0))
 	case workload.Set:

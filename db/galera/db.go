@@ -62,8 +62,8 @@ type Settings struct {
 	// FakeTime runs the nodes under libfaketime even without clock
 	// faults (`eccheck cluster up --galera-fake-time`).
 	FakeTime bool
-	// Isolation is the isolation level of list-append transactions
-	// (--galera-isolation).
+	// Isolation is the isolation level of list-append and rw-register
+	// transactions (--galera-isolation).
 	Isolation string
 }
 
@@ -80,7 +80,7 @@ func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 		f.BoolVar(&s.FakeTime, "galera-fake-time", false, "galera: run every node under libfaketime (so that 'eccheck nemesis clock' can move their clocks)")
 	default:
 		f.StringVar(&s.Read, "galera-read", ReadOwn, "galera: where a worker reads: own (the node it writes to) or other (the next node, which applies its writes later)")
-		f.StringVar(&s.Isolation, "galera-isolation", IsolationRepeatableRead, "galera: the isolation level of the list-append workload's transactions: read-committed or repeatable-read (MariaDB's default)")
+		f.StringVar(&s.Isolation, "galera-isolation", IsolationRepeatableRead, "galera: the isolation level of the list-append and rw-register transactions: read-committed or repeatable-read (MariaDB's default)")
 		server()
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/history"
 )
 
@@ -26,39 +26,17 @@ var sqlLevels = map[string]sql.IsolationLevel{
 	IsolationRepeatableRead: sql.LevelRepeatableRead,
 }
 
-// The statements of a list-append micro-operation: an append adds an
-// element at the end of the key's JSON array (creating it); a read returns
-// the array (no row: the empty list).
+// The statements of the micro-operations. list-append: an append adds an
+// element at the end of the key's JSON array (creating it); a read
+// returns the array (no row: the empty list). rw-register, and the
+// register workload's write and read: a write sets the key's register (its
+// JSON text), a read returns it (no row: null).
 const (
-	AppendSQL   = `INSERT INTO lists (k, v) VALUES (?, JSON_ARRAY(?)) ON DUPLICATE KEY UPDATE v = JSON_MERGE_PRESERVE(v, JSON_ARRAY(?))`
-	ReadListSQL = `SELECT v FROM lists WHERE k = ?`
+	AppendSQL        = `INSERT INTO lists (k, v) VALUES (?, JSON_ARRAY(?)) ON DUPLICATE KEY UPDATE v = JSON_MERGE_PRESERVE(v, JSON_ARRAY(?))`
+	ReadListSQL      = `SELECT v FROM lists WHERE k = ?`
+	WriteRegisterSQL = `INSERT INTO registers (k, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)`
+	ReadRegisterSQL  = `SELECT v FROM registers WHERE k = ?`
 )
-
-// abortedError is an error before COMMIT: the transaction was rolled back
-// (or aborted with its connection): it certainly did not happen.
-type abortedError struct{ err error }
-
-func (e abortedError) Error() string { return "before COMMIT: " + e.err.Error() }
-func (e abortedError) Unwrap() error { return e.err }
-
-// commitError is an error of COMMIT itself: a certification failure (a
-// deadlock error) means it rolled back; a lost connection leaves the
-// outcome open (see Classify).
-type commitError struct{ err error }
-
-func (e commitError) Error() string { return "COMMIT: " + e.err.Error() }
-func (e commitError) Unwrap() error { return e.err }
-
-// mopKey is the lists' key of a micro-operation's key.
-func mopKey(k history.Value) (string, bool) {
-	if s, ok := k.AsString(); ok {
-		return s, true
-	}
-	if n, ok := k.AsInt(); ok {
-		return strconv.FormatInt(n, 10), true
-	}
-	return "", false
-}
 
 // scalarArg is an element as a statement argument.
 func scalarArg(v history.Value) (any, bool) {
@@ -105,13 +83,51 @@ func ReadList(ctx context.Context, tx Appender, key string) (history.Value, erro
 	return v, nil
 }
 
-// txn runs a list-append transaction on the write node at the client's
-// isolation level and returns its micro-operations completed.
-func (c *Client) txn(ctx context.Context, op history.Op) (history.Value, error) {
-	items, ok := op.Value.AsList()
-	if !ok {
-		return history.Nil(), fmt.Errorf("%w: a txn's value must be a list of micro-operations, not %s", errUsage, op.Value)
+// WriteRegister sets the register at key to v (rw-register).
+func WriteRegister(ctx context.Context, tx Appender, key string, v history.Value) error {
+	_, err := tx.ExecContext(ctx, WriteRegisterSQL, key, v.String())
+	return err
+}
+
+// ReadRegister reads the register at key: null when it was never
+// written.
+func ReadRegister(ctx context.Context, tx Appender, key string) (history.Value, error) {
+	var s string
+	err := tx.QueryRowContext(ctx, ReadRegisterSQL, key).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return history.Nil(), nil
 	}
+	if err != nil {
+		return history.Nil(), err
+	}
+	return parse(s)
+}
+
+// sqlTx is a database/sql transaction as the shared transaction loop
+// runs it.
+type sqlTx struct{ tx *sql.Tx }
+
+var _ db.Tx = sqlTx{}
+
+func (t sqlTx) Append(ctx context.Context, key string, elem history.Value) error {
+	return AppendList(ctx, t.tx, key, elem)
+}
+func (t sqlTx) ReadList(ctx context.Context, key string) (history.Value, error) {
+	return ReadList(ctx, t.tx, key)
+}
+func (t sqlTx) Write(ctx context.Context, key string, v history.Value) error {
+	return WriteRegister(ctx, t.tx, key, v)
+}
+func (t sqlTx) ReadRegister(ctx context.Context, key string) (history.Value, error) {
+	return ReadRegister(ctx, t.tx, key)
+}
+func (t sqlTx) Commit(context.Context) error { return t.tx.Commit() }
+func (t sqlTx) Rollback(context.Context)     { t.tx.Rollback() }
+
+// txn runs a list-append or rw-register transaction on the write node at
+// the client's isolation level and returns its micro-operations
+// completed; see [db.RunTxn] for its errors.
+func (c *Client) txn(ctx context.Context, op history.Op) (history.Value, error) {
 	iso := c.opts.Isolation
 	if iso == "" {
 		iso = IsolationRepeatableRead
@@ -120,43 +136,11 @@ func (c *Client) txn(ctx context.Context, op history.Op) (history.Value, error) 
 	if !ok {
 		return history.Nil(), fmt.Errorf("%w: isolation %q", errUsage, iso)
 	}
-	tx, err := c.write.BeginTx(ctx, &sql.TxOptions{Isolation: level})
-	if err != nil {
-		return history.Nil(), abortedError{err}
-	}
-	rollback := func(err error) (history.Value, error) {
-		tx.Rollback()
-		return history.Nil(), abortedError{err}
-	}
-	out := make([]history.Value, len(items))
-	for i, it := range items {
-		parts, ok := it.AsList()
-		if !ok || len(parts) != 3 {
-			return rollback(fmt.Errorf("%w: micro-operation %s is not [f, key, value]", errUsage, it))
+	return db.RunTxn(ctx, c.opts.Workload, op.Value, func(ctx context.Context) (db.Tx, error) {
+		tx, err := c.write.BeginTx(ctx, &sql.TxOptions{Isolation: level})
+		if err != nil {
+			return nil, err
 		}
-		f, _ := parts[0].AsString()
-		key, ok := mopKey(parts[1])
-		if !ok {
-			return rollback(fmt.Errorf("%w: micro-operation %s: a key is a string or an integer", errUsage, it))
-		}
-		switch f {
-		case "append":
-			if err := AppendList(ctx, tx, key, parts[2]); err != nil {
-				return rollback(err)
-			}
-			out[i] = it
-		case "r":
-			v, err := ReadList(ctx, tx, key)
-			if err != nil {
-				return rollback(err)
-			}
-			out[i] = history.List(parts[0], parts[1], v)
-		default:
-			return rollback(fmt.Errorf("%w: micro-operation %q (list-append has append and r)", errUsage, f))
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return history.Nil(), commitError{err}
-	}
-	return history.List(out...), nil
+		return sqlTx{tx}, nil
+	})
 }

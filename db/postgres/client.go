@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/history"
 )
 
@@ -58,10 +59,12 @@ func Setup(ctx context.Context, dsn string) error {
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
-	// Workload is Register (the default), Set, Counter or ListAppend.
+	// Workload is Register (the default), Set, Counter, ListAppend or
+	// RWRegister.
 	Workload string
-	// Isolation is the isolation level of ListAppend's transactions
-	// (IsolationReadCommitted, ...); empty means serializable.
+	// Isolation is the isolation level of the transactions of ListAppend
+	// and RWRegister (IsolationReadCommitted, ...); empty means
+	// serializable.
 	Isolation string
 	// ReadDSN, when not empty, is where reads go (a replica); empty means
 	// reads go to the primary with the writes.
@@ -285,8 +288,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	v, err := c.exec(ctx, t.conn, op, key)
 	notices := t.takeNotices()
 	done.Type, done.Error = Classify(err, read, notices)
-	var aborted abortedError
-	if errors.As(err, &aborted) {
+	if db.Aborted(err) {
 		// A transaction that never reached COMMIT did not happen.
 		done.Type = history.Fail
 	}
@@ -296,7 +298,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	if done.Type == history.OK && wrote(op.F) && c.opts.readMode() == ReadLSNFence {
 		c.remember(ctx)
 	}
-	if err != nil && !errors.Is(err, errNoRows) && !errors.Is(err, errUsage) {
+	if err != nil && !errors.Is(err, errNoRows) && !errors.Is(err, errUsage) && !errors.Is(err, db.ErrBadTxn) {
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Severity == "FATAL" || pe.Severity == "PANIC" {
 			t.drop()
@@ -311,21 +313,7 @@ var errUsage = errors.New("unknown operation")
 // exec runs op's statement and returns what a read returned.
 func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key string) (history.Value, error) {
 	scan := func(q string, args ...any) (history.Value, error) {
-		var s *string
-		if err := conn.QueryRow(ctx, q, args...).Scan(&s); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return history.Nil(), nil
-			}
-			return history.Nil(), err
-		}
-		if s == nil {
-			return history.Nil(), nil
-		}
-		v, err := history.ParseValue(*s)
-		if err != nil {
-			return history.Nil(), fmt.Errorf("unreadable value %q: %w", *s, err)
-		}
-		return v, nil
+		return scanValue(conn.QueryRow(ctx, q, args...))
 	}
 	affected := func(q string, args ...any) error {
 		tag, err := conn.Exec(ctx, q, args...)
@@ -339,9 +327,9 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key st
 	}
 	switch {
 	case c.opts.Workload == Register && op.F == "read":
-		return scan(`SELECT v::text FROM registers WHERE k = $1`, key)
+		return scan(ReadRegisterSQL, key)
 	case c.opts.Workload == Register && op.F == "write":
-		_, err := conn.Exec(ctx, `INSERT INTO registers (k, v) VALUES ($1, $2::jsonb) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, key, op.Value.String())
+		_, err := conn.Exec(ctx, WriteRegisterSQL, key, op.Value.String())
 		return history.Nil(), err
 	case c.opts.Workload == Register && op.F == "cas":
 		old, nv, ok := op.Value.Pair()
@@ -366,7 +354,7 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key st
 		return history.Nil(), err
 	case c.opts.Workload == Counter && op.F == "read":
 		return scan(`SELECT COALESCE((SELECT n FROM counters WHERE k = $1), 0)::text`, key)
-	case c.opts.Workload == ListAppend && op.F == "txn":
+	case (c.opts.Workload == ListAppend || c.opts.Workload == RWRegister) && op.F == "txn":
 		return c.txn(ctx, conn, op)
 	}
 	return history.Nil(), fmt.Errorf("%w: the %s workload has no operation %q", errUsage, c.opts.Workload, op.F)

@@ -57,8 +57,8 @@ type Settings struct {
 	// FakeTime runs the nodes under libfaketime even without clock faults
 	// (`eccheck cluster up --fake-time`).
 	FakeTime bool
-	// Isolation is the isolation level of list-append transactions
-	// (--pg-isolation).
+	// Isolation is the isolation level of list-append and rw-register
+	// transactions (--pg-isolation).
 	Isolation string
 }
 
@@ -88,7 +88,7 @@ func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 		f.StringSliceVar(&s.Standbys, "pg-standbys", nil, "postgres: with remote_apply, the synchronous standbys, such as n2 (default: every replica)")
 		f.StringVar(&s.Promote, "pg-promote", "", "postgres: the replica a failover promotes (default: the one that received the most WAL)")
 		rejoin()
-		f.StringVar(&s.Isolation, "pg-isolation", IsolationSerializable, "postgres: the isolation level of the list-append workload's transactions: "+strings.Join(Isolations, ", "))
+		f.StringVar(&s.Isolation, "pg-isolation", IsolationSerializable, "postgres: the isolation level of the list-append and rw-register transactions: "+strings.Join(Isolations, ", "))
 	}
 }
 
@@ -141,7 +141,7 @@ func (s *Settings) Validate(c db.Common) error {
 // has transactions: "postgres-async-primary-serializable".
 func (s *Settings) RunName(c db.Common) string {
 	name := Name + "-" + s.Sync + "-" + s.Read
-	if slices.Contains(c.Workloads, workload.ListAppend) && s.Isolation != "" {
+	if slices.ContainsFunc(c.Workloads, workload.Transactional) && s.Isolation != "" {
 		name += "-" + s.Isolation
 	}
 	return name
