@@ -27,11 +27,14 @@ const (
 	Counter  = "counter"
 	// ListAppend is list-append transactions (f txn).
 	ListAppend = "list-append"
+	// RWRegister is rw-register transactions (f txn).
+	RWRegister = "rw-register"
 )
 
 // Options configure a Client.
 type Options struct {
-	// Workload is Register (the default), Set or Counter.
+	// Workload is Register (the default), Set, Counter, ListAppend or
+	// RWRegister.
 	Workload string
 	// Sessions makes the client carry its session token on every request,
 	// so that the store gives read-your-writes and monotonic reads.
@@ -98,6 +101,8 @@ func (c *Client) request(op history.Op) (store.Request, error) {
 		req.Op = store.OpCounterRead
 	case c.opts.Workload == ListAppend && op.F == "txn":
 		req.Op, req.Key, req.Value = store.OpTxn, "txn", raw(op.Value)
+	case c.opts.Workload == RWRegister && op.F == "txn":
+		req.Op, req.Key, req.Value = store.OpRWTxn, "txn", raw(op.Value)
 	default:
 		return req, fmt.Errorf("the %s workload has no operation %q", c.opts.Workload, op.F)
 	}
@@ -137,7 +142,7 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	switch {
 	case resp.Error == "":
 		done.Type = history.OK
-		if req.Op == store.OpRead || req.Op == store.OpSetRead || req.Op == store.OpCounterRead || req.Op == store.OpTxn {
+		if req.Op == store.OpRead || req.Op == store.OpSetRead || req.Op == store.OpCounterRead || req.Op == store.OpTxn || req.Op == store.OpRWTxn {
 			v, err := history.ParseValue(string(orNull(resp.Value)))
 			if err != nil {
 				done.Type, done.Error = history.Info, fmt.Sprintf("unreadable value from %s: %v", resp.Node, err)

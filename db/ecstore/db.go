@@ -83,8 +83,8 @@ func (*Settings) Adjust(*db.Common, func(string) bool) {}
 // when it starts, so that a bad combination is a usage error before
 // anything is created.
 func (s *Settings) Validate(c db.Common) error {
-	if s.Sessions && slices.Contains(c.Workloads, workload.ListAppend) {
-		return db.Usagef("--sessions and --workload %s: session tokens cover single-key operations, not transactions", workload.ListAppend)
+	if i := slices.IndexFunc(c.Workloads, workload.Transactional); s.Sessions && i >= 0 {
+		return db.Usagef("--sessions and --workload %s: session tokens cover single-key operations, not transactions", c.Workloads[i])
 	}
 	if !slices.Contains(store.Modes, s.Mode) {
 		return db.Usagef("--mode %q: want %s", s.Mode, strings.Join(store.Modes, ", "))

@@ -341,7 +341,7 @@ func (n *Node) handleOp(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout+n.cfg.SessionWait)
 	defer cancel()
 	var resp Response
-	if _, raftMode := n.eng.(*raftEngine); req.Op == OpTxn && !raftMode {
+	if _, raftMode := n.eng.(*raftEngine); isTxn(req.Op) && !raftMode {
 		resp = sequentialTxn(ctx, n.eng.do, req)
 	} else {
 		resp = n.eng.do(ctx, req)

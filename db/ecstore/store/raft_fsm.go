@@ -57,6 +57,9 @@ type fsmState struct {
 	Counters  map[string]fsmCounter  `json:"counters"`
 	// Lists are the lists of list-append transactions (elements as JSON).
 	Lists map[string][]json.RawMessage `json:"lists,omitempty"`
+	// TxnRegisters are the registers of rw-register transactions (values
+	// as JSON), apart from the register workload's Registers.
+	TxnRegisters map[string]json.RawMessage `json:"txn_registers,omitempty"`
 	// Applied is the index of the last command applied.
 	Applied uint64 `json:"applied"`
 }
@@ -125,34 +128,50 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		c.Index = l.Index
 		f.st.Counters[cmd.Key] = c
 		return raftResult{Index: l.Index}
-	case OpTxn:
+	case OpTxn, OpRWTxn:
 		return f.txn(cmd, l.Index)
 	}
 	return raftResult{Err: fmt.Sprintf("unknown command %q", cmd.Op)}
 }
 
-// txn applies a list-append transaction as one step: every read sees the
-// lists as the transaction's earlier appends left them. f.mu is held.
+// txn applies a list-append or rw-register transaction as one step:
+// every read sees the lists or registers as the transaction's earlier
+// appends or writes left them. A malformed transaction changes nothing.
+// f.mu is held.
 func (f *raftFSM) txn(cmd raftCommand, index uint64) raftResult {
-	mops, err := parseTxn(cmd.Value)
+	mops, err := parseTxn(cmd.Op, cmd.Value)
 	if err != nil {
-		return raftResult{Err: "txn: " + err.Error()}
+		return raftResult{Err: string(cmd.Op) + ": " + err.Error()}
 	}
 	if f.st.Lists == nil {
 		f.st.Lists = map[string][]json.RawMessage{}
 	}
-	reads := map[int][]history.Value{}
+	if f.st.TxnRegisters == nil {
+		f.st.TxnRegisters = map[string]json.RawMessage{}
+	}
+	reads := map[int]history.Value{}
 	for i, m := range mops {
-		if m.f == "append" {
-			f.st.Lists[m.key] = append(f.st.Lists[m.key], json.RawMessage(m.elem.String()))
-			continue
-		}
-		for _, e := range f.st.Lists[m.key] {
-			v, err := history.ParseValue(string(e))
+		switch {
+		case m.f == "append":
+			f.st.Lists[m.key] = append(f.st.Lists[m.key], json.RawMessage(m.value.String()))
+		case m.f == "w":
+			f.st.TxnRegisters[m.key] = json.RawMessage(m.value.String())
+		case cmd.Op == OpRWTxn:
+			v, err := registerOf(f.st.TxnRegisters[m.key])
 			if err != nil {
-				return raftResult{Err: "txn: stored element " + string(e) + ": " + err.Error()}
+				return raftResult{Err: fmt.Sprintf("%s: stored value %s: %v", cmd.Op, f.st.TxnRegisters[m.key], err)}
 			}
-			reads[i] = append(reads[i], v)
+			reads[i] = v
+		default:
+			list := make([]history.Value, 0, len(f.st.Lists[m.key]))
+			for _, e := range f.st.Lists[m.key] {
+				v, err := history.ParseValue(string(e))
+				if err != nil {
+					return raftResult{Err: fmt.Sprintf("%s: stored element %s: %v", cmd.Op, e, err)}
+				}
+				list = append(list, v)
+			}
+			reads[i] = history.List(list...)
 		}
 	}
 	return raftResult{Index: index, Value: completed(mops, reads)}

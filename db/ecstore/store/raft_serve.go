@@ -68,8 +68,8 @@ func validateRaftRequest(req *Request) (Response, bool) {
 		}
 	case OpCounterAdd:
 		_, err = delta(req.Value)
-	case OpTxn:
-		if _, err = parseTxn(req.Value); err == nil {
+	case OpTxn, OpRWTxn:
+		if _, err = parseTxn(req.Op, req.Value); err == nil {
 			req.Value, err = canon("transaction", req.Value)
 		}
 	default:
@@ -165,9 +165,9 @@ func (e *raftEngine) local(ctx context.Context, r *raft.Raft, req Request) Respo
 			return Response{Error: ErrSession, Session: sess, Message: fmt.Sprintf("state has not reached index %d of the session", st.Index)}
 		}
 	}
-	if req.Op == OpTxn {
-		// One log entry: its reads and appends happen at one point.
-		res, kind, msg := e.apply(ctx, r, raftCommand{Op: OpTxn, Value: req.Value})
+	if isTxn(req.Op) {
+		// One log entry: its reads and writes happen at one point.
+		res, kind, msg := e.apply(ctx, r, raftCommand{Op: req.Op, Value: req.Value})
 		switch {
 		case kind != "":
 			return Response{Error: kind, Message: msg, Session: sess}
