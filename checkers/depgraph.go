@@ -1,11 +1,8 @@
 package checkers
 
 import (
-	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/eccheck/eccheck/history"
 )
 
 // depKind is the kind of a dependency between two transactions, as Adya
@@ -35,62 +32,97 @@ func (k depKind) String() string {
 	return "?"
 }
 
-// gedge is an edge of the dependency graph; why indexes its explanation.
+// gedge is an edge of the dependency graph. What it rests on is kept as
+// numbers the inference that added it reads back when it explains a
+// reported cycle (see [txnCheck.explain]): the key, and two values a and
+// b (element or value ids, or a read's length); unseen marks a write no
+// read saw. A barrier edge has key -1.
 type gedge struct {
-	to   int32
-	kind depKind
-	why  int32
+	to     int32
+	key    int32
+	a, b   int32
+	kind   depKind
+	unseen bool
 }
 
 // depGraph is the dependency graph of a history's transactions: nodes
 // 0..txns-1 are the transactions; the nodes after them are real-time
 // barriers, one per completion, chained in time order, so that T1 reaches
 // T2 through barriers exactly when T1 returned before T2 was invoked
-// (linear in the history instead of quadratic).
+// (linear in the history instead of quadratic). Edges are added to a
+// flat list, then [depGraph.build] lays them out by source (compressed
+// rows), which keeps a graph of millions of edges in a few allocations.
 type depGraph struct {
-	txns int
-	adj  [][]gedge
-	// whys explain the edges between transactions; a barrier edge has
-	// why -1.
-	whys []why
-}
-
-// why is what an edge between transactions rests on, rendered into a
-// sentence only for the edges of a reported cycle: the key, the element
-// of the version written (x; for ww also the one before it, y), and for
-// wr and rw the list the reader read; unseen marks an append no read saw.
-type why struct {
-	key    string
-	x, y   history.Scalar
-	list   []history.Scalar
-	unseen bool
+	txns  int
+	nodes int
+	off   []int32 // node v's edges are edges[off[v]:off[v+1]]
+	edges []gedge
+	// pending are the edges added since the last build, with their sources.
+	pending []gedge
+	from    []int32
 }
 
 func newDepGraph(txns int) *depGraph {
-	return &depGraph{txns: txns, adj: make([][]gedge, txns)}
+	return &depGraph{txns: txns, nodes: txns}
+}
+
+// reserve makes room for about n more edges.
+func (g *depGraph) reserve(n int) {
+	g.pending = slices.Grow(g.pending, n)
+	g.from = slices.Grow(g.from, n)
 }
 
 // addNode adds a barrier node and returns it.
 func (g *depGraph) addNode() int {
-	g.adj = append(g.adj, nil)
-	return len(g.adj) - 1
+	g.nodes++
+	return g.nodes - 1
 }
 
-// add adds the edge a -kind-> b with what it rests on (nil for a
-// barrier edge).
-func (g *depGraph) add(a, b int, kind depKind, y *why) {
-	w := int32(-1)
-	if y != nil {
-		w = int32(len(g.whys))
-		g.whys = append(g.whys, *y)
-	}
-	g.adj[a] = append(g.adj[a], gedge{to: int32(b), kind: kind, why: w})
+// add adds the edge a -e.kind-> e.to.
+func (g *depGraph) add(a int, e gedge) {
+	g.pending = append(g.pending, e)
+	g.from = append(g.from, int32(a))
 }
+
+// barrier adds an rt edge that involves a barrier node.
+func (g *depGraph) barrier(a, b int) {
+	g.add(a, gedge{to: int32(b), key: -1, kind: depRT})
+}
+
+// build lays out the pending edges by source, stably (the edges of a
+// node keep the order they were added in), after the edges built before.
+func (g *depGraph) build() {
+	count := make([]int32, g.nodes+1)
+	for v := 0; v < g.nodes && v+1 < len(g.off); v++ {
+		count[v+1] += g.off[v+1] - g.off[v]
+	}
+	for _, f := range g.from {
+		count[f+1]++
+	}
+	for v := 1; v <= g.nodes; v++ {
+		count[v] += count[v-1]
+	}
+	edges := make([]gedge, count[g.nodes])
+	next := slices.Clone(count[:g.nodes])
+	for v := 0; v+1 < len(g.off); v++ {
+		n := copy(edges[next[v]:], g.edges[g.off[v]:g.off[v+1]])
+		next[v] += int32(n)
+	}
+	for i, f := range g.from {
+		edges[next[f]] = g.pending[i]
+		next[f]++
+	}
+	g.off, g.edges = count, edges
+	g.pending, g.from = nil, nil
+}
+
+// out returns node v's edges.
+func (g *depGraph) out(v int32) []gedge { return g.edges[g.off[v]:g.off[v+1]] }
 
 // sccs returns each node's strongly connected component over the edges of
 // the kinds in mask (iterative Tarjan), and the size of each component.
 func (g *depGraph) sccs(mask depKind) (comp []int32, size []int32) {
-	n := len(g.adj)
+	n := g.nodes
 	comp = make([]int32, n)
 	index := make([]int32, n)
 	low := make([]int32, n)
@@ -99,17 +131,20 @@ func (g *depGraph) sccs(mask depKind) (comp []int32, size []int32) {
 		comp[i] = -1
 	}
 	onStack := make([]bool, n)
-	var stack []int32
+	// The stacks can get as deep as the graph (the barriers are a chain).
+	stack := make([]int32, 0, n)
 	type frame struct {
 		v    int32
-		edge int
+		edge int32
 	}
+	call := make([]frame, 0, n)
+	size = make([]int32, 0, n)
 	var next int32
 	for root := 0; root < n; root++ {
 		if index[root] >= 0 {
 			continue
 		}
-		call := []frame{{v: int32(root)}}
+		call = append(call[:0], frame{v: int32(root), edge: g.off[root]})
 		index[root], low[root] = next, next
 		next++
 		stack = append(stack, int32(root))
@@ -117,8 +152,8 @@ func (g *depGraph) sccs(mask depKind) (comp []int32, size []int32) {
 		for len(call) > 0 {
 			f := &call[len(call)-1]
 			v := f.v
-			if f.edge < len(g.adj[v]) {
-				e := g.adj[v][f.edge]
+			if f.edge < g.off[v+1] {
+				e := &g.edges[f.edge]
 				f.edge++
 				if e.kind&mask == 0 {
 					continue
@@ -129,7 +164,7 @@ func (g *depGraph) sccs(mask depKind) (comp []int32, size []int32) {
 					next++
 					stack = append(stack, w)
 					onStack[w] = true
-					call = append(call, frame{v: w})
+					call = append(call, frame{v: w, edge: g.off[w]})
 				} else if onStack[w] && index[w] < low[v] {
 					low[v] = index[w]
 				}
@@ -162,6 +197,11 @@ func (g *depGraph) sccs(mask depKind) (comp []int32, size []int32) {
 	return comp, size
 }
 
+// cyclic reports whether some component has two nodes or more.
+func cyclic(size []int32) bool {
+	return slices.ContainsFunc(size, func(s int32) bool { return s > 1 })
+}
+
 // step is one edge of a cycle: from node from along e.
 type step struct {
 	from int32
@@ -181,7 +221,7 @@ func (g *depGraph) path(a, b int32, mask depKind, comp []int32, c int32, budget 
 		if *budget < 0 {
 			return nil
 		}
-		for _, e := range g.adj[v] {
+		for _, e := range g.out(v) {
 			if e.kind&mask == 0 || comp[e.to] != c {
 				continue
 			}
@@ -222,7 +262,7 @@ func (g *depGraph) collapse(cycle []step) []step {
 		for int(rot[j].e.to) >= g.txns {
 			j++
 		}
-		out = append(out, step{from: s.from, e: gedge{to: rot[j].e.to, kind: depRT, why: -1}})
+		out = append(out, step{from: s.from, e: gedge{to: rot[j].e.to, key: -1, kind: depRT}})
 		i = j
 	}
 	return out
@@ -273,34 +313,19 @@ func classify(cycle []step) string {
 	return name
 }
 
-// describeCycle explains a cycle between transactions step by step.
-func describeCycle(g *depGraph, cycle []step, name func(int32) string, rt func(a, b int32) string) string {
+// describeCycle explains a cycle between transactions step by step:
+// edge explains a dependency edge, rt a real-time one.
+func describeCycle(cycle []step, edge func(from int32, e gedge) string, rt func(a, b int32) string) string {
 	var b strings.Builder
 	for i, s := range cycle {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		from, to := name(s.from), name(s.e.to)
-		switch {
-		case s.e.why < 0 && s.e.kind == depRT:
+		if s.e.kind == depRT {
 			b.WriteString(rt(s.from, s.e.to))
-		case s.e.why < 0:
-			fmt.Fprintf(&b, "%s %s %s", from, s.e.kind, to)
-		default:
-			w := g.whys[s.e.why]
-			switch {
-			case s.e.kind == depWW && w.unseen:
-				fmt.Fprintf(&b, "%s appended %s to key %s, and %s appended after it an element no read saw (ww)", from, w.y, w.key, to)
-			case s.e.kind == depWW:
-				fmt.Fprintf(&b, "%s appended %s to key %s and %s appended %s right after it (ww)", from, w.y, w.key, to, w.x)
-			case s.e.kind == depWR:
-				fmt.Fprintf(&b, "%s appended %s to key %s and %s read it as %s, ending there (wr)", from, w.x, w.key, to, scalarsText(w.list))
-			case s.e.kind == depRW && w.unseen:
-				fmt.Fprintf(&b, "%s read key %s as %s and %s appended to it an element no read saw, later (rw)", from, w.key, scalarsText(w.list), to)
-			default:
-				fmt.Fprintf(&b, "%s read key %s as %s and %s appended %s, the next element (rw)", from, w.key, scalarsText(w.list), to, w.x)
-			}
+			continue
 		}
+		b.WriteString(edge(s.from, s.e))
 	}
 	return b.String()
 }

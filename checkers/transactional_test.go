@@ -197,11 +197,12 @@ func TestTransactionalBadInput(t *testing.T) {
 		v    string
 		want string
 	}{
-		"not a list":           {`5`, "list of micro-operations"},
-		"short micro-op":       {`[["append","x"]]`, "[f, key, value]"},
-		"unknown f":            {`[["delete","x",1]]`, "append, r or w"},
-		"element not a scalar": {`[["append","x",[1]]]`, "integer or a string"},
-		"rw-register":          {`[["w","x",1]]`, "rw-register"},
+		"not a list":            {`5`, "list of micro-operations"},
+		"short micro-op":        {`[["append","x"]]`, "[f, key, value]"},
+		"unknown f":             {`[["delete","x",1]]`, "append, r or w"},
+		"element not a scalar":  {`[["append","x",[1]]]`, "integer or a string"},
+		"append and write":      {`[["append","x",1],["w","y",1]]`, "list-append or rw-register, not both"},
+		"rw-register list read": {`[["w","x",1],["r","y",[1]]]`, "one value"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			v, err := history.ParseValue(c.v)
