@@ -23,13 +23,13 @@ const (
 	// WorkloadListAppend is transactions (f txn) of appends to lists and
 	// reads of them, as Elle's list-append writes them.
 	WorkloadListAppend Workload = "list-append"
-	// WorkloadRWRegister is transactions of writes and reads of
-	// registers; eccheck does not check it yet.
+	// WorkloadRWRegister is transactions (f txn) of writes and reads of
+	// registers, as Elle's rw-register writes them.
 	WorkloadRWRegister Workload = "rw-register"
 )
 
 // Workloads lists the workloads in the order help text shows them.
-var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend}
+var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend, WorkloadRWRegister}
 
 // Fs returns the operation functions the checkers of workload w
 // understand; an operation with any other f is not checked by them.
@@ -41,19 +41,19 @@ func (w Workload) Fs() []string {
 		return []string{FAdd, FRead}
 	case WorkloadKV:
 		return []string{FGet, FPut, FAppend}
-	case WorkloadListAppend:
+	case WorkloadListAppend, WorkloadRWRegister:
 		return []string{FTxn}
 	}
 	return nil
 }
 
 // UnderstoodOp reports whether some workload's checkers understand op: its
-// function, and for a transaction, its micro-operations (rw-register ones
-// are not checked yet).
+// function, and for a transaction, its micro-operations (list-append or
+// rw-register, not both).
 func UnderstoodOp(op history.Operation) bool {
 	if op.F == FTxn {
-		k, err := txnKind([]history.Operation{op})
-		return err == nil && k != WorkloadRWRegister
+		_, err := txnKind([]history.Operation{op})
+		return err == nil
 	}
 	return Understood(op.F)
 }
@@ -192,8 +192,8 @@ var all = []Checker{
 		Doc: "how long after a write finished reads still returned older values (ms)"},
 	{Name: NameCounter, Workloads: []Workload{WorkloadCounter}, Run: Counter, Fs: []string{FAdd, FRead},
 		Doc: "every read lies within what acknowledged and possibly-applied adds allow"},
-	{Name: NameTransactional, Workloads: []Workload{WorkloadListAppend}, Run: Transactional, Fs: []string{FTxn},
-		Doc: "no transaction read a state that the consistency model rules out: dependency cycles (G0, G1c, G-single, G-nonadjacent, G2-item) and aborted, intermediate, duplicate, garbage or out-of-order reads (list-append)"},
+	{Name: NameTransactional, Workloads: []Workload{WorkloadListAppend, WorkloadRWRegister}, Run: Transactional, Fs: []string{FTxn},
+		Doc: "no transaction read a state that the consistency model rules out: dependency cycles (G0, G1c, G-single, G-nonadjacent, G2-item) and aborted, intermediate, duplicate, garbage or out-of-order reads (list-append, rw-register)"},
 }
 
 // linearizableAny is the linearizable checker of either workload it fits:
@@ -331,12 +331,19 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 			kind[k] = WorkloadRegister
 		}
 	}
+	// The transactions all go to one workload: a read-only one cannot
+	// tell, and one history holding both kinds is refused by the checker.
+	txns, err := txnKind(ops)
+	if err != nil || txns == "" {
+		txns = WorkloadListAppend
+	}
 	out := map[Workload][]history.Operation{}
 	for _, o := range ops {
 		w := kind[o.Key]
 		if o.F == FTxn {
-			// A transaction spans keys of its own: list-append.
-			w = WorkloadListAppend
+			// A transaction spans keys of its own: list-append, or
+			// rw-register when it writes.
+			w = txns
 		}
 		out[w] = append(out[w], o)
 	}

@@ -272,7 +272,7 @@ func (c *txnCheck) finish() {
 	if c.writes > 0 {
 		workload = WorkloadRWRegister
 	}
-	head := fmt.Sprintf("%d %s transactions over %d keys, checked for %s", len(c.ops), workload, c.keys(), c.model)
+	head := fmt.Sprintf("%d %s %s over %d %s, checked for %s", len(c.ops), workload, plural(len(c.ops), "transaction"), c.keys(), plural(c.keys(), "key"), c.model)
 	switch {
 	case r.Verdict == Invalid:
 		r.Summary = head + ": " + strings.Join(found, ", ")
@@ -285,4 +285,12 @@ func (c *txnCheck) finish() {
 	default:
 		r.Summary = head + ": no anomaly"
 	}
+}
+
+// plural is word, with an s unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }

@@ -199,7 +199,7 @@ func uncheckedWarning(unknown, mixed map[string]int, keys []string, nothingElse 
 	var parts []string
 	unknown = maps.Clone(unknown)
 	if txn := unknown["txn"]; txn > 0 {
-		parts = append(parts, fmt.Sprintf("%d rw-register transaction(s) (f txn with micro-operation w) were not checked: eccheck checks list-append transactions, not rw-register ones yet", txn))
+		parts = append(parts, fmt.Sprintf("%d transaction(s) that both append and write (micro-operations append and w) were not checked: a transaction is list-append or rw-register, not both", txn))
 		delete(unknown, "txn")
 	}
 	if n := total(unknown); n > 0 {
