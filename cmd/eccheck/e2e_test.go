@@ -24,6 +24,7 @@ type e2eReport struct {
 		Verdict      string             `json:"verdict"`
 		AnomalyCount int                `json:"anomaly_count"`
 		Summary      string             `json:"summary"`
+		Reason       string             `json:"reason"`
 		Stats        map[string]float64 `json:"stats"`
 	} `json:"results"`
 }

@@ -36,7 +36,11 @@ func bindCheckerFlags(f *pflag.FlagSet, o *run.CheckOptions, file bool) {
 	f.StringVar(&o.Engine, "engine", checkers.EngineAuto, "linearizability engine: auto (zones where written values are unique, else Porcupine), zones, or porcupine")
 	f.StringVar(&o.ConsistencyModel, "consistency-model", checkers.ModelStrictSerializable, "what the transactional checker holds transactions to: "+strings.Join(checkers.Models, ", "))
 	if file {
-		f.StringVar(&o.Workload, "workload", "", "register, set, counter, kv or list-append (default: inferred from the operations)")
+		names := make([]string, len(checkers.Workloads))
+		for i, w := range checkers.Workloads {
+			names[i] = string(w)
+		}
+		f.StringVar(&o.Workload, "workload", "", "what the history is, one of "+strings.Join(names, ", ")+" (default: inferred from the operations)")
 		f.StringVar(&o.VizDir, "viz-dir", "", "write the linearizability visualization of failing keys (the first 50) there, named after the history (default: into a run directory when checking one, else nowhere)")
 	}
 }

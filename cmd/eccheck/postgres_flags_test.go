@@ -30,6 +30,11 @@ func TestPostgresFlagsUsage(t *testing.T) {
 		{"--workload list-append --sessions", "session tokens cover single-key operations, not transactions"},
 		{"--db etcd --cluster docker --workload register,list-append", "etcd does not run transactions yet"},
 		{"--db redis --cluster docker --workload list-append", "redis does not run transactions yet"},
+		{"--db redis --cluster docker --workload rw-register", "--workload rw-register: redis does not run transactions yet"},
+		{"--db etcd --cluster docker --workload set,rw-register", "--workload rw-register: etcd does not run transactions yet"},
+		{"--workload rw-register --sessions", "--sessions and --workload rw-register: session tokens cover single-key operations, not transactions"},
+		{"--workload list-append,rw-register", "list-append and rw-register in one run"},
+		{"--db postgres --cluster docker --workload rw-register --pg-isolation snapshot", `--pg-isolation "snapshot"`},
 		{"--db galera --cluster docker --workload list-append --galera-isolation serializable", "Galera does not certify serializable transactions across nodes"},
 		{"--db postgres --cluster docker --workload list-append --consistency-model causal", "--consistency-model"},
 	} {
