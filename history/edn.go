@@ -645,19 +645,19 @@ func ednValue(x any) Value {
 	case rune:
 		return String(string(x))
 	case bool:
-		return Value{kind: KindOther, str: strconv.FormatBool(x)}
+		return other(strconv.FormatBool(x))
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return String(strconv.FormatFloat(x, 'g', -1, 64))
 		}
-		return Value{kind: KindOther, str: strconv.FormatFloat(x, 'g', -1, 64)}
+		return other(strconv.FormatFloat(x, 'g', -1, 64))
 	case big.Int:
 		return ednValue(&x)
 	case *big.Int:
 		if x.IsInt64() {
 			return Int(x.Int64())
 		}
-		return Value{kind: KindOther, str: x.String()}
+		return other(x.String())
 	case *any:
 		// The decoder boxes vectors and maps used as map keys or set
 		// elements, which Go cannot hash.
@@ -700,7 +700,7 @@ func ednValue(x any) Value {
 			b = f.val.AppendJSON(b)
 		}
 		b = append(b, '}')
-		return Value{kind: KindOther, str: string(b)}
+		return other(string(b))
 	case edn.Tag:
 		return ednValue(x.Value)
 	case time.Time:
@@ -718,7 +718,7 @@ func compareValues(a, b Value) int {
 		return c
 	}
 	if a.kind == KindInt {
-		return cmp.Compare(a.num, b.num)
+		return cmp.Compare(a.n, b.n)
 	}
 	return strings.Compare(a.String(), b.String())
 }

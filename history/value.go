@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Kind is the shape of a [Value].
@@ -24,28 +25,71 @@ const (
 // compare with [Value.Scalar]; anything else is kept as it was written.
 //
 // The zero Value is nil.
+//
+// A Value is 24 bytes, not the 56 of a struct with a string, a slice and
+// an integer side by side: a history of transactions holds tens of
+// millions of them (every micro-operation is a list of three), and their
+// size decided how fast such a history could be read.
 type Value struct {
+	// p points at the bytes of a string (KindString, and the raw JSON of
+	// KindOther) or at the first element of a list (KindList); n is then
+	// their length, and the integer itself for KindInt.
+	p    unsafe.Pointer
+	n    int64
 	kind Kind
-	num  int64
-	str  string // the string for KindString; the raw JSON for KindOther
-	list []Value
 }
+
+// emptyList is where an empty list points, so that it reads back as an
+// empty (not nil) slice.
+var emptyList [1]Value
 
 // Nil returns the nil value.
 func Nil() Value { return Value{} }
 
 // Int returns an integer value.
-func Int(n int64) Value { return Value{kind: KindInt, num: n} }
+func Int(n int64) Value { return Value{kind: KindInt, n: n} }
 
 // String returns a string value.
-func String(s string) Value { return Value{kind: KindString, str: s} }
+func String(s string) Value {
+	return Value{kind: KindString, p: unsafe.Pointer(unsafe.StringData(s)), n: int64(len(s))}
+}
 
-// List returns a list value holding vs.
+// other returns a value of KindOther holding the JSON text js.
+func other(js string) Value {
+	return Value{kind: KindOther, p: unsafe.Pointer(unsafe.StringData(js)), n: int64(len(js))}
+}
+
+// List returns a list value holding vs (not a copy).
 func List(vs ...Value) Value {
-	if vs == nil {
-		vs = []Value{}
+	if len(vs) == 0 {
+		return Value{kind: KindList, p: unsafe.Pointer(&emptyList[0])}
 	}
-	return Value{kind: KindList, list: vs}
+	return Value{kind: KindList, p: unsafe.Pointer(unsafe.SliceData(vs)), n: int64(len(vs))}
+}
+
+// str returns the string of a KindString value, or the JSON text of a
+// KindOther one; "" otherwise.
+func (v Value) str() string {
+	if v.kind != KindString && v.kind != KindOther || v.n == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(v.p), int(v.n))
+}
+
+// list returns the elements of a list; nil for any other kind.
+func (v Value) list() []Value {
+	if v.kind != KindList {
+		return nil
+	}
+	return unsafe.Slice((*Value)(v.p), int(v.n))[:v.n:v.n]
+}
+
+// num returns the integer of a KindInt value; 0 otherwise.
+func (v Value) num() int64 {
+	if v.kind != KindInt {
+		return 0
+	}
+	return v.n
 }
 
 // Ints returns a list value of integers.
@@ -72,21 +116,27 @@ func (v Value) Kind() Kind { return v.kind }
 func (v Value) IsNil() bool { return v.kind == KindNil }
 
 // AsInt returns v as an integer, and whether it is one.
-func (v Value) AsInt() (int64, bool) { return v.num, v.kind == KindInt }
+func (v Value) AsInt() (int64, bool) { return v.num(), v.kind == KindInt }
 
 // AsString returns v as a string, and whether it is one.
-func (v Value) AsString() (string, bool) { return v.str, v.kind == KindString }
+func (v Value) AsString() (string, bool) {
+	if v.kind != KindString {
+		return "", false
+	}
+	return v.str(), true
+}
 
 // AsList returns the elements of v, and whether it is a list.
-func (v Value) AsList() ([]Value, bool) { return v.list, v.kind == KindList }
+func (v Value) AsList() ([]Value, bool) { return v.list(), v.kind == KindList }
 
 // Pair returns the two elements of a two-element list, such as a CAS
 // [old, new], and whether v is one.
 func (v Value) Pair() (Value, Value, bool) {
-	if v.kind != KindList || len(v.list) != 2 {
+	if v.kind != KindList || v.n != 2 {
 		return Value{}, Value{}, false
 	}
-	return v.list[0], v.list[1], true
+	l := v.list()
+	return l[0], l[1], true
 }
 
 // IsScalar reports whether v is nil, an integer or a string.
@@ -104,7 +154,7 @@ type Scalar struct {
 func (v Value) Scalar() Scalar {
 	switch v.kind {
 	case KindNil, KindInt, KindString:
-		return Scalar{kind: v.kind, num: v.num, str: v.str}
+		return Scalar{kind: v.kind, num: v.num(), str: v.str()}
 	default:
 		return Scalar{kind: KindOther, str: v.String()}
 	}
@@ -118,11 +168,17 @@ func (s Scalar) Value() Value {
 	if s.kind == KindOther {
 		v, err := Raw([]byte(s.str))
 		if err != nil {
-			return Value{kind: KindOther, str: s.str}
+			return other(s.str)
 		}
 		return v
 	}
-	return Value{kind: s.kind, num: s.num, str: s.str}
+	switch s.kind {
+	case KindInt:
+		return Int(s.num)
+	case KindString:
+		return String(s.str)
+	}
+	return Value{}
 }
 
 // String returns the JSON text of s.
@@ -137,15 +193,16 @@ func (v Value) Equal(w Value) bool {
 	case KindNil:
 		return true
 	case KindInt:
-		return v.num == w.num
+		return v.n == w.n
 	case KindString, KindOther:
-		return v.str == w.str
+		return v.str() == w.str()
 	default:
-		if len(v.list) != len(w.list) {
+		vl, wl := v.list(), w.list()
+		if len(vl) != len(wl) {
 			return false
 		}
-		for i := range v.list {
-			if !v.list[i].Equal(w.list[i]) {
+		for i := range vl {
+			if !vl[i].Equal(wl[i]) {
 				return false
 			}
 		}
@@ -162,12 +219,12 @@ func (v Value) AppendJSON(b []byte) []byte {
 	case KindNil:
 		return append(b, "null"...)
 	case KindInt:
-		return strconv.AppendInt(b, v.num, 10)
+		return strconv.AppendInt(b, v.n, 10)
 	case KindString:
-		return appendJSONString(b, v.str)
+		return appendJSONString(b, v.str())
 	case KindList:
 		b = append(b, '[')
-		for i, e := range v.list {
+		for i, e := range v.list() {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -175,7 +232,7 @@ func (v Value) AppendJSON(b []byte) []byte {
 		}
 		return append(b, ']')
 	default:
-		return append(b, v.str...)
+		return append(b, v.str()...)
 	}
 }
 
