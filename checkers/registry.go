@@ -52,8 +52,8 @@ func (w Workload) Fs() []string {
 // rw-register, not both).
 func UnderstoodOp(op history.Operation) bool {
 	if op.F == FTxn {
-		_, err := txnKind([]history.Operation{op})
-		return err == nil
+		a, w := txnCounts(&op.Value)
+		return a == 0 || w == 0
 	}
 	return Understood(op.F)
 }
@@ -338,6 +338,22 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 		txns = WorkloadListAppend
 	}
 	out := map[Workload][]history.Operation{}
+	one, same := Workload(""), true
+	for i := range ops {
+		w := kind[ops[i].Key]
+		if ops[i].F == FTxn {
+			w = txns
+		}
+		if i == 0 {
+			one = w
+		}
+		same = same && w == one
+	}
+	if same && len(ops) > 0 {
+		// One workload (the common case): no copy of a million operations.
+		out[one] = ops
+		return out, []Workload{one}
+	}
 	for _, o := range ops {
 		w := kind[o.Key]
 		if o.F == FTxn {

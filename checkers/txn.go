@@ -296,24 +296,34 @@ func (s *txnSet) parseMop(t int, o *history.Operation, i int, it *history.Value)
 // neither (reads only), and an error when both.
 func txnKind(ops []history.Operation) (Workload, error) {
 	var appends, writes int
-	for _, o := range ops {
-		if o.F != FTxn {
-			continue
-		}
-		items, _ := o.Value.AsList()
-		for _, it := range items {
-			parts, _ := it.AsList()
-			if len(parts) == 0 {
-				continue
-			}
-			switch f, _ := parts[0].AsString(); f {
-			case MopAppend:
-				appends++
-			case MopWrite:
-				writes++
-			}
+	for i := range ops {
+		if ops[i].F == FTxn {
+			a, w := txnCounts(&ops[i].Value)
+			appends, writes = appends+a, writes+w
 		}
 	}
+	return kindOf(appends, writes)
+}
+
+// txnCounts counts the appends and the writes of a transaction's value.
+func txnCounts(v *history.Value) (appends, writes int) {
+	items, _ := v.AsList()
+	for i := range items {
+		parts, _ := items[i].AsList()
+		if len(parts) == 0 {
+			continue
+		}
+		switch f, _ := parts[0].AsString(); f {
+		case MopAppend:
+			appends++
+		case MopWrite:
+			writes++
+		}
+	}
+	return appends, writes
+}
+
+func kindOf(appends, writes int) (Workload, error) {
 	switch {
 	case appends > 0 && writes > 0:
 		return "", fmt.Errorf("the transactions both append (%d) and write (%d): a history is list-append or rw-register, not both", appends, writes)

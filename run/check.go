@@ -176,6 +176,9 @@ func countsText(counts map[string]int) string {
 // the rest, which it counts by f and whose keys it names (the first few).
 func splitUnderstood(ops []history.Operation) (known []history.Operation, unchecked map[string]int, keys []string) {
 	unchecked = map[string]int{}
+	if !slices.ContainsFunc(ops, func(op history.Operation) bool { return !checkers.UnderstoodOp(op) }) {
+		return ops, unchecked, nil // all of them: no copy
+	}
 	seenKey := map[string]bool{}
 	for _, op := range ops {
 		if checkers.UnderstoodOp(op) {
@@ -297,9 +300,14 @@ func Check(ctx context.Context, source string, h history.History, warnings []str
 			g.ops = nil
 			continue
 		}
+		fs := g.workload.Fs()
+		if !slices.ContainsFunc(g.ops, func(op history.Operation) bool { return !slices.Contains(fs, op.F) }) {
+			checked += len(g.ops) // all of them: no copy
+			continue
+		}
 		var keep []history.Operation
 		for _, op := range g.ops {
-			if slices.Contains(g.workload.Fs(), op.F) {
+			if slices.Contains(fs, op.F) {
 				keep = append(keep, op)
 				continue
 			}
