@@ -232,16 +232,17 @@ func TestCluster(t *testing.T) {
 	gc.worker(t, workload.Register, "n3", "", nil).expect("write", "r", history.Int(9), history.OK, history.Nil())
 }
 
-// TestTransactions runs list-append transactions on one Galera node: the
-// client's whole transactions, and two transactions interleaved step by
-// step at repeatable read, MariaDB's default: T1 reads x, T2 reads x,
-// appends to it and commits, then T1 appends to x and reads it. InnoDB's
-// repeatable read lets T1's append act on the row T2 committed (a locking
-// write reads the latest version, not T1's snapshot), so T1 commits
-// having read x empty and then x holding T2's element before its own:
-// what snapshot isolation forbids. The checker names it (lost update, and
-// T1's reads disagree with its own append: internal), and finds the same
-// steps at read committed allowed there (a non-repeatable read).
+// TestTransactions runs transactions on one Galera node: the client's
+// whole transactions (list-append and rw-register), and two list-append
+// transactions interleaved step by step at repeatable read, MariaDB's
+// default: T1 reads x, T2 reads x, appends to it and commits, then T1
+// appends to x and reads it. InnoDB's repeatable read lets T1's append
+// act on the row T2 committed (a locking write reads the latest version,
+// not T1's snapshot), so T1 commits having read x empty and then x
+// holding T2's element before its own: what snapshot isolation forbids.
+// The checker names it (lost update, and T1's reads disagree with its own
+// append: internal), and finds the same steps at read committed allowed
+// there (a non-repeatable read).
 func TestTransactions(t *testing.T) {
 	_, gc := upCluster(t, Options{Nodes: 1, FlushLog: 1})
 	ctx := t.Context()
@@ -253,6 +254,27 @@ func TestTransactions(t *testing.T) {
 	}
 	if bad := w.c.Invoke(ctx, history.Op{Process: 1, Type: history.Invoke, F: "txn", Value: mopsOf(t, `[["append","c",3],["w","c",4]]`)}); bad.Type != history.Fail {
 		t.Fatalf("a txn with a w micro-operation: %v (%s), want fail", bad.Type, bad.Error)
+	}
+	// rw-register: null before any write, the transaction's own writes,
+	// then the committed ones; an append fails and leaves nothing; the
+	// key's list is apart from its register.
+	rw := gc.worker(t, workload.RWRegister, "n1", "", nil)
+	for _, step := range []struct {
+		name, mops string
+		typ        history.Type
+		want       string
+	}{
+		{"own writes", `[["r","c",null],["w","c",5],["r","c",null],["w","c",6],["r","c",null]]`, history.OK, `[["r","c",null],["w","c",5],["r","c",5],["w","c",6],["r","c",6]]`},
+		{"an append", `[["w","c",7],["append","c",8]]`, history.Fail, ""},
+		{"committed", `[["r","c",null]]`, history.OK, `[["r","c",6]]`},
+	} {
+		done := rw.c.Invoke(ctx, history.Op{Process: 2, Type: history.Invoke, F: "txn", Value: mopsOf(t, step.mops)})
+		if done.Type != step.typ || step.want != "" && !done.Value.Equal(mopsOf(t, step.want)) {
+			t.Fatalf("rw-register client/%s: %v %s (%s), want %v %s", step.name, done.Type, done.Value, done.Error, step.typ, step.want)
+		}
+	}
+	if after := w.c.Invoke(ctx, history.Op{Process: 1, Type: history.Invoke, F: "txn", Value: mopsOf(t, `[["r","c",null]]`)}); !after.Value.Equal(mopsOf(t, `[["r","c",[1,"two"]]]`)) {
+		t.Fatalf("list-append after rw-register writes of the key: %s, want the list as it was", after.Value)
 	}
 	d, err := gc.db("n1")
 	if err != nil {

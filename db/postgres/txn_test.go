@@ -57,6 +57,9 @@ func mopR(k string, v history.Value) history.Value {
 func mopA(k string, e int64) history.Value {
 	return history.List(history.String("append"), history.String(k), history.Int(e))
 }
+func mopW(k string, v int64) history.Value {
+	return history.List(history.String("w"), history.String(k), history.Int(v))
+}
 
 // check runs the transactional checker on the log under model.
 func (l *txnLog) check(t *testing.T, model string) checkers.Result {
@@ -84,7 +87,10 @@ func kindsFound(r checkers.Result) []string {
 // one of them fails; at read committed a transaction reads x before and y
 // after another committed appends to both (read skew: G-single, which
 // read committed allows); at repeatable read it does not. The client runs
-// a whole transaction through Invoke too.
+// a whole transaction through Invoke too, list-append and rw-register. On
+// registers, read committed lets two transactions that read x both write
+// it (a lost update, which snapshot isolation forbids); repeatable read
+// refuses the second.
 func TestPostgresTransactionsByConstruction(t *testing.T) {
 	c := engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -254,5 +260,97 @@ func TestPostgresTransactionsByConstruction(t *testing.T) {
 	}
 	if after := cl.Invoke(ctx, history.Op{Process: 9, Type: history.Invoke, F: "txn", Value: history.List(mopR("cl", history.Nil()))}); !after.Value.Equal(history.List(mopR("cl", history.Ints(1, 2)))) {
 		t.Fatalf("after the failed transaction: %s, want its append rolled back", after.Value)
+	}
+
+	// rw-register: a read of a never-written key is null, reads see the
+	// transaction's own writes and later the committed ones; an append in
+	// it fails before anything is sent; the key's list stays its own.
+	rw := NewClient(dsn, ClientOptions{Workload: RWRegister, Isolation: IsolationSerializable})
+	defer rw.Close(context.Background())
+	for _, step := range []struct {
+		name string
+		mops []history.Value
+		typ  history.Type
+		want history.Value
+	}{
+		{"own writes", []history.Value{mopR("cl", history.Nil()), mopW("cl", 5), mopR("cl", history.Nil()), mopW("cl", 6), mopR("cl", history.Nil())}, history.OK,
+			history.List(mopR("cl", history.Nil()), mopW("cl", 5), mopR("cl", history.Int(5)), mopW("cl", 6), mopR("cl", history.Int(6)))},
+		{"an append", []history.Value{mopW("cl", 7), mopA("cl", 8)}, history.Fail, history.Nil()},
+		{"committed", []history.Value{mopR("cl", history.Nil())}, history.OK, history.List(mopR("cl", history.Int(6)))},
+	} {
+		done := rw.Invoke(ctx, history.Op{Process: 10, Type: history.Invoke, F: "txn", Value: history.List(step.mops...)})
+		if done.Type != step.typ || step.typ == history.OK && !done.Value.Equal(step.want) {
+			t.Fatalf("rw-register client/%s: %v %s (%s), want %v %s", step.name, done.Type, done.Value, done.Error, step.typ, step.want)
+		}
+	}
+	if after := cl.Invoke(ctx, history.Op{Process: 9, Type: history.Invoke, F: "txn", Value: history.List(mopR("cl", history.Nil()))}); !after.Value.Equal(history.List(mopR("cl", history.Ints(1, 2)))) {
+		t.Fatalf("list-append after rw-register writes of the key: %s, want the list as it was", after.Value)
+	}
+
+	// Lost update on registers: T1 and T2 read x, T2 writes it and
+	// commits, then T1 writes it. Read committed lets T1's update act on
+	// T2's row and commit (a lost update, which snapshot isolation
+	// forbids); repeatable read refuses T1 (could not serialize access
+	// due to concurrent update).
+	lostUpdate := func(iso, x string) *txnLog {
+		l := &txnLog{}
+		l.begin(1, mopR(x, history.Nil()), mopW(x, 1))
+		l.begin(2, mopR(x, history.Nil()), mopW(x, 2))
+		t1, t2 := begin(c1, iso), begin(c2, iso)
+		r1, err := ReadRegisterTx(ctx, t1, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := ReadRegisterTx(ctx, t2, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteTx(ctx, t2, x, history.Int(2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := t2.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l.end(2, history.OK, mopR(x, r2), mopW(x, 2))
+		e1 := WriteTx(ctx, t1, x, history.Int(1))
+		if e1 == nil {
+			e1 = t1.Commit(ctx)
+		} else {
+			t1.Rollback(ctx)
+		}
+		switch {
+		case e1 == nil:
+			l.end(1, history.OK, mopR(x, r1), mopW(x, 1))
+		case serialization(e1):
+			l.end(1, history.Fail)
+		default:
+			t.Fatalf("%s lost update: T1: %v", iso, e1)
+		}
+		// A reader after both shows which write is the last.
+		l.begin(3, mopR(x, history.Nil()))
+		t3 := begin(c1, IsolationSerializable)
+		r3, err := ReadRegisterTx(ctx, t3, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := t3.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l.end(3, history.OK, mopR(x, r3))
+		return l
+	}
+	rcLost := lostUpdate(IsolationReadCommitted, "lu-x1")
+	if o := outcomes(rcLost); o[1] != history.OK || o[2] != history.OK {
+		t.Fatalf("read committed lost update: both transactions should commit: %v", o)
+	}
+	if r := rcLost.check(t, checkers.ModelSnapshotIsolation); r.Verdict != checkers.Invalid || !slices.Contains(kindsFound(r), checkers.AnomalyLostUpdate) {
+		t.Errorf("read committed lost update, checked for snapshot isolation: %s %v (%s), want lost-update", r.Verdict, kindsFound(r), r.Summary)
+	}
+	rrLost := lostUpdate(IsolationRepeatableRead, "lu-x2")
+	if o := outcomes(rrLost); o[1] != history.Fail || o[2] != history.OK {
+		t.Errorf("repeatable read lost update: outcomes %v, want T1 refused (a serialization failure)", o)
+	}
+	if r := rrLost.check(t, checkers.ModelStrictSerializable); r.Verdict != checkers.Valid {
+		t.Errorf("repeatable read, the same steps, checked for strict-serializable: %s %v (%s), want valid", r.Verdict, kindsFound(r), r.Summary)
 	}
 }

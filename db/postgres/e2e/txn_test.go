@@ -82,3 +82,68 @@ func TestListAppendRepeatableReadIsSnapshotIsolation(t *testing.T) {
 		t.Logf("%s: %s", r.Checker, r.Summary)
 	}
 }
+
+// The rw-register workload at serializable isolation: strict-serializable
+// (exit 0), transactions of several micro-operations checked, reads of
+// registers never written null, and reads of written ones values some
+// transaction of the run wrote to that key.
+func TestRWRegisterSerializable(t *testing.T) {
+	code, rep, dir := runPostgresDir(t, "primary", "--workload", "rw-register", "--pg-isolation", "serializable", "--time-limit", "8s", "--seed", "6")
+	if code != dockertest.ExitValid {
+		t.Fatalf("postgres/rw-register serializable/exit 0: exit %d, results %+v", code, rep.Results)
+	}
+	dockertest.ExpectVerdicts(t, rep, map[string]string{checkers.NameTransactional: "valid"})
+	if n, ok := dockertest.Stat(rep, checkers.NameTransactional, "ok"); !ok || n < 100 {
+		t.Errorf("postgres/rw-register serializable/transactions checked: %v", n)
+	}
+	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]bool{} // key/value of every write invoked
+	ops := history.Pair(h)
+	for _, op := range ops {
+		items, _ := op.Value.AsList()
+		for _, it := range items {
+			if parts, _ := it.AsList(); len(parts) == 3 && mopF(parts) == "w" {
+				written[parts[1].String()+"/"+parts[2].String()] = true
+			}
+		}
+	}
+	multi, reads, null := 0, 0, 0
+	for _, op := range ops {
+		if op.F != "txn" {
+			t.Fatalf("postgres/rw-register/only transactions: op %d is %s", op.Invoke, op.F)
+		}
+		if op.Type != history.OK {
+			continue
+		}
+		items, _ := op.Value.AsList()
+		if len(items) > 1 {
+			multi++
+		}
+		for _, it := range items {
+			parts, _ := it.AsList()
+			if mopF(parts) != "r" {
+				continue
+			}
+			reads++
+			switch {
+			case parts[2].IsNil():
+				null++
+			case !written[parts[1].String()+"/"+parts[2].String()]:
+				t.Errorf("postgres/rw-register/reads return written values: %s read in op %d, which no transaction wrote", it, op.Invoke)
+			}
+		}
+	}
+	t.Logf("%d transactions of several micro-operations committed; %d reads, %d of never-written keys", multi, reads, null)
+	if multi == 0 || reads == 0 {
+		t.Errorf("postgres/rw-register/no transaction of several micro-operations, or no read, committed")
+	}
+}
+
+// mopF is a micro-operation's f.
+func mopF(parts []history.Value) string {
+	f, _ := parts[0].AsString()
+	return f
+}
