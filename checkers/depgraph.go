@@ -1,6 +1,7 @@
 package checkers
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -49,71 +50,68 @@ type gedge struct {
 // 0..txns-1 are the transactions; the nodes after them are real-time
 // barriers, one per completion, chained in time order, so that T1 reaches
 // T2 through barriers exactly when T1 returned before T2 was invoked
-// (linear in the history instead of quadratic). Edges are added to a
-// flat list, then [depGraph.build] lays them out by source (compressed
-// rows), which keeps a graph of millions of edges in a few allocations.
+// (linear in the history instead of quadratic). Edges are laid out by
+// source (compressed rows): [buildGraph] runs the code that adds them
+// twice, once to count each node's edges and once to put them in place,
+// so that a graph of millions of edges is two allocations and no copy.
 type depGraph struct {
 	txns  int
 	nodes int
 	off   []int32 // node v's edges are edges[off[v]:off[v+1]]
 	edges []gedge
-	// pending are the edges added since the last build, with their sources.
-	pending []gedge
-	from    []int32
+	// counting is set during the first pass, which only counts each
+	// node's edges (deg); next is where the second pass puts the next
+	// edge of each node.
+	counting bool
+	deg      []int32
+	next     []int32
 }
 
-func newDepGraph(txns int) *depGraph {
-	return &depGraph{txns: txns, nodes: txns}
-}
-
-// reserve makes room for about n more edges.
-func (g *depGraph) reserve(n int) {
-	g.pending = slices.Grow(g.pending, n)
-	g.from = slices.Grow(g.from, n)
+// buildGraph builds the graph of txns transactions whose edges (and
+// barrier nodes) add adds; add runs twice and must add the same edges
+// each time (see g.counting for what else it should do only once).
+func buildGraph(txns int, add func(g *depGraph)) *depGraph {
+	g := &depGraph{txns: txns, nodes: txns, counting: true, deg: make([]int32, txns)}
+	add(g)
+	g.off = make([]int32, g.nodes+1)
+	for v := 0; v < g.nodes; v++ {
+		g.off[v+1] = g.off[v] + g.deg[v]
+	}
+	g.edges = make([]gedge, g.off[g.nodes])
+	g.next = slices.Clone(g.off[:g.nodes])
+	g.deg, g.counting, g.nodes = nil, false, txns
+	add(g)
+	for v := 0; v < g.nodes; v++ {
+		if g.next[v] != g.off[v+1] {
+			panic(fmt.Sprintf("depgraph: node %d got %d edges on the second pass, %d on the first", v, g.next[v]-g.off[v], g.off[v+1]-g.off[v]))
+		}
+	}
+	g.next = nil
+	return g
 }
 
 // addNode adds a barrier node and returns it.
 func (g *depGraph) addNode() int {
 	g.nodes++
+	if g.counting {
+		g.deg = append(g.deg, 0)
+	}
 	return g.nodes - 1
 }
 
 // add adds the edge a -e.kind-> e.to.
 func (g *depGraph) add(a int, e gedge) {
-	g.pending = append(g.pending, e)
-	g.from = append(g.from, int32(a))
+	if g.counting {
+		g.deg[a]++
+		return
+	}
+	g.edges[g.next[a]] = e
+	g.next[a]++
 }
 
 // barrier adds an rt edge that involves a barrier node.
 func (g *depGraph) barrier(a, b int) {
 	g.add(a, gedge{to: int32(b), key: -1, kind: depRT})
-}
-
-// build lays out the pending edges by source, stably (the edges of a
-// node keep the order they were added in), after the edges built before.
-func (g *depGraph) build() {
-	count := make([]int32, g.nodes+1)
-	for v := 0; v < g.nodes && v+1 < len(g.off); v++ {
-		count[v+1] += g.off[v+1] - g.off[v]
-	}
-	for _, f := range g.from {
-		count[f+1]++
-	}
-	for v := 1; v <= g.nodes; v++ {
-		count[v] += count[v-1]
-	}
-	edges := make([]gedge, count[g.nodes])
-	next := slices.Clone(count[:g.nodes])
-	for v := 0; v+1 < len(g.off); v++ {
-		n := copy(edges[next[v]:], g.edges[g.off[v]:g.off[v+1]])
-		next[v] += int32(n)
-	}
-	for i, f := range g.from {
-		edges[next[f]] = g.pending[i]
-		next[f]++
-	}
-	g.off, g.edges = count, edges
-	g.pending, g.from = nil, nil
 }
 
 // out returns node v's edges.

@@ -194,21 +194,46 @@ func (c *txnCheck) edge(a int, e gedge) {
 	c.g.add(a, e)
 }
 
-// realtime adds the real-time order through barrier nodes: one per
-// completion in time order, each transaction linked to its completion's
-// barrier and from the last barrier before its invocation.
-func (c *txnCheck) realtime() {
-	type done struct {
-		t   int32
-		ret int64
+// graph builds the dependency graph: the edges dependencies adds (it
+// runs twice, see [buildGraph]), and for strict-serializable the
+// real-time order.
+func (c *txnCheck) graph(dependencies func()) {
+	var ds []completion
+	if c.model == ModelStrictSerializable {
+		ds = c.completions()
 	}
-	ds := make([]done, 0, c.n())
+	c.g = buildGraph(c.n(), func(g *depGraph) {
+		c.g = g
+		dependencies()
+		if ds != nil {
+			c.realtime(ds)
+		}
+	})
+}
+
+// completion is when a transaction of the graph returned.
+type completion struct {
+	t   int32
+	ret int64
+}
+
+// completions lists the completions of the graph's transactions in time
+// order.
+func (c *txnCheck) completions() []completion {
+	ds := make([]completion, 0, c.n())
 	for t, o := range c.ops {
 		if c.in[t] && o.Return != history.Open {
-			ds = append(ds, done{int32(t), o.Return})
+			ds = append(ds, completion{int32(t), o.Return})
 		}
 	}
-	slices.SortFunc(ds, func(x, y done) int { return cmp.Compare(x.ret, y.ret) })
+	slices.SortFunc(ds, func(x, y completion) int { return cmp.Compare(x.ret, y.ret) })
+	return ds
+}
+
+// realtime adds the real-time order through barrier nodes: one per
+// completion in time order (ds), each transaction linked to its
+// completion's barrier and from the last barrier before its invocation.
+func (c *txnCheck) realtime(ds []completion) {
 	first := c.g.nodes
 	for i, d := range ds {
 		b := c.g.addNode()

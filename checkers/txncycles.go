@@ -97,26 +97,26 @@ func (c *txnCheck) level(label string, comp, path, through depKind, done map[str
 // two or more rw edges are G-nonadjacent.
 func (c *txnCheck) nonadjacent() {
 	n := c.g.txns
-	pg := newDepGraph(2 * n)
-	for v := 0; v < n; v++ {
-		for _, e := range c.g.out(int32(v)) {
-			if int(e.to) >= n {
-				continue
-			}
-			switch e.kind {
-			case depWW, depWR:
-				to := e
-				to.to = 2 * e.to
-				pg.add(2*v, to)
-				pg.add(2*v+1, to)
-			case depRW:
-				to := e
-				to.to = 2*e.to + 1
-				pg.add(2*v, to)
+	pg := buildGraph(2*n, func(pg *depGraph) {
+		for v := 0; v < n; v++ {
+			for _, e := range c.g.out(int32(v)) {
+				if int(e.to) >= n {
+					continue
+				}
+				switch e.kind {
+				case depWW, depWR:
+					to := e
+					to.to = 2 * e.to
+					pg.add(2*v, to)
+					pg.add(2*v+1, to)
+				case depRW:
+					to := e
+					to.to = 2*e.to + 1
+					pg.add(2*v, to)
+				}
 			}
 		}
-	}
-	pg.build()
+	})
 	cs, size := pg.sccs(items)
 	seen := map[int32]bool{}
 	for x := 0; x < 2*n; x++ {

@@ -59,15 +59,7 @@ func (c *txnCheck) listAppend(ctx context.Context) error {
 	a.byKey, a.keyOff = groupBy(len(a.reads), c.keys(), func(i int) int32 { return a.reads[i].key })
 	a.versionOrders()
 	a.nodes()
-	// About one ww edge per append, a wr and an rw per read, three
-	// real-time edges per transaction.
-	c.g = newDepGraph(c.n())
-	c.g.reserve(len(c.valKey) + 2*len(a.reads) + 3*c.n())
-	a.dependencies()
-	if c.model == ModelStrictSerializable {
-		c.realtime()
-	}
-	c.g.build()
+	c.graph(a.dependencies)
 	return ctx.Err()
 }
 
@@ -488,7 +480,7 @@ func (a *listState) dependencies() {
 			for j < len(byVersion) && byVersion[j].n == byVersion[i].n {
 				j++
 			}
-			if j-i > 1 {
+			if j-i > 1 && !a.g.counting {
 				ts := make([]int, 0, j-i)
 				names := make([]string, 0, j-i)
 				for _, x := range byVersion[i:j] {

@@ -72,13 +72,7 @@ func (c *txnCheck) rwRegister(ctx context.Context) error {
 			c.in[c.writer(rd.x)] = true
 		}
 	}
-	c.g = newDepGraph(c.n())
-	c.g.reserve(len(r.orders) + 2*len(r.reads) + 3*c.n())
-	r.dependencies()
-	if c.model == ModelStrictSerializable {
-		c.realtime()
-	}
-	c.g.build()
+	c.graph(r.dependencies)
 	return ctx.Err()
 }
 
@@ -201,7 +195,9 @@ func (r *regState) dependencies() {
 			r.edge(int(rd.t), gedge{to: int32(r.writer(y)), key: rd.key, a: nilVersion, b: y, kind: depRW})
 		}
 	}
-	r.lostUpdates()
+	if !r.g.counting {
+		r.lostUpdates()
+	}
 }
 
 // lostUpdates reports transactions that read one version of a key and
