@@ -381,6 +381,14 @@ func decodeOp(line []byte, names *interner) (Op, error) {
 				err = fmt.Errorf("field \"final\": expected true or false, got JSON %s", jsonKind(line[p.i]))
 			}
 			p.skip()
+		case "request":
+			op.Request, err = p.optString(name, false)
+		case "attempt":
+			var n int64
+			if n, err = p.integer(name); err == nil && (n < 1 || n > 1<<30) {
+				err = fmt.Errorf("field \"attempt\": expected a positive integer, got %d", n)
+			}
+			op.Attempt = int(n)
 		default:
 			p.skip() // fields we do not know are ignored
 		}
@@ -477,6 +485,10 @@ func fieldName(b []byte) string {
 		return "error"
 	case "final":
 		return "final"
+	case "request":
+		return "request"
+	case "attempt":
+		return "attempt"
 	}
 	return ""
 }

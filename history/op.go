@@ -129,6 +129,13 @@ type Op struct {
 	// Final marks the reads of the harness's final phase, taken after every
 	// fault was healed and the cluster had time to converge.
 	Final bool
+	// Request names the logical request an invocation is an attempt of,
+	// and Attempt counts its attempts from 1: a client whose attempt ended
+	// info may retry it (eccheck test --retry), each attempt an operation
+	// of its own with the same request. Empty and 0 when the operation is
+	// not a retried request's.
+	Request string
+	Attempt int
 }
 
 // IsClient reports whether op was performed by a client, not the nemesis.
@@ -167,6 +174,14 @@ func (op Op) AppendJSON(b []byte) []byte {
 	}
 	if op.Final {
 		b = append(b, `,"final":true`...)
+	}
+	if op.Request != "" {
+		b = append(b, `,"request":`...)
+		b = appendJSONString(b, op.Request)
+	}
+	if op.Attempt != 0 {
+		b = append(b, `,"attempt":`...)
+		b = strconv.AppendInt(b, int64(op.Attempt), 10)
 	}
 	return append(b, '}')
 }

@@ -34,6 +34,10 @@ type Operation struct {
 	Node, Error string
 	// Final is set when either line was marked final.
 	Final bool
+	// Request and Attempt are the invocation's: the logical request this
+	// operation is an attempt of, and which attempt (see [Op]).
+	Request string
+	Attempt int
 }
 
 // OK reports whether the operation certainly happened.
@@ -62,6 +66,7 @@ func Pair(h History) []Operation {
 				Process: op.Process, F: op.F, Key: op.Key, Type: Info, Value: op.Value,
 				Call: op.Time, Return: Open, Invoke: i, Complete: -1,
 				Node: op.Node, Error: op.Error, Final: op.Final,
+				Request: op.Request, Attempt: op.Attempt,
 			})
 			continue
 		}

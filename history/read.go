@@ -223,6 +223,9 @@ func Validate(h History) error {
 		if op.F == "" {
 			return bad("%s of process %s has an empty f", op.Type, op.Process)
 		}
+		if op.Attempt < 0 || op.Attempt > 0 && op.Request == "" || op.Request != "" && op.Attempt == 0 && op.Type == Invoke {
+			return bad("%s of process %s has request %q and attempt %d: an attempt names its request, and a request's invocation its attempt (1, 2, ...)", op.Type, op.Process, op.Request, op.Attempt)
+		}
 		if op.Time < last {
 			return bad("time goes backwards: %d ns after %d ns on the line before; lines must be in the order they happened", op.Time, last)
 		}
