@@ -192,6 +192,8 @@ var all = []Checker{
 		Doc: "how long after a write finished reads still returned older values (ms)"},
 	{Name: NameCounter, Workloads: []Workload{WorkloadCounter}, Run: Counter, Fs: []string{FAdd, FRead},
 		Doc: "every read lies within what acknowledged and possibly-applied adds allow"},
+	{Name: NameDuplicates, Workloads: []Workload{WorkloadCounter, WorkloadListAppend}, Run: Duplicates, Fs: []string{FAdd, FRead, FTxn}, Card: "duplicates",
+		Doc: "no request was applied more than once, retries included: a counter above its requests counted once, an element twice in a list"},
 	{Name: NameTransactional, Workloads: []Workload{WorkloadListAppend, WorkloadRWRegister}, Run: Transactional, Fs: []string{FTxn}, Card: "transactions",
 		Doc: "no transaction read a state that the consistency model rules out: dependency cycles (G0, G1c, G-single, G-nonadjacent, G2-item) and aborted, intermediate, duplicate, garbage or out-of-order reads (list-append, rw-register)"},
 }

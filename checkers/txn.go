@@ -140,15 +140,47 @@ func (s *txnSet) lookupVal(key int32, v *history.Value) int32 {
 	return -1
 }
 
+// attemptRank orders the outcomes of a request's attempts: the one that
+// stands for the request is the highest.
+func attemptRank(t history.Type) int {
+	switch t {
+	case history.OK:
+		return 2
+	case history.Info:
+		return 1
+	}
+	return 0
+}
+
 // parseTxns reads the micro-operations of the txn operations of ops. A
 // value written twice to one key (by two transactions, or twice by one)
 // is an error: both workloads need written values unique per key to tell
 // versions apart.
 func parseTxns(ops []history.Operation) (*txnSet, error) {
 	s := &txnSet{intKeys: map[int64]int32{}, strKeys: map[string]int32{}, strVals: map[strVal]int32{}}
+	// The attempts of a retried request (eccheck test --retry) are one
+	// logical transaction: the one that certainly happened (ok) stands for
+	// them, else the first that may have (info), else the first. Another
+	// attempt applied too shows in the data (an element twice: the
+	// duplicates checker names the request).
+	var rep map[string]int
+	for i := range ops {
+		if o := &ops[i]; o.F == FTxn && o.Request != "" {
+			if rep == nil {
+				rep = map[string]int{}
+			}
+			j, seen := rep[o.Request]
+			if !seen || attemptRank(o.Type) > attemptRank(ops[j].Type) {
+				rep[o.Request] = i
+			}
+		}
+	}
+	take := func(i int) bool {
+		return ops[i].F == FTxn && (ops[i].Request == "" || rep[ops[i].Request] == i)
+	}
 	var txns, mops int
 	for i := range ops {
-		if ops[i].F == FTxn {
+		if take(i) {
 			txns++
 			items, _ := ops[i].Value.AsList()
 			mops += len(items)
@@ -156,7 +188,7 @@ func parseTxns(ops []history.Operation) (*txnSet, error) {
 	}
 	s.ops = make([]*history.Operation, 0, txns)
 	for i := range ops {
-		if ops[i].F == FTxn {
+		if take(i) {
 			s.ops = append(s.ops, &ops[i])
 		}
 	}

@@ -65,7 +65,15 @@ type Options struct {
 	OpTimeout time.Duration
 	// MaxOps stops the workers after this many operations in all (0: no
 	// bound but the time limit).
-	MaxOps   int64
+	MaxOps int64
+	// Retry is how many times a worker retries an operation whose attempt
+	// ended info, backing off between attempts (0: never). Each attempt is
+	// recorded as an operation of its own, naming its request and attempt
+	// (history.Op's Request and Attempt).
+	Retry int
+	// Requests names every invocation's logical request (Request, Attempt
+	// 1) even without retries: what idempotency keys are made of.
+	Requests bool
 	Recorder Recorder
 	// Nemesis, if set, runs alongside the workers and is healed before
 	// the final phase. When its Run returns early, the workers stop: with
@@ -96,6 +104,8 @@ type Summary struct {
 	OK   int64 `json:"ok"`
 	Fail int64 `json:"fail"`
 	Info int64 `json:"info"`
+	// Retries counts the attempts after the first (--retry).
+	Retries int64 `json:"retries,omitempty"`
 	// Elapsed is the whole run; Workload the part before the final phase
 	// (nanoseconds in JSON).
 	Elapsed    time.Duration `json:"elapsed_ns"`
@@ -112,7 +122,21 @@ type Summary struct {
 }
 
 // counters are shared by the workers.
-type counters struct{ ops, ok, fail, info atomic.Int64 }
+type counters struct{ ops, ok, fail, info, retries atomic.Int64 }
+
+// backoff waits before attempt+1 of a request: 50 ms doubled per attempt,
+// at most 1 s. It reports false when ctx ended first.
+func backoff(ctx context.Context, attempt int) bool {
+	d := min(50*time.Millisecond<<min(attempt-1, 5), time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 func (c *counters) count(t history.Type) {
 	c.ops.Add(1)
@@ -178,6 +202,8 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		proc   history.Process
 		client Client
 		stream *Stream
+		global int // worker number across parts, for request names
+		seq    int // requests made
 	}
 	var workers []*worker
 	procs := 0
@@ -191,7 +217,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 			if err != nil {
 				return sum, fmt.Errorf("client for %s worker %d: %w", p.Gen.Name(), i, err)
 			}
-			workers = append(workers, &worker{part: p, id: i, proc: history.Process(procs), client: cl, stream: p.Gen.Stream(o.Seed, i)})
+			workers = append(workers, &worker{part: p, id: i, proc: history.Process(procs), client: cl, stream: p.Gen.Stream(o.Seed, i), global: procs})
 			procs++
 		}
 	}
@@ -273,17 +299,31 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 					}
 				}
 				inv := w.stream.Next()
-				inv.Process = w.proc
-				inv = o.Recorder.Record(inv)
-				octx, cancel := context.WithTimeout(context.Background(), o.OpTimeout)
-				done := w.client.Invoke(octx, inv)
-				cancel()
-				done.Process, done.F, done.Key = w.proc, inv.F, inv.Key
-				done.Index, done.Time = 0, 0
-				done = o.Recorder.Record(done)
-				c.count(done.Type)
-				if done.Type == history.Info {
+				if o.Retry > 0 || o.Requests {
+					w.seq++
+					inv.Request, inv.Attempt = fmt.Sprintf("p%d.%d", w.global, w.seq), 1
+				}
+				for {
+					inv.Process = w.proc
+					rec := o.Recorder.Record(inv)
+					octx, cancel := context.WithTimeout(context.Background(), o.OpTimeout)
+					done := w.client.Invoke(octx, rec)
+					cancel()
+					done.Process, done.F, done.Key = w.proc, inv.F, inv.Key
+					done.Index, done.Time, done.Request, done.Attempt = 0, 0, "", 0
+					done = o.Recorder.Record(done)
+					c.count(done.Type)
+					if done.Type != history.Info {
+						break
+					}
+					// The attempt may still be in flight: its process
+					// stays busy for good, and a retry goes on a fresh one.
 					w.proc = freshProc()
+					if o.Retry == 0 || inv.Attempt > o.Retry || !backoff(wctx, inv.Attempt) {
+						break
+					}
+					inv.Attempt++
+					c.retries.Add(1)
 				}
 			}
 		})
@@ -355,6 +395,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	<-progressDone
 	progress("done")
 	sum.Ops, sum.OK, sum.Fail, sum.Info = c.ops.Load(), c.ok.Load(), c.fail.Load(), c.info.Load()
+	sum.Retries = c.retries.Load()
 	sum.Elapsed = time.Since(start)
 	return sum, err
 }

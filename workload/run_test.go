@@ -25,6 +25,10 @@ type memStore struct {
 	ctrs  map[string]int64
 	calls atomic.Int64
 	flaky bool
+	// idem dedupes by idempotency key: a request applied once is not
+	// applied again (its retry only acknowledges it).
+	idem    bool
+	applied map[string]bool
 }
 
 func newMemStore() *memStore {
@@ -43,6 +47,15 @@ func (c memClient) Invoke(ctx context.Context, op history.Op) history.Op {
 	defer s.mu.Unlock()
 	done := op
 	done.Type = history.OK
+	if s.idem && op.Request != "" && op.F != "read" {
+		if s.applied[op.Request] {
+			return done
+		}
+		if s.applied == nil {
+			s.applied = map[string]bool{}
+		}
+		s.applied[op.Request] = true
+	}
 	switch {
 	case c.kind == "register" && op.F == "read":
 		done.Value = s.regs[op.Key]
@@ -351,5 +364,58 @@ func TestListAppendStreams(t *testing.T) {
 	fr := g.FinalRead(keys[0])
 	if fr.F != "txn" || fr.Key != "" || fr.Value.String() != `[["r","`+keys[0]+`",null]]` {
 		t.Fatalf("final read %s", fr.AppendJSON(nil))
+	}
+}
+
+// With --retry a worker retries an attempt that ended info, each attempt
+// recorded with its request on a fresh process; the flaky store applies
+// an add and then reports info, so without idempotency keys the retries
+// apply adds twice (the duplicates checker finds it), and with them, once.
+func TestRunRetries(t *testing.T) {
+	for _, idem := range []bool{false, true} {
+		s := newMemStore()
+		s.flaky, s.idem = true, idem
+		sum, h := runMem(t, s, []string{Counter}, Options{Seed: 3, TimeLimit: 2 * time.Second, MaxOps: 400, Retry: 2})
+		if sum.Retries == 0 {
+			t.Fatalf("idem %v: no retries in %+v", idem, sum)
+		}
+		ops := history.Pair(h)
+		attempts := map[string][]history.Operation{}
+		for _, o := range ops {
+			if !o.Final && o.Request == "" {
+				t.Fatalf("op %d has no request under --retry", o.Invoke)
+			}
+			if o.Request != "" {
+				attempts[o.Request] = append(attempts[o.Request], o)
+			}
+		}
+		retried := 0
+		for req, as := range attempts {
+			for i, a := range as {
+				switch {
+				case a.Attempt != i+1:
+					t.Fatalf("request %s: attempt %d recorded as %d", req, i+1, a.Attempt)
+				case i > 0 && (as[i-1].Type != history.Info || a.Process == as[i-1].Process || !a.Value.Equal(as[0].Value)):
+					t.Fatalf("request %s: attempt %d after a %s on process %d (now %d), value %s", req, a.Attempt, as[i-1].Type, as[i-1].Process, a.Process, a.Value)
+				}
+			}
+			if len(as) > 3 {
+				t.Fatalf("request %s: %d attempts with --retry 2", req, len(as))
+			}
+			if len(as) > 1 {
+				retried++
+			}
+		}
+		if int64(retried) == 0 {
+			t.Fatalf("idem %v: no request has two attempts", idem)
+		}
+		r := checkers.Duplicates(context.Background(), checkers.NewInput(h), checkers.Options{})
+		switch {
+		case !idem && r.Verdict != checkers.Invalid:
+			t.Errorf("retries without idempotency keys: duplicates %s (%s), want invalid", r.Verdict, r.Summary)
+		case idem && r.Verdict != checkers.Valid:
+			t.Errorf("retries with idempotency keys: duplicates %s (%s %v), want valid", r.Verdict, r.Summary, r.Anomalies)
+		}
+		t.Logf("idem %v: %d retries, %d requests retried: %s", idem, sum.Retries, retried, r.Summary)
 	}
 }
