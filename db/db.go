@@ -15,6 +15,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -121,6 +123,31 @@ type Common struct {
 	// ClusterName names a Docker cluster; Keep leaves it running.
 	ClusterName string
 	Keep        bool
+	// Retry is how many times a client retries an operation whose
+	// attempt ended info (--retry); IdempotencyKeys makes every request
+	// carry a key the system dedupes by (--idempotency-keys: see
+	// [IdempotentWorkloads]).
+	Retry           int
+	IdempotencyKeys bool
+}
+
+// IdempotentWorkloads are the workloads whose writes a system dedupes by
+// idempotency key: counter adds (a retried add must not count twice).
+var IdempotentWorkloads = []string{workload.Counter}
+
+// CheckIdempotencyKeys refuses --idempotency-keys for a system that does
+// not dedupe (supported false), or with no workload it applies to.
+func CheckIdempotencyKeys(c Common, system string, supported bool) error {
+	if !c.IdempotencyKeys {
+		return nil
+	}
+	if !supported {
+		return Usagef("--idempotency-keys: %s does not dedupe requests by key (ecstore, postgres and redis do)", system)
+	}
+	if !slices.ContainsFunc(c.Workloads, func(w string) bool { return slices.Contains(IdempotentWorkloads, w) }) {
+		return Usagef("--idempotency-keys applies to the %s workload's adds; --workload %s has none", strings.Join(IdempotentWorkloads, ", "), strings.Join(c.Workloads, ","))
+	}
+	return nil
 }
 
 // Env is what [Settings.Start] gets: the common settings and where the run

@@ -122,6 +122,9 @@ type Config struct {
 	// ConsistencyModel is what the transactional checker held the run's
 	// transactions to; a re-check of the run uses it unless told otherwise.
 	ConsistencyModel string `json:"consistency_model,omitempty"`
+	// Retry and IdempotencyKeys are --retry and --idempotency-keys.
+	Retry           int  `json:"retry,omitempty"`
+	IdempotencyKeys bool `json:"idempotency_keys,omitempty"`
 	// ClusterName, Images and Engine: the Docker cluster, the images it
 	// ran and the engine's version, storage driver and cgroup version.
 	ClusterName string            `json:"cluster_name,omitempty"`

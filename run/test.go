@@ -113,6 +113,8 @@ func (s *Spec) Validate() error {
 		return db.Usagef("--op-timeout %v: want a positive duration, such as 2s", c.OpTimeout)
 	case c.Recovery < 0:
 		return db.Usagef("--recovery %v: want a duration of 0 or more", c.Recovery)
+	case c.Retry < 0 || c.Retry > 100:
+		return db.Usagef("--retry %d: want 0 (no retries) to 100 retries of an attempt that ended info", c.Retry)
 	case c.Interval <= 0:
 		return db.Usagef("--nemesis-interval %v: want a positive duration, such as 5s", c.Interval)
 	case c.ClockMax < time.Millisecond:
@@ -187,6 +189,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 		Version: Version, Seed: spec.Seed, Start: start, DB: spec.DB.Name(), Cluster: c.Backend, Nodes: c.Nodes,
 		Workloads: c.Workloads, Nemesis: c.Faults, Interval: c.Interval.String(), Cycles: c.Cycles, Shapes: c.Shapes, TimeLimit: c.TimeLimit.String(),
 		Conc: spec.Concurrency, Rate: spec.Rate, Args: spec.Args, Settings: spec.Settings.Record(),
+		Retry: c.Retry, IdempotencyKeys: c.IdempotencyKeys,
 	}
 	if slices.ContainsFunc(c.Workloads, workload.Transactional) {
 		cfg.ConsistencyModel = spec.Check.ConsistencyModel
@@ -261,6 +264,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 	sum, runErr := workload.Run(ctx, workload.Options{
 		Parts: parts, Nodes: sys.Nodes(), NewClient: sys.NewClient, Seed: spec.Seed, Rate: spec.Rate,
 		TimeLimit: c.TimeLimit, OpTimeout: c.OpTimeout, Recorder: rec, Nemesis: nem, Recovery: c.Recovery,
+		Retry: c.Retry, Requests: c.IdempotencyKeys,
 		BeforeFinal: sys.Settle, Progress: prog.print,
 	})
 	prog.done()

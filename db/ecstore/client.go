@@ -42,6 +42,9 @@ type Options struct {
 	// Timeout bounds each operation; past it the operation is info. 0
 	// means 5s.
 	Timeout time.Duration
+	// IdempotencyKeys sends a counter add's request (history.Op.Request)
+	// as its idempotency key, which the store dedupes by.
+	IdempotencyKeys bool
 }
 
 // Client performs operations against one ecstore node. It is not safe for
@@ -97,6 +100,9 @@ func (c *Client) request(op history.Op) (store.Request, error) {
 		req.Op = store.OpSetRead
 	case c.opts.Workload == Counter && op.F == "add":
 		req.Op, req.Value = store.OpCounterAdd, raw(op.Value)
+		if c.opts.IdempotencyKeys {
+			req.RequestID = op.Request
+		}
 	case c.opts.Workload == Counter && op.F == "read":
 		req.Op = store.OpCounterRead
 	case c.opts.Workload == ListAppend && op.F == "txn":

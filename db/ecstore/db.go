@@ -83,6 +83,9 @@ func (*Settings) Adjust(*db.Common, func(string) bool) {}
 // when it starts, so that a bad combination is a usage error before
 // anything is created.
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.CheckIdempotencyKeys(c, "ecstore", true); err != nil {
+		return err
+	}
 	if i := slices.IndexFunc(c.Workloads, workload.Transactional); s.Sessions && i >= 0 {
 		return db.Usagef("--sessions and --workload %s: session tokens cover single-key operations, not transactions", c.Workloads[i])
 	}

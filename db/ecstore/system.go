@@ -46,10 +46,11 @@ type clients struct {
 	addr     func(node string) string
 	sessions bool
 	timeout  time.Duration
+	idem     bool // --idempotency-keys
 }
 
 func (c clients) NewClient(name, node string) (workload.Client, error) {
-	o := Options{Workload: workload.Kind(name), Sessions: c.sessions, Timeout: c.timeout}
+	o := Options{Workload: workload.Kind(name), Sessions: c.sessions, Timeout: c.timeout, IdempotencyKeys: c.idem}
 	if node == "" {
 		addrs := make([]string, len(c.nodes))
 		for i, n := range c.nodes {
@@ -92,7 +93,7 @@ func (s *Settings) startLocal(ctx context.Context, env db.Env) (db.System, error
 	}
 	env.Logf("cluster up: %d %s nodes in this process (%s)", env.Nodes, s.Mode, strings.Join(local.Nodes(), ", "))
 	return &localSystem{LocalCluster: local, dir: env.Dir, logs: logs,
-		clients: clients{nodes: local.Nodes(), addr: local.Addr, sessions: s.Sessions, timeout: env.OpTimeout}}, nil
+		clients: clients{nodes: local.Nodes(), addr: local.Addr, sessions: s.Sessions, timeout: env.OpTimeout, idem: env.IdempotencyKeys}}, nil
 }
 
 func (*localSystem) Info() db.Info { return db.Info{} }
@@ -158,7 +159,7 @@ var (
 func newDockerSystem(c *docker.Client, cl *docker.Cluster, images map[string]string, keep bool, o Options, logf func(string, ...any)) *dockerSystem {
 	cl.SetReady(healthy)
 	sys := &dockerSystem{Cluster: cl, c: c, keep: keep, images: images, logf: logf,
-		clients: clients{nodes: cl.Nodes(), addr: cl.Addr, sessions: o.Sessions, timeout: o.Timeout}}
+		clients: clients{nodes: cl.Nodes(), addr: cl.Addr, sessions: o.Sessions, timeout: o.Timeout, idem: o.IdempotencyKeys}}
 	cl.SetDelayHook(sys.setDelay)
 	return sys
 }
@@ -186,7 +187,7 @@ func (s *Settings) startDocker(ctx context.Context, env db.Env) (db.System, erro
 		c.Close()
 		return nil, fmt.Errorf("start the %s cluster in Docker: %w", s.Mode, err)
 	}
-	sys := newDockerSystem(c, cl, images, env.Keep, Options{Sessions: s.Sessions, Timeout: env.OpTimeout}, env.Logf)
+	sys := newDockerSystem(c, cl, images, env.Keep, Options{Sessions: s.Sessions, Timeout: env.OpTimeout, IdempotencyKeys: env.IdempotencyKeys}, env.Logf)
 	sys.engine = d.Engine
 	var addrs []string
 	for _, n := range cl.Nodes() {

@@ -96,6 +96,9 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.CheckIdempotencyKeys(c, "galera", false); err != nil {
+		return err
+	}
 	switch {
 	case c.Backend != db.BackendDocker:
 		return db.Usagef("--db galera runs in Docker: add --cluster docker")

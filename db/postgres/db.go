@@ -103,6 +103,9 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.CheckIdempotencyKeys(c, "postgres", false); err != nil {
+		return err
+	}
 	switch {
 	case c.Backend != db.BackendDocker:
 		return db.Usagef("--db postgres runs in Docker: add --cluster docker")

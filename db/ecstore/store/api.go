@@ -40,6 +40,12 @@ type Request struct {
 	// saw; a node waits (up to its session bound) until it has caught up
 	// with it before answering, or answers ErrSession.
 	Session *Session `json:"session,omitempty"`
+	// RequestID, when present on a counter add, is an idempotency key:
+	// the add is applied at most once per key (a retry of an add that was
+	// applied only acknowledges it). The key is recorded atomically with
+	// the add: in the same lock (lww, hlc, primary) or the same log entry
+	// (raft).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // ErrorKind classifies a failed operation so a client can tell whether it

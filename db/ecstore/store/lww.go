@@ -101,6 +101,9 @@ type lww struct {
 
 	mineMu sync.Mutex
 	mine   map[string]lwwSlot // this actor's counter slots, by key
+	// requests are the idempotency keys of the adds this node applied
+	// (under mineMu, with the slots they changed).
+	requests map[string]bool
 	seq    atomic.Uint64      // set tag sequence
 
 	lastMu sync.Mutex

@@ -164,12 +164,22 @@ func (l *lww) doCounterAdd(ctx context.Context, req Request, sess *Session) Resp
 	// certainly undone, and fewer than W acks is always indeterminate.
 	l.mineMu.Lock()
 	sl := l.mine[req.Key]
-	if d >= 0 {
-		sl.P += d
-	} else {
-		sl.N -= d
+	if req.RequestID == "" || !l.requests[req.RequestID] {
+		if d >= 0 {
+			sl.P += d
+		} else {
+			sl.N -= d
+		}
+		l.mine[req.Key] = sl
+		if req.RequestID != "" {
+			if l.requests == nil {
+				l.requests = map[string]bool{}
+			}
+			l.requests[req.RequestID] = true
+		}
 	}
-	l.mine[req.Key] = sl
+	// A retry of an applied add replicates the slot again, so that its
+	// acknowledgement means what a first attempt's would.
 	l.mineMu.Unlock()
 	kind, msg := l.update(ctx, lwwItem{T: lwwOpCounterSlot, K: req.Key, A: l.actor, P: sl.P, N: sl.N})
 	if kind == ErrUnavailable {

@@ -107,6 +107,9 @@ type pEntry struct {
 	Key   string          `json:"key,omitempty"`
 	Value json.RawMessage `json:"v,omitempty"` // canonical JSON: the value written or the element added
 	Delta int64           `json:"d,omitempty"`
+	// Request is a counter add's idempotency key: an entry whose key was
+	// applied before changes nothing.
+	Request string `json:"r,omitempty"`
 }
 
 type pReg struct {
@@ -138,6 +141,8 @@ type pSnapshot struct {
 	Regs     map[string]pReg     `json:"regs"`
 	Sets     map[string]pSetCopy `json:"sets"`
 	Counters map[string]pCounter `json:"counters"`
+	// Requests are the idempotency keys applied.
+	Requests map[string]bool `json:"requests,omitempty"`
 }
 
 // Peer message kinds of the primary mode.
@@ -177,6 +182,7 @@ type primaryEngine struct {
 	regs      map[string]pReg
 	sets      map[string]*pSet
 	counters  map[string]pCounter
+	requests  map[string]bool // idempotency keys of the counter adds applied
 	changed   chan struct{} // closed and replaced whenever entries are applied
 
 	// Primary only: log holds the entries after index logStart, and match

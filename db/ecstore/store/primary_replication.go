@@ -148,6 +148,12 @@ func (p *primaryEngine) snapshotLocked() *pSnapshot {
 	for k, c := range p.counters {
 		s.Counters[k] = c
 	}
+	if len(p.requests) > 0 {
+		s.Requests = make(map[string]bool, len(p.requests))
+		for k := range p.requests {
+			s.Requests[k] = true
+		}
+	}
 	for k, set := range p.sets {
 		elems := make([]string, 0, len(set.Elems))
 		for e := range set.Elems {
@@ -168,6 +174,7 @@ func (p *primaryEngine) installLocked(s *pSnapshot) {
 	if p.counters == nil {
 		p.counters = map[string]pCounter{}
 	}
+	p.requests = s.Requests
 	p.sets = make(map[string]*pSet, len(s.Sets))
 	for k, c := range s.Sets {
 		set := &pSet{Elems: make(map[string]struct{}, len(c.Elems)), Stamp: c.Stamp}
@@ -204,6 +211,15 @@ func (p *primaryEngine) applyLocked(e pEntry) {
 		set.Elems[string(e.Value)] = struct{}{}
 		set.Stamp = st
 	case OpCounterAdd:
+		if e.Request != "" {
+			if p.requests[e.Request] {
+				break // applied already
+			}
+			if p.requests == nil {
+				p.requests = map[string]bool{}
+			}
+			p.requests[e.Request] = true
+		}
 		c := p.counters[e.Key]
 		c.Total += e.Delta
 		c.Stamp = st

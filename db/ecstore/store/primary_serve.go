@@ -118,7 +118,7 @@ func (p *primaryEngine) serve(ctx context.Context, req Request, forwarded bool) 
 		slices.Sort(elems)
 		resp.Value = json.RawMessage("[" + strings.Join(elems, ",") + "]")
 	case OpCounterAdd:
-		stamp = p.appendLocked(pEntry{Kind: OpCounterAdd, Key: req.Key, Delta: d})
+		stamp = p.appendLocked(pEntry{Kind: OpCounterAdd, Key: req.Key, Delta: d, Request: req.RequestID})
 	case OpCounterRead:
 		c := p.counters[req.Key]
 		resp.Value, stamp = json.RawMessage(fmt.Sprint(c.Total)), c.Stamp

@@ -26,6 +26,8 @@ type raftCommand struct {
 	Value json.RawMessage `json:"value,omitempty"` // canonical JSON
 	Old   json.RawMessage `json:"old,omitempty"`   // canonical JSON (cas)
 	Delta int64           `json:"delta,omitempty"` // counter-add
+	// RequestID is a counter add's idempotency key (Request.RequestID).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // raftResult is the state machine's answer to a command.
@@ -60,6 +62,9 @@ type fsmState struct {
 	// TxnRegisters are the registers of rw-register transactions (values
 	// as JSON), apart from the register workload's Registers.
 	TxnRegisters map[string]json.RawMessage `json:"txn_registers,omitempty"`
+	// Requests are the idempotency keys of the counter adds applied, with
+	// the index of the entry that applied each.
+	Requests map[string]uint64 `json:"requests,omitempty"`
 	// Applied is the index of the last command applied.
 	Applied uint64 `json:"applied"`
 }
@@ -123,6 +128,15 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		f.st.Sets[cmd.Key] = s
 		return raftResult{Index: l.Index}
 	case OpCounterAdd:
+		if cmd.RequestID != "" {
+			if at, done := f.st.Requests[cmd.RequestID]; done {
+				return raftResult{Index: at} // applied already: acknowledged, not again
+			}
+			if f.st.Requests == nil {
+				f.st.Requests = map[string]uint64{}
+			}
+			f.st.Requests[cmd.RequestID] = l.Index
+		}
 		c := f.st.Counters[cmd.Key]
 		c.Total += cmd.Delta
 		c.Index = l.Index

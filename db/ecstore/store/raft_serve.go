@@ -189,7 +189,7 @@ func (e *raftEngine) local(ctx context.Context, r *raft.Raft, req Request) Respo
 	}
 	cmd := raftCommand{Op: req.Op, Key: req.Key, Value: req.Value, Old: req.Old}
 	if req.Op == OpCounterAdd {
-		cmd.Value = nil
+		cmd.Value, cmd.RequestID = nil, req.RequestID
 		cmd.Delta, _ = delta(req.Value) // checked by validateRaftRequest
 	}
 	res, kind, msg := e.apply(ctx, r, cmd)
