@@ -104,7 +104,7 @@ type lww struct {
 	// requests are the idempotency keys of the adds this node applied
 	// (under mineMu, with the slots they changed).
 	requests map[string]bool
-	seq    atomic.Uint64      // set tag sequence
+	seq      atomic.Uint64 // set tag sequence
 
 	lastMu sync.Mutex
 	last   Stamp // last wall-clock stamp issued (lww), to keep stamps unique

@@ -183,7 +183,7 @@ type primaryEngine struct {
 	sets      map[string]*pSet
 	counters  map[string]pCounter
 	requests  map[string]bool // idempotency keys of the counter adds applied
-	changed   chan struct{} // closed and replaced whenever entries are applied
+	changed   chan struct{}   // closed and replaced whenever entries are applied
 
 	// Primary only: log holds the entries after index logStart, and match
 	// the index each follower reported.
