@@ -103,3 +103,22 @@ func BenchmarkTransactional(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTransactionalConcurrency checks 100,000 transactions by 10,
+// 100 and 1000 concurrent processes: the real-time order goes through one
+// barrier per completion, so the time should stay flat as more
+// transactions overlap.
+func BenchmarkTransactionalConcurrency(b *testing.B) {
+	for _, procs := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
+			in := NewInput(genListAppend(100_000, procs, 20, 1))
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := Transactional(context.Background(), in, Options{}); r.Verdict != Valid {
+					b.Fatalf("%s: %s", r.Verdict, r.Reason)
+				}
+			}
+			b.ReportMetric(float64(100_000)*float64(b.N)/b.Elapsed().Seconds(), "txns/s")
+		})
+	}
+}
