@@ -78,24 +78,8 @@ func TestTransactionalRWRegisterAnomalies(t *testing.T) {
 			indefinite("w x 1"), timed(ok("r x nil"), 200, 300)}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := checkTxns(t, c.model, c.txs...)
-			switch {
-			case c.want == "" && r.Verdict != Valid:
-				t.Fatalf("%s: %s (%s), want valid; anomalies %+v", c.model, r.Verdict, r.Reason, r.Anomalies)
-			case c.want != "" && (r.Verdict != Invalid || !slices.Contains(kindsOf(r), c.want)):
-				t.Fatalf("%s: %s %v (%s), want invalid with %s", c.model, r.Verdict, kindsOf(r), r.Reason, c.want)
-			}
-			for _, a := range r.Anomalies {
-				if a.Explanation == "" || len(a.Ops) == 0 {
-					t.Errorf("anomaly %s without its transactions or explanation: %+v", a.Kind, a)
-				}
-			}
-			if !strings.Contains(r.Summary, "rw-register") {
+			if r := expectAnomaly(t, c.model, c.want, c.txs...); !strings.Contains(r.Summary, "rw-register") {
 				t.Errorf("summary %q does not name the workload", r.Summary)
-			}
-			t.Logf("%s", r.Summary)
-			if len(r.Anomalies) > 0 {
-				t.Logf("%s", r.Anomalies[0].Explanation)
 			}
 		})
 	}

@@ -160,25 +160,32 @@ func TestTransactionalAnomalies(t *testing.T) {
 		{"info/an append whose fate is open and nobody saw is no anomaly", ModelStrictSerializable, []tx{
 			indefinite("append x 1"), timed(ok("r x []"), 200, 300)}, ""},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := checkTxns(t, c.model, c.txs...)
-			switch {
-			case c.want == "" && r.Verdict != Valid:
-				t.Fatalf("%s: %s (%s), want valid; anomalies %+v", c.model, r.Verdict, r.Reason, r.Anomalies)
-			case c.want != "" && (r.Verdict != Invalid || !slices.Contains(kindsOf(r), c.want)):
-				t.Fatalf("%s: %s %v (%s), want invalid with %s", c.model, r.Verdict, kindsOf(r), r.Reason, c.want)
-			}
-			for _, a := range r.Anomalies {
-				if a.Explanation == "" || len(a.Ops) == 0 {
-					t.Errorf("anomaly %s without its transactions or explanation: %+v", a.Kind, a)
-				}
-			}
-			t.Logf("%s", r.Summary)
-			if len(r.Anomalies) > 0 {
-				t.Logf("%s", r.Anomalies[0].Explanation)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { expectAnomaly(t, c.model, c.want, c.txs...) })
 	}
+}
+
+// expectAnomaly checks txs under model: valid when want is "", else
+// invalid with an anomaly of kind want; every anomaly explained. It
+// returns the result.
+func expectAnomaly(t *testing.T, model, want string, txs ...tx) Result {
+	t.Helper()
+	r := checkTxns(t, model, txs...)
+	switch {
+	case want == "" && r.Verdict != Valid:
+		t.Fatalf("%s: %s (%s), want valid; anomalies %+v", model, r.Verdict, r.Reason, r.Anomalies)
+	case want != "" && (r.Verdict != Invalid || !slices.Contains(kindsOf(r), want)):
+		t.Fatalf("%s: %s %v (%s), want invalid with %s", model, r.Verdict, kindsOf(r), r.Reason, want)
+	}
+	for _, a := range r.Anomalies {
+		if a.Explanation == "" || len(a.Ops) == 0 {
+			t.Errorf("anomaly %s without its transactions or explanation: %+v", a.Kind, a)
+		}
+	}
+	t.Logf("%s", r.Summary)
+	if len(r.Anomalies) > 0 {
+		t.Logf("%s", r.Anomalies[0].Explanation)
+	}
+	return r
 }
 
 // A search past its budget is unknown, saying what it could not decide,
