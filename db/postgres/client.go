@@ -39,7 +39,27 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS sets_k ON sets (k)`,
 	`CREATE TABLE IF NOT EXISTS counters (k text PRIMARY KEY, n bigint NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS lists (k text PRIMARY KEY, v jsonb NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS requests (id text PRIMARY KEY, attempts int NOT NULL DEFAULT 1)`,
 }
+
+// The statements of a counter add. With idempotency keys an add runs in
+// one transaction with [RecordRequestSQL], which returns how many of the
+// request's attempts reached the primary: 1, and the add is applied
+// ([AddCounterSQL]); more, and the request was applied before, so the
+// attempt applies nothing.
+//
+// A repeated attempt still writes (it counts itself in the request's row)
+// so that its COMMIT is a commit like the first one's: with
+// synchronous replication it waits for the standbys until they have
+// applied everything up to it, the first attempt's add included. An
+// attempt is acknowledged ok only when the add it stands for is as safe
+// as a fresh add acknowledged ok; a repeated attempt whose COMMIT writes
+// nothing would be acknowledged at once, however far behind the standbys
+// are.
+const (
+	AddCounterSQL    = `INSERT INTO counters (k, n) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET n = counters.n + EXCLUDED.n`
+	RecordRequestSQL = `INSERT INTO requests (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET attempts = requests.attempts + 1 RETURNING attempts`
+)
 
 // Setup creates the workloads' tables on the primary at dsn if they do not
 // exist yet. Replicas receive them through replication.
@@ -84,6 +104,12 @@ type ClientOptions struct {
 	// ReadTargets are the servers reads take turns on with
 	// ReadRoundRobin.
 	ReadTargets []ReadTarget
+	// IdempotencyKeys applies a counter add at most once per request
+	// (history.Op.Request), recording the request in the requests table
+	// in the add's transaction: a retried add whose first attempt
+	// committed applies nothing. An add with no request is applied as
+	// it is.
+	IdempotencyKeys bool
 	// Primary, when set, names the primary now (its DSN and node name)
 	// and is asked each time the client connects to the primary: after a
 	// failover, the first operation that finds its connection lost fails
@@ -350,7 +376,10 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key st
 		if !ok {
 			return history.Nil(), fmt.Errorf("%w: counter add of %s, not an integer", errUsage, op.Value)
 		}
-		_, err := conn.Exec(ctx, `INSERT INTO counters (k, n) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET n = counters.n + EXCLUDED.n`, key, d)
+		if c.opts.IdempotencyKeys && op.Request != "" {
+			return history.Nil(), addOnce(ctx, conn, op.Request, key, d)
+		}
+		_, err := conn.Exec(ctx, AddCounterSQL, key, d)
 		return history.Nil(), err
 	case c.opts.Workload == Counter && op.F == "read":
 		return scan(`SELECT COALESCE((SELECT n FROM counters WHERE k = $1), 0)::text`, key)
@@ -358,6 +387,35 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key st
 		return c.txn(ctx, conn, op)
 	}
 	return history.Nil(), fmt.Errorf("%w: the %s workload has no operation %q", errUsage, c.opts.Workload, op.F)
+}
+
+// addOnce adds d to the counter at key unless request was applied
+// before, in one transaction at read committed: the request's row is
+// inserted, or counts one more attempt, and only the first attempt adds.
+// An error before COMMIT is a [db.AbortedError] (nothing happened, nor
+// was the request recorded); COMMIT's own is a [db.CommitError].
+func addOnce(ctx context.Context, conn *pgx.Conn, request, key string, d int64) error {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return db.AbortedError{Err: err}
+	}
+	abort := func(err error) error {
+		pgTx{tx}.Rollback(ctx)
+		return db.AbortedError{Err: err}
+	}
+	var attempts int
+	if err := tx.QueryRow(ctx, RecordRequestSQL, request).Scan(&attempts); err != nil {
+		return abort(fmt.Errorf("record request %s: %w", request, err))
+	}
+	if attempts == 1 {
+		if _, err := tx.Exec(ctx, AddCounterSQL, key, d); err != nil {
+			return abort(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return db.CommitError{Err: err}
+	}
+	return nil
 }
 
 // Classify decides the type of a completed operation from the error its

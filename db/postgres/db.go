@@ -103,7 +103,7 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
-	if err := db.CheckIdempotencyKeys(c, "postgres", false); err != nil {
+	if err := db.CheckIdempotencyKeys(c, "postgres", true); err != nil {
 		return err
 	}
 	switch {

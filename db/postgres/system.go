@@ -31,6 +31,7 @@ type System struct {
 	wait    time.Duration // the per-operation timeout
 	promote string        // --pg-promote
 	rejoin  bool          // --pg-rejoin
+	idem    bool          // --idempotency-keys
 
 	logf func(string, ...any)
 
@@ -71,7 +72,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
 	sys := &System{Cluster: pc, c: c, images: images, engine: d.Engine, read: s.Read, iso: s.Isolation, wait: env.OpTimeout,
-		promote: s.Promote, rejoin: s.Rejoin, logf: env.Logf}
+		promote: s.Promote, rejoin: s.Rejoin, idem: env.IdempotencyKeys, logf: env.Logf}
 	if err := sys.setup(ctx); err != nil {
 		sys.Close(context.WithoutCancel(ctx), "") // keep is false yet: the cluster goes
 		return nil, err
@@ -205,7 +206,8 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	if sys.final && slices.Contains(sys.Fenced(), node) {
 		return fencedNode(node), nil
 	}
-	co := ClientOptions{Workload: workload.Kind(name), Isolation: sys.iso, Node: primary, Timeout: sys.wait, ReadMode: sys.read, Primary: sys.primaryNow}
+	co := ClientOptions{Workload: workload.Kind(name), Isolation: sys.iso, Node: primary, Timeout: sys.wait, ReadMode: sys.read, Primary: sys.primaryNow,
+		IdempotencyKeys: sys.idem}
 	replicas := sys.Replicas()
 	switch {
 	case !sys.final && sys.read == ReadRoundRobin && len(replicas) > 0:
