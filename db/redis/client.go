@@ -29,6 +29,9 @@ const (
 	registerPrefix = "r:"
 	setPrefix      = "s:"
 	counterPrefix  = "c:"
+	// requestPrefix is the key space of the requests counter adds were
+	// applied for (--idempotency-keys): one key per request.
+	requestPrefix = "req:"
 )
 
 // casScript is compare-and-set as one server-side step: it writes
@@ -41,6 +44,27 @@ if (ARGV[3] == 'nil' and cur == false) or (ARGV[3] ~= 'nil' and cur == ARGV[1]) 
   return 1
 end
 return 0`)
+
+// addOnceScript is a counter add applied at most once per request, as
+// one server-side step, so that the request's key and the add are
+// written together: it adds ARGV[1] to the counter KEYS[1] when the
+// request key KEYS[2] does not exist yet, creating it, and returns 1; a
+// request seen before applies nothing and counts one more attempt in its
+// key, and the script returns the attempts so far (2, 3, ...).
+//
+// A repeated attempt writes its key so that it is replicated like the
+// first attempt: a WAIT after it covers the replication stream up to it,
+// the first attempt's add included, and the repeated attempt is
+// acknowledged ok only when the add it stands for is as safe as a fresh
+// add acknowledged ok. (WAIT waits for the connection's own last write;
+// after a script that wrote nothing, it would be acknowledged however
+// far behind the replicas are.)
+var addOnceScript = goredis.NewScript(`
+if redis.call('SET', KEYS[2], 1, 'NX') then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
+  return 1
+end
+return redis.call('INCR', KEYS[2])`)
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
@@ -64,6 +88,10 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// NodeOf names the node at an address, for the history.
 	NodeOf func(addr string) string
+	// IdempotencyKeys applies a counter add at most once per request
+	// (history.Op.Request) with [addOnceScript]; an add with no request
+	// is applied as it is.
+	IdempotencyKeys bool
 }
 
 // Client performs a worker's operations through go-redis: writes (and
@@ -219,6 +247,12 @@ func (c *Client) exec(ctx context.Context, op history.Op, key string) (history.V
 		d, ok := op.Value.AsInt()
 		if !ok {
 			return history.Nil(), node, fmt.Errorf("%w: counter add of %s, not an integer", errUsage, op.Value)
+		}
+		if c.opts.IdempotencyKeys && op.Request != "" {
+			err = c.write(ctx, func(pipe goredis.Pipeliner) {
+				addOnceScript.Eval(ctx, pipe, []string{counterPrefix + key, requestPrefix + op.Request}, d)
+			})
+			break
 		}
 		err = c.write(ctx, func(pipe goredis.Pipeliner) { pipe.IncrBy(ctx, counterPrefix+key, d) })
 	default:

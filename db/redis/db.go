@@ -86,7 +86,7 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
-	if err := db.CheckIdempotencyKeys(c, "redis", false); err != nil {
+	if err := db.CheckIdempotencyKeys(c, "redis", true); err != nil {
 		return err
 	}
 	if err := db.NoTransactions(c, "redis"); err != nil {

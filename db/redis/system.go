@@ -26,6 +26,7 @@ type System struct {
 	read   string        // --redis-read
 	wait   int           // --redis-wait
 	opWait time.Duration // the per-operation timeout
+	idem   bool          // --idempotency-keys
 	logf   func(string, ...any)
 
 	mu      sync.Mutex
@@ -61,7 +62,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	}
 	env.Logf("cluster up: redis primary %s, replicas %v in Docker cluster %s", rc.Primary(), rc.Replicas(), d.Name)
 	return &System{Cluster: rc, d: d, keep: env.Keep,
-		read: s.Read, wait: s.Wait, opWait: env.OpTimeout, logf: env.Logf}, nil
+		read: s.Read, wait: s.Wait, opWait: env.OpTimeout, idem: env.IdempotencyKeys, logf: env.Logf}, nil
 }
 
 // Docker returns the cluster's containers.
@@ -84,7 +85,7 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	sys.mu.Lock()
 	defer sys.mu.Unlock()
 	o := ClientOptions{Workload: name, Sentinels: sys.SentinelAddrs(), Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
-		Timeout: sys.opWait, NodeOf: sys.NodeOf}
+		Timeout: sys.opWait, NodeOf: sys.NodeOf, IdempotencyKeys: sys.idem}
 	switch {
 	case sys.final && node != "":
 		o.Replicas = []string{sys.Addr(node)}
