@@ -42,7 +42,7 @@ func TestCheckTestdata(t *testing.T) {
 		{"set-unexpected-after-fail.jsonl", exitInvalid, []string{"lost-writes"}, "unexpected"},
 		{"set-duplicated.jsonl", exitInvalid, []string{"lost-writes"}, "duplicated"},
 		{"counter-valid.jsonl", exitValid, nil, "verdict: valid"},
-		{"counter-bad.jsonl", exitInvalid, []string{"counter"}, "counter-out-of-bounds"},
+		{"counter-bad.jsonl", exitInvalid, []string{"counter", "duplicates"}, "counter-out-of-bounds"},
 	}
 	files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "*.jsonl"))
 	if len(files) != len(cases) {
