@@ -123,7 +123,7 @@ func bindRunFlags(f *pflag.FlagSet, c *db.Common, conc *clients, rate *float64, 
 	f.DurationVar(&c.OpTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info (docker default: 3s)")
 	f.DurationVar(&c.Recovery, "recovery", 3*time.Second, "wait after healing, before the final reads (docker default: 5s)")
 	f.IntVar(&c.Retry, "retry", 0, "retry an operation whose attempt ended info (a timeout) up to N times, backing off; each attempt is recorded naming its request (the duplicates checker holds each request to being applied once)")
-	f.BoolVar(&c.IdempotencyKeys, "idempotency-keys", false, "send a key with each request that the system dedupes by, so a retried add applies once (counter workload; ecstore)")
+	f.BoolVar(&c.IdempotencyKeys, "idempotency-keys", false, "send a key with each request that the system dedupes by, so a retried add applies once (counter workload; ecstore, postgres, redis)")
 	f.StringVar(out, "out", "runs", "where run directories go")
 }
 
