@@ -32,7 +32,7 @@ func groupRequests(ops []history.Operation, idx []int) []request {
 	for _, i := range idx {
 		o := &ops[i]
 		if o.Request == "" {
-			out = append(out, request{name: fmt.Sprintf("op %d", o.Invoke), attempts: []int{i}})
+			out = append(out, request{attempts: []int{i}}) // named when needed, see label
 			continue
 		}
 		j, ok := byName[o.Request]
@@ -44,6 +44,15 @@ func groupRequests(ops []history.Operation, idx []int) []request {
 		out[j].attempts = append(out[j].attempts, i)
 	}
 	return out
+}
+
+// label names a request: by its Request, or "op N" for an operation
+// that is a request of its own.
+func (r request) label(ops []history.Operation) string {
+	if r.name != "" {
+		return r.name
+	}
+	return fmt.Sprintf("op %d", ops[r.attempts[0]].Invoke)
 }
 
 // possible counts the attempts of r that may have been applied (ok or
@@ -168,7 +177,7 @@ func duplicateAdds(ctx context.Context, ops []history.Operation, adds, reads []i
 			}
 			for _, a := range g.attempts[1:] {
 				if v, _ := ops[a].Value.AsInt(); v != d || ops[a].Value.Kind() != history.KindInt {
-					return 0, fmt.Errorf("key %s: request %s adds %d in one attempt and %s in another (op %d): the attempts of a request repeat it", k, g.name, d, ops[a].Value, ops[a].Invoke)
+					return 0, fmt.Errorf("key %s: request %s adds %d in one attempt and %s in another (op %d): the attempts of a request repeat it", k, g.label(ops), d, ops[a].Value, ops[a].Invoke)
 				}
 			}
 			n, _ := g.possible(ops)
@@ -207,7 +216,7 @@ func duplicateAdds(ctx context.Context, ops []history.Operation, adds, reads []i
 			refs := []OpRef{Ref(*o)}
 			for _, q := range rs[:j] {
 				if q.twice && q.delta > 0 {
-					cands = append(cands, fmt.Sprintf("%s (+%d: %s)", q.name, q.delta, attemptsText(ops, q.request)))
+					cands = append(cands, fmt.Sprintf("%s (+%d: %s)", q.label(ops), q.delta, attemptsText(ops, q.request)))
 					for _, a := range q.attempts {
 						refs = append(refs, Ref(ops[a]))
 					}
@@ -237,34 +246,48 @@ func duplicateAdds(ctx context.Context, ops []history.Operation, adds, reads []i
 }
 
 // duplicateElements checks list-append reads for an element twice, naming
-// the request that appended it.
+// the request that appended it. A read is scanned in place (no element is
+// rendered or hashed unless it repeats); who appended a repeated element
+// is looked up only then.
 func duplicateElements(ctx context.Context, ops []history.Operation, txns []int, r *Result) (int, error) {
-	type elem struct{ key, val string }
-	writer := map[elem]string{} // the request that appended the element
-	reqOf := map[string]request{}
-	var requests, retried int
-	for _, g := range groupRequests(ops, txns) {
-		reqOf[g.name] = g
-		requests++
+	groups := groupRequests(ops, txns)
+	var retried int
+	for _, g := range groups {
 		if len(g.attempts) > 1 {
 			retried++
 		}
-		for _, a := range g.attempts {
-			items, _ := ops[a].Value.AsList()
-			for _, it := range items {
-				parts, _ := it.AsList()
-				if len(parts) == 3 {
-					if f, _ := parts[0].AsString(); f == MopAppend {
-						writer[elem{parts[1].String(), parts[2].String()}] = g.name
+	}
+	// appender finds the request that appended x to key (built once, at
+	// the first repeated element).
+	var byElem map[[2]string]int
+	appender := func(key string, x history.Value) (request, bool) {
+		if byElem == nil {
+			byElem = map[[2]string]int{}
+			for gi, g := range groups {
+				for _, a := range g.attempts {
+					items, _ := ops[a].Value.AsList()
+					for _, it := range items {
+						if parts, _ := it.AsList(); len(parts) == 3 {
+							if f, _ := parts[0].AsString(); f == MopAppend {
+								byElem[[2]string{parts[1].String(), parts[2].String()}] = gi
+							}
+						}
 					}
 				}
 			}
 		}
+		gi, ok := byElem[[2]string{key, x.String()}]
+		if !ok {
+			return request{}, false
+		}
+		return groups[gi], true
 	}
-	seen := map[elem]bool{} // elements already reported
-	for _, i := range txns {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+	reported := map[[2]string]bool{}
+	for n, i := range txns {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
 		}
 		o := &ops[i]
 		if o.Type != history.OK {
@@ -280,27 +303,37 @@ func duplicateElements(ctx context.Context, ops []history.Operation, txns []int,
 				continue
 			}
 			list, _ := parts[2].AsList()
-			key := parts[1].String()
-			count := map[string]int{}
-			for _, x := range list {
-				e := elem{key, x.String()}
-				count[e.val]++
-				if count[e.val] != 2 || seen[e] {
+			var seen map[history.Scalar]bool // for long lists
+			if len(list) > 64 {
+				seen = make(map[history.Scalar]bool, len(list))
+			}
+			for j := range list {
+				x := &list[j]
+				if seen != nil {
+					sc := x.Scalar()
+					if !seen[sc] {
+						seen[sc] = true
+						continue
+					}
+				} else if !slices.ContainsFunc(list[:j], func(y history.Value) bool { return sameScalar(&y, x) }) {
 					continue
 				}
-				seen[e] = true
-				name, ok := writer[e]
+				key := parts[1].String()
+				e := [2]string{key, x.String()}
+				if reported[e] {
+					continue
+				}
+				reported[e] = true
 				refs := []OpRef{Ref(*o)}
 				why := "which no transaction appended"
-				if ok {
-					g := reqOf[name]
+				if g, ok := appender(key, *x); ok {
 					for _, a := range g.attempts {
 						refs = append(refs, Ref(ops[a]))
 					}
 					if len(g.attempts) > 1 {
-						why = fmt.Sprintf("which request %s appended (%s): it was applied more than once", name, attemptsText(ops, g))
+						why = fmt.Sprintf("which request %s appended (%s): it was applied more than once", g.label(ops), attemptsText(ops, g))
 					} else {
-						why = fmt.Sprintf("which %s appended in one attempt: the system applied it twice on its own", name)
+						why = fmt.Sprintf("which %s appended in one attempt: the system applied it twice on its own", g.label(ops))
 					}
 				}
 				r.Add(Anomaly{Kind: KindDuplicateApplication, Key: key, Ops: refs,
@@ -308,6 +341,6 @@ func duplicateElements(ctx context.Context, ops []history.Operation, txns []int,
 			}
 		}
 	}
-	r.Stats["requests"], r.Stats["retried"] = float64(requests), float64(retried)
+	r.Stats["requests"], r.Stats["retried"] = float64(len(groups)), float64(retried)
 	return len(txns), nil
 }

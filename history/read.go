@@ -96,10 +96,14 @@ func ReadFile(path string) (History, []string, error) {
 		return ReadJepsenLog(br, path)
 	}
 	hint := 0
-	if st, err := f.Stat(); err == nil {
+	st, err := f.Stat()
+	if err == nil {
 		// History lines run about 90 bytes; sizing the slice up front
 		// saves copying every op as it grows.
 		hint = int(min(st.Size()/90, 1<<26))
+	}
+	if workers := decodeWorkers(); err == nil && st.Size() >= parallelMin && workers > 1 {
+		return readJSONLParallel(br, path, hint, workers)
 	}
 	return readJSONL(br, path, hint)
 }
