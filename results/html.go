@@ -231,7 +231,7 @@ nav a { margin-right: 1em; }
 <body>
 <h1>eccheck report: <span class="verdict {{.Verdict}}">{{.Verdict}}</span></h1>
 <p><code>{{.Report.Source}}</code>: {{.Report.Workload}} workload, {{.Report.Ops}} operations.</p>
-<nav><a href="#summary">Summary</a>{{if .HasHistory}}<a href="#latency">Latency</a><a href="#throughput">Throughput</a><a href="#faults">Faults</a>{{end}}{{if .Curve}}<a href="#staleness">Staleness</a>{{end}}{{if .Anomalies}}<a href="#anomalies">Anomalies</a>{{end}}{{if .Links}}<a href="#visualizations">Visualizations</a>{{end}}</nav>
+<nav><a href="#summary">Summary</a>{{if .HasHistory}}<a href="#latency">Latency</a><a href="#throughput">Throughput</a><a href="#faults">Faults</a>{{end}}{{if .Curve}}<a href="#staleness">Staleness</a>{{end}}{{if .Anomalies}}<a href="#anomalies">Anomalies</a>{{end}}{{if .Links}}<a href="#visualizations">Visualizations</a>{{end}}{{if .Report.Checklist}}<a href="#checklist">Checklist</a>{{end}}</nav>
 {{range .PlotErrors}}<p class="warn">{{.}}</p>
 {{end}}
 <h2 id="summary">Summary</h2>
@@ -286,6 +286,13 @@ nav a { margin-right: 1em; }
 <ul>
 {{range .Links}}<li><a href="{{.Href}}">{{.Name}}</a> ({{.Checker}})</li>
 {{end}}</ul>
+{{end}}
+{{with .Report.Checklist}}<h2 id="checklist">The architect's checklist</h2>
+<ol>
+{{range .}}<li><p><b>{{.Question}}</b> {{if .Answered}}{{.Answer}}{{else}}<span class="note">Not answered by this run: {{.Next}}.</span>{{end}}</p>
+{{with .Lines}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}</li>
+{{end}}</ol>
+<p class="note">From this run alone; <code>eccheck checklist RUN_DIR...</code> answers it from several runs (a run with sessions beside one without, a matrix).</p>
 {{end}}
 <p class="note">Written by eccheck; re-render with <code>eccheck report RUN_DIR -o html</code>.</p>
 </body>

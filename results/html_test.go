@@ -302,3 +302,27 @@ func TestHTMLCycle(t *testing.T) {
 		t.Error("report.html holds the key unescaped, or a reference outside the page")
 	}
 }
+
+// report.html shows the checklist a run directory's writer answered: the
+// answers, and for a question the run cannot answer, which run would.
+func TestHTMLChecklist(t *testing.T) {
+	rep := NewReport("h", "register", 1, []checkers.Result{{Checker: "staleness", Verdict: checkers.Valid}}, nil)
+	rep.Checklist = []ChecklistAnswer{
+		{Question: "What is the maximum stale window?", Answered: true, Answer: "at most 730.3 ms", Lines: []string{"ecstore mode=lww: p99 203.4 ms"}},
+		{Question: "Are retried writes applied once?", Next: "eccheck test --workload counter --retry 2"},
+	}
+	var b strings.Builder
+	if err := WriteHTML(&b, rep, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="checklist"`, "at most 730.3 ms", "ecstore mode=lww: p99 203.4 ms", "Not answered by this run: eccheck test --workload counter --retry 2"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	rep.Checklist = nil
+	b.Reset()
+	if err := WriteHTML(&b, rep, nil); err != nil || strings.Contains(b.String(), `id="checklist"`) {
+		t.Errorf("a report without a checklist shows the section (err %v)", err)
+	}
+}

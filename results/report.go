@@ -38,6 +38,22 @@ type Report struct {
 	// Unchecked counts, by f, the client operations no checker understands
 	// and so did not check; set by the caller.
 	Unchecked map[string]int `json:"unchecked_ops,omitempty"`
+	// Checklist is the architect's checklist answered from this run (set
+	// by the run directory's writer for report.html; `eccheck checklist`
+	// answers it from several runs).
+	Checklist []ChecklistAnswer `json:"-"`
+}
+
+// ChecklistAnswer is the answer to one question of the architect's
+// checklist.
+type ChecklistAnswer struct {
+	Question string `json:"question"`
+	// Answered is false when no run given could answer; Next then says
+	// which run would.
+	Answered bool     `json:"answered"`
+	Answer   string   `json:"answer"`
+	Lines    []string `json:"lines,omitempty"` // one per run that answered
+	Next     string   `json:"next,omitempty"`
 }
 
 // NewReport composes the verdict of rs. With no results (nothing in the

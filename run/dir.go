@@ -267,6 +267,10 @@ func (d Dir) WriteTable(rep results.Report) error {
 // cannot be written is a warning, not a failed run: the verdict still
 // comes out, and results.json holds everything.
 func (d Dir) WriteReports(rep results.Report, h history.History, warnf func(string, ...any)) {
+	if cfg, err := ReadConfig(d.Path); err == nil {
+		// report.html answers the architect's checklist from this run.
+		rep.Checklist = Checklist([]ChecklistRun{{Dir: d.Path, Config: cfg, Report: rep, Traces: fileExists(d.File(FileTraces))}})
+	}
 	for _, f := range []struct{ name, format string }{
 		{FileMD, "markdown"}, {FileJUnit, "junit"}, {FileHTML, "html"},
 	} {

@@ -77,7 +77,7 @@ history is incomplete), 3 usage error, 4 any other failure.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newTestCmd(a), newCheckCmd(a), newMatrixCmd(a), newReportCmd(a), newExportCmd(a), newStoreCmd(a), newImagesCmd(a), newClusterCmd(a), newNemesisCmd(a), newVersionCmd(a))
+	root.AddCommand(newTestCmd(a), newCheckCmd(a), newMatrixCmd(a), newReportCmd(a), newExportCmd(a), newChecklistCmd(a), newStoreCmd(a), newImagesCmd(a), newClusterCmd(a), newNemesisCmd(a), newVersionCmd(a))
 	return root
 }
 
