@@ -36,16 +36,21 @@ func (s pgSession) do(f string, v history.Value) history.Op {
 // pgQuery runs one query on dsn and scans its single row into dst.
 func pgQuery(t *testing.T, dsn, q string, dst ...any) {
 	t.Helper()
+	if err := pgQueryErr(dsn, q, dst...); err != nil {
+		t.Fatalf("%s on %s: %v", q, dsn, err)
+	}
+}
+
+// pgQueryErr is pgQuery that returns its error.
+func pgQueryErr(dsn, q string, dst ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		t.Fatalf("connect %s: %v", dsn, err)
+		return fmt.Errorf("connect %s: %w", dsn, err)
 	}
 	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, q).Scan(dst...); err != nil {
-		t.Fatalf("%s on %s: %v", q, dsn, err)
-	}
+	return conn.QueryRow(ctx, q).Scan(dst...)
 }
 
 // waitRead polls a read through c until it returns want.
