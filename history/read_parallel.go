@@ -32,6 +32,13 @@ type lineChunk struct {
 	final bool
 }
 
+// The buffers of chunks are reused: the file's bytes once decoded, and
+// the decoded operations once copied into the history.
+var (
+	chunkData = sync.Pool{New: func() any { return make([]byte, 0, chunkBytes+chunkBytes/4) }}
+	chunkOps  = sync.Pool{New: func() any { return make([]Op, 0, chunkBytes/64) }}
+)
+
 type decodedChunk struct {
 	seq     int
 	ops     []Op
@@ -61,10 +68,10 @@ func readJSONLParallel(r io.Reader, name string, hint, workers int) (History, []
 			case <-stop:
 				return false
 			}
-			cur = lineChunk{first: lineNo + 1, data: make([]byte, 0, chunkBytes+chunkBytes/4)}
+			cur = lineChunk{first: lineNo + 1, data: chunkData.Get().([]byte)[:0]}
 			return true
 		}
-		cur.data = make([]byte, 0, chunkBytes+chunkBytes/4)
+		cur.data = chunkData.Get().([]byte)[:0]
 		for {
 			line, err := br.ReadSlice('\n')
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -139,6 +146,8 @@ func readJSONLParallel(r io.Reader, name string, hint, workers int) (History, []
 			}
 			h = append(h, d.ops...)
 			lines = append(lines, d.lines...)
+			clear(d.ops)
+			chunkOps.Put(d.ops[:0]) //nolint:staticcheck // a slice header: the backing array is what is reused
 			switch {
 			case d.err != nil:
 				failed = d.err
@@ -160,7 +169,8 @@ func readJSONLParallel(r io.Reader, name string, hint, workers int) (History, []
 
 // decodeChunk decodes the lines of one chunk, as readJSONL does.
 func decodeChunk(c lineChunk, name string, names *interner) decodedChunk {
-	d := decodedChunk{seq: c.seq, ops: make([]Op, 0, len(c.ends)), lines: make([]int, 0, len(c.ends))}
+	d := decodedChunk{seq: c.seq, ops: chunkOps.Get().([]Op)[:0], lines: make([]int, 0, len(c.ends))}
+	defer chunkData.Put(c.data[:0]) //nolint:staticcheck // a slice header: the backing array is what is reused
 	start := 0
 	for i, end := range c.ends {
 		line := c.data[start:end]
