@@ -117,6 +117,22 @@ func Read(r io.Reader, name string) (History, []string, error) {
 	return readJSONL(r, name, 0)
 }
 
+// readLine reads a line with its newline; the bytes are valid until the
+// next read unless the line was longer than the buffer.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		// A very long line (a large set read): gather it whole.
+		long := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = br.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		line = long
+	}
+	return line, err
+}
+
 // readJSONL is Read with room made for about hint ops.
 func readJSONL(r io.Reader, name string, hint int) (History, []string, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
@@ -128,16 +144,7 @@ func readJSONL(r io.Reader, name string, hint int) (History, []string, error) {
 		names    = newInterner()
 	)
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A very long line (a large set read): gather it whole.
-			long := append([]byte(nil), line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
+		line, err := readLine(br)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, warnings, fmt.Errorf("read %s: %w", name, err)
 		}

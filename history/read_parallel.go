@@ -73,15 +73,7 @@ func readJSONLParallel(r io.Reader, name string, hint, workers int) (History, []
 		}
 		cur.data = chunkData.Get().([]byte)[:0]
 		for {
-			line, err := br.ReadSlice('\n')
-			if errors.Is(err, bufio.ErrBufferFull) {
-				long := append([]byte(nil), line...)
-				for errors.Is(err, bufio.ErrBufferFull) {
-					line, err = br.ReadSlice('\n')
-					long = append(long, line...)
-				}
-				line = long
-			}
+			line, err := readLine(br)
 			if err != nil && !errors.Is(err, io.EOF) {
 				readErr = fmt.Errorf("read %s: %w", name, err)
 				return

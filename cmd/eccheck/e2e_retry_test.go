@@ -6,34 +6,18 @@ import (
 
 	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/internal/dockertest"
 )
 
-// retriedTwice lists the requests of a history's counter adds with two
-// attempts or more that may each have been applied (none failed).
+// retriedTwice lists the requests of a run's counter adds with two
+// attempts or more that may each have been applied.
 func retriedTwice(t *testing.T, dir string) []string {
 	t.Helper()
 	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	possible := map[string]int{}
-	var order []string
-	for _, o := range history.Pair(h) {
-		if o.F != "add" || o.Request == "" || o.Type == history.Fail {
-			continue
-		}
-		if possible[o.Request] == 0 {
-			order = append(order, o.Request)
-		}
-		possible[o.Request]++
-	}
-	var out []string
-	for _, r := range order {
-		if possible[r] > 1 {
-			out = append(out, r)
-		}
-	}
-	return out
+	return dockertest.RetriedAfterApply(h)
 }
 
 // Retries of counter adds under a partition apply them twice without
