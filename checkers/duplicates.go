@@ -130,7 +130,7 @@ func Duplicates(ctx context.Context, in Input, opt Options) Result {
 		return r
 	}
 	if checked == 0 {
-		r.Verdict, r.Reason = Unknown, "no counter adds or list-append transactions: nothing whose double application the data would show"
+		r.Verdict, r.Reason = Unknown, "no counter adds and reads, or list-append appends and reads: nothing whose double application the data would show"
 		return r
 	}
 	if r.Verdict == Valid {
@@ -242,6 +242,9 @@ func duplicateAdds(ctx context.Context, ops []history.Operation, adds, reads []i
 		}
 	}
 	r.Stats["requests"], r.Stats["retried"], r.Stats["reads"] = float64(requests), float64(retried), float64(len(reads))
+	if len(reads) == 0 {
+		return 0, nil // no read to see a double application in
+	}
 	return len(adds), nil
 }
 
@@ -283,6 +286,7 @@ func duplicateElements(ctx context.Context, ops []history.Operation, txns []int,
 		return groups[gi], true
 	}
 	reported := map[[2]string]bool{}
+	reads := 0
 	for n, i := range txns {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -302,6 +306,7 @@ func duplicateElements(ctx context.Context, ops []history.Operation, txns []int,
 			if f, _ := parts[0].AsString(); f != MopRead {
 				continue
 			}
+			reads++
 			list, _ := parts[2].AsList()
 			var seen map[history.Scalar]bool // for long lists
 			if len(list) > 64 {
@@ -342,5 +347,8 @@ func duplicateElements(ctx context.Context, ops []history.Operation, txns []int,
 		}
 	}
 	r.Stats["requests"], r.Stats["retried"] = float64(len(groups)), float64(retried)
+	if reads == 0 {
+		return 0, nil // no list read to see a double application in
+	}
 	return len(txns), nil
 }

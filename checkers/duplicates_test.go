@@ -123,6 +123,10 @@ func TestDuplicatesUnknown(t *testing.T) {
 	if r := Duplicates(context.Background(), NewInput(mismatch), Options{}); r.Verdict != Unknown || !strings.Contains(r.Reason, "attempts of a request repeat it") {
 		t.Fatalf("attempts that add different deltas: %s (%s)", r.Verdict, r.Reason)
 	}
+	adds := attemptHistory(t, attempt{f: FAdd, key: "c", value: "3", typ: history.OK, call: 0, ret: 10, request: "p0.1", n: 1})
+	if r := Duplicates(context.Background(), NewInput(adds), Options{}); r.Verdict != Unknown {
+		t.Fatalf("adds and no read: %s (%s), want unknown: no read could show a double application", r.Verdict, r.Reason)
+	}
 	reads := attemptHistory(t, attempt{f: FRead, key: "c", value: "null", done: "0", typ: history.OK, call: 0, ret: 10})
 	if r := Duplicates(context.Background(), NewInput(reads), Options{}); r.Verdict != Unknown || !strings.Contains(r.Reason, "nothing") {
 		t.Fatalf("reads only: %s (%s)", r.Verdict, r.Reason)
@@ -141,4 +145,35 @@ func TestTransactionalRetriedAttempts(t *testing.T) {
 	if r := Transactional(context.Background(), NewInput(h), Options{}); r.Verdict != Valid || r.Stats["transactions"] != 2 {
 		t.Fatalf("%s (%s), %v transactions: want valid over 2", r.Verdict, r.Reason, r.Stats["transactions"])
 	}
+}
+
+// A retried transaction counts from its first attempt's invocation: an
+// earlier attempt that ended info may have been applied then, so a read
+// of its write before the last attempt began is no real-time cycle; nor
+// is the last attempt's read of what an earlier one wrote a future read.
+func TestTransactionalRetriedAttemptsTime(t *testing.T) {
+	h := attemptHistory(t,
+		attempt{f: FTxn, value: `[["w","k",5]]`, typ: history.Info, call: 0, ret: 10, request: "p0.1", n: 1},
+		attempt{f: FTxn, value: `[["r","k",null]]`, done: `[["r","k",5]]`, typ: history.OK, call: 20, ret: 30},
+		attempt{f: FTxn, value: `[["w","k",5]]`, typ: history.OK, call: 40, ret: 50, request: "p0.1", n: 2})
+	if r := Transactional(context.Background(), NewInput(h), Options{}); r.Verdict != Valid {
+		t.Fatalf("a read of an earlier attempt's write: %s %v", r.Verdict, r.Anomalies)
+	}
+	h = attemptHistory(t,
+		attempt{f: FTxn, value: `[["r","k",null],["w","k",5]]`, typ: history.Info, call: 0, ret: 10, request: "p0.1", n: 1},
+		attempt{f: FTxn, value: `[["r","k",null],["w","k",5]]`, done: `[["r","k",5],["w","k",5]]`, typ: history.OK, call: 40, ret: 50, request: "p0.1", n: 2})
+	if r := Transactional(context.Background(), NewInput(h), Options{ConsistencyModel: ModelReadCommitted}); r.Verdict != Valid || r.Stats["found_"+AnomalyFutureRead] != 0 {
+		t.Fatalf("the last attempt read what the first wrote: %s %v", r.Verdict, r.Anomalies)
+	}
+}
+
+// Under read committed a later read of a key is checked too: an aborted
+// write or a value nobody wrote is found there as in a first read.
+func TestTransactionalRWRegisterLaterReads(t *testing.T) {
+	r := expectAnomaly(t, ModelReadCommitted, AnomalyG1a,
+		failed("w k 7"), ok("r k nil; r k 7; r j nil; r j 99"))
+	if !slices.Contains(kindsOf(r), AnomalyGarbage) {
+		t.Fatalf("the read of 99, which nobody wrote: %v", kindsOf(r))
+	}
+	expectAnomaly(t, ModelReadCommitted, "", ok("w k 7"), ok("r k nil; r k 7"))
 }

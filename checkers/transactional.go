@@ -242,12 +242,13 @@ func (c *txnCheck) realtime(ds []completion) {
 			c.g.barrier(b-1, b)
 		}
 	}
-	for t, o := range c.ops {
+	for t := range c.ops {
 		if !c.in[t] {
 			continue
 		}
 		// The last completion strictly before the invocation.
-		i := sort.Search(len(ds), func(i int) bool { return ds[i].ret >= o.Call }) - 1
+		call := c.call(t)
+		i := sort.Search(len(ds), func(i int) bool { return ds[i].ret >= call }) - 1
 		if i >= 0 {
 			c.g.barrier(first+i, t)
 		}

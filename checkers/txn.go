@@ -71,6 +71,26 @@ type txnSet struct {
 	keyVals, keyValOff []int32
 
 	appends, writes, readMops int
+	// firstCall is, for a transaction that stands for a retried request,
+	// the invocation of the request's first attempt (an earlier attempt
+	// may have been applied already); retried marks such transactions.
+	firstCall map[int]int64
+}
+
+// call is when transaction t was invoked: for a retried request, when its
+// first attempt was.
+func (s *txnSet) call(t int) int64 {
+	if c, ok := s.firstCall[t]; ok {
+		return c
+	}
+	return s.ops[t].Call
+}
+
+// retried reports whether transaction t stands for a request attempted
+// more than once.
+func (s *txnSet) retried(t int) bool {
+	_, ok := s.firstCall[t]
+	return ok
 }
 
 type intEntry struct {
@@ -164,15 +184,21 @@ func parseTxns(ops []history.Operation) (*txnSet, error) {
 	// attempt applied too shows in the data (an element twice: the
 	// duplicates checker names the request).
 	var rep map[string]int
+	var attempts map[string]int
+	var first map[string]int64
 	for i := range ops {
 		if o := &ops[i]; o.F == FTxn && o.Request != "" {
 			if rep == nil {
-				rep = map[string]int{}
+				rep, attempts, first = map[string]int{}, map[string]int{}, map[string]int64{}
 			}
 			j, seen := rep[o.Request]
 			if !seen || attemptRank(o.Type) > attemptRank(ops[j].Type) {
 				rep[o.Request] = i
 			}
+			if c, ok := first[o.Request]; !ok || o.Call < c {
+				first[o.Request] = o.Call
+			}
+			attempts[o.Request]++
 		}
 	}
 	take := func(i int) bool {
@@ -189,6 +215,12 @@ func parseTxns(ops []history.Operation) (*txnSet, error) {
 	s.ops = make([]*history.Operation, 0, txns)
 	for i := range ops {
 		if take(i) {
+			if r := ops[i].Request; r != "" && attempts[r] > 1 {
+				if s.firstCall == nil {
+					s.firstCall = map[int]int64{}
+				}
+				s.firstCall[len(s.ops)] = first[r]
+			}
 			s.ops = append(s.ops, &ops[i])
 		}
 	}

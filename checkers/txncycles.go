@@ -169,7 +169,7 @@ func (c *txnCheck) report(cycle []step) {
 	}
 	names = append(names, names[0])
 	rt := func(x, y int32) string {
-		return fmt.Sprintf("%s returned at %s, before %s was invoked at %s (rt)", c.name(int(x)), ms(c.ops[x].Return), c.name(int(y)), ms(c.ops[y].Call))
+		return fmt.Sprintf("%s returned at %s, before %s was invoked at %s (rt)", c.name(int(x)), ms(c.ops[x].Return), c.name(int(y)), ms(c.call(int(y))))
 	}
 	text := fmt.Sprintf("%s cycle %s: %s; so no order of the transactions explains what they read%s", kind, strings.Join(names, " → "),
 		describeCycle(cycle, c.explain, rt), cycleMeaning(kind))

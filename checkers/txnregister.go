@@ -87,11 +87,7 @@ func (r *regState) readsOf(t int, st *txnKeys) error {
 	if len(mops) > 64 {
 		st.s = make([]keyState, 0, len(mops))
 	}
-	type external struct {
-		key int32
-		x   int32
-	}
-	var ext []external
+	var ext, later []external
 	for i, m := range mops {
 		s := st.get(m.key)
 		if m.f == fWrite {
@@ -113,33 +109,25 @@ func (r *regState) readsOf(t int, st *txnKeys) error {
 			}
 			continue
 		case s.known:
-			if !weak && !sameScalar(v, &s.base[0]) {
-				r.anomaly(AnomalyInternal, []int{t}, fmt.Sprintf("%s read key %s as %s, then as %s, with no write of its own between", r.name(t), key, &s.base[0], v))
+			if !sameScalar(v, &s.base[0]) {
+				if !weak {
+					r.anomaly(AnomalyInternal, []int{t}, fmt.Sprintf("%s read key %s as %s, then as %s, with no write of its own between", r.name(t), key, &s.base[0], v))
+				} else if x, ok := r.resolve(t, m.key, v); ok {
+					// Read committed: a later statement saw a newer
+					// version, which must be one that can be read.
+					later = append(later, external{m.key, x})
+				}
 			}
 			s.base = []history.Value{*v}
 			continue
 		}
 		s.known, s.base = true, []history.Value{*v}
-		if v.IsNil() {
-			ext = append(ext, external{m.key, nilVersion})
-			continue
+		if x, ok := r.resolve(t, m.key, v); ok {
+			ext = append(ext, external{m.key, x})
 		}
-		x := r.lookupVal(m.key, v)
-		if x < 0 {
-			r.anomaly(AnomalyGarbage, []int{t}, fmt.Sprintf("%s read key %s as %s, but no transaction wrote %s to it", r.name(t), key, v, v))
-			continue
-		}
-		w := r.writer(x)
-		switch {
-		case w == t:
-			r.anomaly(AnomalyFutureRead, []int{t}, fmt.Sprintf("%s read key %s as %s, which it writes only later", r.name(t), key, v))
-			continue
-		case r.failed(w):
-			r.anomaly(AnomalyG1a, []int{t, w}, fmt.Sprintf("%s read key %s as %s, which %s wrote and which failed (aborted read)", r.name(t), key, v, r.name(w)))
-		case r.valNext[x] >= 0:
-			r.anomaly(AnomalyG1b, []int{t, w}, fmt.Sprintf("%s read key %s as %s, which %s wrote before writing %s over it: it read a state %s left in the middle (intermediate read)", r.name(t), key, v, r.name(w), r.valText(r.valNext[x]), r.name(w)))
-		}
-		ext = append(ext, external{m.key, x})
+	}
+	for _, e := range later {
+		r.reads = append(r.reads, regExtRead{t: int32(t), key: e.key, x: e.x})
 	}
 	for _, e := range ext {
 		r.reads = append(r.reads, regExtRead{t: int32(t), key: e.key, x: e.x})
@@ -148,6 +136,44 @@ func (r *regState) readsOf(t int, st *txnKeys) error {
 		}
 	}
 	return nil
+}
+
+// external is a read of a key's version x (or nilVersion) by a
+// transaction.
+type external struct {
+	key int32
+	x   int32
+}
+
+// resolve finds the version transaction t read as v from key, reporting
+// what no model allows (garbage, a future read) and what the model may
+// rule out (aborted and intermediate reads); ok is false when the read
+// names no version a dependency can come from.
+func (r *regState) resolve(t int, k int32, v *history.Value) (x int32, ok bool) {
+	if v.IsNil() {
+		return nilVersion, true
+	}
+	key := r.keyName(k)
+	x = r.lookupVal(k, v)
+	if x < 0 {
+		r.anomaly(AnomalyGarbage, []int{t}, fmt.Sprintf("%s read key %s as %s, but no transaction wrote %s to it", r.name(t), key, v, v))
+		return x, false
+	}
+	w := r.writer(x)
+	switch {
+	case w == t:
+		// A retried request's earlier attempt may have written it: a
+		// double application, not a read of the future.
+		if !r.retried(t) {
+			r.anomaly(AnomalyFutureRead, []int{t}, fmt.Sprintf("%s read key %s as %s, which it writes only later", r.name(t), key, v))
+		}
+		return x, false
+	case r.failed(w):
+		r.anomaly(AnomalyG1a, []int{t, w}, fmt.Sprintf("%s read key %s as %s, which %s wrote and which failed (aborted read)", r.name(t), key, v, r.name(w)))
+	case r.valNext[x] >= 0:
+		r.anomaly(AnomalyG1b, []int{t, w}, fmt.Sprintf("%s read key %s as %s, which %s wrote before writing %s over it: it read a state %s left in the middle (intermediate read)", r.name(t), key, v, r.name(w), r.valText(r.valNext[x]), r.name(w)))
+	}
+	return x, true
 }
 
 // dependencies adds the wr edges of every read, the ww and rw edges of

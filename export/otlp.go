@@ -74,13 +74,22 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 	}
 	srv := &http.Server{Handler: sink, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Shutdown waits for a handler still writing a batch, so nothing
+		// is written after OTLP returns.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if serr := srv.Shutdown(sctx); serr != nil {
+			srv.Close()
+		}
+	}()
 
 	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(ln.Addr().String()), otlptracehttp.WithInsecure(),
 		otlptracehttp.WithCompression(otlptracehttp.NoCompression), otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}))
 	if err != nil {
 		return c, fmt.Errorf("otlp export: %w", err)
 	}
+	defer exp.Shutdown(context.Background()) // a no-op once the provider shut it down
 	res, err := resource.New(ctx, resource.WithAttributes(
 		attribute.String("service.name", "eccheck"),
 		attribute.String("eccheck.run", r.Name),
@@ -94,6 +103,12 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 	// spans, so the file holds every operation.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(exp, sdktrace.WithBlocking(), sdktrace.WithMaxExportBatchSize(2048), sdktrace.WithMaxQueueSize(8192)))
+	shut := false
+	defer func() {
+		if !shut { // an early return: stop the batcher and the exporter
+			tp.Shutdown(context.Background())
+		}
+	}()
 	tr := tp.Tracer("github.com/eccheck/eccheck")
 
 	at := func(ns int64) time.Time { return r.Start.Add(time.Duration(ns)) }
@@ -157,6 +172,7 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 		c.Faults++
 	}
 	root.End(trace.WithTimestamp(at(end)))
+	shut = true
 	if err := tp.Shutdown(ctx); err != nil {
 		return c, fmt.Errorf("otlp export: flush the spans: %w", err)
 	}

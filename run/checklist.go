@@ -301,9 +301,15 @@ func idempotency(runs []ChecklistRun) Answer {
 			retried += res.Stats["retried"]
 		}
 		v := rs[0].Verdict
+		for _, res := range rs[1:] {
+			v = checkers.Compose(v, res.Verdict)
+		}
 		what := "each applied once"
-		if v == checkers.Invalid {
+		switch v {
+		case checkers.Invalid:
 			what = fmt.Sprintf("%d reads show a request applied twice", anomalies(rs))
+		case checkers.Unknown:
+			what = "undecided (the duplicates checker could not decide)"
 		}
 		a.Lines = append(a.Lines, fmt.Sprintf("%s: --retry %d %s: %.0f requests retried, %s", r.label(), r.Config.Retry, keys, retried, what))
 	}
@@ -341,11 +347,7 @@ func reconciliation(runs []ChecklistRun) Answer {
 		}
 		divergent := 0
 		for _, res := range rs {
-			for _, an := range res.Anomalies {
-				if an.Kind == checkers.KindDivergence {
-					divergent++
-				}
-			}
+			divergent += int(res.Stats["divergent_keys"])
 		}
 		a.Lines = append(a.Lines, fmt.Sprintf("%s: %d keys still read differently by the nodes in the final reads, taken the --recovery wait after the heal", r.label(), divergent))
 	}

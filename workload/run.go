@@ -322,6 +322,9 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 					if o.Retry == 0 || inv.Attempt > o.Retry || !backoff(wctx, inv.Attempt) {
 						break
 					}
+					if o.MaxOps > 0 && issued.Add(1) > o.MaxOps {
+						break // a retry is an operation too
+					}
 					inv.Attempt++
 					c.retries.Add(1)
 				}

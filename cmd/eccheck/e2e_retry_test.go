@@ -65,6 +65,7 @@ func TestRetryFlagErrors(t *testing.T) {
 		{[]string{"--retry", "-1"}, "--retry -1"},
 		{[]string{"--idempotency-keys", "--workload", "register"}, "--idempotency-keys applies to the counter"},
 		{[]string{"--idempotency-keys", "--db", "etcd", "--cluster", "docker", "--workload", "counter"}, "etcd does not dedupe"},
+		{[]string{"--idempotency-keys", "--workload", "counter", "--nemesis", "kill"}, "a killed node restarts without them"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"test", "--time-limit", "1s"}, c.args...)...)
 		if code != exitUsage || contains(stderr, c.want) != nil {

@@ -92,6 +92,9 @@ func (s *Settings) Validate(c db.Common) error {
 	if !slices.Contains(store.Modes, s.Mode) {
 		return db.Usagef("--mode %q: want %s", s.Mode, strings.Join(store.Modes, ", "))
 	}
+	if c.IdempotencyKeys && (s.Mode == store.ModeLWW || s.Mode == store.ModeHLC) && (slices.Contains(c.Faults, nemesis.KindKill) || slices.Contains(c.Faults, nemesis.KindCrash)) {
+		return db.Usagef("--idempotency-keys with --mode %s and --nemesis kill or crash: an lww node keeps the keys of the adds it applied in memory, and a killed node restarts without them, so a retry to it would apply again; use --mode raft or primary, or leave kill out", s.Mode)
+	}
 	if slices.Contains(c.Faults, nemesis.KindFailover) {
 		return db.Usagef("--nemesis failover: a failover needs a cluster with a primary to replace (--db postgres); ecstore's primary mode fails over by itself under kill and partition")
 	}
