@@ -113,14 +113,26 @@ func TestRoundRobinBreaksMonotonicReads(t *testing.T) {
 
 // With remote_apply the primary acknowledges a commit only once every
 // replica (all synchronous standbys here) has applied it, 50 ms delay
-// included, so replica reads are never stale: the whole history is
-// linearizable.
+// included, so replica reads are never stale: no read misses an
+// acknowledged write, and read-your-writes and monotonic reads hold.
+// Linearizable they are not always: the standbys apply a commit a few ms
+// apart, before it is acknowledged, so a reader on the first can see the
+// new value and a later reader on the second the old one (one CI run in
+// many showed it); the test asserts what remote_apply guarantees.
 func TestRemoteApplyReplicaReadsValid(t *testing.T) {
 	code, rep := runPostgres(t, "replica", "--pg-sync", "remote_apply", "--workload", "session", "--time-limit", "6s", "--seed", "3", "--pg-apply-delay", "50ms")
-	if code != dockertest.ExitValid {
-		t.Fatalf("postgres/remote_apply replica reads with lag/exit 0: exit %d, results %+v", code, rep.Results)
+	if code != dockertest.ExitValid && code != dockertest.ExitInvalid {
+		t.Fatalf("postgres/remote_apply replica reads: exit %d, results %+v", code, rep.Results)
 	}
-	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "linearizable": "valid"})
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "lost-writes": "valid"})
+	if n, ok := dockertest.Stat(rep, "staleness", "stale_reads"); !ok || n != 0 {
+		t.Fatalf("postgres/remote_apply replica reads: %v stale reads (found %v), want none", n, ok)
+	}
+	for _, r := range rep.Results {
+		if r.Checker == "linearizable" {
+			t.Logf("linearizable: %s (%s)", r.Verdict, r.Summary)
+		}
+	}
 }
 
 // Cut off from its replicas, an asynchronous primary goes on acknowledging
