@@ -1,4 +1,4 @@
-package e2e
+package retries
 
 import (
 	"testing"
@@ -32,8 +32,7 @@ func TestRetriesApplyTwiceWithoutIdempotencyKeys(t *testing.T) {
 			a = append(a, "--idempotency-keys")
 		}
 		start := time.Now()
-		code, rep, dir := runPostgresDir(t, "primary", a...)
-		h := readHistory(t, dir)
+		code, rep, _, h := dockertest.RunSystem(t, dockertest.Run{DB: "postgres", Settings: []string{"pg_sync"}, LogMarks: []string{"database system is ready"}}, a...)
 		dockertest.Window(t, h, "lag")
 		retried := dockertest.RetriedAfterApply(h)
 		n, _ := dockertest.Stat(rep, checkers.NameDuplicates, "retried")
