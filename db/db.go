@@ -129,6 +129,9 @@ type Common struct {
 	// [IdempotentWorkloads]).
 	Retry           int
 	IdempotencyKeys bool
+	// Converge bounds the convergence phase after the heal (--converge;
+	// 0: no such phase).
+	Converge time.Duration
 }
 
 // IdempotentWorkloads are the workloads whose writes a system dedupes by

@@ -27,6 +27,10 @@ type CheckOptions struct {
 	Timeout      time.Duration
 	MaxStaleness time.Duration
 	Engine       string
+	// Convergence, when set, is what a run's convergence phase found; its
+	// judgment joins the report (eccheck test --converge, and a re-check
+	// of such a run).
+	Convergence *checkers.Convergence
 	// ConsistencyModel is what the transactional checker holds
 	// transactions to; empty means strict-serializable.
 	ConsistencyModel string
@@ -365,6 +369,11 @@ func Check(ctx context.Context, source string, h history.History, warnings []str
 	}
 	if err := ctx.Err(); err != nil {
 		return results.Report{}, fmt.Errorf("check interrupted: %w", err)
+	}
+	if o.Convergence != nil {
+		r := checkers.ConvergenceResult(*o.Convergence)
+		logf("%s: %s", r.Checker, r.Verdict)
+		rs = append(rs, r)
 	}
 	rep := results.NewReport(source, checkers.Workload(strings.Join(names, "+")), len(ops), rs, warnings)
 	rep.Unchecked = uncheckedCopy

@@ -113,6 +113,8 @@ func (s *Spec) Validate() error {
 		return db.Usagef("--op-timeout %v: want a positive duration, such as 2s", c.OpTimeout)
 	case c.Recovery < 0:
 		return db.Usagef("--recovery %v: want a duration of 0 or more", c.Recovery)
+	case c.Converge < 0:
+		return db.Usagef("--converge %v: want how long to poll after the heal, such as 10s, or 0 for no convergence phase", c.Converge)
 	case c.Retry < 0 || c.Retry > 100:
 		return db.Usagef("--retry %d: want 0 (no retries) to 100 retries of an attempt that ended info", c.Retry)
 	case c.Interval <= 0:
@@ -264,7 +266,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 	sum, runErr := workload.Run(ctx, workload.Options{
 		Parts: parts, Nodes: sys.Nodes(), NewClient: sys.NewClient, Seed: spec.Seed, Rate: spec.Rate,
 		TimeLimit: c.TimeLimit, OpTimeout: c.OpTimeout, Recorder: rec, Nemesis: nem, Recovery: c.Recovery,
-		Retry: c.Retry, Requests: c.IdempotencyKeys,
+		Retry: c.Retry, Requests: c.IdempotencyKeys, Converge: c.Converge,
 		BeforeFinal: sys.Settle, Progress: prog.print,
 	})
 	prog.done()
@@ -286,6 +288,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 
 	co := spec.Check
 	co.VizDir = dir.Path
+	co.Convergence = sum.Convergence
 	h := rec.History()
 	if rep, err = Check(ctx, dir.File(FileHistory), h, nil, co, spec.logf); err != nil {
 		return rep, dir, err

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
 )
 
@@ -74,6 +77,15 @@ type Options struct {
 	// Requests names every invocation's logical request (Request, Attempt
 	// 1) even without retries: what idempotency keys are made of.
 	Requests bool
+	// Converge, when positive, runs the convergence phase right after the
+	// heal: a sample of each single-key workload's keys (ConvergeKeys,
+	// default 10) read from every node, round after round, until the
+	// nodes agree on each key or Converge has passed since the heal. The
+	// reads are not recorded in the history (they would be reads of a
+	// cluster still settling, which other checkers would judge); the
+	// summary carries what they found.
+	Converge     time.Duration
+	ConvergeKeys int
 	Recorder Recorder
 	// Nemesis, if set, runs alongside the workers and is healed before
 	// the final phase. When its Run returns early, the workers stop: with
@@ -106,6 +118,8 @@ type Summary struct {
 	Info int64 `json:"info"`
 	// Retries counts the attempts after the first (--retry).
 	Retries int64 `json:"retries,omitempty"`
+	// Convergence is what the convergence phase found (--converge).
+	Convergence *checkers.Convergence `json:"convergence,omitempty"`
 	// Elapsed is the whole run; Workload the part before the final phase
 	// (nanoseconds in JSON).
 	Elapsed    time.Duration `json:"elapsed_ns"`
@@ -355,10 +369,19 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if herr := heal(); herr != nil {
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("heal before the final reads: %v", herr))
 	}
-	if ctx.Err() == nil && o.Recovery > 0 {
+	healedAt := time.Now()
+	if o.Converge > 0 && ctx.Err() == nil {
+		progress("convergence")
+		conv, cerr := converge(ctx, o, healedAt)
+		if cerr != nil {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("convergence phase: %v", cerr))
+		}
+		sum.Convergence = conv
+	}
+	if left := o.Recovery - time.Since(healedAt); ctx.Err() == nil && left > 0 {
 		progress("recovery")
 		select {
-		case <-time.After(o.Recovery):
+		case <-time.After(left):
 		case <-ctx.Done():
 		}
 	}
@@ -401,4 +424,112 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	sum.Retries = c.retries.Load()
 	sum.Elapsed = time.Since(start)
 	return sum, err
+}
+
+// converge is the convergence phase: it polls a sample of the keys of
+// each single-key workload on every node, every 50 ms, until each key's
+// nodes agree or o.Converge has passed since healedAt.
+func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Convergence, error) {
+	sample := o.ConvergeKeys
+	if sample <= 0 {
+		sample = 10
+	}
+	conv := &checkers.Convergence{BoundMS: float64(o.Converge) / float64(time.Millisecond), Keys: []checkers.KeyConvergence{}}
+	if len(o.Nodes) < 2 {
+		return conv, nil
+	}
+	type pending struct {
+		i       int // in conv.Keys
+		key     string
+		gen     *Generator
+		clients []Client
+	}
+	var todo []*pending
+	var errs []error
+	for _, p := range o.Parts {
+		if Transactional(p.Gen.Name()) {
+			continue // a transaction's keys are read by the final reads' transactions
+		}
+		clients := make([]Client, len(o.Nodes))
+		for i, node := range o.Nodes {
+			cl, err := o.NewClient(p.Gen.Name(), node)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("client %s on %s: %w", p.Gen.Name(), node, err))
+				clients = nil
+				break
+			}
+			clients[i] = cl
+		}
+		if clients == nil {
+			continue
+		}
+		keys := p.Gen.Keys()
+		for _, k := range keys[:min(len(keys), sample)] {
+			todo = append(todo, &pending{i: len(conv.Keys), key: k, gen: p.Gen, clients: clients})
+			conv.Keys = append(conv.Keys, checkers.KeyConvergence{Key: k})
+		}
+	}
+	deadline := healedAt.Add(o.Converge)
+	for len(todo) > 0 && ctx.Err() == nil {
+		round := time.Now()
+		var left []*pending
+		for _, p := range todo {
+			kc := &conv.Keys[p.i]
+			kc.Polls++
+			values := map[string]string{}
+			var agreed string
+			same := true
+			for i, cl := range p.clients {
+				read := p.gen.FinalRead(p.key)
+				read.Type, read.Node = history.Invoke, o.Nodes[i]
+				octx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+				done := cl.Invoke(octx, read)
+				cancel()
+				v := "error: " + done.Error
+				if done.Type == history.OK {
+					v = canonical(done.Value)
+				}
+				values[o.Nodes[i]] = v
+				if i == 0 {
+					agreed = v
+				}
+				same = same && done.Type == history.OK && v == agreed
+			}
+			if same {
+				kc.Converged, kc.MS = true, float64(time.Since(healedAt))/float64(time.Millisecond)
+				continue
+			}
+			kc.Values = values
+			left = append(left, p)
+		}
+		todo = left
+		if len(todo) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(time.Until(round.Add(50 * time.Millisecond))):
+		case <-ctx.Done():
+		}
+	}
+	for i := range conv.Keys {
+		if conv.Keys[i].Converged {
+			conv.Keys[i].Values = nil
+		}
+	}
+	return conv, errors.Join(errs...)
+}
+
+// canonical renders a read's value so that two nodes holding the same
+// state compare equal: a set's elements in a fixed order.
+func canonical(v history.Value) string {
+	items, ok := v.AsList()
+	if !ok {
+		return v.String()
+	}
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = it.String()
+	}
+	sort.Strings(parts)
+	return "[" + strings.Join(parts, ",") + "]"
 }

@@ -419,3 +419,71 @@ func TestRunRetries(t *testing.T) {
 		t.Logf("idem %v: %d retries, %d requests retried: %s", idem, sum.Retries, retried, r.Summary)
 	}
 }
+
+// divergentClient answers a read of key "slow" with its node's own value
+// until 150 ms after the first read anywhere, then with one value on every
+// node; key "never" keeps a value per node. A fake is fine in this unit
+// test: it makes the convergence phase's two outcomes by construction.
+type divergentClient struct {
+	node  string
+	start *atomic.Int64
+}
+
+func (c divergentClient) Invoke(_ context.Context, op history.Op) history.Op {
+	done := op
+	done.Type = history.OK
+	if op.F != "read" || op.Node == "" { // the workers' own operations
+		return done
+	}
+	c.start.CompareAndSwap(0, time.Now().UnixNano())
+	switch {
+	case op.Key == "never" || op.Key == "slow" && time.Since(time.Unix(0, c.start.Load())) < 150*time.Millisecond:
+		done.Value = history.String(c.node)
+	default:
+		done.Value = history.Int(1)
+	}
+	return done
+}
+
+// The convergence phase polls every node until they agree: a key that
+// agrees after about 150 ms converges then, one that never agrees is
+// reported with each node's value once the bound passes.
+func TestRunConvergencePhase(t *testing.T) {
+	var start atomic.Int64
+	g, err := NewGenerator(Register, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.use("never")
+	g.use("slow")
+	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	sum, err := Run(context.Background(), Options{
+		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1,
+		NewClient: func(_, node string) (Client, error) { return divergentClient{node: node, start: &start}, nil },
+		Recorder:  rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sum.Convergence
+	if c == nil {
+		t.Fatal("no convergence in the summary")
+	}
+	byKey := map[string]checkers.KeyConvergence{}
+	for _, k := range c.Keys {
+		byKey[k.Key] = k
+	}
+	if k := byKey["slow"]; !k.Converged || k.MS < 150 || k.MS > 600 || k.Polls < 2 {
+		t.Errorf("slow: %+v, want converged after 150 ms, within the bound, after several rounds", k)
+	}
+	if k := byKey["never"]; k.Converged || k.Values["n1"] != `"n1"` || k.Values["n3"] != `"n3"` {
+		t.Errorf("never: %+v, want never converged with each node's value", k)
+	}
+	if r := checkers.ConvergenceResult(*c); r.Verdict != checkers.Invalid {
+		t.Errorf("convergence result %s, want invalid (a key never converged)", r.Verdict)
+	}
+}

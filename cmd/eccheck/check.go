@@ -126,9 +126,16 @@ func runCheck(ctx context.Context, o checkOptions, a *app) (results.Report, erro
 	}
 	// A run is checked again against the model it was held to, unless
 	// --consistency-model says otherwise.
-	if run.IsRunDir(path) && !o.modelGiven {
-		if cfg, err := run.ReadConfig(filepath.Dir(path)); err == nil && cfg.ConsistencyModel != "" {
-			o.check.ConsistencyModel = cfg.ConsistencyModel
+	if run.IsRunDir(path) {
+		if cfg, err := run.ReadConfig(filepath.Dir(path)); err == nil {
+			if cfg.ConsistencyModel != "" && !o.modelGiven {
+				o.check.ConsistencyModel = cfg.ConsistencyModel
+			}
+			// The convergence phase is not in the history: its findings
+			// come from test.json, so a re-check gives the same verdict.
+			if cfg.Summary != nil {
+				o.check.Convergence = cfg.Summary.Convergence
+			}
 		}
 	}
 	rep, err := run.Check(ctx, path, h, warnings, o.check, logf)
