@@ -86,7 +86,7 @@ type Options struct {
 	// summary carries what they found.
 	Converge     time.Duration
 	ConvergeKeys int
-	Recorder Recorder
+	Recorder     Recorder
 	// Nemesis, if set, runs alongside the workers and is healed before
 	// the final phase. When its Run returns early, the workers stop: with
 	// a nemesis that stops after so many faults, TimeLimit is a bound.
