@@ -179,15 +179,7 @@ func TestE2ERaftRWRegisterStrictSerializable(t *testing.T) {
 	if d := divergentReads(history.Pair(h)); len(d) > 0 {
 		t.Errorf("raft/rw-register/no divergent reads: %d, such as %s (run dir %s)", len(d), d[0], dir)
 	}
-	if code != exitValid {
-		t.Fatalf("exit %d, want 0; results %+v (run dir %s)", code, rep.Results, dir)
-	}
-	expectVerdicts(t, rep, map[string]string{"transactional": "valid"})
-	for _, r := range rep.Results {
-		if n := r.Stats["ok"]; r.Checker == "transactional" && n < 100 {
-			t.Fatalf("%v transactions checked", n)
-		}
-	}
+	expectTransactionsValid(t, code, rep, dir)
 }
 
 // Last-write-wins with W=1 R=1 runs an rw-register transaction's

@@ -154,6 +154,13 @@ func TestE2ERunDirectoryIsComplete(t *testing.T) {
 // partitions and kills the history is strict-serializable.
 func TestE2ERaftTransactionsStrictSerializable(t *testing.T) {
 	code, rep, dir := runE2E(t, "--mode", "raft", "--workload", "list-append", "--nemesis", "partition,kill", "--nemesis-cycles", "2", "--seed", "31")
+	expectTransactionsValid(t, code, rep, dir)
+}
+
+// expectTransactionsValid holds a run to exit 0 with the transactional
+// checker valid over at least 100 committed transactions.
+func expectTransactionsValid(t *testing.T, code int, rep e2eReport, dir string) {
+	t.Helper()
 	if code != exitValid {
 		t.Fatalf("exit %d, want 0; results %+v (run dir %s)", code, rep.Results, dir)
 	}
