@@ -1,10 +1,12 @@
 package retries
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/results"
 )
@@ -23,8 +25,13 @@ import (
 // its request recorded and applies nothing: every checker is valid
 // (exit 0).
 func TestRetriesApplyTwiceWithoutIdempotencyKeys(t *testing.T) {
-	args := []string{"--pg-sync", "remote_apply", "--workload", "counter", "--nemesis", "lag", "--nemesis-interval", "2s",
-		"--retry", "2", "--op-timeout", "300ms", "--time-limit", "10s", "--seed", "3"}
+	// The timeout is 1 s, not less: a cancelled statement costs the
+	// client its connection, and under CI's load (other packages' clusters
+	// beside this one) a new connection took longer than 300 ms, so one
+	// keyed run failed every operation, reads included, and showed
+	// nothing. The fault holds 3 s, room for two attempts under it.
+	args := []string{"--pg-sync", "remote_apply", "--workload", "counter", "--nemesis", "lag", "--nemesis-interval", "3s",
+		"--retry", "2", "--op-timeout", "1s", "--time-limit", "12s", "--seed", "3"}
 	run := func(keys bool) (int, results.Report, []string) {
 		t.Helper()
 		a := args
@@ -42,6 +49,13 @@ func TestRetriesApplyTwiceWithoutIdempotencyKeys(t *testing.T) {
 			t.Logf("keys %v: %s %s: %s", keys, r.Checker, r.Verdict, r.Summary)
 		}
 		if len(retried) == 0 {
+			var errs []string // what the operations failed with, for the log
+			for _, o := range history.Pair(h) {
+				if o.Type == history.Fail && len(errs) < 5 && !slices.Contains(errs, o.Error) {
+					errs = append(errs, o.Error)
+				}
+			}
+			t.Logf("keys %v: failed operations' errors: %q", keys, errs)
 			t.Fatalf("keys %v/setup: no add retried after an attempt that may have applied: the lag did not hold the commits (exit %d, %+v)", keys, code, rep.Results)
 		}
 		return code, rep, retried
