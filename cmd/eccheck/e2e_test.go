@@ -31,22 +31,11 @@ type e2eReport struct {
 
 func runE2E(t *testing.T, args ...string) (int, e2eReport, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end run; -short skips it")
+	code, rep, dir := runE2EAnyVerdict(t, args...)
+	if code == exitUnknown {
+		t.Fatalf("eccheck test %v: exit %d (unknown); results %+v", args, code, rep.Results)
 	}
-	out := t.TempDir()
-	base := []string{"test", "--out", out, "-o", "json", "-q", "--recovery", "1s", "--nemesis-interval", "1s"}
-	code, stdout, stderr := runCLI(t, append(base, args...)...)
-	var rep e2eReport
-	if code == exitValid || code == exitInvalid {
-		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-			t.Fatalf("output is not JSON: %v\n%s\n%s", err, stdout, stderr)
-		}
-	}
-	if code != exitValid && code != exitInvalid {
-		t.Fatalf("eccheck test %v: exit %d\n%s", args, code, stderr)
-	}
-	return code, rep, filepath.Join(out, "latest")
+	return code, rep, dir
 }
 
 func verdictOf(t *testing.T, rep e2eReport, checker string) string {
