@@ -32,10 +32,14 @@ const (
 	// values unique per key and reads of registers, over a few keys that
 	// rotate (Elle's rw-register).
 	RWRegister = "rw-register"
+	// Saga is bookings across three services (inventory, payment,
+	// shipment), each a saga of steps and compensations driven by a
+	// coordinator that keeps a log in the store (saga.go).
+	Saga = "saga"
 )
 
 // Names lists the workloads in help order.
-var Names = []string{Register, Session, Set, Counter, ListAppend, RWRegister}
+var Names = []string{Register, Session, Set, Counter, ListAppend, RWRegister, Saga}
 
 // Transactional reports whether a workload's operations are transactions
 // (f txn) rather than single-key operations.
@@ -59,7 +63,7 @@ func Kind(workload string) string {
 		return "set"
 	case Counter:
 		return "counter"
-	case ListAppend, RWRegister:
+	case ListAppend, RWRegister, Saga:
 		return workload
 	}
 	return "register"
