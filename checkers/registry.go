@@ -26,10 +26,13 @@ const (
 	// WorkloadRWRegister is transactions (f txn) of writes and reads of
 	// registers, as Elle's rw-register writes them.
 	WorkloadRWRegister Workload = "rw-register"
+	// WorkloadSaga is bookings run as sagas (saga_protocol.go): steps,
+	// compensations and the saga log, judged from the final state.
+	WorkloadSaga Workload = "saga"
 )
 
 // Workloads lists the workloads in the order help text shows them.
-var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend, WorkloadRWRegister}
+var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend, WorkloadRWRegister, WorkloadSaga}
 
 // Fs returns the operation functions the checkers of workload w
 // understand; an operation with any other f is not checked by them.
@@ -43,6 +46,8 @@ func (w Workload) Fs() []string {
 		return []string{FGet, FPut, FAppend}
 	case WorkloadListAppend, WorkloadRWRegister:
 		return []string{FTxn}
+	case WorkloadSaga:
+		return SagaFs
 	}
 	return nil
 }
@@ -94,8 +99,12 @@ func joinWorkloads() string {
 // makes it a register; adds with list-valued reads (or no reads) a set; adds
 // with integer reads a counter; reads alone a register.
 func InferWorkload(ops []history.Operation) (Workload, error) {
-	var writes, adds, listReads, intReads, reads, kv, txns int
+	var writes, adds, listReads, intReads, reads, kv, txns, sagas int
 	for _, o := range ops {
+		if slices.Contains(SagaFs, o.F) {
+			sagas++
+			continue
+		}
 		switch o.F {
 		case FTxn:
 			txns++
@@ -119,6 +128,10 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 		}
 	}
 	switch {
+	case sagas > 0 && txns+kv+writes+adds+reads > 0:
+		return "", fmt.Errorf("the history mixes saga steps (%d) with other operations (%d); name the workload with --workload", sagas, txns+kv+writes+adds+reads)
+	case sagas > 0:
+		return WorkloadSaga, nil
 	case txns > 0 && kv+writes+adds+reads > 0:
 		return "", fmt.Errorf("the history mixes transactions (%d) with single-key operations (%d); check them apart", txns, kv+writes+adds+reads)
 	case txns > 0:
@@ -147,7 +160,7 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 	case reads > 0:
 		return WorkloadRegister, nil
 	}
-	return "", fmt.Errorf("the history has no read, write, cas, add, get, put or append operations, so no checker applies")
+	return "", fmt.Errorf("the history has no read, write, cas, add, get, put, append, txn or saga operations, so no checker applies")
 }
 
 // Checker is a named checker and the workloads it applies to.
@@ -196,6 +209,8 @@ var all = []Checker{
 		Doc: "no request was applied more than once, retries included: a counter above its requests counted once, an element twice in a list"},
 	{Name: NameTransactional, Workloads: []Workload{WorkloadListAppend, WorkloadRWRegister}, Run: Transactional, Fs: []string{FTxn}, Card: "transactions",
 		Doc: "no transaction read a state that the consistency model rules out: dependency cycles (G0, G1c, G-single, G-nonadjacent, G2-item) and aborted, intermediate, duplicate, garbage or out-of-order reads (list-append, rw-register)"},
+	{Name: NameSaga, Workloads: []Workload{WorkloadSaga}, Run: Saga, Fs: []string{FSagaRead}, Card: "sagas",
+		Doc: "after recovery every saga is fully applied or fully compensated, no step twice, and stock and money add up"},
 }
 
 // linearizableAny is the linearizable checker of either workload it fits:
@@ -292,7 +307,7 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 	type flags struct{ write, add, listRead, intRead, kv bool }
 	byKey := map[string]*flags{}
 	for _, o := range ops {
-		if o.F == FTxn {
+		if o.F == FTxn || slices.Contains(SagaFs, o.F) {
 			continue
 		}
 		f := byKey[o.Key]
@@ -345,6 +360,8 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 		w := kind[ops[i].Key]
 		if ops[i].F == FTxn {
 			w = txns
+		} else if slices.Contains(SagaFs, ops[i].F) {
+			w = WorkloadSaga
 		}
 		if i == 0 {
 			one = w
@@ -362,6 +379,8 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 			// A transaction spans keys of its own: list-append, or
 			// rw-register when it writes.
 			w = txns
+		} else if slices.Contains(SagaFs, o.F) {
+			w = WorkloadSaga // a saga's steps, keyed by saga
 		}
 		out[w] = append(out[w], o)
 	}
