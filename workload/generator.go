@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
 )
 
@@ -112,6 +113,8 @@ type Generator struct {
 	opsPerKey int
 	workers   int
 	prefix    string // of its keys: r, s, set, c
+	// Saga configures the saga workload (its generator's only).
+	Saga SagaOptions
 
 	mu   sync.Mutex
 	keys map[string]bool
@@ -139,6 +142,12 @@ func NewGenerator(name string, workers int) (*Generator, error) {
 		// most rwWritesPerKey writes of a key by each worker: at most
 		// groupSize*rwWritesPerKey writes per key.
 		g.groupSize, g.opsPerKey, g.prefix = 5, 20, "rw"
+	case Saga:
+		// Sagas have no rotating keys: one final read of the whole state
+		// per node.
+		g.groupSize, g.opsPerKey, g.prefix = 1, 1, "saga"
+		g.Saga = DefaultSagaOptions()
+		g.keys["sagas"] = true
 	default:
 		return nil, fmt.Errorf("unknown workload %q", name)
 	}
@@ -282,6 +291,9 @@ func (s *Stream) Next() history.Op {
 // FinalRead is the final phase's read of key: a plain read, or for the
 // transactional workloads a transaction that reads the key.
 func (g *Generator) FinalRead(key string) history.Op {
+	if g.name == Saga {
+		return history.Op{F: checkers.FSagaRead}
+	}
 	if Transactional(g.name) {
 		return history.Op{F: "txn", Value: history.List(history.List(history.String("r"), history.String(key), history.Nil()))}
 	}

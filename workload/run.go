@@ -120,6 +120,8 @@ type Summary struct {
 	Retries int64 `json:"retries,omitempty"`
 	// Convergence is what the convergence phase found (--converge).
 	Convergence *checkers.Convergence `json:"convergence,omitempty"`
+	// Sagas is what the saga workload's coordinators did.
+	Sagas *SagaSummary `json:"sagas,omitempty"`
 	// Elapsed is the whole run; Workload the part before the final phase
 	// (nanoseconds in JSON).
 	Elapsed    time.Duration `json:"elapsed_ns"`
@@ -236,6 +238,27 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		}
 	}
 
+	var issued atomic.Int64
+	// Fresh process ids for workers that got an info, and for the final
+	// reads: never reused.
+	var fresh atomic.Int64
+	fresh.Store(int64(procs))
+	freshProc := func() history.Process { return history.Process(fresh.Add(1) - 1) }
+	// The saga workload sets its inventory up before any fault, and has a
+	// recovery worker of its own.
+	var sagas *sagaRun
+	var watcher *coordinator
+	for _, p := range o.Parts {
+		if p.Gen.Name() == Saga {
+			sagas = &sagaRun{o: &o, c: &c, issued: &issued, fresh: freshProc, opts: p.Gen.Saga}
+			if err := sagas.init(ctx, o.Nodes[0]); err != nil {
+				return sum, err
+			}
+			if watcher, err = sagas.newCoordinator(o.Nodes[0], procs, true); err != nil {
+				return sum, fmt.Errorf("client of the saga recovery worker: %w", err)
+			}
+		}
+	}
 	wctx, stopWorkers := context.WithTimeout(ctx, o.TimeLimit)
 	defer stopWorkers()
 	var nemDone chan error
@@ -281,14 +304,19 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if o.Rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(len(workers)) / o.Rate)
 	}
-	var issued atomic.Int64
-	// Fresh process ids for workers that got an info, and for the final
-	// reads: never reused.
-	var fresh atomic.Int64
-	fresh.Store(int64(procs))
-	freshProc := func() history.Process { return history.Process(fresh.Add(1) - 1) }
 	var wg sync.WaitGroup
-	panics := make(chan any, len(workers))
+	panics := make(chan any, len(workers)+1)
+	if sagas != nil {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					panics <- p
+					stopWorkers()
+				}
+			}()
+			sagas.watch(wctx, watcher)
+		})
+	}
 	for _, w := range workers {
 		wg.Go(func() {
 			defer func() {
@@ -298,6 +326,24 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 				}
 			}()
 			next := time.Now()
+			if w.part.Gen.Name() == Saga {
+				co := &coordinator{r: sagas, client: w.client, proc: w.proc, global: w.global, limited: true}
+				co.rename()
+				for wctx.Err() == nil && !co.stop {
+					if interval > 0 {
+						next = next.Add(interval)
+						if d := time.Until(next); d > 0 {
+							select {
+							case <-time.After(d):
+							case <-wctx.Done():
+								return
+							}
+						}
+					}
+					co.saga(wctx, w.stream.nextSaga())
+				}
+				return
+			}
 			for wctx.Err() == nil {
 				if o.MaxOps > 0 && issued.Add(1) > o.MaxOps {
 					return
@@ -388,6 +434,21 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if o.BeforeFinal != nil && ctx.Err() == nil {
 		o.BeforeFinal(ctx)
 	}
+	if sagas != nil && ctx.Err() == nil {
+		progress("saga recovery")
+		sum.Sagas = sagas.summary()
+		co, cerr := sagas.newCoordinator(o.Nodes[0], -2, false)
+		if cerr != nil {
+			err = errors.Join(err, fmt.Errorf("client of the saga recovery: %w", cerr))
+		} else {
+			left, ferr := sagas.finish(ctx, co)
+			if ferr != nil || left > 0 {
+				sum.Warnings = append(sum.Warnings, fmt.Sprintf("saga recovery: %d sagas left unfinished in the log (%v)", left, ferr))
+			}
+			sum.Sagas = sagas.summary()
+			sum.Sagas.Unfinished = int64(left)
+		}
+	}
 	progress("final reads")
 	for _, p := range o.Parts {
 		for _, node := range o.Nodes {
@@ -447,8 +508,8 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 	var todo []*pending
 	var errs []error
 	for _, p := range o.Parts {
-		if Transactional(p.Gen.Name()) {
-			continue // a transaction's keys are read by the final reads' transactions
+		if Transactional(p.Gen.Name()) || p.Gen.Name() == Saga {
+			continue // a transaction's keys are read by the final reads' transactions; a saga's state is one whole
 		}
 		clients := make([]Client, len(o.Nodes))
 		for i, node := range o.Nodes {
