@@ -132,6 +132,8 @@ type Common struct {
 	// Converge bounds the convergence phase after the heal (--converge;
 	// 0: no such phase).
 	Converge time.Duration
+	// Saga configures the saga workload (--saga-*).
+	Saga workload.SagaOptions
 }
 
 // IdempotentWorkloads are the workloads whose writes a system dedupes by
@@ -261,6 +263,16 @@ func NoTransactions(c Common, system string) error {
 		if workload.Transactional(w) {
 			return Usagef("--workload %s: %s does not run transactions yet (ecstore, postgres and galera do)", w, system)
 		}
+	}
+	return nil
+}
+
+// NoSagas refuses the saga workload for a system whose operations are not
+// atomic enough to run its steps: a usage error naming the system and
+// those that do.
+func NoSagas(c Common, system string) error {
+	if slices.Contains(c.Workloads, workload.Saga) {
+		return Usagef("--workload saga: %s does not run the saga workload's steps (ecstore in raft mode and postgres do)", system)
 	}
 	return nil
 }

@@ -115,6 +115,16 @@ func (s *Spec) Validate() error {
 		return db.Usagef("--recovery %v: want a duration of 0 or more", c.Recovery)
 	case c.Converge < 0:
 		return db.Usagef("--converge %v: want how long to poll after the heal, such as 10s, or 0 for no convergence phase", c.Converge)
+	case c.Saga.Bug != "" && !slices.Contains(workload.SagaBugs, c.Saga.Bug):
+		return db.Usagef("--saga-bug %q: want %s", c.Saga.Bug, strings.Join(workload.SagaBugs, " or "))
+	case c.Saga.Bug != "" && !slices.Contains(c.Workloads, workload.Saga):
+		return db.Usagef("--saga-bug goes with --workload saga")
+	case c.Saga.FailureRate < 0 || c.Saga.FailureRate > 1:
+		return db.Usagef("--saga-failure-rate %v: want a share from 0 to 1", c.Saga.FailureRate)
+	case c.Saga.KillRate < 0 || c.Saga.KillRate > 1:
+		return db.Usagef("--saga-kill-rate %v: want a share from 0 to 1", c.Saga.KillRate)
+	case c.Saga.Stock < 0:
+		return db.Usagef("--saga-stock %d: want units of each item (0: the default, %d)", c.Saga.Stock, workload.DefaultSagaOptions().Stock)
 	case c.Retry < 0 || c.Retry > 100:
 		return db.Usagef("--retry %d: want 0 (no retries) to 100 retries of an attempt that ended info", c.Retry)
 	case c.Interval <= 0:
@@ -254,6 +264,9 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 		g, err := workload.NewGenerator(name, workers)
 		if err != nil {
 			return rep, dir, db.UsageError{Err: err}
+		}
+		if name == workload.Saga {
+			g.Saga = c.Saga.WithDefaults()
 		}
 		parts = append(parts, workload.Part{Gen: g, Workers: workers})
 	}

@@ -65,6 +65,25 @@ func DefaultSagaOptions() SagaOptions {
 	return SagaOptions{Items: 3, Stock: 200, FailureRate: 0.2, KillRate: 0.1, Lease: time.Second, StepAttempts: 3}
 }
 
+// WithDefaults fills what o leaves zero (items, stock, lease, attempts)
+// with the defaults; zero rates stay zero (none).
+func (o SagaOptions) WithDefaults() SagaOptions {
+	d := DefaultSagaOptions()
+	if o.Items <= 0 {
+		o.Items = d.Items
+	}
+	if o.Stock <= 0 {
+		o.Stock = d.Stock
+	}
+	if o.Lease <= 0 {
+		o.Lease = d.Lease
+	}
+	if o.StepAttempts <= 0 {
+		o.StepAttempts = d.StepAttempts
+	}
+	return o
+}
+
 // SagaSummary counts what the coordinators did.
 type SagaSummary struct {
 	Started     int64 `json:"started"`
@@ -144,7 +163,9 @@ type coordinator struct {
 	stop    bool // MaxOps reached
 }
 
-func (co *coordinator) rename() { co.name = "c" + strconv.Itoa(co.global) + "." + strconv.Itoa(co.life) }
+func (co *coordinator) rename() {
+	co.name = "c" + strconv.Itoa(co.global) + "." + strconv.Itoa(co.life)
+}
 
 // die is the coordinator crashing: its saga is left to recovery, and it
 // comes back as a new incarnation on a fresh process.

@@ -125,6 +125,11 @@ func bindRunFlags(f *pflag.FlagSet, c *db.Common, conc *clients, rate *float64, 
 	f.DurationVar(&c.Converge, "converge", 0, "after the heal, read a sample of keys from every node until they agree, for at most this long, and report how long each took (the convergence checker; 0: no such phase)")
 	f.IntVar(&c.Retry, "retry", 0, "retry an operation whose attempt ended info (a timeout) up to N times, backing off; each attempt is recorded naming its request (the duplicates checker holds each request to being applied once)")
 	f.BoolVar(&c.IdempotencyKeys, "idempotency-keys", false, "send a key with each request that the system dedupes by, so a retried add applies once (counter workload; ecstore, postgres, redis)")
+	c.Saga = workload.DefaultSagaOptions()
+	f.Float64Var(&c.Saga.FailureRate, "saga-failure-rate", c.Saga.FailureRate, "saga workload: the share of sagas one of whose steps (reserve, charge or confirm) the service declines, so that the saga compensates")
+	f.Float64Var(&c.Saga.KillRate, "saga-kill-rate", c.Saga.KillRate, "saga workload: the share of sagas whose coordinator dies after one of its steps, leaving the saga to the recovery worker")
+	f.Int64Var(&c.Saga.Stock, "saga-stock", c.Saga.Stock, "saga workload: the initial stock of each of its 3 items")
+	f.StringVar(&c.Saga.Bug, "saga-bug", "", "saga workload: plant a bug in the compensation to see the saga checker catch it: "+strings.Join(workload.SagaBugs, " or "))
 	f.StringVar(out, "out", "runs", "where run directories go")
 }
 

@@ -13,10 +13,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/db/ecstore/store"
 	"github.com/eccheck/eccheck/history"
+	"github.com/eccheck/eccheck/workload"
 )
 
 // Workloads an adapter client serves; they decide what "read" and "add"
@@ -29,12 +32,15 @@ const (
 	ListAppend = "list-append"
 	// RWRegister is rw-register transactions (f txn).
 	RWRegister = "rw-register"
+	// Saga is the saga workload's operations (checkers.SagaFs), each one
+	// store.OpSaga; only the raft and primary modes run them.
+	Saga = "saga"
 )
 
 // Options configure a Client.
 type Options struct {
-	// Workload is Register (the default), Set, Counter, ListAppend or
-	// RWRegister.
+	// Workload is Register (the default), Set, Counter, ListAppend,
+	// RWRegister or Saga.
 	Workload string
 	// Sessions makes the client carry its session token on every request,
 	// so that the store gives read-your-writes and monotonic reads.
@@ -56,6 +62,11 @@ type Client struct {
 	http    *http.Client
 	session *store.Session
 }
+
+var (
+	_ workload.Client = (*Client)(nil)
+	_ workload.Client = (*Roaming)(nil)
+)
 
 // New returns a client of the node at addr (host:port).
 func New(addr string, o Options) *Client {
@@ -79,7 +90,7 @@ func (c *Client) ResetSession() { c.session = nil }
 // request maps an invocation to a store request.
 func (c *Client) request(op history.Op) (store.Request, error) {
 	req := store.Request{Key: op.Key}
-	if req.Key == "" {
+	if req.Key == "" && c.opts.Workload != Saga {
 		req.Key = "default"
 	}
 	raw := func(v history.Value) json.RawMessage { return json.RawMessage(v.String()) }
@@ -109,6 +120,12 @@ func (c *Client) request(op history.Op) (store.Request, error) {
 		req.Op, req.Key, req.Value = store.OpTxn, "txn", raw(op.Value)
 	case c.opts.Workload == RWRegister && op.F == "txn":
 		req.Op, req.Key, req.Value = store.OpRWTxn, "txn", raw(op.Value)
+	case c.opts.Workload == Saga && slices.Contains(checkers.SagaFs, op.F):
+		cmd, err := json.Marshal(store.SagaCommand{F: op.F, Args: raw(op.Value)})
+		if err != nil {
+			return req, fmt.Errorf("encode %s: %w", op.F, err)
+		}
+		req.Op, req.Value = store.OpSaga, cmd
 	default:
 		return req, fmt.Errorf("the %s workload has no operation %q", c.opts.Workload, op.F)
 	}
@@ -156,6 +173,18 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 			}
 			done.Value = v
 		}
+		if req.Op == store.OpSaga && len(resp.Value) > 0 {
+			// The record, the records, the state or the shipment's state;
+			// the other operations keep their arguments as their value.
+			v, err := history.Raw(resp.Value)
+			if err != nil {
+				done.Type, done.Error = history.Info, fmt.Sprintf("unreadable value from %s: %v", resp.Node, err)
+				return done
+			}
+			done.Value = v
+		}
+	case resp.Error == store.ErrRefused:
+		done.Type, done.Error = history.Fail, resp.Message // the protocol's reason: "declined", "fenced: epoch 3"
 	case resp.Error.Definite():
 		done.Type, done.Error = history.Fail, errText(resp)
 	default:

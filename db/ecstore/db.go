@@ -49,6 +49,12 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 	return newDockerSystem(c, cl, nil, true, Options{}, func(string, ...any) {}), nil
 }
 
+// SagaModes are the modes that run the saga workload's operations, each
+// atomically: raft (as one log entry) and primary (under the primary's
+// lock, replayed by its followers). lww and hlc have nothing to make a
+// step's check and its write one action.
+var SagaModes = []string{store.ModeRaft, store.ModePrimary}
+
 // Settings are ecstore's flags: the mode, its quorums and its sets, and
 // whether clients carry session tokens.
 type Settings struct {
@@ -91,6 +97,14 @@ func (s *Settings) Validate(c db.Common) error {
 	}
 	if !slices.Contains(store.Modes, s.Mode) {
 		return db.Usagef("--mode %q: want %s", s.Mode, strings.Join(store.Modes, ", "))
+	}
+	if slices.Contains(c.Workloads, workload.Saga) {
+		switch {
+		case !slices.Contains(SagaModes, s.Mode):
+			return db.Usagef("--workload saga: ecstore runs sagas in --mode %s, not %s", strings.Join(SagaModes, " and "), s.Mode)
+		case s.Sessions:
+			return db.Usagef("--sessions and --workload saga: session tokens cover single-key operations, not saga steps")
+		}
 	}
 	if c.IdempotencyKeys && (s.Mode == store.ModeLWW || s.Mode == store.ModeHLC) && (slices.Contains(c.Faults, nemesis.KindKill) || slices.Contains(c.Faults, nemesis.KindCrash)) {
 		return db.Usagef("--idempotency-keys with --mode %s and --nemesis kill or crash: an lww node keeps the keys of the adds it applied in memory, and a killed node restarts without them, so a retry to it would apply again; use --mode raft or primary, or leave kill out", s.Mode)

@@ -71,6 +71,9 @@ func (*Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.NoSagas(c, "etcd"); err != nil {
+		return err
+	}
 	if err := db.CheckIdempotencyKeys(c, "etcd", false); err != nil {
 		return err
 	}

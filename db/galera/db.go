@@ -96,6 +96,9 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.NoSagas(c, "galera"); err != nil {
+		return err
+	}
 	if err := db.CheckIdempotencyKeys(c, "galera", false); err != nil {
 		return err
 	}

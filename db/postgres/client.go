@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/history"
 )
@@ -69,7 +71,7 @@ func Setup(ctx context.Context, dsn string) error {
 		return fmt.Errorf("postgres setup: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for _, s := range schema {
+	for _, s := range append(slices.Clip(schema), sagaSchema...) {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("postgres setup: %s: %w", s, err)
 		}
@@ -79,8 +81,8 @@ func Setup(ctx context.Context, dsn string) error {
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
-	// Workload is Register (the default), Set, Counter, ListAppend or
-	// RWRegister.
+	// Workload is Register (the default), Set, Counter, ListAppend,
+	// RWRegister or Saga.
 	Workload string
 	// Isolation is the isolation level of the transactions of ListAppend
 	// and RWRegister (IsolationReadCommitted, ...); empty means
@@ -276,7 +278,13 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	if key == "" {
 		key = "default"
 	}
-	read := op.F == "read"
+	// A read goes where reads go: the register, set and counter reads,
+	// and saga-read (the final reads read each node). saga-pending reads
+	// the primary's log, where the coordinators recover from, and is,
+	// like a read, certainly without effect when it fails.
+	saga := c.opts.Workload == Saga
+	read := op.F == "read" || saga && op.F == checkers.FSagaRead
+	readOnly := read || saga && op.F == checkers.FSagaPending
 	if err := c.opts.checkReadMode(); err != nil {
 		done.Type, done.Error = history.Fail, err.Error()
 		return done
@@ -313,18 +321,18 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 	t.takeNotices()
 	v, err := c.exec(ctx, t.conn, op, key)
 	notices := t.takeNotices()
-	done.Type, done.Error = Classify(err, read, notices)
+	done.Type, done.Error = Classify(err, readOnly, notices)
 	if db.Aborted(err) {
 		// A transaction that never reached COMMIT did not happen.
 		done.Type = history.Fail
 	}
-	if done.Type == history.OK && (read || op.F == "txn") {
+	if done.Type == history.OK && (read || op.F == "txn" || saga) {
 		done.Value = v
 	}
 	if done.Type == history.OK && wrote(op.F) && c.opts.readMode() == ReadLSNFence {
 		c.remember(ctx)
 	}
-	if err != nil && !errors.Is(err, errNoRows) && !errors.Is(err, errUsage) && !errors.Is(err, db.ErrBadTxn) {
+	if err != nil && !errors.Is(err, errNoRows) && !errors.Is(err, errUsage) && !errors.Is(err, db.ErrBadTxn) && !refused(err) {
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Severity == "FATAL" || pe.Severity == "PANIC" {
 			t.drop()
@@ -385,6 +393,8 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, op history.Op, key st
 		return scan(`SELECT COALESCE((SELECT n FROM counters WHERE k = $1), 0)::text`, key)
 	case (c.opts.Workload == ListAppend || c.opts.Workload == RWRegister) && op.F == "txn":
 		return c.txn(ctx, conn, op)
+	case c.opts.Workload == Saga:
+		return c.saga(ctx, conn, op)
 	}
 	return history.Nil(), fmt.Errorf("%w: the %s workload has no operation %q", errUsage, c.opts.Workload, op.F)
 }
@@ -424,7 +434,9 @@ func addOnce(ctx context.Context, conn *pgx.Conn, request, key string, d int64) 
 //   - no error and no warning of a commit left unreplicated: ok;
 //   - a read that did not complete: fail (a read changes nothing, so it
 //     certainly did not happen);
-//   - a CAS that matched no row, an unknown operation, an error the server
+//   - a CAS that matched no row, a saga operation the protocol refuses
+//     (rolled back: "declined", "fenced: epoch 3"; the text is the
+//     reason), an unknown operation, an error the server
 //     reported with severity ERROR (the statement's autocommit transaction
 //     rolled back: constraint, serialization, read-only and similar), or an
 //     error pgx says was raised before anything was sent: fail;
@@ -452,7 +464,7 @@ func Classify(err error, read bool, notices []*pgconn.Notice) (history.Type, str
 	if err == nil {
 		return history.OK, ""
 	}
-	if read || errors.Is(err, errNoRows) || errors.Is(err, errUsage) || pgconn.SafeToRetry(err) {
+	if read || errors.Is(err, errNoRows) || refused(err) || errors.Is(err, errUsage) || pgconn.SafeToRetry(err) {
 		return history.Fail, err.Error()
 	}
 	var pe *pgconn.PgError

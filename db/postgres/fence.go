@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -130,4 +131,6 @@ func (c *Client) fence(ctx context.Context) error {
 func (c *Client) LastLSN() string { return c.lsn }
 
 // wrote reports whether f is an operation that changes data.
-func wrote(f string) bool { return f == "write" || f == "cas" || f == "add" }
+func wrote(f string) bool {
+	return f == "write" || f == "cas" || f == "add" || slices.Contains(sagaWrites, f)
+}

@@ -100,7 +100,7 @@ func (sys *System) setup(ctx context.Context) error {
 // waitTables waits until the server at dsn has the workloads' tables.
 func waitTables(ctx context.Context, dsn string, bound time.Duration) error {
 	deadline := time.Now().Add(bound)
-	const q = `SELECT to_regclass('registers') IS NOT NULL AND to_regclass('sets') IS NOT NULL AND to_regclass('counters') IS NOT NULL`
+	const q = `SELECT to_regclass('registers') IS NOT NULL AND to_regclass('sets') IS NOT NULL AND to_regclass('counters') IS NOT NULL AND to_regclass('saga_log') IS NOT NULL`
 	for {
 		var ok bool
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)

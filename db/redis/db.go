@@ -86,6 +86,9 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 }
 
 func (s *Settings) Validate(c db.Common) error {
+	if err := db.NoSagas(c, "redis"); err != nil {
+		return err
+	}
 	if err := db.CheckIdempotencyKeys(c, "redis", true); err != nil {
 		return err
 	}

@@ -63,10 +63,10 @@ func Run(t *testing.T, newClient func(t *testing.T) workload.Client) {
 	c.ok(checkers.FCancel, "b", `null`)
 	c.fail(checkers.FConfirm, "b", `{}`) // cancelled: a late confirm cannot land
 	c.ok(checkers.FRefund, "b", `{"amount":10}`)
-	c.ok(checkers.FRefund, "b", `{"amount":10}`) // no second ledger entry
+	c.ok(checkers.FRefund, "b", `{"amount":10}`)   // no second ledger entry
 	c.fail(checkers.FCharge, "b", `{"amount":10}`) // refunded
 	c.ok(checkers.FRelease, "b", `{"item":1,"qty":1}`)
-	c.ok(checkers.FRelease, "b", `{"item":1,"qty":1}`) // stock back once
+	c.ok(checkers.FRelease, "b", `{"item":1,"qty":1}`)   // stock back once
 	c.fail(checkers.FReserve, "b", `{"item":1,"qty":1}`) // released
 	c.ok(checkers.FSagaLog, "b", `{"epoch":1,"step":"compensated","status":"compensated"}`)
 

@@ -29,10 +29,12 @@ const (
 
 // Request is a client operation, the body of POST /v1/op.
 type Request struct {
-	Op  Op     `json:"op"`
+	Op Op `json:"op"`
+	// Key is required, except for a saga operation that names no saga
+	// (OpSaga).
 	Key string `json:"key"`
-	// Value is the value written, the element added, or the delta (an
-	// integer) added.
+	// Value is the value written, the element added, the delta (an
+	// integer) added, a transaction, or a saga command (SagaCommand).
 	Value json.RawMessage `json:"value,omitempty"`
 	// Old is the value a CAS expects.
 	Old json.RawMessage `json:"old,omitempty"`
@@ -72,6 +74,10 @@ const (
 	ErrIndeterminate ErrorKind = "indeterminate"
 	// ErrBadRequest: the request was malformed; nothing happened.
 	ErrBadRequest ErrorKind = "bad-request"
+	// ErrRefused: the saga protocol refused the operation (OpSaga);
+	// Message is its reason ("declined", "fenced: epoch 3"). Nothing
+	// happened.
+	ErrRefused ErrorKind = "refused"
 )
 
 // Definite reports whether an error of kind k means the operation
@@ -82,7 +88,7 @@ func (k ErrorKind) Definite() bool { return k != ErrIndeterminate }
 type Response struct {
 	// Value is what a read returned: the register's value (null when never
 	// written), a set's elements (an array), a counter's total (an
-	// integer). For a CAS that failed with ErrCASMismatch it is the value
+	// integer); what a transaction read; what a saga operation returns. For a CAS that failed with ErrCASMismatch it is the value
 	// the register held, when the mode knows it.
 	Value json.RawMessage `json:"value,omitempty"`
 	// Session is the client's token updated with what this operation saw

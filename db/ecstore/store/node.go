@@ -334,7 +334,12 @@ func (n *Node) handleOp(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, Response{Node: n.cfg.ID, Error: ErrBadRequest, Message: "decode request: " + err.Error()})
 		return
 	}
-	if req.Key == "" {
+	switch {
+	case req.Op == OpSaga && n.cfg.Mode != ModeRaft && n.cfg.Mode != ModePrimary:
+		writeJSON(w, http.StatusBadRequest, Response{Node: n.cfg.ID, Error: ErrBadRequest,
+			Message: fmt.Sprintf("saga operations run in modes %s and %s, not %s", ModeRaft, ModePrimary, n.cfg.Mode)})
+		return
+	case req.Key == "" && req.Op != OpSaga:
 		writeJSON(w, http.StatusBadRequest, Response{Node: n.cfg.ID, Error: ErrBadRequest, Message: "request has no key"})
 		return
 	}
@@ -356,7 +361,7 @@ func statusOf(k ErrorKind) int {
 	switch k {
 	case "":
 		return http.StatusOK
-	case ErrCASMismatch:
+	case ErrCASMismatch, ErrRefused:
 		return http.StatusConflict
 	case ErrBadRequest:
 		return http.StatusBadRequest

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/eccheck/eccheck/checkers"
 )
 
 // The primary mode is asynchronous primary/replica replication with
@@ -68,6 +70,12 @@ import (
 //     over. If no peer answers at all, it takes the cluster for a fresh one
 //     (epoch 1, lowest id primary): the node cannot tell the two apart
 //     without a disk.
+//   - Saga operations (OpSaga) are applied on the primary, each atomically
+//     under its lock, against its own state; one that changed something is
+//     logged as an entry carrying the operation, which followers replay
+//     (applying it to the same state gives the same result). saga-read and
+//     saga-pending are reads, served like the others. An acknowledged saga
+//     step that was not shipped is lost on failover like any write.
 //   - Status: Ready once the node knows a primary and holds a copy; Role
 //     "primary" or "follower"; Leader the primary it follows; Detail its
 //     epoch and applied index.
@@ -99,7 +107,9 @@ func primaryStamp(epoch, index uint64) uint64 {
 	return epoch<<primaryIndexBits | index&primaryIndexMask
 }
 
-// pEntry is one log entry. CASes are logged as the writes they became.
+// pEntry is one log entry. CASes are logged as the writes they became; a
+// saga operation as itself (Kind OpSaga, Key its saga's id, Value its
+// SagaCommand).
 type pEntry struct {
 	Index uint64          `json:"i"`
 	Epoch uint64          `json:"e"`
@@ -143,6 +153,9 @@ type pSnapshot struct {
 	Counters map[string]pCounter `json:"counters"`
 	// Requests are the idempotency keys applied.
 	Requests map[string]bool `json:"requests,omitempty"`
+	// Saga is the saga workload's state (a checkers.SagaState), absent
+	// when no saga operation changed anything.
+	Saga json.RawMessage `json:"saga,omitempty"`
 }
 
 // Peer message kinds of the primary mode.
@@ -182,8 +195,9 @@ type primaryEngine struct {
 	regs      map[string]pReg
 	sets      map[string]*pSet
 	counters  map[string]pCounter
-	requests  map[string]bool // idempotency keys of the counter adds applied
-	changed   chan struct{}   // closed and replaced whenever entries are applied
+	requests  map[string]bool     // idempotency keys of the counter adds applied
+	saga      *checkers.SagaState // the saga workload's state; nil until a saga operation ran
+	changed   chan struct{}       // closed and replaced whenever entries are applied
 
 	// Primary only: log holds the entries after index logStart, and match
 	// the index each follower reported.

@@ -6,7 +6,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/eccheck/eccheck/checkers"
 )
 
 // pAppend is a shipment from a primary: entries following the follower's
@@ -154,6 +158,9 @@ func (p *primaryEngine) snapshotLocked() *pSnapshot {
 			s.Requests[k] = true
 		}
 	}
+	if p.saga != nil {
+		s.Saga = mustJSON(p.saga) // a copy: the shipment is encoded later, outside mu
+	}
 	for k, set := range p.sets {
 		elems := make([]string, 0, len(set.Elems))
 		for e := range set.Elems {
@@ -175,6 +182,16 @@ func (p *primaryEngine) installLocked(s *pSnapshot) {
 		p.counters = map[string]pCounter{}
 	}
 	p.requests = s.Requests
+	p.saga = nil
+	if len(s.Saga) > 0 {
+		var st checkers.SagaState
+		if err := json.Unmarshal(s.Saga, &st); err != nil {
+			// A primary encodes what it holds; it always decodes.
+			panic(fmt.Sprintf("decode the saga state of a copy: %v", err))
+		}
+		normalizeSaga(&st)
+		p.saga = &st
+	}
 	p.sets = make(map[string]*pSet, len(s.Sets))
 	for k, c := range s.Sets {
 		set := &pSet{Elems: make(map[string]struct{}, len(c.Elems)), Stamp: c.Stamp}
@@ -194,6 +211,23 @@ func (p *primaryEngine) appendLocked(e pEntry) uint64 {
 	p.applyLocked(e)
 	p.log = append(p.log, e)
 	return primaryStamp(e.Epoch, e.Index)
+}
+
+// sagaLocked applies a saga operation on the primary and, when it changed
+// the state, logs it for the followers to replay. The caller holds mu and
+// notifies.
+func (p *primaryEngine) sagaLocked(op sagaOp) (sagaResult, uint64) {
+	if p.saga == nil {
+		p.saga = newSagaState()
+	}
+	res := applySaga(p.saga, op)
+	if !res.Changed {
+		return res, 0
+	}
+	e := pEntry{Index: p.lastIndex + 1, Epoch: p.epoch, Kind: OpSaga, Key: op.key, Value: op.raw}
+	p.log = append(p.log, e)
+	p.lastIndex, p.lastEpoch = e.Index, e.Epoch
+	return res, primaryStamp(e.Epoch, e.Index)
 }
 
 // applyLocked applies an entry to the state. The caller holds mu.
@@ -224,6 +258,16 @@ func (p *primaryEngine) applyLocked(e pEntry) {
 		c.Total += e.Delta
 		c.Stamp = st
 		p.counters[e.Key] = c
+	case OpSaga:
+		op, err := parseSaga(e.Key, e.Value)
+		if err != nil {
+			// The primary logs only what it parsed and applied.
+			panic(fmt.Sprintf("saga entry %d of epoch %d: %v", e.Index, e.Epoch, err))
+		}
+		if p.saga == nil {
+			p.saga = newSagaState()
+		}
+		applySaga(p.saga, op)
 	}
 	p.lastIndex, p.lastEpoch = e.Index, e.Epoch
 }

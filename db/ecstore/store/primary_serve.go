@@ -29,6 +29,7 @@ func (p *primaryEngine) serve(ctx context.Context, req Request, forwarded bool) 
 	var (
 		value, old string // canonical JSON
 		d          int64
+		saga       sagaOp
 		err        error
 	)
 	switch req.Op {
@@ -51,10 +52,14 @@ func (p *primaryEngine) serve(ctx context.Context, req Request, forwarded bool) 
 		if d, err = delta(req.Value); err != nil {
 			return badRequest("%v", err)
 		}
+	case OpSaga:
+		if saga, err = parseSaga(req.Key, req.Value); err != nil {
+			return badRequest("%v", err)
+		}
 	default:
 		return badRequest("unknown operation %q", req.Op)
 	}
-	write := isWriteOp(req.Op)
+	write := isWriteOp(req.Op) || req.Op == OpSaga && !saga.readOnly()
 
 	p.mu.Lock()
 	isPrimary, leader, hasCopy := p.isPrimary, p.leader, p.hasCopy
@@ -122,6 +127,13 @@ func (p *primaryEngine) serve(ctx context.Context, req Request, forwarded bool) 
 	case OpCounterRead:
 		c := p.counters[req.Key]
 		resp.Value, stamp = json.RawMessage(fmt.Sprint(c.Total)), c.Stamp
+	case OpSaga:
+		var res sagaResult
+		res, stamp = p.sagaLocked(saga)
+		resp.Value = res.Value
+		if res.Refused != "" {
+			resp = Response{Error: ErrRefused, Message: res.Refused}
+		}
 	}
 	if write && resp.Error == "" {
 		p.notifyLocked()

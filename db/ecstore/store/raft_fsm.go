@@ -1,5 +1,6 @@
 // This file holds the raft mode's replicated state machine: the commands of
-// the raft log, the state they build (registers, sets, counters), reads of
+// the raft log, the state they build (registers, sets, counters, the lists
+// and registers of transactions, the saga workload's services), reads of
 // it, and its snapshots.
 
 package store
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
 )
 
@@ -36,8 +38,12 @@ type raftResult struct {
 	// that did not swap, the version it found).
 	Index   uint64
 	Swapped bool
-	// Value is what a CAS found instead of the expected value.
+	// Value is what a CAS found instead of the expected value, what a
+	// transaction read, or what a saga operation returns.
 	Value json.RawMessage
+	// Refused is why the saga protocol refused a saga operation (nothing
+	// changed).
+	Refused string
 	// Err names a command the state machine could not apply (nothing
 	// changed).
 	Err string
@@ -65,6 +71,9 @@ type fsmState struct {
 	// Requests are the idempotency keys of the counter adds applied, with
 	// the index of the entry that applied each.
 	Requests map[string]uint64 `json:"requests,omitempty"`
+	// Saga is the saga workload's services and log; nil until a saga
+	// operation is applied.
+	Saga *checkers.SagaState `json:"saga,omitempty"`
 	// Applied is the index of the last command applied.
 	Applied uint64 `json:"applied"`
 }
@@ -144,6 +153,8 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		return raftResult{Index: l.Index}
 	case OpTxn, OpRWTxn:
 		return f.txn(cmd, l.Index)
+	case OpSaga:
+		return f.saga(cmd, l.Index)
 	}
 	return raftResult{Err: fmt.Sprintf("unknown command %q", cmd.Op)}
 }
@@ -189,6 +200,20 @@ func (f *raftFSM) txn(cmd raftCommand, index uint64) raftResult {
 		}
 	}
 	return raftResult{Index: index, Value: completed(mops, reads)}
+}
+
+// saga applies a saga operation as one step. A malformed one changes
+// nothing. f.mu is held.
+func (f *raftFSM) saga(cmd raftCommand, index uint64) raftResult {
+	op, err := parseSaga(cmd.Key, cmd.Value)
+	if err != nil {
+		return raftResult{Err: string(cmd.Op) + ": " + err.Error()}
+	}
+	if f.st.Saga == nil {
+		f.st.Saga = newSagaState()
+	}
+	res := applySaga(f.st.Saga, op)
+	return raftResult{Index: index, Value: res.Value, Refused: res.Refused}
 }
 
 // advance records that the command at index was applied; f.mu is held.
@@ -291,6 +316,9 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	}
 	if st.Registers == nil || st.Sets == nil || st.Counters == nil {
 		return errors.New("decode snapshot: part of the state is missing")
+	}
+	if st.Saga != nil {
+		normalizeSaga(st.Saga)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

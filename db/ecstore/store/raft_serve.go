@@ -72,6 +72,11 @@ func validateRaftRequest(req *Request) (Response, bool) {
 		if _, err = parseTxn(req.Op, req.Value); err == nil {
 			req.Value, err = canon("transaction", req.Value)
 		}
+	case OpSaga:
+		var op sagaOp
+		if op, err = parseSaga(req.Key, req.Value); err == nil {
+			req.Value = op.raw
+		}
 	default:
 		return badRequest("unknown operation %q", req.Op), false
 	}
@@ -141,7 +146,7 @@ func (e *raftEngine) forward(ctx context.Context, leader string, req Request) (r
 	if err == nil {
 		return resp, resp.Error == ErrNotLeader
 	}
-	write := req.Op != OpRead && req.Op != OpSetRead && req.Op != OpCounterRead
+	write := req.Op != OpRead && req.Op != OpSetRead && req.Op != OpCounterRead && !sagaReadOnly(req)
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial":
@@ -173,6 +178,20 @@ func (e *raftEngine) local(ctx context.Context, r *raft.Raft, req Request) Respo
 			return Response{Error: kind, Message: msg, Session: sess}
 		case res.Err != "":
 			return Response{Error: ErrBadRequest, Message: res.Err, Session: sess}
+		}
+		return Response{Value: res.Value, Session: sess}
+	}
+	if req.Op == OpSaga {
+		// One log entry, reads included: each operation happens at one
+		// point between its call and its answer.
+		res, kind, msg := e.apply(ctx, r, raftCommand{Op: OpSaga, Key: req.Key, Value: req.Value})
+		switch {
+		case kind != "":
+			return Response{Error: kind, Message: msg, Session: sess}
+		case res.Err != "":
+			return Response{Error: ErrBadRequest, Message: res.Err, Session: sess}
+		case res.Refused != "":
+			return Response{Error: ErrRefused, Message: res.Refused, Session: sess}
 		}
 		return Response{Value: res.Value, Session: sess}
 	}
