@@ -313,12 +313,25 @@ func idempotency(runs []ChecklistRun) Answer {
 		}
 		a.Lines = append(a.Lines, fmt.Sprintf("%s: --retry %d %s: %.0f requests retried, %s", r.label(), r.Config.Retry, keys, retried, what))
 	}
+	// Sagas: compensations retried and redelivered must apply once too.
+	for _, r := range runs {
+		for _, res := range r.results(checkers.NameSaga) {
+			what := "every saga fully applied or fully compensated, no step twice"
+			switch res.Verdict {
+			case checkers.Invalid:
+				what = fmt.Sprintf("%d anomalies (half-finished sagas, steps applied twice, or stock and money that do not add up)", res.AnomalyCount)
+			case checkers.Unknown:
+				what = "undecided: " + res.Reason
+			}
+			a.Lines = append(a.Lines, fmt.Sprintf("%s: sagas: %.0f, %.0f completed, %.0f compensated; %s", r.label(), res.Stats["sagas"], res.Stats["completed"], res.Stats["compensated"], what))
+		}
+	}
 	if len(a.Lines) == 0 {
-		a.Next = "a run with retries measures it: eccheck test --workload counter --retry 2, and again with --idempotency-keys"
+		a.Next = "a run with retries measures it: eccheck test --workload counter --retry 2, and again with --idempotency-keys; sagas: eccheck test --mode raft --workload saga"
 		return a
 	}
 	a.Answered = true
-	a.Answer = "per run below (the duplicates checker: each request applied at most once)"
+	a.Answer = "per run below (the duplicates checker: each request applied at most once; the saga checker: compensations applied once, every saga finished)"
 	return a
 }
 

@@ -40,14 +40,17 @@ func TestChecklist(t *testing.T) {
 		}
 		return m
 	}
-	all := byQ(Checklist([]ChecklistRun{lww, sessions, retried}))
+	sagas := checklistRun(map[string]any{"mode": "raft"}, []string{"partition", "kill"}, 0, false, false,
+		res(checkers.NameSaga, checkers.Invalid, 4, map[string]float64{"sagas": 340, "completed": 251, "compensated": 85}))
+	all := byQ(Checklist([]ChecklistRun{lww, sessions, retried, sagas}))
 	if a := all[QStaleness]; !a.Answered || !strings.Contains(a.Answer, "730.0 ms") || !strings.Contains(strings.Join(a.Lines, "\n"), "--max-staleness 500 ms: 3 reads beyond it") {
 		t.Errorf("staleness: %+v", a)
 	}
 	if a := all[QReadYourWrites]; !a.Answered || !strings.Contains(a.Answer, "sessions=true") {
 		t.Errorf("read-your-writes: the answer should name the setting that fixed it: %+v", a)
 	}
-	if a := all[QIdempotency]; !a.Answered || !strings.Contains(strings.Join(a.Lines, "\n"), "--retry 2 without idempotency keys: 14 requests retried, 2 reads show a request applied twice") {
+	if a := all[QIdempotency]; !a.Answered || !strings.Contains(strings.Join(a.Lines, "\n"), "--retry 2 without idempotency keys: 14 requests retried, 2 reads show a request applied twice") ||
+		!strings.Contains(strings.Join(a.Lines, "\n"), "sagas: 340, 251 completed, 85 compensated; 4 anomalies") {
 		t.Errorf("idempotency: %+v", a)
 	}
 	if a := all[QTracing]; !a.Answered || len(a.Lines) != 1 {
