@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/results"
 )
@@ -38,6 +40,7 @@ const (
 	AttrAttempt = "eccheck.attempt"
 	AttrFinal   = "eccheck.final"
 	AttrFault   = "eccheck.fault" // the fault kind of a fault's span
+	AttrSaga    = "eccheck.saga"  // the saga id of a saga's trace
 )
 
 // Run describes the run a history came from, for the trace's resource and
@@ -52,6 +55,8 @@ type Run struct {
 // Counts are what an export wrote.
 type Counts struct {
 	Operations, Faults, Spans int
+	// Sagas counts the saga workload's sagas, each a trace of its own.
+	Sagas int
 }
 
 // OTLP writes h as OpenTelemetry traces, one trace for the run: a root
@@ -59,7 +64,9 @@ type Counts struct {
 // invocation to its completion; an operation that never certainly
 // completed ends at its info line or the history's end) with its process,
 // node, key, value and outcome as attributes and an error status when it
-// failed or its outcome is unknown, and a span per fault period. The
+// failed or its outcome is unknown, and a span per fault period. A saga
+// of the saga workload is a trace of its own: a span over the saga, linked
+// to the run's, with a span per step (its operations). The
 // spans are made with the OpenTelemetry SDK and encoded by its OTLP
 // exporter; the protobuf it sends (to an endpoint on 127.0.0.1 of this
 // process, nowhere else) is turned into OTLP JSON by the collector's
@@ -118,19 +125,49 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 	}
 	ops := history.Pair(h)
 	faults := results.FaultPeriods(h)
-	total := len(ops) + len(faults) + 1
+	total := len(ops) + len(faults) + 1 // and the sagas', counted below
 	rootCtx, root := tr.Start(ctx, "eccheck test "+r.Name, trace.WithTimestamp(at(0)), trace.WithSpanKind(trace.SpanKindInternal))
+	retOf := func(o history.Operation) int64 {
+		if o.Return != history.Open {
+			return o.Return
+		}
+		if o.Complete >= 0 {
+			return h[o.Complete].Time
+		}
+		return end
+	}
+	// Each saga's span runs from its first step's call to its last
+	// step's return.
+	type sagaSpan struct {
+		ctx   context.Context
+		span  trace.Span
+		first int64
+		last  int64
+	}
+	sagas := map[string]*sagaSpan{}
+	var sagaOrder []string
+	for _, o := range ops {
+		if o.Key == "" || !slices.Contains(checkers.SagaFs, o.F) {
+			continue
+		}
+		sg := sagas[o.Key]
+		if sg == nil {
+			sg = &sagaSpan{first: o.Call}
+			sagas[o.Key] = sg
+			sagaOrder = append(sagaOrder, o.Key)
+		}
+		sg.last = max(sg.last, retOf(o))
+	}
+	for _, id := range sagaOrder {
+		sg := sagas[id]
+		sg.ctx, sg.span = tr.Start(ctx, "saga "+id, trace.WithNewRoot(), trace.WithTimestamp(at(sg.first)),
+			trace.WithLinks(trace.LinkFromContext(rootCtx)), trace.WithAttributes(attribute.String(AttrSaga, id)))
+	}
 	for i, o := range ops {
 		if err := ctx.Err(); err != nil {
 			return c, err
 		}
-		ret := o.Return
-		if ret == history.Open {
-			ret = end
-			if o.Complete >= 0 {
-				ret = h[o.Complete].Time
-			}
-		}
+		ret := retOf(o)
 		attrs := []attribute.KeyValue{
 			attribute.Int64(AttrProcess, int64(o.Process)),
 			attribute.String(AttrOutcome, o.Type.String()),
@@ -147,7 +184,11 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 		if o.Final {
 			attrs = append(attrs, attribute.Bool(AttrFinal, true))
 		}
-		_, s := tr.Start(rootCtx, o.F, trace.WithTimestamp(at(o.Call)), trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindClient))
+		parent := rootCtx
+		if sg := sagas[o.Key]; sg != nil && slices.Contains(checkers.SagaFs, o.F) {
+			parent = sg.ctx
+		}
+		_, s := tr.Start(parent, o.F, trace.WithTimestamp(at(o.Call)), trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindClient))
 		switch o.Type {
 		case history.Fail:
 			s.SetStatus(codes.Error, "fail: it certainly did not happen"+errorText(o.Error))
@@ -171,6 +212,10 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 		s.End(trace.WithTimestamp(at(f.End)))
 		c.Faults++
 	}
+	for _, id := range sagaOrder {
+		sagas[id].span.End(trace.WithTimestamp(at(sagas[id].last)))
+		c.Sagas++
+	}
 	root.End(trace.WithTimestamp(at(end)))
 	shut = true
 	if err := tp.Shutdown(ctx); err != nil {
@@ -179,7 +224,7 @@ func OTLP(ctx context.Context, w io.Writer, h history.History, r Run, progress f
 	if progress != nil {
 		progress(total, total)
 	}
-	c.Spans = c.Operations + c.Faults + 1
+	c.Spans = c.Operations + c.Faults + c.Sagas + 1
 	written, err := sink.result()
 	if err != nil {
 		return c, err

@@ -125,3 +125,62 @@ func TestOTLPRoundTrip(t *testing.T) {
 		t.Errorf("fault span: attributes %v, %v to %v", f.Attributes().AsRaw(), f.StartTimestamp(), f.EndTimestamp())
 	}
 }
+
+// A saga is a trace of its own: its span, linked to the run's, covers its
+// steps, each a child span; operations of no saga stay in the run's
+// trace.
+func TestOTLPSagaTraces(t *testing.T) {
+	raw := func(js string) history.Value {
+		v, err := history.Raw([]byte(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	h := history.History{
+		{Time: 0, Process: 0, Type: history.Invoke, F: "saga-init", Value: raw(`{"stock":[5]}`)},
+		{Time: 5, Process: 0, Type: history.OK, F: "saga-init", Value: raw(`{"stock":[5]}`)},
+		{Time: 10, Process: 1, Type: history.Invoke, F: "saga-begin", Key: "s1", Value: raw(`{"item":0,"qty":1,"price":10,"owner":"c1"}`)},
+		{Time: 20, Process: 1, Type: history.OK, F: "saga-begin", Key: "s1"},
+		{Time: 30, Process: 1, Type: history.Invoke, F: "reserve", Key: "s1", Value: raw(`{"item":0,"qty":1}`)},
+		{Time: 40, Process: 1, Type: history.Fail, F: "reserve", Key: "s1", Error: "declined"},
+		{Time: 50, Process: 2, Type: history.Invoke, F: "saga-begin", Key: "s2", Value: raw(`{"item":0,"qty":1,"price":10,"owner":"c2"}`)},
+		{Time: 60, Process: 2, Type: history.OK, F: "saga-begin", Key: "s2"},
+	}
+	for i := range h {
+		h[i].Index = int64(i)
+	}
+	if err := history.Validate(h); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	c, err := OTLP(context.Background(), &buf, h, Run{Name: "ecstore-raft", DB: "ecstore", Start: start}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Operations != 4 || c.Sagas != 2 || c.Spans != 7 {
+		t.Fatalf("counts %+v, want 4 operations, 2 sagas, 7 spans", c)
+	}
+	spans := decode(t, buf.Bytes())
+	byName := map[string]ptrace.Span{}
+	for _, s := range spans {
+		byName[s.Name()] = s
+	}
+	run, s1 := byName["eccheck test ecstore-raft"], byName["saga s1"]
+	if s1.TraceID() == run.TraceID() || !s1.ParentSpanID().IsEmpty() {
+		t.Fatalf("saga s1 is not a trace of its own")
+	}
+	if s1.Links().Len() != 1 || s1.Links().At(0).SpanID() != run.SpanID() {
+		t.Errorf("saga s1 is not linked to the run's span")
+	}
+	if s1.StartTimestamp().AsTime() != start.Add(10) || s1.EndTimestamp().AsTime() != start.Add(40) {
+		t.Errorf("saga s1 spans %v to %v, want its steps' 10 to 40 ns", s1.StartTimestamp(), s1.EndTimestamp())
+	}
+	if r := byName["reserve"]; r.TraceID() != s1.TraceID() || r.ParentSpanID() != s1.SpanID() {
+		t.Errorf("the reserve step is not a child of saga s1")
+	}
+	if i := byName["saga-init"]; i.TraceID() != run.TraceID() || i.ParentSpanID() != run.SpanID() {
+		t.Errorf("saga-init (no saga) is not in the run's trace")
+	}
+}

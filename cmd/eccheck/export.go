@@ -122,7 +122,7 @@ func runExport(cmd *cobra.Command, path string, o exportOptions, a *app) error {
 			return err
 		}
 	}
-	logf("wrote %d spans (%d operations, %d faults, the run) to %s in %s", c.Spans, c.Operations, c.Faults, strings.TrimSuffix(out, "/"), time.Since(start).Round(time.Millisecond))
+	logf("wrote %d spans (%d operations, %d faults, %d sagas, the run) to %s in %s", c.Spans, c.Operations, c.Faults, c.Sagas, strings.TrimSuffix(out, "/"), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
