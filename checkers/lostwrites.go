@@ -78,6 +78,17 @@ const (
 // value; both are invalid. Keys whose final value several writes wrote are
 // skipped (Stats "skipped_keys").
 //
+// # Multi-value registers
+//
+// A register whose reads return siblings (ecstore --mode mvr; the shape is
+// in lostwrites_mvr.go) keeps concurrent writes side by side. An
+// acknowledged write is lost only when a final read holds neither it
+// among its siblings nor a causal successor of it: its dot is not in the
+// read's causal context. Final reads with different siblings are a
+// divergence; a sibling no write that may have taken effect wrote is an
+// unknown final value. Stats: mv_keys, mv_reads, reads_with_siblings,
+// siblings_max, final_siblings_max.
+//
 // When a key has no final marks, its last OK read by invocation stands in
 // for the final read (Stats "unmarked_keys"). That read may be stale (a
 // replica that had not caught up yet), so the losses found that way can
@@ -98,7 +109,15 @@ func LostWrites(ctx context.Context, in Input, opt Options) Result {
 	if ops == nil && len(in.History) > 0 {
 		ops = history.Pair(in.History)
 	}
-	sets, regKeys, _ := lwClassify(ops)
+	sets, allRegs, _ := lwClassify(ops)
+	var regKeys, mvKeys []*lwKey
+	for _, k := range allRegs {
+		if k.mvReads > 0 {
+			mvKeys = append(mvKeys, k)
+		} else {
+			regKeys = append(regKeys, k)
+		}
+	}
 	var summary []string
 	var setLost, regLost int
 	if len(sets) > 0 {
@@ -113,6 +132,14 @@ func LostWrites(ctx context.Context, in Input, opt Options) Result {
 		if regLost, ok = lwCheckRegisters(ctx, ops, regKeys, &res); !ok {
 			return lwStopped(res, ctx.Err())
 		}
+		summary = append(summary, res.Summary)
+	}
+	if len(mvKeys) > 0 {
+		n, ok := lwCheckMV(ctx, ops, mvKeys, &res)
+		if !ok {
+			return lwStopped(res, ctx.Err())
+		}
+		regLost += n
 		summary = append(summary, res.Summary)
 	}
 	res.Stats["lost"] = float64(setLost + regLost)
@@ -136,6 +163,7 @@ type lwKey struct {
 	adds      []int // add operations of any type, in invocation order
 	reads     []int // OK reads, in invocation order
 	listReads int   // OK reads whose value is a list
+	mvReads   int   // OK reads of a multi-value register (siblings)
 	writes    bool  // the key has a write or CAS, of any type
 }
 
@@ -160,6 +188,8 @@ func lwClassify(ops []history.Operation) (sets, registers, counters []*lwKey) {
 				k.reads = append(k.reads, i)
 				if o.Value.Kind() == history.KindList {
 					k.listReads++
+				} else if isMVRead(o.Value) {
+					k.mvReads++
 				}
 			}
 		case FWrite, FCAS:

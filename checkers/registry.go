@@ -29,10 +29,13 @@ const (
 	// WorkloadSaga is bookings run as sagas (saga_protocol.go): steps,
 	// compensations and the saga log, judged from the final state.
 	WorkloadSaga Workload = "saga"
+	// WorkloadMVRegister is registers whose reads return siblings with
+	// their causal context (ecstore --mode mvr; lostwrites_mvr.go).
+	WorkloadMVRegister Workload = "mv-register"
 )
 
 // Workloads lists the workloads in the order help text shows them.
-var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend, WorkloadRWRegister, WorkloadSaga}
+var Workloads = []Workload{WorkloadRegister, WorkloadSet, WorkloadCounter, WorkloadKV, WorkloadListAppend, WorkloadRWRegister, WorkloadSaga, WorkloadMVRegister}
 
 // Fs returns the operation functions the checkers of workload w
 // understand; an operation with any other f is not checked by them.
@@ -48,6 +51,8 @@ func (w Workload) Fs() []string {
 		return []string{FTxn}
 	case WorkloadSaga:
 		return SagaFs
+	case WorkloadMVRegister:
+		return []string{FRead, FWrite}
 	}
 	return nil
 }
@@ -99,7 +104,7 @@ func joinWorkloads() string {
 // makes it a register; adds with list-valued reads (or no reads) a set; adds
 // with integer reads a counter; reads alone a register.
 func InferWorkload(ops []history.Operation) (Workload, error) {
-	var writes, adds, listReads, intReads, reads, kv, txns, sagas int
+	var writes, adds, listReads, intReads, reads, kv, txns, sagas, mvReads int
 	for _, o := range ops {
 		if slices.Contains(SagaFs, o.F) {
 			sagas++
@@ -124,6 +129,10 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 				listReads++
 			case history.KindInt:
 				intReads++
+			case history.KindOther:
+				if isMVRead(o.Value) {
+					mvReads++
+				}
 			}
 		}
 	}
@@ -149,6 +158,8 @@ func InferWorkload(ops []history.Operation) (Workload, error) {
 		return WorkloadKV, nil
 	case writes > 0 && adds > 0:
 		return "", fmt.Errorf("the history mixes register writes (%d) and adds (%d); name the workload with --workload", writes, adds)
+	case writes > 0 && mvReads > 0:
+		return WorkloadMVRegister, nil
 	case writes > 0:
 		return WorkloadRegister, nil
 	case adds > 0 && listReads > 0 && intReads > 0:
@@ -199,7 +210,7 @@ var all = []Checker{
 		Doc: "a process never reads a value older than its own acknowledged write"},
 	{Name: NameMonotonicReads, Workloads: []Workload{WorkloadRegister}, Run: MonotonicReads, Fs: []string{FRead, FWrite, FCAS}, Card: "monotonic reads",
 		Doc: "a process never reads a value older than one it already read"},
-	{Name: NameLostWrites, Workloads: []Workload{WorkloadRegister, WorkloadSet}, Run: LostWrites, Fs: []string{FRead, FWrite, FCAS, FAdd}, Card: "lost writes",
+	{Name: NameLostWrites, Workloads: []Workload{WorkloadRegister, WorkloadSet, WorkloadMVRegister}, Run: LostWrites, Fs: []string{FRead, FWrite, FCAS, FAdd}, Card: "lost writes",
 		Doc: "no acknowledged write or add is missing from the final state"},
 	{Name: NameStaleness, Workloads: []Workload{WorkloadRegister}, Run: Staleness, Fs: []string{FRead, FWrite, FCAS}, Card: "stale p99 ms", CardStat: "stale_p99_ms",
 		Doc: "how long after a write finished reads still returned older values (ms)"},
@@ -304,7 +315,7 @@ func runOne(ctx context.Context, in Input, c Checker, opt Options) (r Result) {
 // register otherwise. Workloads come back in the order of Workloads; each
 // group's operations keep their history order.
 func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation, []Workload) {
-	type flags struct{ write, add, listRead, intRead, kv bool }
+	type flags struct{ write, add, listRead, intRead, kv, mv bool }
 	byKey := map[string]*flags{}
 	for _, o := range ops {
 		if o.F == FTxn || slices.Contains(SagaFs, o.F) {
@@ -329,6 +340,8 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 					f.listRead = true
 				case history.KindInt:
 					f.intRead = true
+				case history.KindOther:
+					f.mv = f.mv || isMVRead(o.Value)
 				}
 			}
 		}
@@ -338,6 +351,8 @@ func SplitByWorkload(ops []history.Operation) (map[Workload][]history.Operation,
 		switch {
 		case f.kv:
 			kind[k] = WorkloadKV
+		case f.mv:
+			kind[k] = WorkloadMVRegister
 		case f.write:
 			kind[k] = WorkloadRegister
 		case f.add && f.intRead && !f.listRead:
