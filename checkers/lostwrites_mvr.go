@@ -39,7 +39,7 @@ type MVSibling struct {
 
 // MVRead is what a read of a multi-value register returns.
 type MVRead struct {
-	Siblings []MVSibling     `json:"siblings"`
+	Siblings []MVSibling      `json:"siblings"`
 	Context  map[string]int64 `json:"context"`
 }
 
