@@ -42,7 +42,9 @@ func TestChecklist(t *testing.T) {
 	}
 	sagas := checklistRun(map[string]any{"mode": "raft"}, []string{"partition", "kill"}, 0, false, false,
 		res(checkers.NameSaga, checkers.Invalid, 4, map[string]float64{"sagas": 340, "completed": 251, "compensated": 85}))
-	all := byQ(Checklist([]ChecklistRun{lww, sessions, retried, sagas}))
+	mvr := checklistRun(map[string]any{"mode": "mvr"}, []string{"partition", "clock"}, 0, false, false,
+		res(checkers.NameLostWrites, checkers.Valid, 0, map[string]float64{"lost": 0, "reads_with_siblings": 57, "siblings_max": 3}))
+	all := byQ(Checklist([]ChecklistRun{lww, sessions, retried, sagas, mvr}))
 	if a := all[QStaleness]; !a.Answered || !strings.Contains(a.Answer, "730.0 ms") || !strings.Contains(strings.Join(a.Lines, "\n"), "--max-staleness 500 ms: 3 reads beyond it") {
 		t.Errorf("staleness: %+v", a)
 	}
@@ -56,7 +58,8 @@ func TestChecklist(t *testing.T) {
 	if a := all[QTracing]; !a.Answered || len(a.Lines) != 1 {
 		t.Errorf("tracing: %+v", a)
 	}
-	if a := all[QConflicts]; !a.Answered || !strings.Contains(a.Lines[0], "last write wins") {
+	if a := all[QConflicts]; !a.Answered || !strings.Contains(a.Lines[0], "last write wins") ||
+		!strings.Contains(strings.Join(a.Lines, "\n"), "siblings (dotted version vectors) until a write that saw them supersedes them; sets and counters are CRDTs; 0 acknowledged writes lost; 57 reads returned siblings (at most 3)") {
 		t.Errorf("conflicts: %+v", a)
 	}
 
