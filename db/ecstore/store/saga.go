@@ -187,7 +187,7 @@ func applySaga(st *checkers.SagaState, op sagaOp) sagaResult {
 	switch op.f {
 	case checkers.FSagaInit:
 		if sagaHeld(st) {
-			return refuse("exists")
+			return refuse("exists: the store holds saga state")
 		}
 		st.Stock = slices.Clone(a.Stock)
 		return changed
@@ -197,7 +197,7 @@ func applySaga(st *checkers.SagaState, op sagaOp) sagaResult {
 			if rec.Owner == a.Owner {
 				return sagaResult{} // a retried begin
 			}
-			return refuse("exists")
+			return refuse("exists: saga %s is owned by %s", id, rec.Owner)
 		}
 		st.Log[id] = checkers.SagaRecord{Saga: id, Owner: a.Owner, Epoch: 1, Status: checkers.SagaRunning,
 			Item: a.Item, Qty: a.Qty, Price: a.Price, Steps: []string{}}
@@ -225,10 +225,8 @@ func applySaga(st *checkers.SagaState, op sagaOp) sagaResult {
 		switch {
 		case !ok:
 			return refuse("no saga %s", id)
-		case sagaFinal(rec.Status):
-			return refuse("final: %s", rec.Status)
-		case rec.Epoch != a.Epoch-1:
-			return refuse("fenced: epoch %d", rec.Epoch)
+		case sagaFinal(rec.Status) || rec.Epoch != a.Epoch-1:
+			return refuse("not claimable: epoch %d, status %s", rec.Epoch, rec.Status)
 		}
 		rec.Epoch, rec.Owner = a.Epoch, a.Owner
 		st.Log[id] = rec
@@ -258,7 +256,7 @@ func applySaga(st *checkers.SagaState, op sagaOp) sagaResult {
 		case a.Decline:
 			return refuse("declined")
 		case a.Item >= int64(len(st.Stock)):
-			return refuse("out of stock: no item %d", a.Item)
+			return refuse("no item %d", a.Item)
 		case st.Stock[a.Item] < a.Qty:
 			return refuse("out of stock")
 		}

@@ -84,13 +84,13 @@ func TestRaftFSMSaga(t *testing.T) {
 		{name: "pending/empty store/empty list", f: checkers.FSagaPending, value: `[]`},
 		{name: "init/no stock/malformed", f: checkers.FSagaInit, args: `{}`, bad: "no stock"},
 		{name: "init/fresh/ok", f: checkers.FSagaInit, args: `{"stock":[3,5]}`},
-		{name: "init/state exists/refused", f: checkers.FSagaInit, args: `{"stock":[9]}`, refused: "exists"},
+		{name: "init/state exists/refused", f: checkers.FSagaInit, args: `{"stock":[9]}`, refused: "exists: the store holds saga state"},
 
 		{name: "begin/no key/malformed", f: checkers.FSagaBegin, args: `{"item":0,"qty":1,"owner":"p0"}`, bad: "empty"},
 		{name: "begin/no owner/malformed", f: checkers.FSagaBegin, key: "a", args: `{"item":0,"qty":1}`, bad: "no owner"},
 		{name: "begin/new/ok", f: checkers.FSagaBegin, key: "a", args: `{"item":0,"qty":2,"price":20,"owner":"p0"}`},
 		{name: "begin/same owner/ok (a retry)", f: checkers.FSagaBegin, key: "a", args: `{"item":0,"qty":2,"price":20,"owner":"p0"}`},
-		{name: "begin/other owner/refused", f: checkers.FSagaBegin, key: "a", args: `{"item":0,"qty":2,"price":20,"owner":"p1"}`, refused: "exists"},
+		{name: "begin/other owner/refused", f: checkers.FSagaBegin, key: "a", args: `{"item":0,"qty":2,"price":20,"owner":"p1"}`, refused: "exists: saga a is owned by p0"},
 		{name: "log/its epoch/ok", f: checkers.FSagaLog, key: "a", args: `{"epoch":1,"step":"reserve","status":"running"}`},
 		{name: "log/other epoch/fenced", f: checkers.FSagaLog, key: "a", args: `{"epoch":2,"step":"charge"}`, refused: "fenced: epoch 1"},
 		{name: "log/no record/refused", f: checkers.FSagaLog, key: "zz", args: `{"epoch":1,"step":"x"}`, refused: "no saga zz"},
@@ -100,7 +100,7 @@ func TestRaftFSMSaga(t *testing.T) {
 		{name: "reserve/held/ok once", f: checkers.FReserve, key: "a", args: `{"item":0,"qty":2}`},
 		{name: "reserve/declined/refused", f: checkers.FReserve, key: "b", args: `{"item":1,"qty":1,"decline":true}`, refused: "declined"},
 		{name: "reserve/stock short/refused", f: checkers.FReserve, key: "b", args: `{"item":0,"qty":2}`, refused: "out of stock"},
-		{name: "reserve/no such item/refused", f: checkers.FReserve, key: "b", args: `{"item":7,"qty":1}`, refused: "out of stock: no item 7"},
+		{name: "reserve/no such item/refused", f: checkers.FReserve, key: "b", args: `{"item":7,"qty":1}`, refused: "no item 7"},
 		{name: "reserve/b/ok", f: checkers.FReserve, key: "b", args: `{"item":1,"qty":1}`},
 		{name: "release/held/stock back", f: checkers.FRelease, key: "b", args: `{"item":1,"qty":1}`},
 		{name: "release/released/ok once", f: checkers.FRelease, key: "b", args: `{"item":1,"qty":1}`},
@@ -130,16 +130,16 @@ func TestRaftFSMSaga(t *testing.T) {
 		{name: "confirm/cancelled/refused", f: checkers.FConfirm, key: "b", args: `{}`, refused: "cancelled"},
 
 		{name: "log/a done/ok", f: checkers.FSagaLog, key: "a", args: `{"epoch":1,"step":"done","status":"done"}`},
-		{name: "claim/done/refused", f: checkers.FSagaClaim, key: "a", args: `{"epoch":2,"owner":"p9"}`, refused: "final: done"},
+		{name: "claim/done/refused", f: checkers.FSagaClaim, key: "a", args: `{"epoch":2,"owner":"p9"}`, refused: "not claimable: epoch 1, status done"},
 		{name: "begin/d/ok", f: checkers.FSagaBegin, key: "d", args: `{"item":1,"qty":1,"price":5,"owner":"p3"}`},
 		{name: "log/d reserve/ok", f: checkers.FSagaLog, key: "d", args: `{"epoch":1,"step":"reserve"}`},
 		{name: "pending/d running, a done/d only", f: checkers.FSagaPending,
 			value: `[{"saga":"d","owner":"p3","epoch":1,"status":"running","item":1,"qty":1,"price":5,"steps":["reserve"]}]`},
-		{name: "claim/skips an epoch/fenced", f: checkers.FSagaClaim, key: "d", args: `{"epoch":3,"owner":"p9"}`, refused: "fenced: epoch 1"},
+		{name: "claim/skips an epoch/fenced", f: checkers.FSagaClaim, key: "d", args: `{"epoch":3,"owner":"p9"}`, refused: "not claimable: epoch 1, status running"},
 		{name: "claim/no record/refused", f: checkers.FSagaClaim, key: "zz", args: `{"epoch":2,"owner":"p9"}`, refused: "no saga zz"},
 		{name: "claim/next epoch/the record", f: checkers.FSagaClaim, key: "d", args: `{"epoch":2,"owner":"p9"}`,
 			value: `{"saga":"d","owner":"p9","epoch":2,"status":"running","item":1,"qty":1,"price":5,"steps":["reserve"]}`},
-		{name: "claim/claimed already/fenced", f: checkers.FSagaClaim, key: "d", args: `{"epoch":2,"owner":"p8"}`, refused: "fenced: epoch 2"},
+		{name: "claim/claimed already/fenced", f: checkers.FSagaClaim, key: "d", args: `{"epoch":2,"owner":"p8"}`, refused: "not claimable: epoch 2, status running"},
 		{name: "log/stale epoch after claim/fenced", f: checkers.FSagaLog, key: "d", args: `{"epoch":1,"step":"charge"}`, refused: "fenced: epoch 2"},
 		{name: "log/new owner's epoch/ok", f: checkers.FSagaLog, key: "d", args: `{"epoch":2,"step":"compensate","status":"compensating"}`},
 
@@ -202,7 +202,7 @@ func TestRaftFSMSaga(t *testing.T) {
 	}
 	after := index + 1
 	applySagaSteps(t, g, &after, []sagaStep{
-		{name: "restored/init/refused", f: checkers.FSagaInit, args: `{"stock":[1]}`, refused: "exists"},
+		{name: "restored/init/refused", f: checkers.FSagaInit, args: `{"stock":[1]}`, refused: "exists: the store holds saga state"},
 		{name: "restored/reserve on a tombstone/refused", f: checkers.FReserve, key: "c", args: `{"item":1,"qty":2}`, refused: "released"},
 		{name: "restored/charge after refund/refused", f: checkers.FCharge, key: "c", args: `{"amount":30}`, refused: "refunded"},
 		{name: "restored/log with a stale epoch/fenced", f: checkers.FSagaLog, key: "d", args: `{"epoch":1,"step":"x"}`, refused: "fenced: epoch 2"},
@@ -244,9 +244,9 @@ func TestRaftFSMSagaRefusedChangesNothing(t *testing.T) {
 		{name: "charge/declined", f: checkers.FCharge, key: "a", args: `{"amount":3,"decline":true}`, refused: "declined"},
 		{name: "confirm/declined", f: checkers.FConfirm, key: "a", args: `{"decline":true}`, refused: "declined"},
 		{name: "log/stale", f: checkers.FSagaLog, key: "a", args: `{"epoch":5,"step":"x","status":"done"}`, refused: "fenced: epoch 1"},
-		{name: "claim/fenced", f: checkers.FSagaClaim, key: "a", args: `{"epoch":1,"owner":"p1"}`, refused: "fenced: epoch 1"},
-		{name: "begin/other owner", f: checkers.FSagaBegin, key: "a", args: `{"owner":"p1"}`, refused: "exists"},
-		{name: "init/again", f: checkers.FSagaInit, args: `{"stock":[5]}`, refused: "exists"},
+		{name: "claim/fenced", f: checkers.FSagaClaim, key: "a", args: `{"epoch":1,"owner":"p1"}`, refused: "not claimable: epoch 1, status running"},
+		{name: "begin/other owner", f: checkers.FSagaBegin, key: "a", args: `{"owner":"p1"}`, refused: "exists: saga a is owned by p0"},
+		{name: "init/again", f: checkers.FSagaInit, args: `{"stock":[5]}`, refused: "exists: the store holds saga state"},
 		{name: "reserve/negative/malformed", f: checkers.FReserve, key: "a", args: `{"item":0,"qty":-1}`, bad: "below zero"},
 	})
 	index++
