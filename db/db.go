@@ -200,6 +200,18 @@ type Info struct {
 	Engine *docker.Engine
 }
 
+// Diverger is Settings whose replicas can disagree (asynchronous
+// replication, last-write-wins, a lagging replica read): for them the
+// convergence phase is on by default (eccheck test without --converge).
+// Settings without it, or reporting false (a Raft log read through its
+// leader), have no such phase unless asked.
+type Diverger interface {
+	CanDiverge(c Common) bool
+}
+
+// DefaultConverge bounds the convergence phase that is on by default.
+const DefaultConverge = 10 * time.Second
+
 // Containers is a System in Docker containers: the link faults of
 // `eccheck nemesis` (loss, bandwidth, delay) act on its cluster.
 type Containers interface {
@@ -272,7 +284,7 @@ func NoTransactions(c Common, system string) error {
 // those that do.
 func NoSagas(c Common, system string) error {
 	if slices.Contains(c.Workloads, workload.Saga) {
-		return Usagef("--workload saga: %s does not run the saga workload's steps (ecstore in raft mode and postgres do)", system)
+		return Usagef("--workload saga: %s does not run the saga workload's steps (ecstore in raft and primary modes, and postgres, do)", system)
 	}
 	return nil
 }

@@ -80,6 +80,9 @@ func (s *Spec) Adjust(given func(flag string) bool) {
 			s.Common.Recovery = DockerRecovery
 		}
 	}
+	if d, ok := s.Settings.(db.Diverger); ok && !given("converge") && s.Common.Nodes > 1 && d.CanDiverge(s.Common) {
+		s.Common.Converge = db.DefaultConverge
+	}
 	if s.Common.Cycles > 0 && !given("time-limit") {
 		s.Common.TimeLimit = CyclesBound
 	}

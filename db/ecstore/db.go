@@ -29,7 +29,7 @@ var _ db.DB = DB{}
 func (DB) Name() string { return Name }
 
 func (DB) Doc() string {
-	return "eccheck's own store (lww, hlc, primary, raft; sessions; CRDTs), in this process or in Docker"
+	return "eccheck's own store (lww, hlc, mvr, primary, raft; sessions; CRDTs), in this process or in Docker"
 }
 
 func (DB) Backends() []string { return []string{db.BackendLocal, db.BackendDocker} }
@@ -37,7 +37,7 @@ func (DB) Backends() []string { return []string{db.BackendLocal, db.BackendDocke
 func (DB) Images() []docker.ImageSpec { return []docker.ImageSpec{Image} }
 
 func (DB) NewSettings() db.Settings {
-	return &Settings{Mode: store.ModeLWW, W: 1, R: 1, SetImpl: store.SetORSet, PrimaryReads: "any"}
+	return &Settings{Mode: store.ModeLWW, W: 1, R: 1, SetImpl: store.SetORSet, CounterImpl: store.CounterPN, PrimaryReads: "any"}
 }
 
 // Open takes over a running ecstore cluster found by its labels: its
@@ -55,25 +55,38 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 // step's check and its write one action.
 var SagaModes = []string{store.ModeRaft, store.ModePrimary}
 
-// Settings are ecstore's flags: the mode, its quorums and its sets, and
-// whether clients carry session tokens.
+// Settings are ecstore's flags: the mode, its quorums, its sets and
+// counters, and whether clients carry session tokens.
 type Settings struct {
-	Mode         string
-	N, W, R      int
-	SetImpl      string
+	Mode    string
+	N, W, R int
+	SetImpl string
+	// CounterImpl is store.CounterPN or store.CounterG; empty (a report
+	// card's configuration) means store.CounterPN.
+	CounterImpl  string
 	PrimaryReads string
 	Sessions     bool
 }
+
+// DynamoModes are the modes of the Dynamo-style engine: N/W/R quorums,
+// CRDT counters and sets.
+var DynamoModes = []string{store.ModeLWW, store.ModeHLC, store.ModeMVR}
+
+// TxnModes are the modes that run transactions: raft as one log entry,
+// lww, hlc and primary one micro-operation after another. mvr's registers
+// answer siblings, not the one value a transaction's read needs.
+var TxnModes = []string{store.ModeLWW, store.ModeHLC, store.ModePrimary, store.ModeRaft}
 
 func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 	if use == db.UseMatrix {
 		return // a card's configurations set all of these
 	}
-	f.StringVar(&s.Mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", "))
-	f.IntVar(&s.N, "n", 0, "replicas per key in lww and hlc (0 = every node)")
-	f.IntVar(&s.W, "w", 1, "write quorum in lww and hlc")
-	f.IntVar(&s.R, "r", 1, "read quorum in lww and hlc")
-	f.StringVar(&s.SetImpl, "set-impl", store.SetORSet, "sets in lww and hlc: orset (a CRDT) or lww-blob (one last-write-wins value)")
+	f.StringVar(&s.Mode, "mode", store.ModeLWW, "ecstore mode: "+strings.Join(store.Modes, ", ")+" (mvr: lww's replication with multi-value registers, concurrent writes kept as siblings)")
+	f.IntVar(&s.N, "n", 0, "replicas per key in lww, hlc and mvr (0 = every node)")
+	f.IntVar(&s.W, "w", 1, "write quorum in lww, hlc and mvr")
+	f.IntVar(&s.R, "r", 1, "read quorum in lww, hlc and mvr")
+	f.StringVar(&s.SetImpl, "set-impl", store.SetORSet, "sets in lww and hlc: orset (a CRDT) or lww-blob (one last-write-wins value); mvr: orset")
+	f.StringVar(&s.CounterImpl, "counter-impl", store.CounterPN, "counters in lww, hlc and mvr: pn (a PN-Counter) or g (a G-Counter: increments only, a negative add fails)")
 	f.StringVar(&s.PrimaryReads, "primary-reads", "any", "primary mode: reads from any node, or from the primary")
 	if use == db.UseTest {
 		f.BoolVar(&s.Sessions, "sessions", false, "clients carry session tokens (read-your-writes and monotonic reads even in lww)")
@@ -84,6 +97,13 @@ func (s *Settings) Bind(f *pflag.FlagSet, use db.Use) {
 func (*Settings) FlagPrefix() string { return "" }
 
 func (*Settings) Adjust(*db.Common, func(string) bool) {}
+
+// CanDiverge: every mode's replicas can disagree for a while but raft's
+// (its reads go through the leader) and primary's read from the primary
+// alone; so the convergence phase is on by default for the others.
+func (s *Settings) CanDiverge(db.Common) bool {
+	return s.Mode != store.ModeRaft && !(s.Mode == store.ModePrimary && s.PrimaryReads == "primary")
+}
 
 // Validate checks the flags against the node count, as each node would
 // when it starts, so that a bad combination is a usage error before
@@ -97,6 +117,23 @@ func (s *Settings) Validate(c db.Common) error {
 	}
 	if !slices.Contains(store.Modes, s.Mode) {
 		return db.Usagef("--mode %q: want %s", s.Mode, strings.Join(store.Modes, ", "))
+	}
+	if s.Mode == store.ModeMVR {
+		if i := slices.IndexFunc(c.Workloads, workload.Transactional); i >= 0 {
+			return db.Usagef("--workload %s: ecstore runs transactions in --mode %s, not mvr: a transaction's read needs one value per register, and an mvr register holds siblings", c.Workloads[i], strings.Join(TxnModes, ", "))
+		}
+		switch {
+		case s.Sessions:
+			return db.Usagef("--sessions and --mode mvr: a session token holds a timestamp per key, and mvr orders writes by version vectors, not timestamps; mvr runs without sessions")
+		case s.SetImpl == store.SetLWWBlob:
+			return db.Usagef("--set-impl lww-blob and --mode mvr: lww-blob keeps a set in a last-write-wins register, which mvr does not have; use --set-impl orset")
+		}
+	}
+	switch {
+	case s.CounterImpl != "" && s.CounterImpl != store.CounterPN && s.CounterImpl != store.CounterG:
+		return db.Usagef("--counter-impl %q: want %s or %s", s.CounterImpl, store.CounterPN, store.CounterG)
+	case s.CounterImpl == store.CounterG && !slices.Contains(DynamoModes, s.Mode):
+		return db.Usagef("--counter-impl g: G-Counters are in --mode %s, not %s", strings.Join(DynamoModes, ", "), s.Mode)
 	}
 	if slices.Contains(c.Workloads, workload.Saga) {
 		switch {
@@ -134,12 +171,16 @@ func (s *Settings) Validate(c db.Common) error {
 	return nil
 }
 
-// RunName is "ecstore-MODE", with the quorums in lww and hlc:
-// "ecstore-lww-w1r1".
+// RunName is "ecstore-MODE", with the quorums in lww, hlc and mvr and
+// the counters when they are G-Counters: "ecstore-lww-w1r1",
+// "ecstore-mvr-w2r2-gcounter".
 func (s *Settings) RunName(db.Common) string {
 	name := Name + "-" + s.Mode
-	if s.Mode == store.ModeLWW || s.Mode == store.ModeHLC {
+	if slices.Contains(DynamoModes, s.Mode) {
 		name += fmt.Sprintf("-w%dr%d", s.W, s.R)
+	}
+	if s.CounterImpl == store.CounterG {
+		name += "-gcounter"
 	}
 	return name
 }
@@ -158,6 +199,9 @@ func (s *Settings) Record() map[string]any {
 	if s.SetImpl != "" {
 		m["set_impl"] = s.SetImpl
 	}
+	if s.CounterImpl != "" {
+		m["counter_impl"] = s.CounterImpl
+	}
 	return m
 }
 
@@ -168,7 +212,7 @@ func (s *Settings) Start(ctx context.Context, env db.Env) (db.System, error) {
 	return s.startLocal(ctx, env)
 }
 
-const cellForms = "raft, lww, lww:w1r1, lww:w2r2, lww:n3w2r2 (N replicas, W, R), hlc, hlc:w1r1, primary, primary:reads-primary; any +sessions"
+const cellForms = "raft, lww, lww:w1r1, lww:w2r2, lww:n3w2r2 (N replicas, W, R), hlc, hlc:w1r1, mvr, mvr:w2r2, primary, primary:reads-primary; any but mvr +sessions"
 
 func (*Settings) CellForms() string { return cellForms }
 
@@ -177,9 +221,10 @@ func (*Settings) CellHelp() string {
   lww, lww:w1r1           last-write-wins, W=1 R=1 over every node
   lww:w2r2, lww:n3w2r2    with quorums W and R (and N replicas per key)
   hlc, hlc:w1r1, ...      hybrid logical clock stamps, same quorum forms
+  mvr, mvr:w2r2, ...      multi-value registers (siblings), same quorum forms
   primary                 asynchronous primary, reads from any node
   primary:reads-primary   reads from the primary
-Any of them +sessions (lww:w1r1+sessions) runs the clients with session tokens.
+Any of them but mvr +sessions (lww:w1r1+sessions) runs the clients with session tokens.
 `
 }
 
@@ -213,7 +258,10 @@ func (s *Settings) Cell(spec string, c db.Common) (db.Settings, error) {
 		default:
 			return bad(fmt.Sprintf("unknown primary parameter %q", param))
 		}
-	case store.ModeLWW, store.ModeHLC:
+	case store.ModeLWW, store.ModeHLC, store.ModeMVR:
+		if mode == store.ModeMVR && sessions {
+			return bad("mvr runs without sessions")
+		}
 		if !hasParam {
 			break
 		}
