@@ -3,6 +3,9 @@
 // transaction) and classifies each outcome as ok, fail (certainly did not
 // happen) or info (may have happened).
 //
+// The transactional workloads (list-append, rw-register) and the saga
+// workload's operations ([Saga]) are one transaction each.
+//
 // Writes always go to the primary. Reads go to the primary, or to a replica
 // when [ClientOptions.ReadDSN] names one: the routing that makes a user's own
 // write vanish on refresh when the replica lags.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +36,37 @@ func TestSagaRefusalIsFail(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if typ, text := Classify(tt.err, false, nil); typ != history.Fail || text != tt.want {
 				t.Errorf("Classify = %s %q, want fail %q", typ, text, tt.want)
+			}
+		})
+	}
+}
+
+// TestSagaFencedNode: the final client of an old primary killed for good
+// fails its saga-read, saying why, and sends the saga's steps of the
+// final recovery to its client of the primary (here one whose
+// connection is refused: the failure is the connection's).
+func TestSagaFencedNode(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	writes := NewClient("postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/postgres?sslmode=disable", ClientOptions{Workload: Saga, Node: "n2", Timeout: 2 * time.Second})
+	defer writes.Close(context.Background())
+	f := &fencedNode{node: "n1", writes: writes}
+	tests := []struct {
+		name, f, node, want string
+	}{
+		{"fenced/saga-read/old primary", checkers.FSagaRead, "n1", "old primary"},
+		{"fenced/saga-pending/to the primary", checkers.FSagaPending, "n2", "connect to n2"},
+		{"fenced/saga-claim/to the primary", checkers.FSagaClaim, "n2", "connect to n2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := f.Invoke(context.Background(), history.Op{Process: 1, Type: history.Invoke, F: tt.f, Key: "s"})
+			if done.Type != history.Fail || done.Node != tt.node || !strings.Contains(done.Error, tt.want) {
+				t.Errorf("%s: %s on %s %q, want fail on %s saying %q", tt.f, done.Type, done.Node, done.Error, tt.node, tt.want)
 			}
 		})
 	}
@@ -174,7 +207,9 @@ func TestPostgresSaga(t *testing.T) {
 // and every fail is one of the protocol's refusals (no deadlock or
 // duplicate key slips through).
 func concurrentSagas(t *testing.T, ctx context.Context, seed int64, newClient func(*testing.T) *Client) {
-	const workers, sagas, steps = 6, 4, 60
+	// More demand than stock, and forward steps more often than
+	// compensations, so that reserves race for the last units.
+	const workers, sagas, steps = 6, 24, 80
 	stock := []int64{7, 4}
 	admin := newClient(t)
 	initial, _ := json.Marshal(map[string]any{"stock": stock})
@@ -209,20 +244,20 @@ func concurrentSagas(t *testing.T, ctx context.Context, seed int64, newClient fu
 				id := fmt.Sprintf("s%d", rng.IntN(sagas))
 				var f string
 				var args any
-				switch rng.IntN(8) {
-				case 0:
+				switch rng.IntN(12) {
+				case 0, 1, 2:
 					f, args = checkers.FReserve, map[string]any{"item": rng.IntN(2), "qty": 1 + rng.IntN(3)}
-				case 1:
-					f, args = checkers.FRelease, map[string]any{"item": rng.IntN(2), "qty": 1}
-				case 2:
-					f, args = checkers.FCharge, map[string]any{"amount": 10}
 				case 3:
-					f, args = checkers.FRefund, map[string]any{"amount": 10}
-				case 4:
-					f, args = checkers.FConfirm, map[string]any{}
-				case 5:
-					f, args = checkers.FCancel, nil
+					f, args = checkers.FRelease, map[string]any{"item": rng.IntN(2), "qty": 1}
+				case 4, 5:
+					f, args = checkers.FCharge, map[string]any{"amount": 10}
 				case 6:
+					f, args = checkers.FRefund, map[string]any{"amount": 10}
+				case 7, 8:
+					f, args = checkers.FConfirm, map[string]any{}
+				case 9:
+					f, args = checkers.FCancel, nil
+				case 10:
 					f, args = checkers.FSagaClaim, map[string]any{"epoch": 2, "owner": fmt.Sprintf("p%d", w+1)}
 				default:
 					f, args = checkers.FSagaLog, map[string]any{"epoch": 1 + rng.IntN(2), "step": "x", "status": "running"}
@@ -314,10 +349,21 @@ func concurrentSagas(t *testing.T, ctx context.Context, seed int64, newClient fu
 		}
 	}
 	n := map[history.Type]int{}
+	why := map[string]int{}
 	for _, op := range results {
 		n[op.Type]++
+		if op.Type == history.Fail {
+			why[op.F+": "+op.Error]++
+		}
 	}
-	t.Logf("%d operations: %d ok, %d fail, %d info; stock %v, %d ledger entries, shipments %v", len(results), n[history.OK], n[history.Fail], n[history.Info], st.Stock, len(st.Ledger), st.Shipments)
+	reserved := 0
+	for _, r := range st.Reservations {
+		if r.State == "reserved" {
+			reserved++
+		}
+	}
+	t.Logf("%d operations: %d ok, %d fail, %d info; fails %v; stock %v, %d reservations held, %d ledger entries, %d shipments",
+		len(results), n[history.OK], n[history.Fail], n[history.Info], why, st.Stock, reserved, len(st.Ledger), len(st.Shipments))
 }
 
 func countLedger(ledger []checkers.LedgerEntry, saga, kind string) int {

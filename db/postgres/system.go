@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eccheck/eccheck/checkers"
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/history"
@@ -203,11 +204,20 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	sys.mu.Lock()
 	defer sys.mu.Unlock()
 	primary := sys.Primary()
-	if sys.final && slices.Contains(sys.Fenced(), node) {
-		return fencedNode(node), nil
-	}
 	co := ClientOptions{Workload: workload.Kind(name), Isolation: sys.iso, Node: primary, Timeout: sys.wait, ReadMode: sys.read, Primary: sys.primaryNow,
 		IdempotencyKeys: sys.idem}
+	if sys.final && slices.Contains(sys.Fenced(), node) {
+		f := &fencedNode{node: node}
+		if co.Workload == Saga {
+			// The saga workload's final phase finishes the sagas left
+			// unfinished first, through a client of the first node,
+			// maybe this one: its steps go to the primary now.
+			co.ReadMode, co.ReadNode = ReadPrimary, primary
+			f.writes = NewClient(sys.PrimaryDSN(), co)
+			sys.clients = append(sys.clients, f.writes)
+		}
+		return f, nil
+	}
 	replicas := sys.Replicas()
 	switch {
 	case !sys.final && sys.read == ReadRoundRobin && len(replicas) > 0:
@@ -238,12 +248,19 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 
 // fencedNode is the final-read client of an old primary that a failover
 // killed for good: its reads fail at once, saying why, without a
-// connection attempt.
-type fencedNode string
+// connection attempt. Its other operations (a saga's steps) go to writes,
+// a client of the primary now; without one they fail too.
+type fencedNode struct {
+	node   string
+	writes *Client
+}
 
-func (n fencedNode) Invoke(_ context.Context, op history.Op) history.Op {
-	op.Type, op.Node = history.Fail, string(n)
-	op.Error = "node " + string(n) + " is an old primary, killed for good by a failover (it does not rejoin without pg_rewind)"
+func (n *fencedNode) Invoke(ctx context.Context, op history.Op) history.Op {
+	if n.writes != nil && op.F != "read" && op.F != checkers.FSagaRead {
+		return n.writes.Invoke(ctx, op)
+	}
+	op.Type, op.Node = history.Fail, n.node
+	op.Error = "node " + n.node + " is an old primary, killed for good by a failover (it does not rejoin without pg_rewind)"
 	return op
 }
 
