@@ -437,17 +437,25 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if sagas != nil && ctx.Err() == nil {
 		progress("saga recovery")
 		sum.Sagas = sagas.summary()
-		co, cerr := sagas.newCoordinator(o.Nodes[0], -2, false)
-		if cerr != nil {
-			err = errors.Join(err, fmt.Errorf("client of the saga recovery: %w", cerr))
-		} else {
-			left, ferr := sagas.finish(ctx, co)
-			if ferr != nil || left > 0 {
-				sum.Warnings = append(sum.Warnings, fmt.Sprintf("saga recovery: %d sagas left unfinished in the log (%v)", left, ferr))
+		// Through the first node whose client can read the saga log: a
+		// node a failover left behind may answer nothing.
+		left, ferr := 0, errors.New("no node to run it through")
+		for _, node := range o.Nodes {
+			co, cerr := sagas.newCoordinator(node, -2, false)
+			if cerr != nil {
+				ferr = fmt.Errorf("client on %s: %w", node, cerr)
+				continue
 			}
-			sum.Sagas = sagas.summary()
-			sum.Sagas.Unfinished = int64(left)
+			if left, ferr = sagas.finish(ctx, co); ferr == nil {
+				break
+			}
+			ferr = fmt.Errorf("through %s: %w", node, ferr)
 		}
+		if ferr != nil || left > 0 {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("saga recovery: %d sagas left unfinished in the log (%v)", left, ferr))
+		}
+		sum.Sagas = sagas.summary()
+		sum.Sagas.Unfinished = int64(left)
 	}
 	progress("final reads")
 	for _, p := range o.Parts {

@@ -1,0 +1,6 @@
+// Package sagas holds the end-to-end tests of the saga workload on
+// Postgres in Docker, apart from the other Postgres end-to-end tests so
+// that no package comes near go test's default 10 minutes (the packages
+// run side by side). They skip without a Docker engine, and fail instead
+// with ECCHECK_REQUIRE_DOCKER=1.
+package sagas
