@@ -24,6 +24,9 @@ type Convergence struct {
 	BoundMS float64 `json:"bound_ms"`
 	// Keys are the keys polled, in order.
 	Keys []KeyConvergence `json:"keys"`
+	// Excluded are the nodes left out of the phase, with why: a node a
+	// failover fenced off is no longer a replica to agree with.
+	Excluded map[string]string `json:"excluded,omitempty"`
 }
 
 // KeyConvergence is one key's convergence.
@@ -79,6 +82,14 @@ func ConvergenceResult(c Convergence) Result {
 		r.Stats["converge_p50_ms"], r.Stats["converge_p99_ms"], r.Stats["converge_max_ms"] = q(0.5), q(0.99), times[len(times)-1]
 	}
 	r.Summary = fmt.Sprintf("%d of %d keys agreed on every node: p50 %.1f ms, p99 %.1f ms, max %.1f ms after the heal", len(times), len(c.Keys), q(0.5), q(0.99), q(1))
+	if len(c.Excluded) > 0 {
+		var parts []string
+		for _, n := range slices.Sorted(maps.Keys(c.Excluded)) {
+			parts = append(parts, n+" ("+c.Excluded[n]+")")
+		}
+		r.Stats["excluded_nodes"] = float64(len(c.Excluded))
+		r.Summary += "; left out: " + strings.Join(parts, ", ")
+	}
 	if never > 0 {
 		r.Summary += fmt.Sprintf("; %d still disagreed at %.0f ms", never, c.BoundMS)
 	}

@@ -212,6 +212,15 @@ type Diverger interface {
 // DefaultConverge bounds the convergence phase that is on by default.
 const DefaultConverge = 10 * time.Second
 
+// NodeReader is a System whose reads can be pinned to one node at any
+// time, not only in the final phase: the convergence phase reads each
+// node through it. NodeClient fails for a node that is no longer a member
+// (a failover fenced it off); the phase then leaves that node out. A
+// System without it is read through NewClient(workload, node).
+type NodeReader interface {
+	NodeClient(workload, node string) (workload.Client, error)
+}
+
 // Containers is a System in Docker containers: the link faults of
 // `eccheck nemesis` (loss, bandwidth, delay) act on its cluster.
 type Containers interface {

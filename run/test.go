@@ -80,7 +80,7 @@ func (s *Spec) Adjust(given func(flag string) bool) {
 			s.Common.Recovery = DockerRecovery
 		}
 	}
-	if d, ok := s.Settings.(db.Diverger); ok && !given("converge") && s.Common.Nodes > 1 && d.CanDiverge(s.Common) {
+	if d, ok := s.Settings.(db.Diverger); ok && !given("converge") && s.Common.Nodes > 1 && slices.ContainsFunc(s.Common.Workloads, workload.Converges) && d.CanDiverge(s.Common) {
 		s.Common.Converge = db.DefaultConverge
 	}
 	if s.Common.Cycles > 0 && !given("time-limit") {
@@ -118,6 +118,10 @@ func (s *Spec) Validate() error {
 		return db.Usagef("--recovery %v: want a duration of 0 or more", c.Recovery)
 	case c.Converge < 0:
 		return db.Usagef("--converge %v: want how long to poll after the heal, such as 10s, or 0 for no convergence phase", c.Converge)
+	case c.Converge > 0 && !slices.ContainsFunc(c.Workloads, workload.Converges):
+		return db.Usagef("--converge polls the keys of the single-key workloads (register, session, set, counter); --workload %s has none", strings.Join(c.Workloads, ","))
+	case c.Converge > 0 && c.Nodes < 2:
+		return db.Usagef("--converge compares nodes: --nodes %d has nothing to compare", c.Nodes)
 	case c.Saga.Bug != "" && !slices.Contains(workload.SagaBugs, c.Saga.Bug):
 		return db.Usagef("--saga-bug %q: want %s", c.Saga.Bug, strings.Join(workload.SagaBugs, " or "))
 	case c.Saga.Bug != "" && !slices.Contains(c.Workloads, workload.Saga):
@@ -282,7 +286,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 	sum, runErr := workload.Run(ctx, workload.Options{
 		Parts: parts, Nodes: sys.Nodes(), NewClient: sys.NewClient, Seed: spec.Seed, Rate: spec.Rate,
 		TimeLimit: c.TimeLimit, OpTimeout: c.OpTimeout, Recorder: rec, Nemesis: nem, Recovery: c.Recovery,
-		Retry: c.Retry, Requests: c.IdempotencyKeys, Converge: c.Converge,
+		Retry: c.Retry, Requests: c.IdempotencyKeys, Converge: c.Converge, NodeClient: nodeClient(sys),
 		BeforeFinal: sys.Settle, Progress: prog.print,
 	})
 	prog.done()
@@ -391,4 +395,13 @@ func (p *progressPrinter) done() {
 	if p.tty && p.shown {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// nodeClient is the convergence phase's way to read one node: the
+// system's NodeClient when it has one.
+func nodeClient(sys db.System) func(string, string) (workload.Client, error) {
+	if nr, ok := sys.(db.NodeReader); ok {
+		return nr.NodeClient
+	}
+	return nil
 }

@@ -86,6 +86,10 @@ type Options struct {
 	// summary carries what they found.
 	Converge     time.Duration
 	ConvergeKeys int
+	// NodeClient, if set, makes the convergence phase's clients, each
+	// reading one node alone (NewClient otherwise); an error leaves that
+	// node out of the phase, named in its result.
+	NodeClient func(workload, node string) (Client, error)
 	Recorder     Recorder
 	// Nemesis, if set, runs alongside the workers and is healed before
 	// the final phase. When its Run returns early, the workers stop: with
@@ -512,29 +516,38 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 		key     string
 		gen     *Generator
 		clients []Client
+		nodes   []string // of the clients
 	}
 	var todo []*pending
 	var errs []error
+	nodeClient := o.NewClient
+	if o.NodeClient != nil {
+		nodeClient = o.NodeClient
+	}
 	for _, p := range o.Parts {
-		if Transactional(p.Gen.Name()) || p.Gen.Name() == Saga {
+		if !Converges(p.Gen.Name()) {
 			continue // a transaction's keys are read by the final reads' transactions; a saga's state is one whole
 		}
-		clients := make([]Client, len(o.Nodes))
-		for i, node := range o.Nodes {
-			cl, err := o.NewClient(p.Gen.Name(), node)
+		var clients []Client
+		var nodes []string
+		for _, node := range o.Nodes {
+			cl, err := nodeClient(p.Gen.Name(), node)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("client %s on %s: %w", p.Gen.Name(), node, err))
-				clients = nil
-				break
+				if conv.Excluded == nil {
+					conv.Excluded = map[string]string{}
+				}
+				conv.Excluded[node] = err.Error()
+				continue
 			}
-			clients[i] = cl
+			clients, nodes = append(clients, cl), append(nodes, node)
 		}
-		if clients == nil {
+		if len(clients) < 2 {
+			errs = append(errs, fmt.Errorf("%s: fewer than two nodes to compare", p.Gen.Name()))
 			continue
 		}
 		keys := p.Gen.Keys()
 		for _, k := range keys[:min(len(keys), sample)] {
-			todo = append(todo, &pending{i: len(conv.Keys), key: k, gen: p.Gen, clients: clients})
+			todo = append(todo, &pending{i: len(conv.Keys), key: k, gen: p.Gen, clients: clients, nodes: nodes})
 			conv.Keys = append(conv.Keys, checkers.KeyConvergence{Key: k})
 		}
 	}
@@ -550,7 +563,7 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 			same := true
 			for i, cl := range p.clients {
 				read := p.gen.FinalRead(p.key)
-				read.Type, read.Node = history.Invoke, o.Nodes[i]
+				read.Type, read.Node = history.Invoke, p.nodes[i]
 				octx, cancel := context.WithTimeout(ctx, o.OpTimeout)
 				done := cl.Invoke(octx, read)
 				cancel()
@@ -558,7 +571,7 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 				if done.Type == history.OK {
 					v = canonical(done.Value)
 				}
-				values[o.Nodes[i]] = v
+				values[p.nodes[i]] = v
 				if i == 0 {
 					agreed = v
 				}
@@ -587,6 +600,11 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 	}
 	return conv, errors.Join(errs...)
 }
+
+// Converges reports whether the convergence phase polls a workload's keys:
+// the single-key workloads' (a transaction's keys are read by the final
+// reads' transactions; a saga's state is one whole).
+func Converges(workload string) bool { return !Transactional(workload) && workload != Saga }
 
 // canonical renders a read's value so that two nodes holding the same
 // state compare equal: a set's elements in a fixed order.

@@ -487,3 +487,41 @@ func TestRunConvergencePhase(t *testing.T) {
 		t.Errorf("convergence result %s, want invalid (a key never converged)", r.Verdict)
 	}
 }
+
+// A node whose NodeClient fails (a failover fenced it off) is left out
+// of the convergence phase and named; the others are compared.
+func TestRunConvergenceLeavesOutNodes(t *testing.T) {
+	var start atomic.Int64
+	g, err := NewGenerator(Register, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.use("slow")
+	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	newClient := func(_, node string) (Client, error) { return divergentClient{node: node, start: &start}, nil }
+	sum, err := Run(context.Background(), Options{
+		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1, NewClient: newClient,
+		NodeClient: func(w, node string) (Client, error) {
+			if node == "n2" {
+				return nil, errors.New("fenced off by a failover")
+			}
+			return newClient(w, node)
+		},
+		Recorder: rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sum.Convergence
+	if c == nil || c.Excluded["n2"] != "fenced off by a failover" || len(c.Excluded) != 1 {
+		t.Fatalf("convergence %+v, want n2 left out with its reason", c)
+	}
+	r := checkers.ConvergenceResult(*c)
+	if r.Verdict != checkers.Valid || !strings.Contains(r.Summary, "left out: n2 (fenced off by a failover)") {
+		t.Errorf("result %s %q, want valid naming n2 left out", r.Verdict, r.Summary)
+	}
+}

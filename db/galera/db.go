@@ -95,6 +95,11 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 	}
 }
 
+// CanDiverge: a node applies the others' write sets after certifying
+// them, so a lagging node reads otherwise for a while (wsrep_sync_wait 0):
+// the convergence phase is on by default.
+func (*Settings) CanDiverge(db.Common) bool { return true }
+
 func (s *Settings) Validate(c db.Common) error {
 	if err := db.NoSagas(c, "galera"); err != nil {
 		return err

@@ -107,6 +107,22 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	return cl, nil
 }
 
+// NodeClient is the convergence phase's client of node: it writes and
+// reads node alone (whatever --galera-read says), at any time.
+func (sys *System) NodeClient(name, node string) (workload.Client, error) {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	if !slices.Contains(sys.Nodes(), node) {
+		return nil, fmt.Errorf("galera: no node %s in cluster %s", node, sys.Name())
+	}
+	cl, err := NewClient(ClientOptions{Workload: name, Write: sys.Addr(node), WriteNode: node, Timeout: sys.opWait, Isolation: sys.iso})
+	if err != nil {
+		return nil, err
+	}
+	sys.clients = append(sys.clients, cl)
+	return cl, nil
+}
+
 // settleBound bounds the wait before the final reads.
 const settleBound = 60 * time.Second
 

@@ -102,6 +102,11 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 	}
 }
 
+// CanDiverge: a replica applies its primary's WAL after it, so for a
+// while it can read otherwise, and after a partition or a paused replay
+// for longer: the convergence phase is on by default.
+func (*Settings) CanDiverge(db.Common) bool { return true }
+
 func (s *Settings) Validate(c db.Common) error {
 	if err := db.CheckIdempotencyKeys(c, "postgres", true); err != nil {
 		return err

@@ -246,6 +246,26 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	return cl, nil
 }
 
+// NodeClient is the convergence phase's client of node: its reads are
+// node's alone (the primary's from the primary, a replica's from that
+// replica, with no fence), at any time; its writes go to the primary. A
+// node a failover fenced off is no member to agree with: an error.
+func (sys *System) NodeClient(name, node string) (workload.Client, error) {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	if slices.Contains(sys.Fenced(), node) {
+		return nil, fmt.Errorf("fenced off by a failover")
+	}
+	primary := sys.Primary()
+	co := ClientOptions{Workload: workload.Kind(name), Isolation: sys.iso, Node: primary, Timeout: sys.wait, ReadMode: ReadPrimary, ReadNode: primary, Primary: sys.primaryNow}
+	if node != primary {
+		co.ReadMode, co.ReadDSN, co.ReadNode = ReadReplica, sys.DSN(node), node
+	}
+	cl := NewClient(sys.PrimaryDSN(), co)
+	sys.clients = append(sys.clients, cl)
+	return cl, nil
+}
+
 // fencedNode is the final-read client of an old primary that a failover
 // killed for good: its reads fail at once, saying why, without a
 // connection attempt. Its other operations (a saga's steps) go to writes,

@@ -85,6 +85,11 @@ func (s *Settings) Adjust(c *db.Common, given func(string) bool) {
 	}
 }
 
+// CanDiverge: replicas copy the primary asynchronously, and a primary cut
+// off goes on taking writes until Sentinel fails over: the convergence
+// phase is on by default.
+func (*Settings) CanDiverge(db.Common) bool { return true }
+
 func (s *Settings) Validate(c db.Common) error {
 	if err := db.NoSagas(c, "redis"); err != nil {
 		return err

@@ -101,6 +101,21 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 	return cl, nil
 }
 
+// NodeClient is the convergence phase's client of node: its reads are
+// node's alone, at any time (as a final read's are).
+func (sys *System) NodeClient(name, node string) (workload.Client, error) {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	addr := sys.Addr(node)
+	if addr == "" {
+		return nil, fmt.Errorf("no node %s in cluster %s", node, sys.Name())
+	}
+	cl := NewClient(ClientOptions{Workload: name, Sentinels: sys.SentinelAddrs(), Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
+		Timeout: sys.opWait, NodeOf: sys.NodeOf, Replicas: []string{addr}})
+	sys.clients = append(sys.clients, cl)
+	return cl, nil
+}
+
 // waitTimeout is WAIT's timeout for an operation timeout: a second, or
 // half the operation's time when that is shorter.
 func waitTimeout(op time.Duration) time.Duration {
