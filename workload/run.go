@@ -90,7 +90,7 @@ type Options struct {
 	// reading one node alone (NewClient otherwise); an error leaves that
 	// node out of the phase, named in its result.
 	NodeClient func(workload, node string) (Client, error)
-	Recorder     Recorder
+	Recorder   Recorder
 	// Nemesis, if set, runs alongside the workers and is healed before
 	// the final phase. When its Run returns early, the workers stop: with
 	// a nemesis that stops after so many faults, TimeLimit is a bound.
