@@ -6,6 +6,7 @@ package ecstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/eccheck/eccheck/checkers"
@@ -51,7 +53,16 @@ type Options struct {
 	// IdempotencyKeys sends a counter add's request (history.Op.Request)
 	// as its idempotency key, which the store dedupes by.
 	IdempotencyKeys bool
+	// MultiValue says the registers are multi-value (mode mvr): a write
+	// sends the causal context of the client's last reply for its key and
+	// completes with {"value", "dot"} (checkers.MVWrite), a read completes
+	// with {"siblings", "context"} (checkers.MVRead), and a CAS fails, as
+	// such a register has none.
+	MultiValue bool
 }
+
+// ErrNoCAS is why a CAS fails in mvr mode.
+var ErrNoCAS = errors.New("mvr registers have no compare-and-set")
 
 // Client performs operations against one ecstore node. It is not safe for
 // concurrent use: a client is one process of the history, with at most one
@@ -61,6 +72,10 @@ type Client struct {
 	opts    Options
 	http    *http.Client
 	session *store.Session
+	// contexts holds, per key, the causal context of the client's last
+	// read or write reply (MultiValue); a Roaming client's clients share
+	// one.
+	contexts map[string]map[string]uint64
 }
 
 var (
@@ -78,7 +93,7 @@ func New(addr string, o Options) *Client {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
-	return &Client{addr: addr, opts: o, http: &http.Client{Transport: tr}}
+	return &Client{addr: addr, opts: o, http: &http.Client{Transport: tr}, contexts: map[string]map[string]uint64{}}
 }
 
 // Addr returns the node the client talks to.
@@ -99,6 +114,11 @@ func (c *Client) request(op history.Op) (store.Request, error) {
 		req.Op = store.OpRead
 	case c.opts.Workload == Register && op.F == "write":
 		req.Op, req.Value = store.OpWrite, raw(op.Value)
+		if c.opts.MultiValue {
+			req.Context = c.contexts[req.Key]
+		}
+	case c.opts.Workload == Register && op.F == "cas" && c.opts.MultiValue:
+		return req, ErrNoCAS
 	case c.opts.Workload == Register && op.F == "cas":
 		old, nv, ok := op.Value.Pair()
 		if !ok {
@@ -163,6 +183,13 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 		c.session.Merge(resp.Session)
 	}
 	switch {
+	case resp.Error == "" && c.opts.MultiValue && (req.Op == store.OpRead || req.Op == store.OpWrite):
+		v, err := c.multiValue(req, op, resp)
+		if err != nil {
+			done.Type, done.Error = history.Info, fmt.Sprintf("unreadable reply from %s: %v", resp.Node, err)
+			return done
+		}
+		done.Type, done.Value = history.OK, v
 	case resp.Error == "":
 		done.Type = history.OK
 		if req.Op == store.OpRead || req.Op == store.OpSetRead || req.Op == store.OpCounterRead || req.Op == store.OpTxn || req.Op == store.OpRWTxn {
@@ -191,6 +218,59 @@ func (c *Client) Invoke(ctx context.Context, op history.Op) history.Op {
 		done.Type, done.Error = history.Info, errText(resp)
 	}
 	return done
+}
+
+// multiValue makes the completion value of a register read or write in
+// mvr mode from the store's reply, and remembers the reply's context for
+// the key's next write. Siblings come sorted by dot (node, then counter),
+// so that equal states read identically.
+func (c *Client) multiValue(req store.Request, op history.Op, resp store.Response) (history.Value, error) {
+	var out any
+	switch req.Op {
+	case store.OpRead:
+		var r store.MVRRead
+		if err := json.Unmarshal(resp.Value, &r); err != nil {
+			return history.Value{}, fmt.Errorf("mvr read %s: %w", resp.Value, err)
+		}
+		mv := checkers.MVRead{Siblings: make([]checkers.MVSibling, len(r.Siblings)), Context: make(map[string]int64, len(r.Context))}
+		for i, s := range r.Siblings {
+			if _, _, err := checkers.ParseDot(s.Dot); err != nil {
+				return history.Value{}, err
+			}
+			mv.Siblings[i] = checkers.MVSibling{Value: orNull(s.Value), Dot: s.Dot}
+		}
+		slices.SortFunc(mv.Siblings, func(a, b checkers.MVSibling) int { return compareDots(a.Dot, b.Dot) })
+		for n, k := range r.Context {
+			mv.Context[n] = int64(k)
+		}
+		c.contexts[req.Key] = r.Context
+		out = mv
+	case store.OpWrite:
+		var w store.MVRWrite
+		if err := json.Unmarshal(resp.Value, &w); err != nil {
+			return history.Value{}, fmt.Errorf("mvr write reply %s: %w", resp.Value, err)
+		}
+		if _, _, err := checkers.ParseDot(w.Dot); err != nil {
+			return history.Value{}, err
+		}
+		c.contexts[req.Key] = w.Context
+		out = checkers.MVWrite{Value: json.RawMessage(op.Value.String()), Dot: w.Dot}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return history.Value{}, err
+	}
+	return history.Raw(b)
+}
+
+// compareDots orders two valid dots by node, then counter.
+func compareDots(a, b string) int {
+	an, ac, _ := checkers.ParseDot(a)
+	bn, bc, _ := checkers.ParseDot(b)
+	if c := strings.Compare(an, bn); c != 0 {
+		return c
+	}
+	return cmp.Compare(ac, bc)
 }
 
 func orNull(v json.RawMessage) json.RawMessage {
@@ -254,8 +334,11 @@ type Roaming struct {
 // NewRoaming returns a roaming client over the nodes at addrs.
 func NewRoaming(addrs []string, o Options) *Roaming {
 	r := &Roaming{}
+	contexts := map[string]map[string]uint64{} // one client: one context per key
 	for _, a := range addrs {
-		r.clients = append(r.clients, New(a, o))
+		c := New(a, o)
+		c.contexts = contexts
+		r.clients = append(r.clients, c)
 	}
 	return r
 }

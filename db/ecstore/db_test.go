@@ -23,6 +23,8 @@ func TestCell(t *testing.T) {
 		{"primary", Settings{Mode: "primary", W: 1, R: 1, PrimaryReads: "any"}},
 		{"primary:reads-primary", Settings{Mode: "primary", W: 1, R: 1, PrimaryReads: "primary"}},
 		{"lww:w1r1+sessions", Settings{Mode: "lww", W: 1, R: 1, PrimaryReads: "any", Sessions: true}},
+		{"mvr", Settings{Mode: "mvr", W: 1, R: 1, PrimaryReads: "any"}},
+		{"mvr:w2r2", Settings{Mode: "mvr", W: 2, R: 2, PrimaryReads: "any"}},
 	}
 	base := DB{}.NewSettings()
 	c := db.Common{Nodes: 3}
@@ -46,6 +48,7 @@ func TestCell(t *testing.T) {
 		{"lww:n2w3r1", "need 1 <= W, R <= N <= 3 nodes"},
 		{"lww:w0r1", "need 1 <= W, R"},
 		{"primary:reads-follower", `unknown primary parameter "reads-follower"`},
+		{"mvr+sessions", "mvr runs without sessions"},
 	}
 	for _, tc := range bad {
 		t.Run("spec/"+tc.spec+"/error", func(t *testing.T) {

@@ -47,10 +47,11 @@ type clients struct {
 	sessions bool
 	timeout  time.Duration
 	idem     bool // --idempotency-keys
+	mvr      bool // multi-value registers (--mode mvr)
 }
 
 func (c clients) NewClient(name, node string) (workload.Client, error) {
-	o := Options{Workload: workload.Kind(name), Sessions: c.sessions, Timeout: c.timeout, IdempotencyKeys: c.idem}
+	o := Options{Workload: workload.Kind(name), Sessions: c.sessions, Timeout: c.timeout, IdempotencyKeys: c.idem, MultiValue: c.mvr}
 	if node == "" {
 		addrs := make([]string, len(c.nodes))
 		for i, n := range c.nodes {
@@ -76,7 +77,7 @@ type localSystem struct {
 var _ db.System = (*localSystem)(nil)
 
 func (s *Settings) config(opTimeout time.Duration) store.Config {
-	return store.Config{Mode: s.Mode, N: s.N, W: s.W, R: s.R, SetImpl: s.SetImpl, PrimaryReads: s.PrimaryReads,
+	return store.Config{Mode: s.Mode, N: s.N, W: s.W, R: s.R, SetImpl: s.SetImpl, CounterImpl: s.CounterImpl, PrimaryReads: s.PrimaryReads,
 		RequestTimeout: opTimeout / 2, AntiEntropy: 500 * time.Millisecond, FailoverTimeout: time.Second}
 }
 
@@ -93,7 +94,7 @@ func (s *Settings) startLocal(ctx context.Context, env db.Env) (db.System, error
 	}
 	env.Logf("cluster up: %d %s nodes in this process (%s)", env.Nodes, s.Mode, strings.Join(local.Nodes(), ", "))
 	return &localSystem{LocalCluster: local, dir: env.Dir, logs: logs,
-		clients: clients{nodes: local.Nodes(), addr: local.Addr, sessions: s.Sessions, timeout: env.OpTimeout, idem: env.IdempotencyKeys}}, nil
+		clients: clients{nodes: local.Nodes(), addr: local.Addr, sessions: s.Sessions, timeout: env.OpTimeout, idem: env.IdempotencyKeys, mvr: s.Mode == store.ModeMVR}}, nil
 }
 
 func (*localSystem) Info() db.Info { return db.Info{} }
@@ -159,7 +160,7 @@ var (
 func newDockerSystem(c *docker.Client, cl *docker.Cluster, images map[string]string, keep bool, o Options, logf func(string, ...any)) *dockerSystem {
 	cl.SetReady(healthy)
 	sys := &dockerSystem{Cluster: cl, c: c, keep: keep, images: images, logf: logf,
-		clients: clients{nodes: cl.Nodes(), addr: cl.Addr, sessions: o.Sessions, timeout: o.Timeout, idem: o.IdempotencyKeys}}
+		clients: clients{nodes: cl.Nodes(), addr: cl.Addr, sessions: o.Sessions, timeout: o.Timeout, idem: o.IdempotencyKeys, mvr: o.MultiValue}}
 	cl.SetDelayHook(sys.setDelay)
 	return sys
 }
@@ -187,7 +188,7 @@ func (s *Settings) startDocker(ctx context.Context, env db.Env) (db.System, erro
 		c.Close()
 		return nil, fmt.Errorf("start the %s cluster in Docker: %w", s.Mode, err)
 	}
-	sys := newDockerSystem(c, cl, images, env.Keep, Options{Sessions: s.Sessions, Timeout: env.OpTimeout, IdempotencyKeys: env.IdempotencyKeys}, env.Logf)
+	sys := newDockerSystem(c, cl, images, env.Keep, Options{Sessions: s.Sessions, Timeout: env.OpTimeout, IdempotencyKeys: env.IdempotencyKeys, MultiValue: s.Mode == store.ModeMVR}, env.Logf)
 	sys.engine = d.Engine
 	var addrs []string
 	for _, n := range cl.Nodes() {
@@ -227,6 +228,9 @@ func (s *Settings) nodeCmd(extra []string) func(n *docker.Node, nodes []*docker.
 		}
 		if s.SetImpl != "" {
 			args = append(args, "--set-impl", s.SetImpl)
+		}
+		if s.CounterImpl == store.CounterG {
+			args = append(args, "--counter-impl", s.CounterImpl) // pn, the default, is left out
 		}
 		return append(args, extra...)
 	}

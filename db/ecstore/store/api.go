@@ -38,6 +38,11 @@ type Request struct {
 	Value json.RawMessage `json:"value,omitempty"`
 	// Old is the value a CAS expects.
 	Old json.RawMessage `json:"old,omitempty"`
+	// Context is, for a register write in mvr mode, the causal context
+	// (node -> highest counter) of the client's last read or write of Key:
+	// the write supersedes the siblings it covers and no others. Empty: a
+	// client that saw nothing of the key.
+	Context map[string]uint64 `json:"context,omitempty"`
 	// Session, when present, is the token of the last state the client
 	// saw; a node waits (up to its session bound) until it has caught up
 	// with it before answering, or answers ErrSession.
@@ -87,8 +92,10 @@ func (k ErrorKind) Definite() bool { return k != ErrIndeterminate }
 // Response answers a Request.
 type Response struct {
 	// Value is what a read returned: the register's value (null when never
-	// written), a set's elements (an array), a counter's total (an
-	// integer); what a transaction read; what a saga operation returns. For a CAS that failed with ErrCASMismatch it is the value
+	// written; an MVRRead in mvr mode), a set's elements (an array), a
+	// counter's total (an integer); what a transaction read; what a saga
+	// operation returns. For a register write in mvr mode it is an
+	// MVRWrite. For a CAS that failed with ErrCASMismatch it is the value
 	// the register held, when the mode knows it.
 	Value json.RawMessage `json:"value,omitempty"`
 	// Session is the client's token updated with what this operation saw
@@ -128,6 +135,31 @@ func (s *Session) Merge(o *Session) {
 	for k, st := range o.Seen {
 		s.Observe(k, st)
 	}
+}
+
+// MVRRead is what a register read returns in mvr mode: every sibling
+// (concurrent write) the replicas asked hold, sorted by dot, and their
+// causal context, the version vector of every write they have seen, kept
+// or superseded. A register never written reads no siblings and an empty
+// context.
+type MVRRead struct {
+	Siblings []MVRSibling      `json:"siblings"`
+	Context  map[string]uint64 `json:"context"`
+}
+
+// MVRSibling is one value of a multi-value register and its dot,
+// "node:counter": the counter-th write of the key its node coordinated.
+type MVRSibling struct {
+	Value json.RawMessage `json:"value"`
+	Dot   string          `json:"dot"`
+}
+
+// MVRWrite is what a register write returns in mvr mode: the write's dot,
+// and the context to send with the client's next write of the key (the
+// write's context with the new dot).
+type MVRWrite struct {
+	Dot     string            `json:"dot"`
+	Context map[string]uint64 `json:"context"`
 }
 
 // Stamp is a version of a register: the wall-clock (lww) or hybrid logical

@@ -1,10 +1,10 @@
-// This file holds the lww and hlc engine itself: how the two modes work,
+// This file holds the lww, hlc and mvr engine itself: how the modes work,
 // their bounds, the node type with its start, stop and status, replica
 // placement on the ring, write stamps, and the dispatch of peer messages.
 // The engine's other parts: lww_crdt.go (replica state and merges),
 // lww_outbox.go (batched replica messages), lww_quorum.go (W-acked updates,
-// R-answered reads, read repair), lww_handlers.go (client operations) and
-// lww_antientropy.go.
+// R-answered reads, read repair), lww_handlers.go (client operations),
+// lww_antientropy.go and lww_mvr.go (mvr's multi-value registers).
 
 package store
 
@@ -54,12 +54,14 @@ import (
 //     slot (its actor is the node id and the start time, so that a restarted
 //     node never reuses a slot) and sends the slot to the N replicas (W
 //     acks); a read merges R replicas' slots (the greatest of each) and
-//     sums them. Sets are OR-sets: an add sends the element with a unique
-//     tag; a read returns the union of R replicas' elements. Replicas, reads
-//     and anti-entropy all merge, so no acknowledged add or increment is
-//     lost. With SetImpl lww-blob a set is instead one last-write-wins
-//     register holding a JSON array, updated by read-modify-write (read R,
-//     add, write W), so that concurrent adds overwrite each other.
+//     sums them. With CounterImpl g they are G-Counters, the increments
+//     half alone: a negative add is refused. Sets are OR-sets: an add
+//     sends the element with a unique tag; a read returns the union of R
+//     replicas' elements. Replicas, reads and anti-entropy all merge, so
+//     no acknowledged add or increment is lost. With SetImpl lww-blob a
+//     set is instead one last-write-wins register holding a JSON array,
+//     updated by read-modify-write (read R, add, write W), so that
+//     concurrent adds overwrite each other.
 //   - Sessions: a client token holds, per key, the stamp of the newest
 //     version the client saw. A read waits (re-asking the replicas) until the
 //     newest answer is at least that new; a write in lww mode waits until
@@ -67,13 +69,18 @@ import (
 //     observes it). Both give up after SessionWait with ErrSession. Sessions
 //     cover registers; set and counter operations pass the token through.
 //
+// The mvr mode is the same engine with multi-value registers in place of
+// last-write-wins ones (lww_mvr.go): no stamp, and so no clock, decides
+// anything in it.
+//
 // Replicas keep everything in memory: a killed node restarts empty and
 // catches up by read repair and anti-entropy.
 
-// Peer message kinds of the lww and hlc modes.
+// Peer message kinds of the lww, hlc and mvr modes.
 const (
 	lwwBatchKind = "lww-batch" // replica operations: writes, reads, counter slots, set adds
 	lwwAEKind    = "lww-ae"    // anti-entropy push, answered with what the receiver holds newer
+	mvrWriteKind = "mvr-write" // a register write handed to a replica to coordinate (mvr)
 )
 
 // Bounds of the engine's work.
@@ -88,14 +95,20 @@ const (
 	lwwSessionPause = 5 * time.Millisecond // first pause before a session read asks the replicas again
 )
 
-// lww is the engine of the lww mode, or of the hlc mode when hlc is set.
+// lww is the engine of the lww mode, of the hlc mode when hlc is set, and
+// of the mvr mode when mvr is set.
 type lww struct {
 	e     env
 	cfg   Config
 	id    string
-	hlc   *HLC   // nil in lww mode
+	hlc   *HLC   // nil in lww and mvr modes
 	actor string // this incarnation's counter actor and set tag prefix
 	ids   []string
+	// mvr: registers are multi-value (lww_mvr.go), their dots issued
+	// under dotActor.
+	mvr      bool
+	dotActor string
+	gCounter bool // counters are G-Counters
 
 	shards [lwwShards]lwwShard
 
@@ -124,21 +137,32 @@ type lww struct {
 	round    atomic.Uint64 // anti-entropy rounds
 }
 
-// newLWW makes the lww engine, or the hlc engine when hlc is set.
+// newLWW makes the lww engine, the hlc engine when hlc is set, or the mvr
+// engine when the configuration's mode is mvr.
 func newLWW(e env, hlc bool) (engine, error) {
 	l := &lww{
 		e: e, cfg: e.cfg, id: e.cfg.ID, ids: e.peers.IDs(),
-		actor:  e.cfg.ID + "@" + strconv.FormatInt(time.Now().UnixNano(), 36),
-		mine:   map[string]lwwSlot{},
-		out:    map[string]*lwwOutbox{},
-		stopCh: make(chan struct{}),
+		actor:    e.cfg.ID + "@" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		mvr:      e.cfg.Mode == ModeMVR,
+		gCounter: e.cfg.CounterImpl == CounterG,
+		mine:     map[string]lwwSlot{},
+		out:      map[string]*lwwOutbox{},
+		stopCh:   make(chan struct{}),
 	}
 	if hlc {
 		l.hlc = NewHLC(e.clock, e.cfg.ID)
 	}
+	if l.mvr {
+		a, err := mvrDotActor(e.cfg)
+		if err != nil {
+			return nil, err
+		}
+		l.dotActor = a
+	}
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.regs = map[string]lwwVersion{}
+		s.mv = map[string]mvrState{}
 		s.counters = map[string]map[string]lwwSlot{}
 		s.sets = map[string]map[string]map[string]struct{}{}
 	}
@@ -192,7 +216,10 @@ func (l *lww) status(s *Status) {
 	if l.cfg.AntiEntropy > 0 {
 		ae = l.cfg.AntiEntropy.String()
 	}
-	s.Detail = fmt.Sprintf("N=%d W=%d R=%d sets=%s anti-entropy=%s", l.cfg.N, l.cfg.W, l.cfg.R, l.cfg.SetImpl, ae)
+	s.Detail = fmt.Sprintf("N=%d W=%d R=%d sets=%s counters=%s anti-entropy=%s", l.cfg.N, l.cfg.W, l.cfg.R, l.cfg.SetImpl, l.cfg.CounterImpl, ae)
+	if l.mvr {
+		s.Detail += " dots=" + l.dotActor
+	}
 }
 
 // shard returns the shard holding key.
@@ -278,6 +305,15 @@ func (l *lww) peer(ctx context.Context, from, kind string, body []byte) (any, er
 			return nil, fmt.Errorf("decode anti-entropy from %s: %w", from, err)
 		}
 		return l.mergeAE(m, true), nil
+	case mvrWriteKind:
+		if !l.mvr {
+			break
+		}
+		var m mvrWriteMsg
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, fmt.Errorf("decode mvr write from %s: %w", from, err)
+		}
+		return l.coordinateMVWrite(ctx, m.K, m.V, m.C), nil
 	}
 	return nil, fmt.Errorf("unknown peer message %q for mode %s", kind, l.cfg.Mode)
 }

@@ -1,4 +1,4 @@
-// This file holds the lww and hlc modes' anti-entropy: rounds that push a
+// This file holds the lww, hlc and mvr modes' anti-entropy: rounds that push a
 // node's whole state to its peers and merge what they hold newer.
 
 package store
@@ -16,12 +16,19 @@ type lwwAEMsg struct {
 	Regs     []lwwAEReg     `json:"r,omitempty"`
 	Counters []lwwAECounter `json:"c,omitempty"`
 	Sets     []lwwAESet     `json:"s,omitempty"`
+	MV       []mvrAEReg     `json:"m,omitempty"`
 }
 
 type lwwAEReg struct {
 	K string          `json:"k"`
 	S Stamp           `json:"s"`
 	V json.RawMessage `json:"v"`
+}
+
+// mvrAEReg is a multi-value register's state (mvr).
+type mvrAEReg struct {
+	K string   `json:"k"`
+	D mvrState `json:"d"`
 }
 
 type lwwAECounter struct {
@@ -34,7 +41,7 @@ type lwwAESet struct {
 	E []lwwElem `json:"e"`
 }
 
-func (m lwwAEMsg) empty() bool { return len(m.Regs)+len(m.Counters)+len(m.Sets) == 0 }
+func (m lwwAEMsg) empty() bool { return len(m.Regs)+len(m.Counters)+len(m.Sets)+len(m.MV) == 0 }
 
 func (l *lww) antiEntropyLoop() {
 	wait := l.cfg.AntiEntropy
@@ -113,6 +120,12 @@ func (l *lww) aeCollectFrom(peer string, first, count int) (lwwAEMsg, int) {
 				units++
 			}
 		}
+		for k, st := range s.mv {
+			if l.replicates(peer, k) {
+				m.MV = append(m.MV, mvrAEReg{K: k, D: st})
+				units += 1 + len(st.Sibs)
+			}
+		}
 		for k, c := range s.counters {
 			if l.replicates(peer, k) {
 				cp := make(map[string]lwwSlot, len(c))
@@ -152,10 +165,21 @@ func (l *lww) mergeAE(m lwwAEMsg, reply bool) lwwAEMsg {
 		}
 		s.mu.Unlock()
 	}
+	for _, r := range m.MV {
+		st := r.D.normalized()
+		s := l.shard(r.K)
+		s.mu.Lock()
+		merged := mvrMerge(s.mv[r.K], st)
+		s.mv[r.K] = merged
+		s.mu.Unlock()
+		if reply && !mvrEqual(merged, st) {
+			out.MV = append(out.MV, mvrAEReg{K: r.K, D: merged})
+		}
+	}
 	for _, c := range m.Counters {
 		s := l.shard(c.K)
 		s.mu.Lock()
-		s.mergeCounter(c.K, c.C)
+		s.mergeCounter(c.K, l.slots(c.C))
 		if reply {
 			var newer map[string]lwwSlot
 			for a, sl := range s.counters[c.K] {

@@ -1,6 +1,7 @@
-// This file holds the replica state of the lww and hlc modes: replica
+// This file holds the replica state of the lww, hlc and mvr modes: replica
 // operations and their answers, the CRDT values (last-write-wins registers,
-// PN-counter slots, OR-set elements), the sharded state that holds them, and
+// PN-counter and G-Counter slots, OR-set elements; mvr's multi-value
+// registers are in lww_mvr.go), the sharded state that holds them, and
 // their merges.
 
 package store
@@ -18,6 +19,8 @@ const (
 	lwwOpCounterRead = "cr" // answer a counter's slots
 	lwwOpSetAdd      = "s"  // add a tagged element to an OR-set
 	lwwOpSetRead     = "sr" // answer an OR-set's tagged elements
+	mvrOpMerge       = "mw" // merge a multi-value register's state (mvr)
+	mvrOpRead        = "mr" // answer a multi-value register's state (mvr)
 )
 
 // lwwItem is one replica operation.
@@ -30,6 +33,7 @@ type lwwItem struct {
 	P   int64           `json:"p,omitempty"` // counter actor's increments
 	N   int64           `json:"n,omitempty"` // counter actor's decrements
 	Tag string          `json:"g,omitempty"` // set element tag
+	D   *mvrState       `json:"d,omitempty"` // multi-value register state
 }
 
 // lwwReply answers one replica operation: empty for an update, the state
@@ -39,16 +43,40 @@ type lwwReply struct {
 	V json.RawMessage    `json:"v,omitempty"` // register value
 	C map[string]lwwSlot `json:"c,omitempty"` // counter slots by actor
 	E []lwwElem          `json:"e,omitempty"` // set elements with their tags
+	D *mvrState          `json:"d,omitempty"` // multi-value register state (absent: never written)
 }
 
 // lwwSlot is one actor's part of a PN-counter: its total increments and
-// decrements. Slots merge by taking the greater of each.
+// decrements. Slots merge by taking the greater of each. A G-Counter is
+// the increments half alone: its slots' N is always 0 (see lww.slot).
 type lwwSlot struct {
 	P int64 `json:"p"`
 	N int64 `json:"n"`
 }
 
 func (s lwwSlot) merge(o lwwSlot) lwwSlot { return lwwSlot{P: max(s.P, o.P), N: max(s.N, o.N)} }
+
+// slot is a slot as this node's counters keep it: a G-Counter drops the
+// decrements a misconfigured peer might send, so that its total never
+// falls.
+func (l *lww) slot(s lwwSlot) lwwSlot {
+	if l.gCounter {
+		s.N = 0
+	}
+	return s
+}
+
+// slots applies slot to each of a counter's slots.
+func (l *lww) slots(c map[string]lwwSlot) map[string]lwwSlot {
+	if !l.gCounter {
+		return c
+	}
+	out := make(map[string]lwwSlot, len(c))
+	for a, sl := range c {
+		out[a] = l.slot(sl)
+	}
+	return out
+}
 
 // lwwElem is an OR-set element (canonical JSON) with the unique tags of its
 // adds.
@@ -67,6 +95,7 @@ type lwwVersion struct {
 type lwwShard struct {
 	mu       sync.Mutex
 	regs     map[string]lwwVersion
+	mv       map[string]mvrState                       // multi-value registers (mvr)
 	counters map[string]map[string]lwwSlot             // key -> actor -> slot
 	sets     map[string]map[string]map[string]struct{} // key -> element -> tags
 }
@@ -96,7 +125,7 @@ func (l *lww) apply(it lwwItem) lwwReply {
 		}
 	case lwwOpCounterSlot:
 		s.mu.Lock()
-		s.mergeCounter(it.K, map[string]lwwSlot{it.A: {P: it.P, N: it.N}})
+		s.mergeCounter(it.K, map[string]lwwSlot{it.A: l.slot(lwwSlot{P: it.P, N: it.N})})
 		s.mu.Unlock()
 	case lwwOpCounterRead:
 		s.mu.Lock()
@@ -116,6 +145,21 @@ func (l *lww) apply(it lwwItem) lwwReply {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return lwwReply{E: s.setElems(it.K, nil)}
+	case mvrOpMerge:
+		if it.D == nil {
+			return lwwReply{}
+		}
+		st := it.D.normalized()
+		s.mu.Lock()
+		s.mv[it.K] = mvrMerge(s.mv[it.K], st)
+		s.mu.Unlock()
+	case mvrOpRead:
+		s.mu.Lock()
+		cur, ok := s.mv[it.K]
+		s.mu.Unlock()
+		if ok {
+			return lwwReply{D: &cur} // states are never changed in place
+		}
 	}
 	return lwwReply{}
 }

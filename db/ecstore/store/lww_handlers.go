@@ -1,6 +1,7 @@
-// This file holds the lww and hlc modes' client operations: register reads,
-// writes and compare-and-set with sessions, PN-counters, and sets (OR-set or
-// one last-write-wins blob).
+// This file holds the lww, hlc and mvr modes' client operations: register
+// reads, writes and compare-and-set with sessions (mvr's registers are in
+// lww_mvr.go), PN-counters and G-Counters, and sets (OR-set or one
+// last-write-wins blob).
 
 package store
 
@@ -28,6 +29,16 @@ func (l *lww) do(ctx context.Context, req Request) Response {
 	need := sess.Seen[req.Key]
 	if need.Index != 0 {
 		need = Stamp{} // a stamp from another mode's session means nothing here
+	}
+	switch {
+	case l.mvr && req.Op == OpRead:
+		return l.doMVRead(ctx, req, sess)
+	case l.mvr && req.Op == OpWrite:
+		return l.doMVWrite(ctx, req, sess)
+	case l.mvr && req.Op == OpCAS:
+		resp := badRequest("mvr registers have no compare-and-set")
+		resp.Session = sess
+		return resp
 	}
 	switch req.Op {
 	case OpRead:
@@ -159,6 +170,11 @@ func (l *lww) doCounterAdd(ctx context.Context, req Request, sess *Session) Resp
 	if err != nil {
 		return badRequest("%v", err)
 	}
+	if l.gCounter && d < 0 {
+		resp := badRequest("a G-Counter only grows: it cannot add %d", d)
+		resp.Session = sess
+		return resp
+	}
 	// The increment lands in this node's slot at once, so that a later add
 	// carries it even if this one reaches no replica: it is never
 	// certainly undone, and fewer than W acks is always indeterminate.
@@ -193,7 +209,7 @@ func (l *lww) doCounterRead(ctx context.Context, req Request, sess *Session) Res
 	merged := map[string]lwwSlot{}
 	_, _, kind, msg := l.quorumRead(ctx, lwwItem{T: lwwOpCounterRead, K: req.Key}, func(r lwwResult) {
 		for a, sl := range r.rep.C {
-			merged[a] = merged[a].merge(sl)
+			merged[a] = merged[a].merge(l.slot(sl))
 		}
 	}, nil)
 	if kind != "" {

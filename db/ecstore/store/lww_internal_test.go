@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// LWWState describes a node's own replica state of key in the lww and hlc
-// modes (register version, counter slots, set elements with their tags),
-// so that the external tests can wait until every replica converged. It is
-// empty for a node that is down, holds nothing for key, or runs another
-// mode.
+// LWWState describes a node's own replica state of key in the lww, hlc and
+// mvr modes (register version or siblings and context, counter slots, set
+// elements with their tags), so that the external tests can wait until
+// every replica converged. It is empty for a node that is down, holds
+// nothing for key, or runs another mode.
 func LWWState(n *Node, key string) string {
 	if n == nil {
 		return ""
@@ -33,6 +33,10 @@ func LWWState(n *Node, key string) string {
 	var b strings.Builder
 	if v, ok := s.regs[key]; ok {
 		fmt.Fprintf(&b, "register %+v %s;", v.S, v.V)
+	}
+	if st, ok := s.mv[key]; ok {
+		r, _ := json.Marshal(st.read())
+		fmt.Fprintf(&b, "mv %s;", r)
 	}
 	if c := s.counters[key]; len(c) > 0 {
 		actors := make([]string, 0, len(c))

@@ -1,4 +1,4 @@
-// This file holds the lww and hlc modes' outboxes: the replica operations
+// This file holds the lww, hlc and mvr modes' outboxes: the replica operations
 // bound for a peer, queued and sent in batch messages.
 
 package store

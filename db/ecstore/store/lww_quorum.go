@@ -1,6 +1,7 @@
-// This file holds the lww and hlc modes' replica round trips: updates sent
-// to N replicas and acknowledged by W, quorum reads that ask R replicas
-// (with speculative retry) and keep the newest answer, and read repair.
+// This file holds the lww, hlc and mvr modes' replica round trips: updates
+// sent to N replicas and acknowledged by W, quorum reads that ask R
+// replicas (with speculative retry) and keep the newest answer, and read
+// repair.
 
 package store
 
@@ -336,6 +337,13 @@ func (l *lww) readRepair(ask *lwwAsk, late int, newest lwwVersion, seen []lwwAns
 	for _, a := range seen {
 		repair(a)
 	}
+	l.repairLate(ask, late, func(r lwwResult) { repair(l.registerAnswer(r)) })
+}
+
+// repairLate waits in the background for the late answers of a read,
+// late of them, and hands each to repair. It is bounded: when too many
+// reads wait already, late answers are left to anti-entropy.
+func (l *lww) repairLate(ask *lwwAsk, late int, repair func(lwwResult)) {
 	if late == 0 || l.repairs.Add(1) > lwwMaxRepairs {
 		if late > 0 {
 			l.repairs.Add(-1)
@@ -346,7 +354,7 @@ func (l *lww) readRepair(ask *lwwAsk, late int, newest lwwVersion, seen []lwwAns
 		defer l.repairs.Add(-1)
 		l.gather(l.ctx, ask.ch, late, ask.deadline, func(r lwwResult) bool {
 			if r.out == lwwAcked {
-				repair(l.registerAnswer(r))
+				repair(r)
 			}
 			return false
 		})

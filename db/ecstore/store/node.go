@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,18 +22,29 @@ import (
 const (
 	ModeLWW     = "lww"     // any node coordinates; W of N replicas stamped with the coordinator's wall clock; reads ask R and keep the newest
 	ModeHLC     = "hlc"     // as lww, with stamps from a hybrid logical clock carried on every message
+	ModeMVR     = "mvr"     // replicated as lww, registers keep concurrent writes as siblings under dotted version vectors
 	ModePrimary = "primary" // one primary, asynchronous followers, failover by promotion
 	ModeRaft    = "raft"    // consensus through hashicorp/raft; reads confirmed by the leader
 )
 
 // Modes lists the modes, for help text and flag checks.
-var Modes = []string{ModeLWW, ModeHLC, ModePrimary, ModeRaft}
+var Modes = []string{ModeLWW, ModeHLC, ModeMVR, ModePrimary, ModeRaft}
 
-// Set implementations for lww and hlc.
+// Set implementations for lww, hlc and mvr.
 const (
 	SetORSet   = "orset"    // an observed-remove set CRDT: concurrent adds all survive
 	SetLWWBlob = "lww-blob" // the whole set as one last-write-wins value, updated by read-modify-write: concurrent adds overwrite each other
 )
+
+// Counter implementations for lww, hlc and mvr.
+const (
+	CounterPN = "pn" // a PN-Counter: increments and decrements per actor
+	CounterG  = "g"  // a G-Counter: increments per actor only; a negative add is refused
+)
+
+// dynamoMode reports whether mode runs on the Dynamo-style engine
+// (lww.go): any node coordinates, N/W/R quorums, CRDT counters and sets.
+func dynamoMode(mode string) bool { return mode == ModeLWW || mode == ModeHLC || mode == ModeMVR }
 
 // Config configures one node.
 type Config struct {
@@ -46,14 +58,16 @@ type Config struct {
 	// Mode is one of Modes.
 	Mode string
 
-	// N is how many nodes replicate each key (lww, hlc); 0 means all.
-	// W and R are the write and read quorums; 0 means 1.
+	// N is how many nodes replicate each key (lww, hlc, mvr); 0 means
+	// all. W and R are the write and read quorums; 0 means 1.
 	N, W, R int
 	// AntiEntropy is how often a node pushes its state to its peers
-	// (lww, hlc); 0 means 1s, negative disables it.
+	// (lww, hlc, mvr); 0 means 1s, negative disables it.
 	AntiEntropy time.Duration
-	// SetImpl is SetORSet (the default) or SetLWWBlob.
+	// SetImpl is SetORSet (the default) or SetLWWBlob (lww and hlc only).
 	SetImpl string
+	// CounterImpl is CounterPN (the default) or CounterG (lww, hlc, mvr).
+	CounterImpl string
 
 	// PrimaryReads is "any" (the default: a node answers reads from its own
 	// copy) or "primary" (reads go to the primary) in primary mode.
@@ -100,7 +114,7 @@ func (c *Config) setDefaults() error {
 		known = known || m == c.Mode
 	}
 	if !known {
-		return fmt.Errorf("unknown mode %q (want lww, hlc, primary or raft)", c.Mode)
+		return fmt.Errorf("unknown mode %q (want %s)", c.Mode, strings.Join(Modes, ", "))
 	}
 	total := len(c.Peers) + 1
 	if c.N == 0 {
@@ -123,6 +137,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.SetImpl != SetORSet && c.SetImpl != SetLWWBlob {
 		return fmt.Errorf("unknown set implementation %q (want orset or lww-blob)", c.SetImpl)
+	}
+	if c.SetImpl == SetLWWBlob && c.Mode == ModeMVR {
+		return errors.New("set implementation lww-blob keeps a set in a last-write-wins register, which mvr mode does not have; use orset")
+	}
+	if c.CounterImpl == "" {
+		c.CounterImpl = CounterPN
+	}
+	switch {
+	case c.CounterImpl != CounterPN && c.CounterImpl != CounterG:
+		return fmt.Errorf("unknown counter implementation %q (want pn or g)", c.CounterImpl)
+	case c.CounterImpl == CounterG && !dynamoMode(c.Mode):
+		return fmt.Errorf("counter implementation g is for modes lww, hlc and mvr, not %s", c.Mode)
 	}
 	if c.PrimaryReads == "" {
 		c.PrimaryReads = "any"
@@ -214,6 +240,8 @@ func newEngine(e env) (engine, error) {
 		return newLWW(e, false)
 	case ModeHLC:
 		return newLWW(e, true)
+	case ModeMVR:
+		return newLWW(e, false)
 	case ModePrimary:
 		return newPrimary(e)
 	case ModeRaft:
@@ -338,6 +366,10 @@ func (n *Node) handleOp(w http.ResponseWriter, r *http.Request) {
 	case req.Op == OpSaga && n.cfg.Mode != ModeRaft && n.cfg.Mode != ModePrimary:
 		writeJSON(w, http.StatusBadRequest, Response{Node: n.cfg.ID, Error: ErrBadRequest,
 			Message: fmt.Sprintf("saga operations run in modes %s and %s, not %s", ModeRaft, ModePrimary, n.cfg.Mode)})
+		return
+	case isTxn(req.Op) && n.cfg.Mode == ModeMVR:
+		writeJSON(w, http.StatusBadRequest, Response{Node: n.cfg.ID, Error: ErrBadRequest,
+			Message: "transactions run in modes lww, hlc, primary and raft, not mvr: a transaction's reads need one value per register"})
 		return
 	case req.Key == "" && req.Op != OpSaga:
 		writeJSON(w, http.StatusBadRequest, Response{Node: n.cfg.ID, Error: ErrBadRequest, Message: "request has no key"})
