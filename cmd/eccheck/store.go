@@ -37,9 +37,10 @@ Docker backend runs one per container; for a quick look, start three in
 three terminals.
 
 Modes: lww (last-write-wins, W of N replicas, R-quorum reads), hlc (lww with
-hybrid logical clock stamps), primary (one primary, asynchronous followers,
-failover by promotion), raft (consensus through hashicorp/raft; needs
---data-dir).`,
+hybrid logical clock stamps), mvr (lww's replication with multi-value
+registers: concurrent writes kept as siblings under dotted version vectors),
+primary (one primary, asynchronous followers, failover by promotion), raft
+(consensus through hashicorp/raft; needs --data-dir).`,
 		Example: `  eccheck store serve --id n1 --listen 127.0.0.1:7001 --peers n2=127.0.0.1:7002,n3=127.0.0.1:7003 --mode lww --w 2 --r 2`,
 		Args:    exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -75,6 +76,7 @@ failover by promotion), raft (consensus through hashicorp/raft; needs
 	f.IntVar(&o.cfg.R, "r", 1, "read quorum (lww, hlc)")
 	f.DurationVar(&o.cfg.AntiEntropy, "anti-entropy", time.Second, "anti-entropy interval (lww, hlc; negative disables)")
 	f.StringVar(&o.cfg.SetImpl, "set-impl", store.SetORSet, "sets: orset or lww-blob (lww, hlc)")
+	f.StringVar(&o.cfg.CounterImpl, "counter-impl", store.CounterPN, "counters: pn (a PN-Counter) or g (a G-Counter: adds only) (lww, hlc, mvr)")
 	f.StringVar(&o.cfg.PrimaryReads, "primary-reads", "any", "reads from any node or from the primary (primary)")
 	f.DurationVar(&o.cfg.FailoverTimeout, "failover-timeout", time.Second, "silence from the primary before a follower promotes (primary)")
 	f.StringVar(&o.cfg.RaftListen, "raft-listen", "", "host:port of the Raft transport (raft; default: the HTTP port + 1000)")

@@ -122,7 +122,7 @@ func bindRunFlags(f *pflag.FlagSet, c *db.Common, conc *clients, rate *float64, 
 	f.Uint64Var(seed, "seed", 0, "seed for operations and faults (default: random, printed)")
 	f.DurationVar(&c.OpTimeout, "op-timeout", 2*time.Second, "per-operation timeout; a timed-out operation is recorded as info (docker default: 3s)")
 	f.DurationVar(&c.Recovery, "recovery", 3*time.Second, "wait after healing, before the final reads (docker default: 5s)")
-	f.DurationVar(&c.Converge, "converge", 0, "after the heal, read a sample of keys from every node until they agree, for at most this long, and report how long each took (the convergence checker). Default: 10s where replicas can disagree (ecstore lww, hlc, mvr, primary), none elsewhere; 0: no such phase")
+	f.DurationVar(&c.Converge, "converge", 0, "after the heal, read a sample of keys from every node until they agree, for at most this long, and report how long each took (the convergence checker). Default: 10s where replicas can disagree (ecstore lww, hlc, mvr, primary; postgres, redis, galera), none elsewhere; 0: no such phase")
 	f.IntVar(&c.Retry, "retry", 0, "retry an operation whose attempt ended info (a timeout) up to N times, backing off; each attempt is recorded naming its request (the duplicates checker holds each request to being applied once)")
 	f.BoolVar(&c.IdempotencyKeys, "idempotency-keys", false, "send a key with each request that the system dedupes by, so a retried add applies once (counter workload; ecstore, postgres, redis)")
 	c.Saga = workload.DefaultSagaOptions()
