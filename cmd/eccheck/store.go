@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type storeServeOptions struct {
 	cfg       store.Config
 	peers     string
 	raftPeers string
+	tokenFile string
 }
 
 func newStoreServeCmd(a *app) *cobra.Command {
@@ -51,6 +53,15 @@ primary (one primary, asynchronous followers, failover by promotion), raft
 			if o.raftPeers != "" {
 				if o.cfg.RaftPeers, err = parsePeers(o.raftPeers, "--raft-peers"); err != nil {
 					return err
+				}
+			}
+			if o.tokenFile != "" {
+				b, err := os.ReadFile(o.tokenFile)
+				if err != nil {
+					return usageError{Err: fmt.Errorf("--token-file: %w", err)}
+				}
+				if o.cfg.Token = strings.TrimSpace(string(b)); o.cfg.Token == "" {
+					return usageError{Err: fmt.Errorf("--token-file %s is empty: write the cluster's secret into it", o.tokenFile)}
 				}
 			}
 			n, err := store.NewNode(o.cfg)
@@ -83,6 +94,7 @@ primary (one primary, asynchronous followers, failover by promotion), raft
 	f.StringVar(&o.raftPeers, "raft-peers", "", "the other nodes' Raft addresses: id=host:port,... (raft; default: their HTTP ports + 1000)")
 	f.StringVar(&o.cfg.DataDir, "data-dir", "", "where the node keeps what its mode persists (raft: required)")
 	f.StringVar(&o.cfg.ClockFile, "clock-file", "", "file holding this node's clock offset (+90s, -250ms), re-read every 100 ms")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the cluster's secret: the peer and admin endpoints refuse requests without it (X-Eccheck-Token), and the node sends it to its peers; use one wherever others share the network (the raft transport is not covered: keep it on a private network)")
 	f.DurationVar(&o.cfg.SessionWait, "session-wait", time.Second, "how long to wait to catch up with a client's session")
 	f.DurationVar(&o.cfg.RequestTimeout, "request-timeout", time.Second, "bound on an operation's peer round trips")
 	return cmd

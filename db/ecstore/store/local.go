@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -86,8 +88,17 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 		ln.Close()
 	}
 	held = nil
+	token := o.Node.Token
+	if token == "" {
+		// Every in-process cluster has a secret of its own, so that the
+		// peer traffic of every test goes through the token check.
+		var b [16]byte
+		crand.Read(b[:])
+		token = hex.EncodeToString(b[:])
+	}
 	for _, id := range c.ids {
 		cfg := o.Node
+		cfg.Token = token
 		cfg.ID, cfg.Listen, cfg.RaftListen = id, http[id], raft[id]
 		cfg.Peers, cfg.RaftPeers = map[string]string{}, map[string]string{}
 		for _, p := range c.ids {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,15 @@ type Config struct {
 	Peers map[string]string
 	// Mode is one of Modes.
 	Mode string
+	// Token is the cluster's secret. When set, the peer endpoints
+	// (/v1/peer/...) and the admin endpoints (/v1/admin/clock,
+	// /v1/admin/delay) refuse a request that does not carry it in the
+	// X-Eccheck-Token header (401), and the node sends it with its own
+	// requests to its peers. The client API and the health probe stay
+	// open. On a network others share (hosts over SSH) a cluster must
+	// have one: anyone who reaches a node could otherwise move its clock
+	// or write into its replicas.
+	Token string
 
 	// N is how many nodes replicate each key (lww, hlc, mvr); 0 means
 	// all. W and R are the write and read quorums; 0 means 1.
@@ -301,7 +311,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.Faults != nil {
 		pf = n.cfg.Faults
 	}
-	eng, err := newEngine(env{cfg: n.cfg, clock: n.clock, peers: NewPeers(n.cfg.ID, n.cfg.Peers, pf), logf: n.cfg.Logf})
+	peers := NewPeers(n.cfg.ID, n.cfg.Peers, pf)
+	peers.token = n.cfg.Token
+	eng, err := newEngine(env{cfg: n.cfg, clock: n.clock, peers: peers, logf: n.cfg.Logf})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("node %s: %w", n.cfg.ID, err)
@@ -309,10 +321,10 @@ func (n *Node) Start(ctx context.Context) error {
 	n.eng = eng
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/op", n.handleOp)
-	mux.HandleFunc("POST /v1/peer/{kind}", n.handlePeer)
+	mux.HandleFunc("POST /v1/peer/{kind}", n.authorized(n.handlePeer))
 	mux.HandleFunc("GET /v1/health", n.handleHealth)
-	mux.HandleFunc("POST /v1/admin/clock", n.handleClock)
-	mux.HandleFunc("POST /v1/admin/delay", n.handleDelay)
+	mux.HandleFunc("POST /v1/admin/clock", n.authorized(n.handleClock))
+	mux.HandleFunc("POST /v1/admin/delay", n.authorized(n.handleDelay))
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Go(func() {
 		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -403,6 +415,25 @@ func statusOf(k ErrorKind) int {
 		return http.StatusMisdirectedRequest
 	}
 	return http.StatusServiceUnavailable
+}
+
+// TokenHeader carries the cluster's secret (Config.Token).
+const TokenHeader = "X-Eccheck-Token"
+
+// authorized refuses a request without the cluster's token, when the
+// node has one, before h reads anything of it.
+func (n *Node) authorized(h http.HandlerFunc) http.HandlerFunc {
+	if n.cfg.Token == "" {
+		return h
+	}
+	want := []byte(n.cfg.Token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), want) != 1 {
+			http.Error(w, "node "+n.cfg.ID+": "+r.URL.Path+" needs the cluster's token in the "+TokenHeader+" header", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 func (n *Node) handlePeer(w http.ResponseWriter, r *http.Request) {

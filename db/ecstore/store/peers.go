@@ -28,6 +28,7 @@ type Peers struct {
 	ids    []string          // every node id, self included, sorted
 	faults Faults
 	client *http.Client
+	token  string // the cluster's secret, sent with every request (Config.Token)
 }
 
 // NewPeers returns the peer client of node self.
@@ -99,6 +100,9 @@ func (p *Peers) Call(ctx context.Context, to, kind string, req, resp any) error 
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set(fromHeader, p.self)
+	if p.token != "" {
+		hr.Header.Set(TokenHeader, p.token)
+	}
 	res, err := p.client.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
