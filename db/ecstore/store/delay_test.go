@@ -111,9 +111,11 @@ func TestAdminDelay(t *testing.T) {
 }
 
 // TestAdminDelayInProcess checks that an in-process node, which obeys its
-// cluster's shared LocalNet, refuses admin delays.
+// cluster's shared LocalNet, refuses admin delays. (An empty token lets the
+// request through: an in-process cluster otherwise draws one of its own,
+// and TestClusterToken holds what a token refuses.)
 func TestAdminDelayInProcess(t *testing.T) {
-	c := startCluster(t, 2, store.Config{Mode: store.ModeLWW})
+	c := startCluster(t, 2, store.Config{Mode: store.ModeLWW, Token: store.NoToken})
 	if code, _ := postDelay(t, c.Addr("n1"), store.DelayRequest{Ms: 10}); code != http.StatusConflict {
 		t.Errorf("delay/in-process node/409: got %d", code)
 	}

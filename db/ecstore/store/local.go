@@ -89,7 +89,9 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	}
 	held = nil
 	token := o.Node.Token
-	if token == "" {
+	if token == NoToken {
+		token = ""
+	} else if token == "" {
 		// Every in-process cluster has a secret of its own, so that the
 		// peer traffic of every test goes through the token check.
 		var b [16]byte
@@ -125,6 +127,10 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	}
 	return c, nil
 }
+
+// NoToken as LocalOptions.Node.Token starts an in-process cluster without
+// a token (one is drawn otherwise).
+const NoToken = "\x00none"
 
 // freeAddr finds a free loopback port, adding its listener to held (the
 // caller closes them).
