@@ -17,9 +17,10 @@ import (
 // operations are the register workload's read and write, with what the
 // store's version vectors say of them in the completions:
 //
-//   - a write's ok completion is {"value": v, "dot": "n1:7"}: the value it
-//     wrote and its dot, the event (node n1's 7th write of the key) that
-//     names it;
+//   - a write's ok completion is {"value": v, "dot": "n1:7", "context":
+//     {"n1": 6}}: the value it wrote, its dot (the event, node n1's 7th
+//     write of the key, that names it) and the causal context it carried
+//     (what the client had read of the key: the siblings it supersedes);
 //   - a read's ok completion is {"siblings": [{"value": v, "dot": "n1:7"},
 //     ...], "context": {"n1": 7, "n2": 3}}: every sibling the node holds
 //     (sorted by dot, so that equal states read the same) and the causal
@@ -27,9 +28,12 @@ import (
 //     or superseded. A key never written reads {"siblings": [],
 //     "context": {}}.
 //
-// A write carries the context of the client's last read of its key (the
-// store's business, not the history's): it supersedes the siblings that
-// context covers, and stays beside the others.
+// A write carries the context of the client's last read of its key: it
+// supersedes the siblings that context covers, and stays beside the
+// others. The checker takes a sibling as superseded only when a write of
+// the history carried a context that covers it, never on the final read's
+// word alone (a store that applied a write with its own context instead
+// of the client's would drop a concurrent write and still cover it).
 
 // MVSibling is one value of a multi-value register with its dot.
 type MVSibling struct {
@@ -43,10 +47,18 @@ type MVRead struct {
 	Context  map[string]int64 `json:"context"`
 }
 
-// MVWrite is what a write to a multi-value register returns.
+// MVWrite is what a write to a multi-value register returns: the value,
+// its dot, and the causal context the write carried.
 type MVWrite struct {
-	Value json.RawMessage `json:"value"`
-	Dot   string          `json:"dot"`
+	Value   json.RawMessage  `json:"value"`
+	Dot     string           `json:"dot"`
+	Context map[string]int64 `json:"context"`
+}
+
+// covers reports whether the context ctx has seen the write of dot.
+func covers(ctx map[string]int64, dot string) bool {
+	node, n, err := ParseDot(dot)
+	return err == nil && ctx[node] >= n
 }
 
 // ParseDot splits a dot "n1:7" into its node and counter.
@@ -62,15 +74,24 @@ func ParseDot(dot string) (node string, n int64, err error) {
 	return dot[:i], n, nil
 }
 
-// Covers reports whether the context has seen the write of dot.
-func (r MVRead) Covers(dot string) bool {
-	node, n, err := ParseDot(dot)
-	return err == nil && r.Context[node] >= n
-}
+// Covers reports whether the read's context has seen the write of dot.
+func (r MVRead) Covers(dot string) bool { return covers(r.Context, dot) }
 
-// isMVRead reports whether v is a multi-value register's read.
+// isMVRead reports whether v is a multi-value register's read: an object
+// with siblings and a context, in any key order.
 func isMVRead(v history.Value) bool {
-	return v.Kind() == history.KindOther && bytes.HasPrefix(bytes.TrimSpace([]byte(v.String())), []byte(`{"siblings"`))
+	if v.Kind() != history.KindOther {
+		return false
+	}
+	b := []byte(v.String())
+	if !bytes.Contains(b, []byte(`"siblings"`)) || !bytes.Contains(b, []byte(`"context"`)) {
+		return false
+	}
+	var probe struct {
+		Siblings *[]json.RawMessage `json:"siblings"`
+		Context  *map[string]int64  `json:"context"`
+	}
+	return json.Unmarshal(b, &probe) == nil && probe.Siblings != nil && probe.Context != nil
 }
 
 // ParseMVRead decodes a read of a multi-value register.
@@ -115,8 +136,10 @@ func lwCheckMV(ctx context.Context, ops []history.Operation, keys []*lwKey, res 
 		type write struct {
 			op         int
 			dot, value string
+			context    map[string]int64 // the context it carried
 		}
 		var acked []write
+		var infoCalls []int64        // when the writes that ended info were invoked
 		written := map[string]bool{} // values of writes that may have taken effect
 		for i := range ops {
 			o := &ops[i]
@@ -129,10 +152,11 @@ func lwCheckMV(ctx context.Context, ops []history.Operation, keys []*lwKey, res 
 					lwUndecided(res, fmt.Sprintf("write at op %d of multi-value register %s: its completion is not {\"value\", \"dot\"}: %.80s", o.Invoke, k.key, o.Value.String()))
 					continue
 				}
-				acked = append(acked, write{i, w.Dot, string(w.Value)})
+				acked = append(acked, write{i, w.Dot, string(w.Value), w.Context})
 				written[string(w.Value)] = true
 			} else {
 				written[o.Value.String()] = true
+				infoCalls = append(infoCalls, o.Call)
 			}
 		}
 		var finals []int
@@ -185,8 +209,20 @@ func lwCheckMV(ctx context.Context, ops []history.Operation, keys []*lwKey, res 
 				res.Add(Anomaly{Kind: KindDivergence, Key: k.key, Ops: []OpRef{Ref(ops[finals[0]]), Ref(ops[ri])},
 					Explanation: fmt.Sprintf("the final reads of %s disagree: op %d on %s holds dots [%s], op %d on %s holds [%s]", k.key, ops[finals[0]].Invoke, ops[finals[0]].Node, first, ops[ri].Invoke, ops[ri].Node, state)})
 			}
+			// A write's sibling is superseded only by a write that carried
+			// a context covering it: an acknowledged one that says so, or
+			// one that ended info (its context is unknown) invoked after
+			// it.
+			superseded := func(w write) bool {
+				for _, o := range acked {
+					if covers(o.context, w.dot) {
+						return true
+					}
+				}
+				return slices.ContainsFunc(infoCalls, func(c int64) bool { return c > ops[w.op].Call })
+			}
 			for _, w := range acked {
-				if reportedLost[w.op] || slices.Contains(dots, w.dot) || r.Covers(w.dot) {
+				if reportedLost[w.op] || slices.Contains(dots, w.dot) || superseded(w) {
 					continue
 				}
 				reportedLost[w.op] = true
@@ -194,7 +230,7 @@ func lwCheckMV(ctx context.Context, ops []history.Operation, keys []*lwKey, res 
 				wo := &ops[w.op]
 				vv, _ := json.Marshal(r.Context)
 				res.Add(Anomaly{Kind: KindLostWrite, Key: k.key, Ops: []OpRef{Ref(*wo), Ref(ops[ri])},
-					Explanation: fmt.Sprintf("the write of %s to %s (op %d, dot %s) was acknowledged, but the final read on %s (op %d) holds neither it among its siblings (%s) nor a write that saw it (its context %s does not cover %s): silently lost", w.value, k.key, wo.Invoke, w.dot, ops[ri].Node, ops[ri].Invoke, siblingText(r.Siblings), vv, w.dot)})
+					Explanation: fmt.Sprintf("the write of %s to %s (op %d, dot %s) was acknowledged, but the final read on %s (op %d) holds it not among its siblings (%s), and no write of the history carried a context covering %s (the read's context %s says it was seen): silently lost", w.value, k.key, wo.Invoke, w.dot, ops[ri].Node, ops[ri].Invoke, siblingText(r.Siblings), w.dot, vv)})
 			}
 		}
 	}

@@ -41,8 +41,11 @@ func mvHistory(t *testing.T, ops ...mvOp) Input {
 	return NewInput(h)
 }
 
-func mvWrite(v, dot string) mvOp {
-	return mvOp{f: FWrite, inv: v, done: `{"value":` + v + `,"dot":"` + dot + `"}`, typ: history.OK}
+func mvWrite(v, dot string) mvOp { return mvWriteAfter(v, dot, `{}`) }
+
+// mvWriteAfter is a write that carried the context ctx.
+func mvWriteAfter(v, dot, ctx string) mvOp {
+	return mvOp{f: FWrite, inv: v, done: `{"value":` + v + `,"dot":"` + dot + `","context":` + ctx + `}`, typ: history.OK}
 }
 
 func mvFinal(node, js string) mvOp {
@@ -62,7 +65,7 @@ func TestLostWritesMultiValue(t *testing.T) {
 			mvFinal("n2", `{"siblings":[{"value":1,"dot":"n1:1"},{"value":2,"dot":"n2:1"}],"context":{"n1":1,"n2":1}}`),
 		}, "", ""},
 		{"superseded by a write that saw it", []mvOp{
-			mvWrite("1", "n1:1"), mvWrite("2", "n2:1"), mvWrite("3", "n1:2"),
+			mvWrite("1", "n1:1"), mvWrite("2", "n2:1"), mvWriteAfter("3", "n1:2", `{"n1":1,"n2":1}`),
 			mvFinal("n1", `{"siblings":[{"value":3,"dot":"n1:2"}],"context":{"n1":2,"n2":1}}`),
 		}, "", ""},
 		{"an info write's value may be a sibling", []mvOp{
@@ -73,6 +76,16 @@ func TestLostWritesMultiValue(t *testing.T) {
 			mvWrite("1", "n1:1"), mvWrite("2", "n2:1"),
 			mvFinal("n1", `{"siblings":[{"value":2,"dot":"n2:1"}],"context":{"n2":1}}`),
 		}, KindLostWrite, "the write of 1 to k (op 0, dot n1:1) was acknowledged, but the final read on n1"},
+		{"lost though the store's context covers it: no write carried that context", []mvOp{
+			// A store that applied 2 with its own context {n1:1} instead
+			// of the client's empty one dropped 1 and still covers it.
+			mvWrite("1", "n1:1"), mvWrite("2", "n1:2"),
+			mvFinal("n1", `{"siblings":[{"value":2,"dot":"n1:2"}],"context":{"n1":2}}`),
+		}, KindLostWrite, "no write of the history carried a context covering n1:1"},
+		{"an info write invoked later may have superseded it", []mvOp{
+			mvWrite("1", "n1:1"), {f: FWrite, inv: "5", typ: history.Info},
+			mvFinal("n1", `{"siblings":[{"value":5,"dot":"n1:2"}],"context":{"n1":2}}`),
+		}, "", ""},
 		{"final reads disagree", []mvOp{
 			mvWrite("1", "n1:1"), mvWrite("2", "n2:1"),
 			mvFinal("n1", `{"siblings":[{"value":1,"dot":"n1:1"},{"value":2,"dot":"n2:1"}],"context":{"n1":1,"n2":1}}`),
@@ -82,6 +95,10 @@ func TestLostWritesMultiValue(t *testing.T) {
 			mvWrite("1", "n1:1"),
 			mvFinal("n1", `{"siblings":[{"value":1,"dot":"n1:1"},{"value":9,"dot":"n2:1"}],"context":{"n1":1,"n2":1}}`),
 		}, KindUnknownFinalValue, "sibling 9@n2:1"},
+		{"keys in another order (an EDN import sorts them)", []mvOp{
+			mvWrite("1", "n1:1"),
+			mvFinal("n1", `{"context":{"n1":1},"siblings":[{"dot":"n1:1","value":1}]}`),
+		}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := mvHistory(t, tc.ops...)

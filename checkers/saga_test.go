@@ -153,6 +153,11 @@ func TestSagaInvalid(t *testing.T) {
 		{"money not conserved", func(st *SagaState, _ *[]sagaStep) {
 			st.Ledger[0].Amount = 25
 		}, KindBrokenInvariant, "", "money charged (25) less refunded (0) is 25, not 20"},
+		{"lost reservation under a release's tombstone", func(st *SagaState, _ *[]sagaStep) {
+			// b's reserve was acknowledged, then lost (a failover); its
+			// release found nothing and left a tombstone; stock adds up.
+			st.Reservations["b"] = Reservation{Item: 1, Qty: 0, State: "released"}
+		}, KindLostStep, "b", "reserve was acknowledged ok"},
 		{"state of a saga never begun", func(st *SagaState, _ *[]sagaStep) {
 			st.Shipments["z"] = "cancelled"
 		}, KindUnknownSaga, "z", "no operation of the history began it"},
@@ -227,5 +232,27 @@ func TestSagaInferred(t *testing.T) {
 	}
 	if rs := Run(context.Background(), in, cs, Options{}); rs[0].Verdict != Valid {
 		t.Errorf("registry run: %s %s", rs[0].Verdict, rs[0].Reason)
+	}
+}
+
+// A saga left half-finished while its log says it is still running was
+// not finished by the harness's recovery: the verdict is unknown, naming
+// it, not an anomaly of the store.
+func TestSagaUnfinishedIsUndecided(t *testing.T) {
+	steps, st := goodSagas()
+	st.Reservations["b"] = Reservation{Item: 1, Qty: 1, State: "reserved"}
+	st.Stock[1] = 4
+	rec := st.Log["b"]
+	rec.Status = SagaCompensating
+	st.Log["b"] = rec
+	r := runSaga(t, steps, st)
+	if r.Verdict != Unknown || !strings.Contains(r.Reason, "1 sagas were left half-finished with their log unfinished") || !strings.Contains(r.Reason, ": b") {
+		t.Fatalf("verdict %s (%q), want unknown naming b: %+v", r.Verdict, r.Reason, r.Anomalies)
+	}
+	// The same state with the log saying compensated is the store's.
+	rec.Status = SagaCompensated
+	st.Log["b"] = rec
+	if r := runSaga(t, steps, st); r.Verdict != Invalid {
+		t.Errorf("log compensated: verdict %s, want invalid", r.Verdict)
 	}
 }

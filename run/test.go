@@ -303,7 +303,7 @@ func Test(ctx context.Context, spec Spec) (rep results.Report, dir Dir, err erro
 	}
 	spec.logf("%d operations (%d ok, %d fail, %d info), %d final reads in %s", sum.Ops, sum.OK, sum.Fail, sum.Info, sum.FinalReads, sum.Elapsed.Round(time.Millisecond))
 	if s := sum.Sagas; s != nil {
-		spec.logf("sagas: %d begun, %d completed, %d compensated (%d declined a step); %d coordinators killed, %d sagas recovered by another, %d left unfinished", s.Started, s.Completed, s.Compensated, s.Declined, s.Killed, s.Recovered, s.Unfinished)
+		spec.logf("sagas: %d begun, %d completed, %d compensated (%d steps declined, %d failed otherwise); %d coordinators killed, %d sagas recovered by another, %d left unfinished", s.Started, s.Completed, s.Compensated, s.Declined, s.Failed, s.Killed, s.Recovered, s.Unfinished)
 	}
 	for _, w := range runWarnings(c, sum) {
 		spec.logf("warning: %s", w)

@@ -254,11 +254,11 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	var watcher *coordinator
 	for _, p := range o.Parts {
 		if p.Gen.Name() == Saga {
-			sagas = &sagaRun{o: &o, c: &c, issued: &issued, fresh: freshProc, opts: p.Gen.Saga}
+			sagas = &sagaRun{o: &o, c: &c, issued: &issued, fresh: freshProc, opts: p.Gen.Saga.WithDefaults()}
 			if err := sagas.init(ctx, o.Nodes[0]); err != nil {
 				return sum, err
 			}
-			if watcher, err = sagas.newCoordinator(o.Nodes[0], procs, true); err != nil {
+			if watcher, err = sagas.newCoordinator(o.Nodes[0], procs, false); err != nil {
 				return sum, fmt.Errorf("client of the saga recovery worker: %w", err)
 			}
 		}
@@ -310,7 +310,18 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	}
 	var wg sync.WaitGroup
 	panics := make(chan any, len(workers)+1)
+	// The recovery worker stops with the coordinators (at --max-ops too),
+	// not only at the time limit; its own polls do not count as the
+	// workload's operations.
+	var coordinators sync.WaitGroup
 	if sagas != nil {
+		watchCtx, stopWatch := context.WithCancel(wctx)
+		for _, w := range workers {
+			if w.part.Gen.Name() == Saga {
+				coordinators.Add(1)
+			}
+		}
+		go func() { coordinators.Wait(); stopWatch() }()
 		wg.Go(func() {
 			defer func() {
 				if p := recover(); p != nil {
@@ -318,11 +329,14 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 					stopWorkers()
 				}
 			}()
-			sagas.watch(wctx, watcher)
+			sagas.watch(watchCtx, watcher)
 		})
 	}
 	for _, w := range workers {
 		wg.Go(func() {
+			if w.part.Gen.Name() == Saga {
+				defer coordinators.Done()
+			}
 			defer func() {
 				if p := recover(); p != nil {
 					panics <- p
@@ -428,19 +442,11 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		}
 		sum.Convergence = conv
 	}
-	if left := o.Recovery - time.Since(healedAt); ctx.Err() == nil && left > 0 {
-		progress("recovery")
-		select {
-		case <-time.After(left):
-		case <-ctx.Done():
-		}
-	}
-	if o.BeforeFinal != nil && ctx.Err() == nil {
-		o.BeforeFinal(ctx)
-	}
 	if sagas != nil && ctx.Err() == nil {
 		progress("saga recovery")
 		sum.Sagas = sagas.summary()
+		// Before the recovery wait and the system's settling, so that the
+		// replicas the final reads read have the recovery's steps too.
 		// Through the first node whose client can read the saga log: a
 		// node a failover left behind may answer nothing.
 		left, ferr := 0, errors.New("no node to run it through")
@@ -460,6 +466,16 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		}
 		sum.Sagas = sagas.summary()
 		sum.Sagas.Unfinished = int64(left)
+	}
+	if left := o.Recovery - time.Since(healedAt); ctx.Err() == nil && left > 0 {
+		progress("recovery")
+		select {
+		case <-time.After(left):
+		case <-ctx.Done():
+		}
+	}
+	if o.BeforeFinal != nil && ctx.Err() == nil {
+		o.BeforeFinal(ctx)
 	}
 	progress("final reads")
 	for _, p := range o.Parts {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -89,7 +90,11 @@ type SagaSummary struct {
 	Started     int64 `json:"started"`
 	Completed   int64 `json:"completed"`
 	Compensated int64 `json:"compensated"`
-	Declined    int64 `json:"declined"`
+	// Declined counts the steps a service refused (declined, out of
+	// stock); Failed those that failed otherwise (a node not the leader,
+	// a refused connection): either way the saga compensates.
+	Declined int64 `json:"declined"`
+	Failed   int64 `json:"failed,omitempty"`
 	// Killed counts coordinators that died mid-saga (the kill rate);
 	// Abandoned sagas whose step stayed unknown after its attempts.
 	Killed    int64 `json:"killed"`
@@ -102,7 +107,7 @@ type SagaSummary struct {
 }
 
 type sagaCounters struct {
-	started, completed, compensated, declined, killed, abandoned, recovered atomic.Int64
+	started, completed, compensated, declined, failed, killed, abandoned, recovered atomic.Int64
 }
 
 // sagaPlan is what the seed decides of one saga.
@@ -263,13 +268,17 @@ func (co *coordinator) saga(ctx context.Context, p sagaPlan) {
 		if co.stop || ctx.Err() != nil {
 			return // the run ended mid-saga: the final phase finishes it
 		}
-		_, out := co.call(ctx, step.f, id, step.args)
+		done, out := co.call(ctx, step.f, id, step.args)
 		switch out {
 		case stepUnknown:
 			abandon()
 			return
 		case stepFail:
-			r.declined.Add(1)
+			if strings.Contains(done.Error, "declined") || strings.Contains(done.Error, "out of stock") {
+				r.declined.Add(1)
+			} else {
+				r.failed.Add(1)
+			}
 			co.compensate(ctx, id, epoch, p.item, p.qty, p.price, p.kill == "compensate")
 			return
 		}
@@ -441,10 +450,21 @@ func (r *sagaRun) watch(ctx context.Context, co *coordinator) {
 }
 
 // finish is the final phase's recovery: every saga still unfinished in
-// the log is claimed and finished, in up to three rounds. It returns how
-// many were left.
+// the log is claimed and finished, round after round (backing off from
+// 250 ms to 2 s: right after the heal the cluster may still be electing)
+// until none is left or eight rounds have passed. It returns how many
+// were left.
 func (r *sagaRun) finish(ctx context.Context, co *coordinator) (left int, err error) {
-	for round := 0; round < 3 && ctx.Err() == nil; round++ {
+	wait := 250 * time.Millisecond
+	for round := 0; round < 8 && ctx.Err() == nil; round++ {
+		if round > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return left, ctx.Err()
+			}
+			wait = min(2*wait, 2*time.Second)
+		}
 		recs, ok := co.pending(ctx)
 		if !ok {
 			err = fmt.Errorf("the saga log's pending sagas could not be read")
@@ -467,6 +487,6 @@ func (r *sagaRun) finish(ctx context.Context, co *coordinator) (left int, err er
 func (r *sagaRun) summary() *SagaSummary {
 	return &SagaSummary{
 		Started: r.n.started.Load(), Completed: r.n.completed.Load(), Compensated: r.n.compensated.Load(),
-		Declined: r.n.declined.Load(), Killed: r.n.killed.Load(), Abandoned: r.n.abandoned.Load(), Recovered: r.n.recovered.Load(),
+		Declined: r.n.declined.Load(), Failed: r.n.failed.Load(), Killed: r.n.killed.Load(), Abandoned: r.n.abandoned.Load(), Recovered: r.n.recovered.Load(),
 	}
 }

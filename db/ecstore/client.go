@@ -254,7 +254,11 @@ func (c *Client) multiValue(req store.Request, op history.Op, resp store.Respons
 			return history.Value{}, err
 		}
 		c.contexts[req.Key] = w.Context
-		out = checkers.MVWrite{Value: json.RawMessage(op.Value.String()), Dot: w.Dot}
+		sent := make(map[string]int64, len(req.Context))
+		for n, k := range req.Context {
+			sent[n] = int64(k)
+		}
+		out = checkers.MVWrite{Value: json.RawMessage(op.Value.String()), Dot: w.Dot, Context: sent}
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

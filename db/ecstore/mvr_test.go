@@ -84,12 +84,12 @@ func TestMultiValueShapes(t *testing.T) {
 		wantCtx   map[string]uint64 // the context the request carried (writes)
 	}{
 		{"read/never written/no siblings, empty context", "read", "fresh", history.Nil(), history.OK, `{"siblings":[],"context":{}}`, nil},
-		{"write/fresh client/no context, value and dot", "write", "j", history.Int(7), history.OK, `{"value":7,"dot":"n3:1"}`, nil},
+		{"write/fresh client/no context, value and dot", "write", "j", history.Int(7), history.OK, `{"value":7,"dot":"n3:1","context":{}}`, nil},
 		{"read/siblings out of order/sorted by node then counter", "read", "k", history.Nil(), history.OK,
 			`{"siblings":[{"value":4,"dot":"n1:9"},{"value":3,"dot":"n1:10"},{"value":"x","dot":"n10:1"},{"value":2,"dot":"n2:1"}],"context":{"n1":10,"n10":1,"n2":1}}`, nil},
-		{"write/after a read/carries the read's context", "write", "k", history.Int(5), history.OK, `{"value":5,"dot":"n1:11"}`, map[string]uint64{"n1": 10, "n2": 1, "n10": 1}},
-		{"write/after a write/carries the write's context", "write", "k", history.Int(6), history.OK, `{"value":6,"dot":"n1:11"}`, map[string]uint64{"n1": 11, "n2": 1, "n10": 1}},
-		{"write/other key/carries that key's context only", "write", "j", history.Int(8), history.OK, `{"value":8,"dot":"n3:1"}`, map[string]uint64{"n3": 1}},
+		{"write/after a read/carries the read's context", "write", "k", history.Int(5), history.OK, `{"value":5,"dot":"n1:11","context":{"n1":10,"n10":1,"n2":1}}`, map[string]uint64{"n1": 10, "n2": 1, "n10": 1}},
+		{"write/after a write/carries the write's context", "write", "k", history.Int(6), history.OK, `{"value":6,"dot":"n1:11","context":{"n1":11,"n10":1,"n2":1}}`, map[string]uint64{"n1": 11, "n2": 1, "n10": 1}},
+		{"write/other key/carries that key's context only", "write", "j", history.Int(8), history.OK, `{"value":8,"dot":"n3:1","context":{"n3":1}}`, map[string]uint64{"n3": 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
