@@ -567,7 +567,14 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 			conv.Keys = append(conv.Keys, checkers.KeyConvergence{Key: k})
 		}
 	}
+	todo0 := todo
 	deadline := healedAt.Add(o.Converge)
+	// A node that has answered no read at all in the phase (still
+	// restarting, still joining) is unavailable, not divergent: a key
+	// agrees when every node that answers agrees and the others have never
+	// answered; such a node is left out and named at the end.
+	answered := map[string]bool{}
+	lastErr := map[string]string{}
 	for len(todo) > 0 && ctx.Err() == nil {
 		round := time.Now()
 		var left []*pending
@@ -575,25 +582,31 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 			kc := &conv.Keys[p.i]
 			kc.Polls++
 			values := map[string]string{}
-			var agreed string
+			agreed, oks := "", 0
 			same := true
 			for i, cl := range p.clients {
+				node := p.nodes[i]
 				read := p.gen.FinalRead(p.key)
-				read.Type, read.Node = history.Invoke, p.nodes[i]
+				read.Type, read.Node = history.Invoke, node
 				octx, cancel := context.WithTimeout(ctx, o.OpTimeout)
 				done := cl.Invoke(octx, read)
 				cancel()
-				v := "error: " + done.Error
-				if done.Type == history.OK {
-					v = canonical(done.Value)
+				if done.Type != history.OK {
+					values[node] = "error: " + done.Error
+					lastErr[node] = done.Error
+					same = same && !answered[node]
+					continue
 				}
-				values[p.nodes[i]] = v
-				if i == 0 {
+				answered[node] = true
+				v := canonical(done.Value)
+				values[node] = v
+				if oks == 0 {
 					agreed = v
 				}
-				same = same && done.Type == history.OK && v == agreed
+				oks++
+				same = same && v == agreed
 			}
-			if same {
+			if same && oks >= 2 {
 				kc.Converged, kc.MS = true, float64(time.Since(healedAt))/float64(time.Millisecond)
 				continue
 			}
@@ -612,6 +625,16 @@ func converge(ctx context.Context, o Options, healedAt time.Time) (*checkers.Con
 	for i := range conv.Keys {
 		if conv.Keys[i].Converged {
 			conv.Keys[i].Values = nil
+		}
+	}
+	for _, p := range todo0 {
+		for _, node := range p.nodes {
+			if !answered[node] && ctx.Err() == nil {
+				if conv.Excluded == nil {
+					conv.Excluded = map[string]string{}
+				}
+				conv.Excluded[node] = "answered no read during the phase: " + lastErr[node]
+			}
 		}
 	}
 	return conv, errors.Join(errs...)

@@ -525,3 +525,56 @@ func TestRunConvergenceLeavesOutNodes(t *testing.T) {
 		t.Errorf("result %s %q, want valid naming n2 left out", r.Verdict, r.Summary)
 	}
 }
+
+// downClient is a node that answers no read: it is still restarting.
+type downClient struct{}
+
+func (downClient) Invoke(_ context.Context, op history.Op) history.Op {
+	if op.F == "read" && op.Node != "" {
+		op.Type, op.Error = history.Fail, "connection refused"
+		return op
+	}
+	op.Type = history.OK
+	return op
+}
+
+// A node that answers no read during the whole phase is unavailable, not
+// divergent: the others are compared, and it is named as left out.
+func TestRunConvergenceNodeDown(t *testing.T) {
+	var start atomic.Int64
+	g, err := NewGenerator(Register, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.use("slow")
+	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	sum, err := Run(context.Background(), Options{
+		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1,
+		NewClient: func(_, node string) (Client, error) {
+			if node == "n3" {
+				return downClient{}, nil
+			}
+			return divergentClient{node: node, start: &start}, nil
+		},
+		Recorder: rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sum.Convergence
+	if c == nil || !strings.Contains(c.Excluded["n3"], "answered no read during the phase: connection refused") {
+		t.Fatalf("convergence %+v, want n3 left out as unavailable", c)
+	}
+	for _, k := range c.Keys {
+		if k.Key == "slow" && (!k.Converged || k.MS < 150) {
+			t.Errorf("slow: %+v, want converged between n1 and n2 after 150 ms", k)
+		}
+	}
+	if r := checkers.ConvergenceResult(*c); r.Verdict != checkers.Valid {
+		t.Errorf("result %s: %s", r.Verdict, r.Summary)
+	}
+}
