@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
@@ -135,86 +134,6 @@ func TestRemoteApplyReplicaReadsValid(t *testing.T) {
 	}
 }
 
-// Cut off from its replicas, an asynchronous primary goes on acknowledging
-// adds that no replica receives; the failover then loses them, though
-// every read went to the primary. The loss is made, not hoped for: the
-// nemesis cuts the primary off before the adds it acknowledges during the
-// cut, so no replica can have them, and the run lasts until the failover
-// is done (one fault cycle), however slow the machine.
-func TestAsyncFailoverLosesWrites(t *testing.T) {
-	code, rep, dir := runPostgresDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1", "--nemesis-interval", "3s", "--time-limit", "5m", "--seed", "3")
-	h := readHistory(t, dir)
-	cut, failover := failoverWindow(t, h)
-	acked := 0
-	for _, op := range history.Pair(h) {
-		if op.F == "add" && op.Type == history.OK && op.Call > cut.Time && op.Return < failover.Time {
-			acked++
-		}
-	}
-	if acked == 0 {
-		t.Fatalf("postgres/async failover/setup: no add was acknowledged while the primary was cut off (%s to %s); the loss cannot be shown", seconds(cut.Time), seconds(failover.Time))
-	}
-	if code != dockertest.ExitInvalid {
-		t.Fatalf("postgres/async failover/exit 1: exit %d, results %+v", code, rep.Results)
-	}
-	dockertest.ExpectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
-	for _, r := range rep.Results {
-		if r.Checker == "lost-writes" && r.Stats["lost"] < 1 {
-			t.Errorf("postgres/async failover/lost adds counted: %v (%d acknowledged during the cut)", r.Stats, acked)
-		}
-	}
-}
-
-// readHistory reads a run directory's history.
-func readHistory(t *testing.T, dir string) history.History {
-	t.Helper()
-	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// failoverWindow returns the first start-failover (the primary cut off)
-// and the stop-failover after it (the failover carried out), failing the
-// test when either is missing or carries an error.
-func failoverWindow(t *testing.T, h history.History) (cut, failover history.Op) {
-	t.Helper()
-	for _, op := range history.Faults(h) {
-		switch {
-		case op.F == "start-failover" && cut.F == "":
-			cut = op
-		case op.F == "stop-failover" && cut.F != "" && failover.F == "":
-			failover = op
-		}
-	}
-	if cut.F == "" || failover.F == "" || cut.Error != "" || failover.Error != "" || !strings.Contains(failover.Value.String(), `"promoted":`) {
-		t.Fatalf("postgres/failover/setup: the history has no cut-off and promotion carried out: %+v, %+v", cut, failover)
-	}
-	return cut, failover
-}
-
-func seconds(ns int64) string { return time.Duration(ns).Round(time.Millisecond).String() }
-
-// With remote_apply and every replica a synchronous standby, the cut-off
-// primary acknowledges no add: each waits for the standbys until its
-// timeout (1 s, within the 3 s cut by construction) cancels the wait, and
-// Postgres's committed-locally warning makes it info. The failover loses
-// no acknowledged add.
-func TestSyncFailoverKeepsWrites(t *testing.T) {
-	code, rep, dir := runPostgresDir(t, "replica", "--pg-sync", "remote_apply", "--op-timeout", "1s", "--workload", "set", "--nemesis", "failover", "--nemesis-cycles", "1", "--nemesis-interval", "3s", "--time-limit", "5m", "--seed", "3")
-	h := readHistory(t, dir)
-	failoverWindow(t, h)
-	if code != dockertest.ExitValid {
-		t.Fatalf("postgres/sync failover/exit 0: exit %d, results %+v", code, rep.Results)
-	}
-	dockertest.ExpectVerdicts(t, rep, map[string]string{"lost-writes": "valid"})
-	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil || !strings.Contains(string(b), `"type":"info"`) || !strings.Contains(string(b), "committed locally, might not be replicated") || !strings.Contains(string(b), `"f":"stop-failover","value":{"killed":"n1","promoted":`) {
-		t.Fatalf("postgres/sync failover/history has the failover and info adds with the committed-locally warning: %v", err)
-	}
-}
-
 // The lag fault pauses WAL replay on one replica for an interval at a
 // time; sessions reading their replica miss their own writes meanwhile.
 func TestLagBreaksReadYourWrites(t *testing.T) {
@@ -226,30 +145,6 @@ func TestLagBreaksReadYourWrites(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil || !strings.Contains(string(b), `"f":"start-lag","value":{"node":"n`) || !strings.Contains(string(b), `"f":"stop-lag"`) {
 		t.Fatalf("postgres/lag/history has start-lag and stop-lag: %v", err)
-	}
-}
-
-// With --pg-rejoin each old primary comes back as a replica (pg_rewind),
-// so three nodes take three failovers (the third promotes a rejoined
-// node; without the rejoins it would find no replica left). The run lasts
-// until the three are done (three fault cycles), however long each
-// failover and rejoin take on this machine. The adds each old primary
-// acknowledged while cut off stay lost (pg_rewind throws them away), and
-// the rejoined nodes' final reads show nothing that was not added.
-func TestFailoverRejoin(t *testing.T) {
-	code, rep, dir := runPostgresDir(t, "primary", "--workload", "set", "--nemesis", "failover", "--pg-rejoin", "--nemesis-interval", "1s", "--nemesis-cycles", "3", "--time-limit", "10m", "--seed", "3")
-	if code != dockertest.ExitInvalid {
-		t.Fatalf("postgres/failover with rejoin/exit 1: exit %d, results %+v", code, rep.Results)
-	}
-	dockertest.ExpectVerdicts(t, rep, map[string]string{"lost-writes": "invalid"})
-	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil || strings.Count(string(b), `"rejoined":`) < 3 {
-		t.Fatalf("postgres/failover with rejoin/three stop-failovers with a rejoined node: %v, %d", err, strings.Count(string(b), `"rejoined":`))
-	}
-	for _, r := range rep.Results {
-		if r.Checker == "lost-writes" && (r.Stats["unexpected"] > 0 || r.Stats["duplicated"] > 0) {
-			t.Errorf("postgres/failover with rejoin/no unexpected or duplicated elements: %v", r.Stats)
-		}
 	}
 }
 
@@ -288,4 +183,14 @@ func TestPrimaryUnderFaultsValid(t *testing.T) {
 		t.Fatalf("postgres/primary under faults/exit 0: exit %d, results %+v", code, rep.Results)
 	}
 	dockertest.ExpectVerdicts(t, rep, map[string]string{"linearizable": "valid"})
+}
+
+// readHistory reads a run directory's history.
+func readHistory(t *testing.T, dir string) history.History {
+	t.Helper()
+	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
