@@ -344,37 +344,33 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 				}
 			}()
 			next := time.Now()
+			// pace waits the worker's share of the rate; false when the
+			// workload ended meanwhile.
+			pace := func() bool {
+				if interval <= 0 {
+					return true
+				}
+				next = next.Add(interval)
+				if d := time.Until(next); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-wctx.Done():
+						return false
+					}
+				}
+				return true
+			}
 			if w.part.Gen.Name() == Saga {
 				co := &coordinator{r: sagas, client: w.client, proc: w.proc, global: w.global, limited: true}
 				co.rename()
-				for wctx.Err() == nil && !co.stop {
-					if interval > 0 {
-						next = next.Add(interval)
-						if d := time.Until(next); d > 0 {
-							select {
-							case <-time.After(d):
-							case <-wctx.Done():
-								return
-							}
-						}
-					}
+				for wctx.Err() == nil && !co.stop && pace() {
 					co.saga(wctx, w.stream.nextSaga())
 				}
 				return
 			}
 			for wctx.Err() == nil {
-				if o.MaxOps > 0 && issued.Add(1) > o.MaxOps {
+				if o.MaxOps > 0 && issued.Add(1) > o.MaxOps || !pace() {
 					return
-				}
-				if interval > 0 {
-					next = next.Add(interval)
-					if d := time.Until(next); d > 0 {
-						select {
-						case <-time.After(d):
-						case <-wctx.Done():
-							return
-						}
-					}
 				}
 				inv := w.stream.Next()
 				if o.Retry > 0 || o.Requests {

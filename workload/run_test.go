@@ -448,31 +448,40 @@ func (c divergentClient) Invoke(_ context.Context, op history.Op) history.Op {
 // The convergence phase polls every node until they agree: a key that
 // agrees after about 150 ms converges then, one that never agrees is
 // reported with each node's value once the bound passes.
-func TestRunConvergencePhase(t *testing.T) {
-	var start atomic.Int64
+// runConverge runs a one-operation workload on n1..n3 with a convergence
+// phase of 600 ms over the register keys given, through the clients
+// newClient (and nodeClient, if set) make, and returns what the phase
+// found.
+func runConverge(t *testing.T, keys []string, newClient, nodeClient func(string, string) (Client, error)) *checkers.Convergence {
+	t.Helper()
 	g, err := NewGenerator(Register, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.use("never")
-	g.use("slow")
+	for _, k := range keys {
+		g.use(k)
+	}
 	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rec.Close()
 	sum, err := Run(context.Background(), Options{
-		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1,
-		NewClient: func(_, node string) (Client, error) { return divergentClient{node: node, start: &start}, nil },
-		Recorder:  rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
+		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1, NewClient: newClient, NodeClient: nodeClient,
+		Recorder: rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := sum.Convergence
-	if c == nil {
+	if sum.Convergence == nil {
 		t.Fatal("no convergence in the summary")
 	}
+	return sum.Convergence
+}
+
+func TestRunConvergencePhase(t *testing.T) {
+	var start atomic.Int64
+	c := runConverge(t, []string{"never", "slow"}, func(_, node string) (Client, error) { return divergentClient{node: node, start: &start}, nil }, nil)
 	byKey := map[string]checkers.KeyConvergence{}
 	for _, k := range c.Keys {
 		byKey[k.Key] = k
@@ -492,32 +501,14 @@ func TestRunConvergencePhase(t *testing.T) {
 // of the convergence phase and named; the others are compared.
 func TestRunConvergenceLeavesOutNodes(t *testing.T) {
 	var start atomic.Int64
-	g, err := NewGenerator(Register, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.use("slow")
-	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Close()
 	newClient := func(_, node string) (Client, error) { return divergentClient{node: node, start: &start}, nil }
-	sum, err := Run(context.Background(), Options{
-		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1, NewClient: newClient,
-		NodeClient: func(w, node string) (Client, error) {
-			if node == "n2" {
-				return nil, errors.New("fenced off by a failover")
-			}
-			return newClient(w, node)
-		},
-		Recorder: rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
+	c := runConverge(t, []string{"slow"}, newClient, func(w, node string) (Client, error) {
+		if node == "n2" {
+			return nil, errors.New("fenced off by a failover")
+		}
+		return newClient(w, node)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := sum.Convergence
-	if c == nil || c.Excluded["n2"] != "fenced off by a failover" || len(c.Excluded) != 1 {
+	if c.Excluded["n2"] != "fenced off by a failover" || len(c.Excluded) != 1 {
 		t.Fatalf("convergence %+v, want n2 left out with its reason", c)
 	}
 	r := checkers.ConvergenceResult(*c)
@@ -542,31 +533,13 @@ func (downClient) Invoke(_ context.Context, op history.Op) history.Op {
 // divergent: the others are compared, and it is named as left out.
 func TestRunConvergenceNodeDown(t *testing.T) {
 	var start atomic.Int64
-	g, err := NewGenerator(Register, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.use("slow")
-	rec, err := history.Create(filepath.Join(t.TempDir(), "h.jsonl"), history.KeepInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Close()
-	sum, err := Run(context.Background(), Options{
-		Parts: []Part{{Gen: g, Workers: 1}}, Nodes: []string{"n1", "n2", "n3"}, Seed: 1,
-		NewClient: func(_, node string) (Client, error) {
-			if node == "n3" {
-				return downClient{}, nil
-			}
-			return divergentClient{node: node, start: &start}, nil
-		},
-		Recorder: rec, TimeLimit: 10 * time.Millisecond, MaxOps: 1, Converge: 600 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := sum.Convergence
-	if c == nil || !strings.Contains(c.Excluded["n3"], "answered no read during the phase: connection refused") {
+	c := runConverge(t, []string{"slow"}, func(_, node string) (Client, error) {
+		if node == "n3" {
+			return downClient{}, nil
+		}
+		return divergentClient{node: node, start: &start}, nil
+	}, nil)
+	if !strings.Contains(c.Excluded["n3"], "answered no read during the phase: connection refused") {
 		t.Fatalf("convergence %+v, want n3 left out as unavailable", c)
 	}
 	for _, k := range c.Keys {
