@@ -23,6 +23,7 @@ import (
 
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/sshhost"
 	"github.com/eccheck/eccheck/workload"
 )
 
@@ -30,6 +31,7 @@ import (
 const (
 	BackendLocal  = "local"  // in this process
 	BackendDocker = "docker" // in containers, through the Docker Engine API
+	BackendSSH    = "ssh"    // on hosts of the user's, reached over SSH
 )
 
 // DB is one kind of system under test, as --db names it.
@@ -120,9 +122,14 @@ type Common struct {
 	// OpTimeout bounds each operation; Recovery is the wait after the
 	// heal before the final reads.
 	OpTimeout, Recovery time.Duration
-	// ClusterName names a Docker cluster; Keep leaves it running.
+	// ClusterName names a Docker cluster (or, on SSH hosts, the
+	// cluster's directory there); Keep leaves it running.
 	ClusterName string
 	Keep        bool
+	// Hosts are the SSH hosts of --cluster ssh, node i on host i
+	// (--hosts); SSH says how to log in to them (--ssh-*).
+	Hosts []string
+	SSH   sshhost.Config
 	// Retry is how many times a client retries an operation whose
 	// attempt ended info (--retry); IdempotencyKeys makes every request
 	// carry a key the system dedupes by (--idempotency-keys: see

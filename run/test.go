@@ -72,7 +72,7 @@ const CyclesBound = 10 * time.Minute
 // whether the user set a flag.
 func (s *Spec) Adjust(given func(flag string) bool) {
 	s.Settings.Adjust(&s.Common, given)
-	if s.Common.Backend == db.BackendDocker {
+	if s.Common.Backend == db.BackendDocker || s.Common.Backend == db.BackendSSH {
 		if !given("op-timeout") {
 			s.Common.OpTimeout = DockerOpTimeout
 		}
@@ -96,12 +96,18 @@ func (s *Spec) Validate() error {
 		return err
 	}
 	switch {
-	case c.Backend != db.BackendLocal && c.Backend != db.BackendDocker:
-		return db.Usagef("--cluster %q: want local (in this process) or docker", c.Backend)
+	case c.Backend != db.BackendLocal && c.Backend != db.BackendDocker && c.Backend != db.BackendSSH:
+		return db.Usagef("--cluster %q: want local (in this process), docker or ssh", c.Backend)
 	case !slices.Contains(s.DB.Backends(), c.Backend):
 		return db.Usagef("--db %s runs on %s, not --cluster %s", s.DB.Name(), strings.Join(s.DB.Backends(), " or "), c.Backend)
 	case c.Backend == db.BackendLocal && (c.ClusterName != "" || c.Keep):
 		return db.Usagef("--cluster-name and --keep go with --cluster docker")
+	case c.Backend == db.BackendSSH && len(c.Hosts) == 0:
+		return db.Usagef("--cluster ssh needs --hosts h1,h2,h3 (node i runs on host i)")
+	case c.Backend == db.BackendSSH && c.Nodes != len(c.Hosts):
+		return db.Usagef("--nodes %d with %d --hosts: node i runs on host i, so give as many hosts as nodes", c.Nodes, len(c.Hosts))
+	case c.Backend != db.BackendSSH && len(c.Hosts) > 0:
+		return db.Usagef("--hosts goes with --cluster ssh")
 	case c.Backend == db.BackendDocker && c.Nodes > 9:
 		return db.Usagef("--nodes %d: a Docker cluster has 1 to 9 nodes", c.Nodes)
 	case c.Nodes < 1 || c.Nodes > 15:
@@ -153,6 +159,15 @@ func (s *Spec) Validate() error {
 	if c.ClusterName != "" {
 		if err := docker.ValidName(c.ClusterName); err != nil {
 			return db.UsageError{Err: fmt.Errorf("--cluster-name: %w", err)}
+		}
+	}
+	if c.Backend == db.BackendSSH {
+		seen := map[string]bool{}
+		for _, h := range c.Hosts {
+			if h == "" || seen[h] {
+				return db.Usagef("--hosts %s: an empty or repeated host (one node per host)", strings.Join(c.Hosts, ","))
+			}
+			seen[h] = true
 		}
 	}
 	if err := nemesis.Validate(nemesis.Options{Faults: c.Faults, Interval: c.Interval, Cycles: c.Cycles, ClockMax: c.ClockMax, Partitions: c.Shapes}, c.Nodes); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/eccheck/eccheck/checkers"
+	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/run"
+	"github.com/eccheck/eccheck/sshhost"
 )
 
 // clusterNameFlag defines --cluster-name, the one name of a Docker
@@ -88,4 +91,48 @@ func (c clients) count(nodes int) int {
 		return c.perNode * nodes
 	}
 	return c.n
+}
+
+// bindSSHFlags defines the flags of --cluster ssh: the hosts and how to
+// log in to them.
+func bindSSHFlags(f *pflag.FlagSet, c *db.Common) {
+	f.StringSliceVar(&c.Hosts, "hosts", nil, "ssh: the hosts, comma-separated (NAME, NAME:PORT or an address); node i runs on host i, and --nodes defaults to their number")
+	f.StringVar(&c.SSH.User, "ssh-user", "", "ssh: the login user: root, or one that may use sudo without a password (default: the current user)")
+	f.StringVar(&c.SSH.KeyFile, "ssh-key", "", "ssh: the private key (default: ssh-agent and ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
+	f.IntVar(&c.SSH.Port, "ssh-port", sshhost.DefaultPort, "ssh: the SSH port of hosts that do not name their own")
+	f.StringVar(&c.SSH.KnownHosts, "ssh-known-hosts", "", "ssh: the known_hosts file host keys are checked against (default: ~/.ssh/known_hosts)")
+	f.BoolVar(&c.SSH.Insecure, "ssh-insecure", false, "ssh: accept any host key (throwaway hosts only: anyone on the path could pose as a host)")
+}
+
+// checkSSH refuses the ssh flags without --cluster ssh, and --cluster ssh
+// without hosts; with it, --nodes defaults to the number of hosts and
+// must match it. sys must run on SSH hosts.
+func checkSSH(sys db.DB, c *db.Common, changed func(string) bool) error {
+	if c.Backend != db.BackendSSH {
+		for _, fl := range []string{"hosts", "ssh-user", "ssh-key", "ssh-port", "ssh-known-hosts", "ssh-insecure"} {
+			if changed(fl) {
+				return usagef("--%s goes with --cluster ssh", fl)
+			}
+		}
+		return nil
+	}
+	if sys != nil && !slices.Contains(sys.Backends(), db.BackendSSH) {
+		var ok []string
+		for _, s := range systems {
+			if slices.Contains(s.Backends(), db.BackendSSH) {
+				ok = append(ok, s.Name())
+			}
+		}
+		return usagef("--cluster ssh: --db %s does not run on SSH hosts yet (%s does)", sys.Name(), strings.Join(ok, ", "))
+	}
+	if len(c.Hosts) == 0 {
+		return usagef("--cluster ssh needs --hosts h1,h2,h3 (node i runs on host i)")
+	}
+	if !changed("nodes") {
+		c.Nodes = len(c.Hosts)
+	}
+	if c.Nodes != len(c.Hosts) {
+		return usagef("--nodes %d with %d --hosts: node i runs on host i, so give as many hosts as nodes", c.Nodes, len(c.Hosts))
+	}
+	return nil
 }

@@ -92,9 +92,10 @@ start, and --seed repeats a run's choices.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.db, "db", "ecstore", "the system under test: "+strings.Join(systemNames(), " or "))
-	f.StringVar(&o.common.Backend, "cluster", db.BackendLocal, "where the cluster runs: local (in this process) or docker (containers; see 'eccheck images build')")
-	clusterNameFlag(f, &o.common.ClusterName, "", "docker: the cluster's name (default eccheck-test-<run id>)", "")
-	f.BoolVar(&o.common.Keep, "keep", false, "docker: leave the cluster running after the test (remove it with 'eccheck cluster down --cluster-name NAME')")
+	f.StringVar(&o.common.Backend, "cluster", db.BackendLocal, "where the cluster runs: local (in this process), docker (containers; see 'eccheck images build') or ssh (hosts of yours, --hosts; ecstore; see docs/ssh.md)")
+	clusterNameFlag(f, &o.common.ClusterName, "", "docker: the cluster's name (default eccheck-test-<run id>); ssh: its directory's name on the hosts", "")
+	f.BoolVar(&o.common.Keep, "keep", false, "docker, ssh: leave the cluster running after the test (remove it with 'eccheck cluster down --cluster-name NAME', or --cluster ssh --hosts ...)")
+	bindSSHFlags(f, &o.common)
 	bindRunFlags(f, &o.common, &o.concurrency, &o.rate, &o.seed, &o.workloads, &o.out)
 	f.StringVar(&o.nemesis, "nemesis", "partition,clock", "faults, comma-separated: "+strings.Join(nemesis.Kinds(), ", ")+" (failover with postgres or redis; lag with postgres, redis or galera; crash kills every node at once and restarts the cluster); or none (the default with postgres, redis and galera)")
 	f.DurationVar(&o.common.TimeLimit, "time-limit", 30*time.Second, "how long the workload runs (with --nemesis-cycles: at most)")
@@ -145,6 +146,9 @@ func (o *testOptions) spec(f *pflag.FlagSet) (run.Spec, error) {
 		return run.Spec{}, err
 	}
 	c := o.common
+	if err := checkSSH(sys, &c, f.Changed); err != nil {
+		return run.Spec{}, err
+	}
 	if c.Workloads, err = workload.ParseWorkloads(o.workloads); err != nil {
 		return run.Spec{}, usageError{Err: fmt.Errorf("--workload: %w", err)}
 	}

@@ -32,7 +32,7 @@ func (DB) Doc() string {
 	return "eccheck's own store (lww, hlc, mvr, primary, raft; sessions; CRDTs), in this process or in Docker"
 }
 
-func (DB) Backends() []string { return []string{db.BackendLocal, db.BackendDocker} }
+func (DB) Backends() []string { return []string{db.BackendLocal, db.BackendDocker, db.BackendSSH} }
 
 func (DB) Images() []docker.ImageSpec { return []docker.ImageSpec{Image} }
 
@@ -206,8 +206,11 @@ func (s *Settings) Record() map[string]any {
 }
 
 func (s *Settings) Start(ctx context.Context, env db.Env) (db.System, error) {
-	if env.Backend == db.BackendDocker {
+	switch env.Backend {
+	case db.BackendDocker:
 		return s.startDocker(ctx, env)
+	case db.BackendSSH:
+		return s.startSSH(ctx, env)
 	}
 	return s.startLocal(ctx, env)
 }
