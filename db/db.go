@@ -234,6 +234,31 @@ type Containers interface {
 	Docker() *docker.Cluster
 }
 
+// SSHOpener is a DB whose clusters run on SSH hosts (--cluster ssh): it
+// takes over a cluster running there, for `eccheck nemesis` and `eccheck
+// cluster status`. name picks the cluster when the hosts run several
+// ("" means the only one); a name or hosts that do not fit are usage
+// errors. The System's Close then only closes the connections: the
+// cluster stays, faults in force included.
+type SSHOpener interface {
+	OpenSSH(ctx context.Context, hosts []string, cfg sshhost.Config, name string) (System, error)
+}
+
+// HostedNode is one node of a System on SSH hosts.
+type HostedNode struct {
+	Node, Host, Addr string
+	// State is its process's state (running, paused, exited, none).
+	State string
+}
+
+// Hosted is a System on SSH hosts: where each node runs and answers, and
+// its log (`eccheck cluster status`, `eccheck cluster logs`).
+type Hosted interface {
+	Name() string
+	HostedNodes(ctx context.Context) ([]HostedNode, error)
+	Log(ctx context.Context, node string) (string, error)
+}
+
 // Roler is a System whose nodes have roles (primary, replica) that `eccheck
 // cluster status` shows; a role of "primary" on two nodes is a split
 // brain.

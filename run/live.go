@@ -16,6 +16,7 @@ import (
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
+	"github.com/eccheck/eccheck/sshhost"
 )
 
 // Live is a running Docker cluster taken over by a command that did not
@@ -24,9 +25,69 @@ import (
 // Each fault method returns the one line the command prints; bad input
 // is a usage error that names the flag.
 type Live struct {
-	System  db.System
+	System db.System
+	// Cluster is the Docker cluster; nil for a cluster on SSH hosts
+	// (OpenLiveSSH), whose faults go through System.
 	Cluster *docker.Cluster
 	c       *docker.Client
+}
+
+// OpenLiveSSH takes over the cluster running on hosts (the one there,
+// or the one name names when not empty) through the first of systems that
+// runs on SSH hosts; bad hosts or a missing cluster are usage errors.
+func OpenLiveSSH(ctx context.Context, systems []db.DB, hosts []string, cfg sshhost.Config, name string, progress io.Writer) (*Live, error) {
+	for _, s := range systems {
+		o, ok := s.(db.SSHOpener)
+		if !ok {
+			continue
+		}
+		sys, err := o.OpenSSH(ctx, hosts, cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := sys.(db.Progresser); ok && progress != nil {
+			p.SetProgress(progress)
+		}
+		return &Live{System: sys}, nil
+	}
+	return nil, db.Usagef("no system of this eccheck runs on SSH hosts")
+}
+
+// faults is what the fault methods act on: the Docker cluster, or the
+// system on SSH hosts.
+func (l *Live) faults() nemesis.Cluster {
+	if l.Cluster != nil {
+		return l.Cluster
+	}
+	return l.System
+}
+
+// name is the cluster's name.
+func (l *Live) name() string {
+	if l.Cluster != nil {
+		return l.Cluster.Name()
+	}
+	if h, ok := l.System.(db.Hosted); ok {
+		return h.Name()
+	}
+	return "?"
+}
+
+// runs is "cluster NAME runs DB" ("cluster NAME" on SSH hosts).
+func (l *Live) runs() string {
+	if l.Cluster != nil {
+		return fmt.Sprintf("cluster %s runs %s", l.Cluster.Name(), l.Cluster.DB())
+	}
+	return "cluster " + l.name()
+}
+
+// docker refuses what only a Docker cluster can do (what, such as
+// "delay"), on SSH hosts.
+func (l *Live) docker(what string) error {
+	if l.Cluster == nil {
+		return db.Usagef("%s: not on SSH hosts yet (partition, heal, clock, kill, start, pause, resume, crash, restart and status are)", what)
+	}
+	return nil
 }
 
 // OpenLive opens the cluster name and hands it to the system its label
@@ -72,14 +133,26 @@ func OpenLive(ctx context.Context, systems []db.DB, name string, progress io.Wri
 	return &Live{System: sys, Cluster: cl, c: c}, nil
 }
 
-// Close releases the connection to the engine; the cluster stays.
-func (l *Live) Close() error { return l.c.Close() }
+// Close releases the connection to the engine, or to the hosts; the
+// cluster stays.
+func (l *Live) Close() error {
+	if l.Cluster == nil {
+		return l.System.Close(context.Background(), "")
+	}
+	return l.c.Close()
+}
 
 // KnownNode checks that node is one of the cluster's nodes; flag names it
 // in the usage error otherwise.
 func (l *Live) KnownNode(flag, node string) error {
 	if node == "" {
-		return db.Usagef("%s is required (one of %s)", flag, strings.Join(l.Cluster.Nodes(), ", "))
+		return db.Usagef("%s is required (one of %s)", flag, strings.Join(l.faults().Nodes(), ", "))
+	}
+	if l.Cluster == nil {
+		if !slices.Contains(l.System.Nodes(), node) {
+			return db.Usagef("%s: no node %q in cluster %s (nodes: %s)", flag, node, l.name(), strings.Join(l.System.Nodes(), ", "))
+		}
+		return nil
 	}
 	if _, err := l.Cluster.Node(node); err != nil {
 		return db.UsageError{Err: fmt.Errorf("%s: %w", flag, err)}
@@ -145,7 +218,7 @@ func (l *Live) Partition(shape, node, grudge string) (string, error) {
 	} else {
 		if shape != nemesis.ShapeHalves && shape != nemesis.ShapeRing {
 			if node == "" {
-				node = l.Cluster.Nodes()[0]
+				node = l.faults().Nodes()[0]
 			}
 			if err := l.KnownNode("--node", node); err != nil {
 				return "", err
@@ -154,11 +227,11 @@ func (l *Live) Partition(shape, node, grudge string) (string, error) {
 			node = ""
 		}
 		var err error
-		if g, what, err = ShapeGrudge(shape, node, l.Cluster.Nodes()); err != nil {
+		if g, what, err = ShapeGrudge(shape, node, l.faults().Nodes()); err != nil {
 			return "", err
 		}
 	}
-	return "partitioned: " + what, l.Cluster.Partition(g)
+	return "partitioned: " + what, l.faults().Partition(g)
 }
 
 // ShapeGrudge turns a shape into a grudge (node -> the nodes whose packets
@@ -234,6 +307,9 @@ func FormatGrudge(g map[string][]string) string {
 
 // Heal removes every partition, loss rule, qdisc and hook delay.
 func (l *Live) Heal() (string, error) {
+	if l.Cluster == nil {
+		return "healed: partitions removed", l.System.Heal()
+	}
 	return "healed: partitions, loss, bandwidth limits and delays removed", l.Cluster.Heal()
 }
 
@@ -243,7 +319,8 @@ func (l *Live) NodeFault(verb, node string) (string, error) {
 	if err := l.KnownNode("--node", node); err != nil {
 		return "", err
 	}
-	act := map[string]func(string) error{"kill": l.Cluster.Kill, "start": l.Cluster.Start, "pause": l.Cluster.Pause, "resume": l.Cluster.Resume}[verb]
+	f := l.faults()
+	act := map[string]func(string) error{"kill": f.Kill, "start": f.Start, "pause": f.Pause, "resume": f.Resume}[verb]
 	if act == nil {
 		return "", fmt.Errorf("no node fault %q", verb)
 	}
@@ -257,9 +334,9 @@ func (l *Live) Clock(node string, offset time.Duration) (string, error) {
 		return "", err
 	}
 	if offset == 0 {
-		return "reset the clock of " + node, l.Cluster.SetClock(node, 0)
+		return "reset the clock of " + node, l.faults().SetClock(node, 0)
 	}
-	return fmt.Sprintf("set the clock of %s %+v off", node, offset), l.Cluster.SetClock(node, offset)
+	return fmt.Sprintf("set the clock of %s %+v off", node, offset), l.faults().SetClock(node, offset)
 }
 
 // peer checks a --peer: empty (every peer), or another node.
@@ -279,6 +356,9 @@ func (l *Live) peer(node, peer string) (string, error) {
 // Delay delays node's messages to peer (every peer when empty) by ms;
 // 0 removes the delay. The line says how it was applied, and why.
 func (l *Live) Delay(node, peer string, ms int64) (string, error) {
+	if err := l.docker("delay"); err != nil {
+		return "", err
+	}
 	if err := CheckDelay(ms); err != nil {
 		return "", err
 	}
@@ -306,6 +386,9 @@ func (l *Live) Delay(node, peer string, ms int64) (string, error) {
 // Loss drops percent of the packets node receives from peer (every peer
 // when empty); 0 removes the loss.
 func (l *Live) Loss(node, peer string, percent float64) (string, error) {
+	if err := l.docker("loss"); err != nil {
+		return "", err
+	}
 	if err := CheckLoss(percent); err != nil {
 		return "", err
 	}
@@ -328,6 +411,9 @@ func (l *Live) Loss(node, peer string, percent float64) (string, error) {
 // Bandwidth limits node's outgoing bandwidth to rate (tc tbf); "" or "0"
 // removes the limit.
 func (l *Live) Bandwidth(node, rate string) (string, error) {
+	if err := l.docker("bandwidth"); err != nil {
+		return "", err
+	}
 	if err := CheckRate(rate); err != nil {
 		return "", err
 	}
@@ -349,11 +435,11 @@ func (l *Live) Bandwidth(node, rate string) (string, error) {
 // Crash kills every node at once, as a power cut of the whole cluster
 // would (what a node kept only in memory is gone).
 func (l *Live) Crash() (string, error) {
-	nodes := l.Cluster.Nodes()
+	nodes := l.faults().Nodes()
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, node := range nodes {
-		wg.Go(func() { errs[i] = l.Cluster.Kill(node) })
+		wg.Go(func() { errs[i] = l.faults().Kill(node) })
 	}
 	wg.Wait()
 	return "killed every node at once: " + strings.Join(nodes, ", "), errors.Join(errs...)
@@ -374,9 +460,9 @@ func (l *Live) Restart() (string, error) {
 		}
 		return "restarted the " + l.Cluster.DB() + " way: " + string(js), nil
 	}
-	nodes := l.Cluster.Nodes()
+	nodes := l.faults().Nodes()
 	for _, node := range nodes {
-		if err := l.Cluster.Start(node); err != nil {
+		if err := l.faults().Start(node); err != nil {
 			return "", err
 		}
 	}
@@ -388,10 +474,10 @@ func (l *Live) Restart() (string, error) {
 func (l *Live) Failover(to string) (string, error) {
 	fo, ok := l.System.(db.FailoverTarget)
 	if !ok {
-		return "", db.Usagef("cluster %s runs %s, which has no failover to carry out by hand", l.Cluster.Name(), l.Cluster.DB())
+		return "", db.Usagef("%s, which has no failover to carry out by hand", l.runs())
 	}
 	if to != "" && !slices.Contains(fo.Replicas(), to) {
-		return "", db.Usagef("--to %s: not a replica of cluster %s (replicas: %s)", to, l.Cluster.Name(), strings.Join(fo.Replicas(), ", "))
+		return "", db.Usagef("--to %s: not a replica of cluster %s (replicas: %s)", to, l.name(), strings.Join(fo.Replicas(), ", "))
 	}
 	res, err := fo.FailoverTo(to)
 	if err != nil {
@@ -412,7 +498,7 @@ func (l *Live) Rejoin(node string, clone bool) (string, error) {
 	}
 	r, ok := l.System.(db.Rejoiner)
 	if !ok {
-		return "", db.Usagef("cluster %s runs %s, which has no rejoin (a node comes back with 'eccheck nemesis start')", l.Cluster.Name(), l.Cluster.DB())
+		return "", db.Usagef("%s, which has no rejoin (a node comes back with 'eccheck nemesis start')", l.runs())
 	}
 	if err := l.KnownNode("--node", node); err != nil {
 		return "", err
@@ -432,6 +518,9 @@ func (l *Live) Rejoin(node string, clone bool) (string, error) {
 // its container and network namespace show, and what its system knows
 // (clock offset, hook delays).
 func (l *Live) WriteFaults(ctx context.Context, w io.Writer) error {
+	if l.Cluster == nil {
+		return l.writeHostFaults(ctx, w)
+	}
 	fs, err := l.Cluster.Faults(ctx)
 	if err != nil {
 		return err
@@ -478,6 +567,35 @@ func (l *Live) WriteFaults(ctx context.Context, w io.Writer) error {
 	return tw.Flush()
 }
 
+// writeHostFaults writes, for a cluster on SSH hosts, each node's host,
+// its process's state and its clock offset, and what eccheck left on
+// each host (its iptables chain's rules, its processes and directories).
+func (l *Live) writeHostFaults(ctx context.Context, w io.Writer) error {
+	h, ok := l.System.(db.Hosted)
+	if !ok {
+		return errors.New("the cluster is neither in containers nor on SSH hosts")
+	}
+	nodes, err := h.HostedNodes(ctx)
+	if err != nil {
+		return err
+	}
+	ns, _ := l.System.(db.NodeStatus)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tHOST\tSTATE\tCLOCK")
+	for _, n := range nodes {
+		clock := "-"
+		if ns != nil && n.State == "running" {
+			if off, _, err := ns.NodeStatus(ctx, n.Node); err != nil {
+				clock = "unreachable"
+			} else if off != 0 {
+				clock = fmt.Sprintf("%+v", off)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, n.Host, n.State, clock)
+	}
+	return tw.Flush()
+}
+
 // WriteNodes writes one line per node of a running system: its name, its
 // role when the system has roles (primary, replica) and its state
 // otherwise, its published address, its address on the cluster network
@@ -485,6 +603,18 @@ func (l *Live) WriteFaults(ctx context.Context, w io.Writer) error {
 // Two primaries get a warning: a split brain.
 func WriteNodes(ctx context.Context, w io.Writer, s db.System) error {
 	cont, ok := s.(db.Containers)
+	if h, hosted := s.(db.Hosted); !ok && hosted {
+		nodes, err := h.HostedNodes(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "NODE\tSTATE\tADDRESS\tHOST (cluster %s)\n", h.Name())
+		for _, n := range nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, n.State, n.Addr, n.Host)
+		}
+		return tw.Flush()
+	}
 	if !ok {
 		return errors.New("the cluster is not in containers")
 	}

@@ -1,38 +1,49 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/eccheck/eccheck/db"
+	"github.com/eccheck/eccheck/db/ecstore"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/run"
 )
 
 func newClusterCmd(a *app) *cobra.Command {
-	var name string
+	t := &target{}
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Run a store's cluster in Docker containers",
+		Short: "Run a store's cluster in Docker containers or on SSH hosts",
 		Long: `Cluster starts and stops clusters in Docker containers, through the Docker
 Engine API. Each cluster has its own bridge network eccheck-NAME on a free
 172.30-31.x.0/24 subnet, one container per node (eccheck-NAME-n1, ...) at
 a fixed address (.11, .12, ...), client ports published on 127.0.0.1 only,
 and the label eccheck.cluster=NAME on every container and network.
 
-Build the images first: eccheck images build.`,
+Build the images first: eccheck images build.
+
+With --cluster ssh --hosts h1,h2,h3 the cluster runs on hosts of yours
+instead, node i on host i, reached over SSH (--ssh-user, --ssh-key,
+--ssh-port, --ssh-known-hosts, --ssh-insecure); ecstore only, for now.
+Everything eccheck puts on a host is under /var/lib/eccheck and in its
+iptables chain ECCHECK; 'cluster down --cluster ssh --hosts ...' removes
+all of it, whatever run left it. See docs/ssh.md.`,
 	}
-	clusterNameFlag(cmd.PersistentFlags(), &name, "default", "", "name")
-	cmd.AddCommand(newClusterUpCmd(a, &name), newClusterDownCmd(a, &name), newClusterStatusCmd(a, &name), newClusterLogsCmd(a, &name))
+	bindTarget(cmd.PersistentFlags(), t, "default", "name")
+	cmd.AddCommand(newClusterUpCmd(a, t), newClusterDownCmd(a, t), newClusterStatusCmd(a, t), newClusterLogsCmd(a, t))
 	return cmd
 }
 
-func newClusterUpCmd(a *app, name *string) *cobra.Command {
+func newClusterUpCmd(a *app, t *target) *cobra.Command {
 	var (
 		dbName string
 		c      db.Common
@@ -56,6 +67,7 @@ replicas instead (--pg-sync, --pg-standbys, --pg-apply-delay as in 'eccheck
 test'; --fake-time runs them under libfaketime so that 'eccheck nemesis
 clock' can move their clocks), and prints each node's connection string.`,
 		Example: `  eccheck cluster up --cluster-name demo --nodes 3 --mode lww --w 1 --r 1
+  eccheck cluster up --cluster ssh --hosts db1,db2,db3 --ssh-user admin --mode raft
   eccheck cluster up --cluster-name r --mode raft
   eccheck cluster up --cluster-name pg --db postgres --pg-sync remote_apply --pg-standbys n2`,
 		Args: exactArgs(0, "no arguments (flags only)"),
@@ -64,17 +76,22 @@ clock' can move their clocks), and prints each node's connection string.`,
 			if err != nil {
 				return err
 			}
-			if !slices.Contains(sys.Backends(), db.BackendDocker) {
+			changed := cmd.Flags().Changed
+			if err := t.check(changed); err != nil {
+				return err
+			}
+			c.Backend, c.Hosts, c.SSH = t.c.Backend, t.c.Hosts, t.c.SSH
+			if err := checkSSH(sys, &c, changed); err != nil {
+				return err
+			}
+			if !slices.Contains(sys.Backends(), db.BackendDocker) && !t.ssh() {
 				return usagef("--db %s does not run in Docker", dbName)
 			}
-			settings, err := sf.pick(sys, cmd.Flags().Changed)
+			settings, err := sf.pick(sys, changed)
 			if err != nil {
 				return err
 			}
-			if err := docker.ValidName(*name); err != nil {
-				return usageError{Err: err}
-			}
-			c.Backend, c.ClusterName, c.Keep = db.BackendDocker, *name, true
+			c.ClusterName, c.Keep = t.name, true
 			if err := settings.Validate(c); err != nil {
 				return err
 			}
@@ -83,7 +100,12 @@ clock' can move their clocks), and prints each node's connection string.`,
 			if err != nil {
 				return err
 			}
-			return run.WriteNodes(cmd.Context(), a.stdout, s)
+			err = run.WriteNodes(cmd.Context(), a.stdout, s)
+			if t.ssh() {
+				// Kept: this closes the connections to the hosts.
+				err = errors.Join(err, s.Close(context.WithoutCancel(cmd.Context()), ""))
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -94,18 +116,28 @@ clock' can move their clocks), and prints each node's connection string.`,
 	return cmd
 }
 
-func newClusterDownCmd(a *app, name *string) *cobra.Command {
+func newClusterDownCmd(a *app, t *target) *cobra.Command {
 	return &cobra.Command{
 		Use:   "down",
-		Short: "Remove every container and network labelled eccheck.cluster=NAME",
+		Short: "Remove every container and network labelled eccheck.cluster=NAME, or eccheck's all on SSH hosts",
 		Long: `Down removes every container (nodes and helpers) and network carrying the
 label eccheck.cluster=NAME, including what a crashed or killed run left
-behind. A cluster that does not exist is not an error.`,
+behind. A cluster that does not exist is not an error.
+
+With --cluster ssh --hosts ... it removes everything of eccheck's on each
+host, whatever run left it: it lists it (processes by their pidfiles, the
+iptables chain ECCHECK and its jumps, qdiscs with eccheck's handle, the
+directories under /var/lib/eccheck), kills the processes, removes the rules,
+qdiscs and directories, and checks that nothing is left.`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := docker.ValidName(*name); err != nil {
-				return usageError{Err: err}
+			if err := t.check(cmd.Flags().Changed); err != nil {
+				return err
 			}
+			if t.ssh() {
+				return sshDown(cmd.Context(), a, t)
+			}
+			name := &t.name
 			c, err := docker.Connect(cmd.Context())
 			if err != nil {
 				return err
@@ -120,13 +152,16 @@ behind. A cluster that does not exist is not an error.`,
 	}
 }
 
-func newClusterStatusCmd(a *app, name *string) *cobra.Command {
+func newClusterStatusCmd(a *app, t *target) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "List a cluster's nodes, their state and addresses",
 		Args:  exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := run.OpenLive(cmd.Context(), systems, *name, nil)
+			if err := t.check(cmd.Flags().Changed); err != nil {
+				return err
+			}
+			l, err := t.open(cmd.Context(), cmd.Flags().Changed, a.stderr, nil)
 			if err != nil {
 				return err
 			}
@@ -136,13 +171,16 @@ func newClusterStatusCmd(a *app, name *string) *cobra.Command {
 	}
 }
 
-func newClusterLogsCmd(a *app, name *string) *cobra.Command {
+func newClusterLogsCmd(a *app, t *target) *cobra.Command {
 	return &cobra.Command{
 		Use:   "logs NODE",
-		Short: "Print a node's container log",
+		Short: "Print a node's container log (on SSH hosts: its log file)",
 		Args:  exactArgs(1, "one node name (n1, n2, ...)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := run.OpenLive(cmd.Context(), systems, *name, nil)
+			if err := t.check(cmd.Flags().Changed); err != nil {
+				return err
+			}
+			l, err := t.open(cmd.Context(), cmd.Flags().Changed, a.stderr, nil)
 			if err != nil {
 				return err
 			}
@@ -150,7 +188,12 @@ func newClusterLogsCmd(a *app, name *string) *cobra.Command {
 			if err := l.KnownNode("NODE", args[0]); err != nil {
 				return err
 			}
-			logs, err := l.Cluster.Logs(cmd.Context(), args[0])
+			var logs string
+			if h, ok := l.System.(db.Hosted); ok && l.Cluster == nil {
+				logs, err = h.Log(cmd.Context(), args[0])
+			} else {
+				logs, err = l.Cluster.Logs(cmd.Context(), args[0])
+			}
 			if err != nil {
 				return err
 			}
@@ -158,4 +201,51 @@ func newClusterLogsCmd(a *app, name *string) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// sshDown removes everything of eccheck's from the hosts of t: what each
+// holds (saying so on stderr), then a check that nothing is left.
+func sshDown(ctx context.Context, a *app, t *target) error {
+	if w := t.c.SSH.Warning(); w != "" {
+		fmt.Fprintf(a.stderr, "eccheck: warning: %s\n", w)
+	}
+	hosts, err := ecstore.DialHosts(ctx, t.c.Hosts, t.c.SSH)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(hosts))
+	lines := make([]string, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() {
+			defer h.Close()
+			before, err := h.Leftovers(ctx)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if err := h.Down(ctx); err != nil {
+				errs[i] = fmt.Errorf("down on %s: %w", h.Name(), err)
+				return
+			}
+			after, err := h.Leftovers(ctx)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case !after.Empty():
+				errs[i] = fmt.Errorf("down on %s: still left:\n%s", h.Name(), after)
+			case before.Empty():
+				lines[i] = fmt.Sprintf("host %s: nothing of eccheck's", h.Name())
+			default:
+				lines[i] = fmt.Sprintf("host %s: removed:\n  %s", h.Name(), strings.ReplaceAll(before.String(), "\n", "\n  "))
+			}
+		})
+	}
+	wg.Wait()
+	for _, l := range lines {
+		if l != "" {
+			fmt.Fprintln(a.stderr, l)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -13,10 +13,10 @@ import (
 )
 
 func newNemesisCmd(a *app) *cobra.Command {
-	var name string
+	t := &target{compat: true}
 	cmd := &cobra.Command{
 		Use:   "nemesis",
-		Short: "Inject faults by hand into a running Docker cluster",
+		Short: "Inject faults by hand into a running Docker cluster, or one on SSH hosts",
 		Long: `Nemesis injects one fault into a cluster started with 'eccheck cluster up',
 found by its label eccheck.cluster=NAME, and prints one line saying what it
 did: the way people use Pumba while exploring.
@@ -36,16 +36,24 @@ with a primary to replace.
 
 A partition is not remembered between commands: a node started with
 'eccheck nemesis start' comes back without its rules (heal, then partition
-again).`,
+again).
+
+On SSH hosts (--cluster ssh --hosts h1,h2,h3 and the --ssh-* flags of
+'eccheck cluster up'): partitions are iptables DROP rules both ways in the
+chain ECCHECK of each host (a one-way grudge drops both directions), clock
+offsets go through ecstore's clock file, kill, start, pause and resume
+signal the node's process group; delay, loss, bandwidth, failover and
+rejoin are not done there yet. See docs/ssh.md.`,
 		Example: `  eccheck nemesis partition --cluster-name demo --shape isolate --node n1
   eccheck nemesis partition --cluster-name demo --grudge 'n1=n2,n3;n2=n1'
   eccheck nemesis loss --cluster-name demo --node n1 --percent 20
   eccheck nemesis delay --cluster-name demo --node n1 --ms 200
   eccheck nemesis clock --cluster-name demo --node n2 --offset -5s
   eccheck nemesis status --cluster-name demo
-  eccheck nemesis heal --cluster-name demo`,
+  eccheck nemesis heal --cluster-name demo
+  eccheck nemesis kill --cluster ssh --hosts db1,db2,db3 --node n2`,
 	}
-	clusterNameFlag(cmd.PersistentFlags(), &name, "default", "", "cluster")
+	bindTarget(cmd.PersistentFlags(), t, "default", "")
 	// live is the command that checks its flags (pre, when set, before any
 	// engine is asked), opens the cluster and prints the line its fault
 	// returns.
@@ -54,12 +62,15 @@ again).`,
 			Use: use, Short: short, Long: long,
 			Args: exactArgs(0, "no arguments (flags only)"),
 			RunE: func(cmd *cobra.Command, _ []string) error {
+				if err := t.check(cmd.Flags().Changed); err != nil {
+					return err
+				}
 				if pre != nil {
 					if err := pre(); err != nil {
 						return err
 					}
 				}
-				l, err := run.OpenLive(cmd.Context(), systems, name, a.stderr)
+				l, err := t.open(cmd.Context(), cmd.Flags().Changed, a.stderr, a.stderr)
 				if err != nil {
 					return err
 				}
@@ -68,7 +79,7 @@ again).`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "cluster %s: %s\n", name, line)
+				fmt.Fprintf(a.stdout, "cluster %s: %s\n", t.label(l), line)
 				return nil
 			},
 		}
@@ -141,7 +152,10 @@ why.`, func(f *pflag.FlagSet) {
 			Use: "status", Short: "Show the faults in force on each node, as far as the cluster can tell",
 			Args: exactArgs(0, "no arguments (flags only)"),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				l, err := run.OpenLive(cmd.Context(), systems, name, nil)
+				if err := t.check(cmd.Flags().Changed); err != nil {
+					return err
+				}
+				l, err := t.open(cmd.Context(), cmd.Flags().Changed, a.stderr, nil)
 				if err != nil {
 					return err
 				}

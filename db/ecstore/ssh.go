@@ -40,10 +40,15 @@ type sshSystem struct {
 	ips   []netip.Addr // where the other hosts reach host i
 	specs []sshhost.ProcessSpec
 	keep  bool
-	logf  func(string, ...any)
+	// opened: taken over by a command that did not start it (Close only
+	// closes the connections).
+	opened bool
+	logf   func(string, ...any)
 }
 
 var (
+	_ db.SSHOpener    = DB{}
+	_ db.Hosted       = (*sshSystem)(nil)
 	_ db.System       = (*sshSystem)(nil)
 	_ db.NodeStatus   = (*sshSystem)(nil)
 	_ nemesis.Cluster = (*sshSystem)(nil)
@@ -476,6 +481,9 @@ func (sys *sshSystem) Info() db.Info { return db.Info{ClusterName: sys.name} }
 // directory when nothing else is left in it).
 func (sys *sshSystem) Close(ctx context.Context, logDir string) error {
 	defer closeHosts(sys.hosts)
+	if sys.opened {
+		return nil
+	}
 	var errs []error
 	for _, h := range sys.hosts {
 		if err := h.Heal(ctx); err != nil {
@@ -535,4 +543,105 @@ func (sys *sshSystem) remove(ctx context.Context) error {
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// OpenSSH takes over the ecstore cluster running on hosts: the manifest
+// its start left in the cluster's directory on the first host says its
+// nodes, addresses and commands. With name "" the hosts must run one
+// cluster.
+func (DB) OpenSSH(ctx context.Context, hosts []string, cfg sshhost.Config, name string) (db.System, error) {
+	hs, err := DialHosts(ctx, hosts, cfg)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := openSSH(ctx, hs, hosts, name)
+	if err != nil {
+		closeHosts(hs)
+		return nil, err
+	}
+	return sys, nil
+}
+
+func openSSH(ctx context.Context, hs []*sshhost.Host, hosts []string, name string) (*sshSystem, error) {
+	l, err := hs[0].Leftovers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, d := range l.Dirs {
+		if d != sshhost.Root {
+			names = append(names, path.Base(d))
+		}
+	}
+	switch {
+	case name == "" && len(names) == 1:
+		name = names[0]
+	case name == "" && len(names) == 0:
+		return nil, db.Usagef("no cluster on %s (nothing under %s): start one with 'eccheck cluster up --cluster ssh --hosts ...'", hs[0].Name(), sshhost.Root)
+	case name == "":
+		return nil, db.Usagef("%s runs several clusters (%s): pick one with --cluster-name", hs[0].Name(), strings.Join(names, ", "))
+	case !slices.Contains(names, name):
+		return nil, db.Usagef("no cluster %s on %s (clusters there: %s)", name, hs[0].Name(), orNone(names))
+	}
+	var b strings.Builder
+	if err := hs[0].Download(ctx, sshManifestOf(name), &b); err != nil {
+		return nil, fmt.Errorf("cluster %s on %s: %w", name, hs[0].Name(), err)
+	}
+	var m sshManifest
+	if err := json.Unmarshal([]byte(b.String()), &m); err != nil {
+		return nil, fmt.Errorf("cluster %s on %s: %s: %w", name, hs[0].Name(), sshManifestOf(name), err)
+	}
+	if m.DB != Name {
+		return nil, fmt.Errorf("cluster %s on %s runs %s, not ecstore", name, hs[0].Name(), m.DB)
+	}
+	if !slices.Equal(m.Hosts, hosts) || len(m.Nodes) != len(hosts) || len(m.IPs) != len(hosts) || len(m.Addrs) != len(hosts) || len(m.Cmds) != len(hosts) {
+		return nil, db.Usagef("cluster %s runs on --hosts %s (node i on host i): give those hosts in that order", name, strings.Join(m.Hosts, ","))
+	}
+	sys := &sshSystem{name: name, hosts: hs, keep: true, opened: true, logf: func(string, ...any) {}}
+	for i, n := range m.Nodes {
+		ip, err := netip.ParseAddr(m.IPs[i])
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %s: address of %s: %w", name, sshManifestOf(name), n, err)
+		}
+		sys.ips = append(sys.ips, ip)
+		sys.specs = append(sys.specs, sshhost.ProcessSpec{Cluster: name, Name: n, Cmd: m.Cmds[i]})
+	}
+	addrs := m.Addrs
+	sys.clients = clients{nodes: m.Nodes, addr: func(n string) string { return addrs[nodeIndex(m.Nodes, n)] }, mvr: m.Mode == store.ModeMVR}
+	return sys, nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// Name returns the cluster's name (its directory's on the hosts).
+func (sys *sshSystem) Name() string { return sys.name }
+
+// HostedNodes says where each node runs and answers, and its process's
+// state.
+func (sys *sshSystem) HostedNodes(ctx context.Context) ([]db.HostedNode, error) {
+	out := make([]db.HostedNode, len(sys.nodes))
+	err := each(len(sys.hosts), func(i int) error {
+		st, err := sys.hosts[i].Status(ctx, sys.name, sys.nodes[i])
+		out[i] = db.HostedNode{Node: sys.nodes[i], Host: sys.hosts[i].Name(), Addr: sys.addr(sys.nodes[i]), State: string(st.State)}
+		return err
+	})
+	return out, err
+}
+
+// Log returns node's log, as its host holds it.
+func (sys *sshSystem) Log(ctx context.Context, node string) (string, error) {
+	i, err := sys.node(node)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := sys.hosts[i].Download(ctx, sshhost.LogFile(sys.name, node), &b); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }

@@ -1,0 +1,164 @@
+package ssh
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eccheck/eccheck/internal/dockertest"
+	"github.com/eccheck/eccheck/internal/sshtest"
+	"github.com/eccheck/eccheck/sshhost"
+)
+
+// cli runs eccheck with args and fails the test unless it exits 0.
+func cli(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := dockertest.CLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eccheck %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// leftovers lists what eccheck left on host i.
+func leftovers(t *testing.T, hs *sshtest.Hosts, i int) sshhost.Leftovers {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := hs.Dial(t, i).Leftovers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestClusterNemesisDown brings a cluster up on SSH hosts with `eccheck
+// cluster up`, injects faults by hand with `eccheck nemesis`, and checks
+// that `eccheck cluster down` leaves nothing of eccheck's on the hosts.
+func TestClusterNemesisDown(t *testing.T) {
+	hs := sshtest.Start(t, 3)
+	args := sshArgs(hs)
+	out := cli(t, append([]string{"cluster", "up", "--mode", "lww"}, args...)...)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(out, n) {
+			t.Errorf("ssh/cluster up/lists %s: %s", n, out)
+		}
+	}
+	if out := cli(t, append([]string{"cluster", "status"}, args...)...); strings.Count(out, "running") != 3 {
+		t.Errorf("ssh/cluster status/three nodes running: %s", out)
+	}
+	cli(t, append([]string{"nemesis", "partition", "--shape", "isolate", "--node", "n1"}, args...)...)
+	if l := leftovers(t, hs, 0); len(l.Rules) != 4 {
+		t.Errorf("ssh/nemesis partition/n1 drops from and to two peers (4 rules): %s", l)
+	}
+	cli(t, append([]string{"nemesis", "kill", "--node", "n2"}, args...)...)
+	if out := cli(t, append([]string{"cluster", "status"}, args...)...); !strings.Contains(out, "exited") {
+		t.Errorf("ssh/nemesis kill/n2 exited: %s", out)
+	}
+	cli(t, append([]string{"nemesis", "start", "--node", "n2"}, args...)...)
+	cli(t, append([]string{"nemesis", "clock", "--node", "n3", "--offset", "5s"}, args...)...)
+	if out := cli(t, append([]string{"nemesis", "status"}, args...)...); !strings.Contains(out, "5s") || strings.Count(out, "running") != 3 {
+		t.Errorf("ssh/nemesis status/n3 5s ahead, every node running: %s", out)
+	}
+	cli(t, append([]string{"nemesis", "heal"}, args...)...)
+	if l := leftovers(t, hs, 0); len(l.Rules) != 0 {
+		t.Errorf("ssh/nemesis heal/no rules: %s", l)
+	}
+	if code, _, errs := dockertest.CLI(t, append([]string{"nemesis", "delay", "--node", "n1", "--ms", "100"}, args...)...); code != dockertest.ExitUsage {
+		t.Errorf("ssh/nemesis delay/refused as usage (exit 3): exit %d: %s", code, errs)
+	}
+	cli(t, append([]string{"cluster", "down"}, args...)...)
+	noLeftovers(t, hs, "after cluster down")
+}
+
+// TestClusterDownAfterSIGKILL kills a running `eccheck test --cluster
+// ssh` with SIGKILL, so that it cannot clean up, and checks that `eccheck
+// cluster down --cluster ssh` removes what it left on the hosts.
+func TestClusterDownAfterSIGKILL(t *testing.T) {
+	hs := sshtest.Start(t, 3)
+	args := sshArgs(hs)
+	var stderr strings.Builder
+	cmd := exec.Command(dockertest.Eccheck(t), append([]string{"test", "--mode", "raft", "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "1s",
+		"--time-limit", "60s", "--out", filepath.Join(t.TempDir(), "runs"), "-q"}, args...)...)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	// Wait until every host runs its node and the nemesis has put its
+	// rules on one.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		running, rules := 0, 0
+		for i := range hs.Hosts {
+			l := leftovers(t, hs, i)
+			running += len(l.Processes)
+			rules += len(l.Rules)
+		}
+		if running == 3 && rules > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh/harness/three nodes and a partition within 2m: %d running, %d rules; stderr:\n%s", running, rules, stderr.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	waited = true
+	if l := leftovers(t, hs, 0); l.Empty() {
+		t.Fatalf("ssh/SIGKILL/left behind on h1: nothing")
+	}
+	cli(t, append([]string{"cluster", "down"}, args...)...)
+	noLeftovers(t, hs, "cluster down after SIGKILL")
+}
+
+// TestRefusals checks that what keeps eccheck from the hosts is said
+// plainly before any work, by `eccheck test` and `eccheck cluster up`:
+// an unknown host key, a refused key, an unreachable host; and that bad
+// combinations of flags are usage errors.
+func TestRefusals(t *testing.T) {
+	hs := sshtest.Start(t, 1)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "known_hosts")
+	sshtest.WriteKnownHosts(t, empty)
+	otherKey, _ := sshtest.NewKey(t, dir, "other")
+	addr := hs.Hosts[0].Addr
+	base := []string{"--cluster", "ssh", "--hosts", addr, "--ssh-user", sshtest.User}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"login/unknown host key/refused", []string{"--ssh-key", hs.Config.KeyFile, "--ssh-known-hosts", empty}, dockertest.ExitInfra, "host key unknown"},
+		{"login/key not authorized/refused", []string{"--ssh-key", otherKey, "--ssh-known-hosts", hs.Config.KnownHosts}, dockertest.ExitInfra, "login refused"},
+		{"login/no sshd/unreachable", []string{"--hosts", "127.0.0.1:1", "--ssh-key", hs.Config.KeyFile, "--ssh-known-hosts", hs.Config.KnownHosts}, dockertest.ExitInfra, "host unreachable"},
+		{"flags/nodes and hosts differ/usage", []string{"--nodes", "3", "--ssh-key", hs.Config.KeyFile}, dockertest.ExitUsage, "--nodes 3 with 1 --hosts"},
+		{"flags/postgres/usage", []string{"--db", "postgres", "--ssh-key", hs.Config.KeyFile}, dockertest.ExitUsage, "ecstore does"},
+	}
+	for _, c := range cases {
+		for _, verb := range [][]string{{"test", "--out", filepath.Join(dir, "runs"), "--time-limit", "5s", "--nemesis", "none"}, {"cluster", "up"}} {
+			args := append(append(append([]string{}, verb...), base...), c.args...)
+			code, _, stderr := dockertest.CLI(t, args...)
+			if code != c.code || !strings.Contains(stderr, c.want) {
+				t.Errorf("%s (%s): exit %d, want %d with %q:\n%s", c.name, verb[0], code, c.code, c.want, stderr)
+			}
+		}
+	}
+	if l := leftovers(t, hs, 0); !l.Empty() {
+		t.Errorf("refusals/nothing done on the host: %s", l)
+	}
+}
