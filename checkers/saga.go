@@ -3,6 +3,7 @@ package checkers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -34,6 +35,14 @@ const (
 	// KindUnknownSaga is state of a saga no operation of the history
 	// began.
 	KindUnknownSaga = "unknown-saga"
+	// KindBrokenFence is two coordinators owning a saga at once, as the
+	// history shows it: two claims of one epoch both acknowledged, or a
+	// log write of an earlier epoch acknowledged after a later claim had
+	// returned.
+	KindBrokenFence = "broken-fence"
+	// KindLogContradiction is a saga whose final log record says done
+	// while its shipment is not confirmed, or compensated while it is.
+	KindLogContradiction = "log-contradicts-state"
 )
 
 // Saga checks the saga workload (checkers/saga_protocol.go) from the final
@@ -93,6 +102,7 @@ func Saga(ctx context.Context, in Input, opt Options) Result {
 		return unknownSaga(r, "no final saga-read succeeded: there is no final state to judge (the final reads failed or the run was cut short)")
 	}
 	s := &sagaCheck{ops: ops, bySaga: bySaga, initial: initial, found: map[string]*sagaFinding{}}
+	fences := s.fences(in.History, order)
 	for _, f := range finals {
 		if ctx.Err() != nil {
 			return unknownSaga(r, "not finished: "+ctx.Err().Error())
@@ -102,6 +112,9 @@ func Saga(ctx context.Context, in Input, opt Options) Result {
 			return unknownSaga(r, fmt.Sprintf("final saga-read at op %d on %s: %v", ops[f].Invoke, ops[f].Node, err))
 		}
 		s.judge(f, st, order)
+	}
+	for _, a := range fences {
+		r.Add(a)
 	}
 	for _, k := range s.foundOrder {
 		fd := s.found[k]
@@ -332,6 +345,12 @@ func (s *sagaCheck) judge(final int, st SagaState, order []string) {
 		}
 		owes := m.charges > m.refunds
 		switch {
+		case hasRec && rec.Status == SagaDone && ship != "confirmed":
+			report(KindLogContradiction, "is done by its log, but its shipment is not confirmed")
+		case hasRec && rec.Status == SagaCompensated && ship == "confirmed":
+			report(KindLogContradiction, "is compensated by its log, but its shipment is confirmed")
+		}
+		switch {
 		case ship == "confirmed":
 			price := pay.Amount
 			if hasRec {
@@ -421,4 +440,60 @@ func describeSagaState(saga string, st SagaState, inLedger bool) string {
 		parts = append(parts, "no shipment")
 	}
 	return strings.Join(parts, ", ")
+}
+
+// epochOf reads the epoch of a saga-log or saga-claim from its invocation
+// (the line in h, when there is one) or its value.
+func (s *sagaCheck) epochOf(h history.History, o *history.Operation) (int64, bool) {
+	v := o.Value
+	if o.Invoke >= 0 && o.Invoke < len(h) {
+		v = h[o.Invoke].Value
+	}
+	a, err := ParseSagaArgs([]byte(v.String()))
+	return a.Epoch, err == nil && a.Epoch > 0
+}
+
+// fences checks, from the history alone, that no two coordinators owned a
+// saga at once: no two acknowledged claims of one epoch, and no log write
+// of an earlier epoch acknowledged once a later claim had returned.
+func (s *sagaCheck) fences(h history.History, order []string) []Anomaly {
+	var out []Anomaly
+	for _, saga := range order {
+		claims := map[int64]int{} // epoch -> its first acknowledged claim
+		for _, i := range s.bySaga[saga] {
+			o := &s.ops[i]
+			if o.F != FSagaClaim || o.Type != history.OK {
+				continue
+			}
+			e, ok := s.epochOf(h, o)
+			if !ok {
+				continue
+			}
+			if j, dup := claims[e]; dup {
+				out = append(out, Anomaly{Kind: KindBrokenFence, Key: saga, Ops: []OpRef{Ref(s.ops[j]), Ref(*o)},
+					Explanation: fmt.Sprintf("saga %s was claimed at epoch %d twice, and both claims were acknowledged (ops %d and %d): two coordinators owned it at once", saga, e, s.ops[j].Invoke, o.Invoke)})
+				continue
+			}
+			claims[e] = i
+		}
+		for _, i := range s.bySaga[saga] {
+			o := &s.ops[i]
+			if o.F != FSagaLog || o.Type != history.OK {
+				continue
+			}
+			e, ok := s.epochOf(h, o)
+			if !ok {
+				continue
+			}
+			for _, ce := range slices.Sorted(maps.Keys(claims)) {
+				if j := claims[ce]; ce > e && s.ops[j].Return != history.Open && s.ops[j].Return < o.Call {
+					c := &s.ops[j]
+					out = append(out, Anomaly{Kind: KindBrokenFence, Key: saga, Ops: []OpRef{Ref(*c), Ref(*o)},
+						Explanation: fmt.Sprintf("saga %s's log write at epoch %d (op %d) was acknowledged after the claim of epoch %d (op %d) had returned: the claim did not fence the first coordinator off", saga, e, o.Invoke, ce, c.Invoke)})
+					break
+				}
+			}
+		}
+	}
+	return out
 }

@@ -256,3 +256,60 @@ func TestSagaUnfinishedIsUndecided(t *testing.T) {
 		t.Errorf("log compensated: verdict %s, want invalid", r.Verdict)
 	}
 }
+
+// The fences, from the history: a recovery that claims a saga and goes on
+// at its epoch passes, and a log write of the old epoch that failed after
+// the claim is the fence working; two acknowledged claims of one epoch,
+// or an old epoch's log write acknowledged after the claim, are broken
+// fences. A log that contradicts the final state is caught too.
+func TestSagaFences(t *testing.T) {
+	ok, fail := history.OK, history.Fail
+	recovered := func(extra ...sagaStep) ([]sagaStep, SagaState) {
+		steps, st := goodSagas()
+		steps = append(steps,
+			sagaStep{f: FSagaBegin, key: "c", args: `{"item":0,"qty":1,"price":10,"owner":"p3"}`, typ: ok},
+			sagaStep{f: FSagaClaim, key: "c", args: `{"epoch":2,"owner":"p9"}`, typ: ok, done: `{"saga":"c","owner":"p9","epoch":2,"status":"running","item":0,"qty":1,"price":10,"steps":[]}`},
+			sagaStep{f: FSagaLog, key: "c", args: `{"epoch":1,"step":"reserve","status":"running"}`, typ: fail, err: "fenced: epoch 2"},
+			sagaStep{f: FCancel, key: "c", typ: ok, done: `"cancelled"`},
+			sagaStep{f: FSagaLog, key: "c", args: `{"epoch":2,"step":"compensated","status":"compensated"}`, typ: ok})
+		steps = append(steps, extra...)
+		st.Shipments["c"] = "cancelled"
+		st.Log["c"] = SagaRecord{Saga: "c", Owner: "p9", Epoch: 2, Status: SagaCompensated, Item: 0, Qty: 1, Price: 10, Steps: []string{"compensated"}}
+		return steps, st
+	}
+	steps, st := recovered()
+	if r := runSaga(t, steps, st); r.Verdict != Valid {
+		t.Fatalf("a recovery behind its fence: %s %+v", r.Verdict, r.Anomalies)
+	}
+	for _, tc := range []struct {
+		name  string
+		extra sagaStep
+		says  string
+	}{
+		{"two claims of one epoch", sagaStep{f: FSagaClaim, key: "c", args: `{"epoch":2,"owner":"p8"}`, typ: ok, done: `{"saga":"c","owner":"p8","epoch":2}`},
+			"claimed at epoch 2 twice"},
+		{"an old epoch's log write acknowledged", sagaStep{f: FSagaLog, key: "c", args: `{"epoch":1,"step":"charge","status":"running"}`, typ: ok},
+			"log write at epoch 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps, st := recovered(tc.extra)
+			r := runSaga(t, steps, st)
+			for _, a := range r.Anomalies {
+				if a.Kind == KindBrokenFence && a.Key == "c" && strings.Contains(a.Explanation, tc.says) {
+					return
+				}
+			}
+			t.Fatalf("verdict %s, no broken fence saying %q: %+v", r.Verdict, tc.says, r.Anomalies)
+		})
+	}
+	t.Run("log done, shipment cancelled", func(t *testing.T) {
+		steps, st := goodSagas()
+		rec := st.Log["b"]
+		rec.Status = SagaDone
+		st.Log["b"] = rec
+		r := runSaga(t, steps, st)
+		if r.Verdict != Invalid || r.Anomalies[0].Kind != KindLogContradiction || !strings.Contains(r.Anomalies[0].Explanation, "done by its log, but its shipment is not confirmed") {
+			t.Fatalf("verdict %s: %+v", r.Verdict, r.Anomalies)
+		}
+	})
+}
