@@ -177,6 +177,13 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 		if err := hosts[i].Check(dctx); err != nil {
 			return err
 		}
+		l, err := hosts[i].Leftovers(dctx)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(l.Dirs, sshhost.ClusterDir(name)) {
+			return db.Usagef("cluster %s already exists on %s (%s): inject faults into it with 'eccheck nemesis', give another --cluster-name, or remove it with 'eccheck cluster down --cluster ssh --hosts ...'", name, hosts[i].Name(), sshhost.ClusterDir(name))
+		}
 		ip, err := resolve(dctx, hosts[i])
 		sys.ips[i] = ip
 		addrs[i] = net.JoinHostPort(hostName(env.Hosts[i]), strconv.Itoa(port))

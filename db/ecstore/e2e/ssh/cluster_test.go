@@ -48,6 +48,9 @@ func TestClusterNemesisDown(t *testing.T) {
 			t.Errorf("ssh/cluster up/lists %s: %s", n, out)
 		}
 	}
+	if code, _, errs := dockertest.CLI(t, append([]string{"cluster", "up", "--mode", "lww"}, args...)...); code != dockertest.ExitUsage || !strings.Contains(errs, "already exists") {
+		t.Errorf("ssh/cluster up twice/refused as usage (exit 3): exit %d: %s", code, errs)
+	}
 	if out := cli(t, append([]string{"cluster", "status"}, args...)...); strings.Count(out, "running") != 3 {
 		t.Errorf("ssh/cluster status/three nodes running: %s", out)
 	}
@@ -95,24 +98,7 @@ func TestClusterDownAfterSIGKILL(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	// Wait until every host runs its node and the nemesis has put its
-	// rules on one.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		running, rules := 0, 0
-		for i := range hs.Hosts {
-			l := leftovers(t, hs, i)
-			running += len(l.Processes)
-			rules += len(l.Rules)
-		}
-		if running == 3 && rules > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ssh/harness/three nodes and a partition within 2m: %d running, %d rules; stderr:\n%s", running, rules, stderr.String())
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	waitPartition(t, hs, &stderr)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +109,60 @@ func TestClusterDownAfterSIGKILL(t *testing.T) {
 	}
 	cli(t, append([]string{"cluster", "down"}, args...)...)
 	noLeftovers(t, hs, "cluster down after SIGKILL")
+}
+
+// TestInterruptCleansUp interrupts a running `eccheck test --cluster
+// ssh` (SIGINT, as Ctrl-C does) while a partition is in force, and checks
+// that it heals and removes everything of eccheck's from the hosts on its
+// way out.
+func TestInterruptCleansUp(t *testing.T) {
+	hs := sshtest.Start(t, 3)
+	var stderr strings.Builder
+	cmd := exec.Command(dockertest.Eccheck(t), append([]string{"test", "--mode", "lww", "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "1s",
+		"--time-limit", "60s", "--out", filepath.Join(t.TempDir(), "runs"), "-q"}, sshArgs(hs)...)...)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	waitPartition(t, hs, &stderr)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	waited = true
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("ssh/SIGINT/exit 130: exit %d; stderr:\n%s", code, stderr.String())
+	}
+	noLeftovers(t, hs, "after SIGINT")
+}
+
+// waitPartition waits until every host runs its node and the nemesis has
+// put its rules on one.
+func waitPartition(t *testing.T, hs *sshtest.Hosts, stderr *strings.Builder) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		running, rules := 0, 0
+		for i := range hs.Hosts {
+			l := leftovers(t, hs, i)
+			running += len(l.Processes)
+			rules += len(l.Rules)
+		}
+		if running == 3 && rules > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh/harness/three nodes and a partition within 2m: %d running, %d rules; stderr:\n%s", running, rules, stderr.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 // TestRefusals checks that what keeps eccheck from the hosts is said
