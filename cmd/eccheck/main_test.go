@@ -214,6 +214,13 @@ func TestTestFlagsRefusedBeforeAnyWork(t *testing.T) {
 		{"--partition-shapes isolate --nemesis clock", "--partition-shapes isolate: the shapes of partitions; add partition to --nemesis"},
 		{"--partition-shapes square --nemesis partition", `unknown partition shape "square"`},
 		{"--partition-shapes ring --nemesis partition --nodes 2 --mode raft", "partition ring needs at least 3 nodes"},
+		{"--cluster ssh", "--cluster ssh needs --hosts"},
+		{"--cluster ssh --hosts h1,h2 --nodes 3", "--nodes 3 with 2 --hosts"},
+		{"--cluster ssh --hosts h1,h1,h2", "an empty or repeated host"},
+		{"--cluster ssh --hosts h1,h2,h3 --db postgres", "--db postgres does not run on SSH hosts yet (ecstore does)"},
+		{"--hosts h1,h2,h3", "--hosts goes with --cluster ssh"},
+		{"--cluster docker --ssh-insecure", "--ssh-insecure goes with --cluster ssh"},
+		{"--cluster moon", `--cluster "moon": want local`},
 	} {
 		t.Run("flags/"+tc.args+"/usage error, nothing written", func(t *testing.T) {
 			if tc.want == "" {

@@ -67,6 +67,9 @@ func TestClusterNemesisDown(t *testing.T) {
 	if out := cli(t, append([]string{"nemesis", "status"}, args...)...); !strings.Contains(out, "5s") || strings.Count(out, "running") != 3 {
 		t.Errorf("ssh/nemesis status/n3 5s ahead, every node running: %s", out)
 	}
+	if out := cli(t, append([]string{"cluster", "logs", "n1"}, args...)...); !strings.Contains(out, "ecstore n1") {
+		t.Errorf("ssh/cluster logs n1/its log: %q", out)
+	}
 	cli(t, append([]string{"nemesis", "heal"}, args...)...)
 	if l := leftovers(t, hs, 0); len(l.Rules) != 0 {
 		t.Errorf("ssh/nemesis heal/no rules: %s", l)
