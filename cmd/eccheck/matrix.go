@@ -120,6 +120,9 @@ func (o matrixOptions) spec(f *pflag.FlagSet) (run.MatrixSpec, error) {
 	if err != nil {
 		return run.MatrixSpec{}, err
 	}
+	if o.common.Backend == db.BackendSSH {
+		return run.MatrixSpec{}, usagef("--cluster ssh: eccheck matrix runs its cells locally or in Docker; run each configuration on SSH hosts with 'eccheck test --cluster ssh --hosts ...'")
+	}
 	if o.common.Workloads, err = workload.ParseWorkloads(o.workloads); err != nil {
 		return run.MatrixSpec{}, usageError{Err: fmt.Errorf("--workload: %w", err)}
 	}
