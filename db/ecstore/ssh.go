@@ -128,10 +128,13 @@ func hostName(host string) string {
 func resolve(ctx context.Context, h *sshhost.Host) (netip.Addr, error) {
 	name := hostName(h.Name())
 	if a, err := netip.ParseAddr(name); err == nil {
-		if !a.Unmap().Is4() {
+		switch a = a.Unmap(); {
+		case !a.Is4():
 			return netip.Addr{}, fmt.Errorf("host %s: only IPv4 addresses can be partitioned (iptables)", h.Name())
+		case a.IsLoopback() || a.IsUnspecified():
+			return netip.Addr{}, fmt.Errorf("host %s: the other hosts and eccheck's clients cannot reach it at %v: give the address they reach it by", h.Name(), a)
 		}
-		return a.Unmap(), nil
+		return a, nil
 	}
 	out, _, err := h.Run(ctx, "getent ahostsv4 "+sshhost.Quote(name))
 	if err != nil {
@@ -212,7 +215,7 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 	for i, n := range nodes {
 		m.IPs = append(m.IPs, sys.ips[i].String())
 		cmd := append([]string{sshBinary(name), "store", "serve"}, s.sshArgs(name, i, nodes, sys.ips)...)
-		cmd = append(append(cmd, "--token-file", sshToken(name)), extra...)
+		cmd = append(cmd, extra...)
 		m.Cmds = append(m.Cmds, cmd)
 		sys.specs = append(sys.specs, sshhost.ProcessSpec{Cluster: name, Name: n, Cmd: cmd})
 	}
@@ -283,6 +286,7 @@ func (s *Settings) sshArgs(cluster string, i int, nodes []string, ips []netip.Ad
 		"--mode", s.Mode,
 		"--data-dir", path.Join(dir, "data"),
 		"--clock-file", path.Join(dir, "clock"),
+		"--token-file", sshToken(cluster),
 	}
 	if s.N > 0 {
 		args = append(args, "--n", strconv.Itoa(s.N))
@@ -339,7 +343,9 @@ func (sys *sshSystem) waitHealthy(ctx context.Context, i int, d time.Duration) e
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			logEnd := ""
-			if out, _, lerr := sys.hosts[i].Sudo(context.WithoutCancel(ctx), "tail -n 20 "+sshhost.Quote(sshhost.LogFile(sys.name, sys.nodes[i]))); lerr == nil {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if out, _, lerr := sys.hosts[i].Sudo(lctx, "tail -n 20 "+sshhost.Quote(sshhost.LogFile(sys.name, sys.nodes[i]))); lerr == nil {
 				logEnd = "; the end of its log:\n" + out
 			}
 			return fmt.Errorf("node %s on %s does not answer at %s after %v (%s)%s", sys.nodes[i], sys.hosts[i].Name(), addr, d, last, logEnd)
@@ -545,7 +551,7 @@ func (sys *sshSystem) remove(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, h.RemoveRules(ctx), h.ClearNetem(ctx))
-		if _, _, err := h.Sudo(ctx, "rm -rf -- "+sshhost.Quote(sshhost.ClusterDir(sys.name))+" && rmdir --ignore-fail-on-non-empty -- "+sshhost.Root); err != nil {
+		if _, _, err := h.Sudo(ctx, "rm -rf -- "+sshhost.Quote(sshhost.ClusterDir(sys.name))+" && { [ ! -d "+sshhost.Root+" ] || rmdir --ignore-fail-on-non-empty -- "+sshhost.Root+"; }"); err != nil {
 			errs = append(errs, err)
 		}
 		return errors.Join(errs...)
