@@ -20,6 +20,12 @@ func TestNemesisUsageErrors(t *testing.T) {
 		{"loss/over 100/exit 3", []string{"nemesis", "loss", "--node", "n1", "--percent", "101"}, "want 0 to 100"},
 		{"bandwidth/bad rate/exit 3", []string{"nemesis", "bandwidth", "--node", "n1", "--rate", "fast"}, "--rate"},
 		{"cluster/bad name/exit 3", []string{"nemesis", "heal", "--cluster-name", "Bad Name"}, "cluster name"},
+		{"cluster/old spelling with a bad name/exit 3", []string{"nemesis", "heal", "--cluster", "Bad Name"}, "cluster name"},
+		{"ssh/no hosts/exit 3", []string{"nemesis", "heal", "--cluster", "ssh"}, "--cluster ssh needs --hosts"},
+		{"ssh/hosts without ssh/exit 3", []string{"nemesis", "heal", "--hosts", "h1"}, "--hosts goes with --cluster ssh"},
+		{"ssh/cluster down without hosts/exit 3", []string{"cluster", "down", "--cluster", "ssh"}, "--cluster ssh needs --hosts"},
+		{"ssh/cluster up other system/exit 3", []string{"cluster", "up", "--cluster", "ssh", "--hosts", "h1,h2,h3", "--db", "redis"}, "--db redis does not run on SSH hosts yet"},
+		{"ssh/cluster up nodes and hosts/exit 3", []string{"cluster", "up", "--cluster", "ssh", "--hosts", "h1,h2", "--nodes", "3"}, "--nodes 3 with 2 --hosts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runCLI(t, tc.args...)
