@@ -288,22 +288,7 @@ func (s *Settings) sshArgs(cluster string, i int, nodes []string, ips []netip.Ad
 		"--clock-file", path.Join(dir, "clock"),
 		"--token-file", sshToken(cluster),
 	}
-	if s.N > 0 {
-		args = append(args, "--n", strconv.Itoa(s.N))
-	}
-	if s.W > 0 {
-		args = append(args, "--w", strconv.Itoa(s.W))
-	}
-	if s.R > 0 {
-		args = append(args, "--r", strconv.Itoa(s.R))
-	}
-	if s.SetImpl != "" {
-		args = append(args, "--set-impl", s.SetImpl)
-	}
-	if s.CounterImpl == store.CounterG {
-		args = append(args, "--counter-impl", s.CounterImpl)
-	}
-	return args
+	return s.serveFlags(args)
 }
 
 // nodeIndex is node's position in nodes, or -1.

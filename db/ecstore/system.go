@@ -198,6 +198,28 @@ func (s *Settings) startDocker(ctx context.Context, env db.Env) (db.System, erro
 	return sys, nil
 }
 
+// serveFlags appends to args the settings' flags of `eccheck store
+// serve`: the quorums, the set and the counter (pn, the default, left
+// out).
+func (s *Settings) serveFlags(args []string) []string {
+	if s.N > 0 {
+		args = append(args, "--n", strconv.Itoa(s.N))
+	}
+	if s.W > 0 {
+		args = append(args, "--w", strconv.Itoa(s.W))
+	}
+	if s.R > 0 {
+		args = append(args, "--r", strconv.Itoa(s.R))
+	}
+	if s.SetImpl != "" {
+		args = append(args, "--set-impl", s.SetImpl)
+	}
+	if s.CounterImpl == store.CounterG {
+		args = append(args, "--counter-impl", s.CounterImpl)
+	}
+	return args
+}
+
 // nodeCmd is a node's `eccheck store serve` command line: its peers at
 // their fixed addresses, the data directory and the clock file, the mode
 // and its settings, then extra.
@@ -217,22 +239,7 @@ func (s *Settings) nodeCmd(extra []string) func(n *docker.Node, nodes []*docker.
 			"--data-dir", dataDir,
 			"--clock-file", clockFile,
 		}
-		if s.N > 0 {
-			args = append(args, "--n", strconv.Itoa(s.N))
-		}
-		if s.W > 0 {
-			args = append(args, "--w", strconv.Itoa(s.W))
-		}
-		if s.R > 0 {
-			args = append(args, "--r", strconv.Itoa(s.R))
-		}
-		if s.SetImpl != "" {
-			args = append(args, "--set-impl", s.SetImpl)
-		}
-		if s.CounterImpl == store.CounterG {
-			args = append(args, "--counter-impl", s.CounterImpl) // pn, the default, is left out
-		}
-		return append(args, extra...)
+		return append(s.serveFlags(args), extra...)
 	}
 }
 
