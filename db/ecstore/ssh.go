@@ -200,7 +200,7 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 	bin, cleanup, err := docker.StaticBinary(ctx, &docker.BuildOptions{Progress: env.Progress})
 	if err != nil {
 		closeHosts(hosts)
-		return nil, err
+		return nil, fmt.Errorf("the eccheck binary to copy to the hosts: %w (that flag is eccheck images build's; for --cluster ssh run an eccheck built with CGO_ENABLED=0 go build ./cmd/eccheck)", err)
 	}
 	defer cleanup()
 	var tok [32]byte
