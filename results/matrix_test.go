@@ -91,12 +91,12 @@ func TestMatrixCellColumns(t *testing.T) {
 	cases := []struct {
 		name string
 		cell Cell
-		want []Mark // verdict, linearizable, ryw, monotonic, lost writes, duplicates, transactions
+		want []Mark // verdict, linearizable, ryw, monotonic, lost writes, duplicates, transactions, sagas
 	}{
-		{"cell/raft-mixed-workloads/all-valid", c.Cells[0], []Mark{MarkValid, MarkValid, MarkValid, MarkValid, MarkValid, MarkNone, MarkValid}},
-		{"cell/lww-set-lost-register-kept/lost-writes-invalid", c.Cells[1], []Mark{MarkInvalid, MarkInvalid, MarkInvalid, MarkValid, MarkInvalid, MarkNone, MarkInvalid}},
-		{"cell/timeout/unknown", c.Cells[2], []Mark{MarkUnknown, MarkUnknown, MarkValid, MarkValid, MarkValid, MarkNone, MarkNone}},
-		{"cell/harness-failure/error-and-nothing-checked", c.Cells[3], []Mark{MarkError, MarkNone, MarkNone, MarkNone, MarkNone, MarkNone, MarkNone}},
+		{"cell/raft-mixed-workloads/all-valid", c.Cells[0], []Mark{MarkValid, MarkValid, MarkValid, MarkValid, MarkValid, MarkNone, MarkValid, MarkNone}},
+		{"cell/lww-set-lost-register-kept/lost-writes-invalid", c.Cells[1], []Mark{MarkInvalid, MarkInvalid, MarkInvalid, MarkValid, MarkInvalid, MarkNone, MarkInvalid, MarkNone}},
+		{"cell/timeout/unknown", c.Cells[2], []Mark{MarkUnknown, MarkUnknown, MarkValid, MarkValid, MarkValid, MarkNone, MarkNone, MarkNone}},
+		{"cell/harness-failure/error-and-nothing-checked", c.Cells[3], []Mark{MarkError, MarkNone, MarkNone, MarkNone, MarkNone, MarkNone, MarkNone, MarkNone}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -253,7 +253,7 @@ func TestParseExpectations(t *testing.T) {
 		{"parse/no-x/error-names-line", "# ok\nraft * valid\n", `e.txt:2: "raft * valid": want "CONFIG x NEMESIS [COLUMN] VERDICT"`},
 		{"parse/too-many-fields/error", "raft x none linearizable valid extra\n", "e.txt:1: "},
 		{"parse/unknown-verdict/error-lists-verdicts", "raft x none valid\nraft x none pass\n", `e.txt:2: unknown verdict "pass" (want valid, invalid or unknown)`},
-		{"parse/unknown-column/error-lists-columns", "\n\n\nraft x none stale valid\n", `e.txt:4: unknown column "stale" (want verdict, linearizable, read-your-writes, monotonic-reads, lost-writes, duplicates, transactional)`},
+		{"parse/unknown-column/error-lists-columns", "\n\n\nraft x none stale valid\n", `e.txt:4: unknown column "stale" (want verdict, linearizable, read-your-writes, monotonic-reads, lost-writes, duplicates, transactional, saga)`},
 		{"parse/bad-pattern/error", "raft[ x none valid\n", `e.txt:1: bad pattern "raft["`},
 		{"parse/only-comments/error", "# nothing\n\n", "e.txt: holds no expectations"},
 	}
