@@ -141,13 +141,17 @@ func TestClusterAndNemesis(t *testing.T) {
 
 // TestMatrix runs the etcd card's two read settings under partitions
 // that cut one member off, with expectations: linearizable reads hold,
-// serializable reads are not linearizable. The matrix exits 0 only if
-// both expectations hold.
+// and serializable reads lose no write. The matrix exits 0 only if both
+// expectations hold. (It asserted that serializable reads are not
+// linearizable too, and a CI run found them linearizable once: whether a
+// read on the cut-off member returns a value older than one the majority
+// wrote meanwhile depends on the timing of one machine. That anomaly is
+// TestSerializableReadsStale's, which checks its precondition first.)
 func TestMatrix(t *testing.T) {
 	dockertest.Engine(t)
 	out := t.TempDir()
 	expect := filepath.Join(out, "expect.txt")
-	os.WriteFile(expect, []byte("linearizable x partition valid\nserializable x partition linearizable invalid\n"), 0o644)
+	os.WriteFile(expect, []byte("linearizable x partition valid\nserializable x partition lost-writes valid\n"), 0o644)
 	code, stdout, stderr := dockertest.CLI(t, "matrix", "--out", out, "--db", "etcd", "--cluster", "docker", "--workload", "register",
 		"--modes", "linearizable,serializable", "--nemesis", "partition", "--partition-shapes", "isolate", "--nemesis-interval", "3s",
 		"--time-limit", "8s", "--concurrency", "9", "--rate", "45", "--op-timeout", "300ms", "--recovery", "1s", "--seed", "7", "-o", "json", "-q", "--expect", expect)
