@@ -74,9 +74,6 @@ func ParseDot(dot string) (node string, n int64, err error) {
 	return dot[:i], n, nil
 }
 
-// Covers reports whether the read's context has seen the write of dot.
-func (r MVRead) Covers(dot string) bool { return covers(r.Context, dot) }
-
 // isMVRead reports whether v is a multi-value register's read: an object
 // with siblings and a context, in any key order.
 func isMVRead(v history.Value) bool {
