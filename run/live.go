@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eccheck/eccheck/db"
+	"github.com/eccheck/eccheck/db/sshcluster"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/nemesis"
 	"github.com/eccheck/eccheck/sshhost"
@@ -33,8 +34,8 @@ type Live struct {
 }
 
 // OpenLiveSSH takes over the cluster running on hosts (the one there,
-// or the one name names when not empty) through the first of systems that
-// runs on SSH hosts; bad hosts or a missing cluster are usage errors.
+// or the one name names when not empty) through the system its manifest
+// names; bad hosts or a missing cluster are usage errors.
 func OpenLiveSSH(ctx context.Context, systems []db.DB, hosts []string, cfg sshhost.Config, name string, progress io.Writer) (*Live, error) {
 	for _, s := range systems {
 		o, ok := s.(db.SSHOpener)
@@ -42,6 +43,10 @@ func OpenLiveSSH(ctx context.Context, systems []db.DB, hosts []string, cfg sshho
 			continue
 		}
 		sys, err := o.OpenSSH(ctx, hosts, cfg, name)
+		var other *sshcluster.OtherDBError
+		if errors.As(err, &other) {
+			continue // another system's cluster: the next system takes it
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eccheck/eccheck/db"
-	"github.com/eccheck/eccheck/db/ecstore"
+	"github.com/eccheck/eccheck/db/sshcluster"
 	"github.com/eccheck/eccheck/docker"
 	"github.com/eccheck/eccheck/run"
 )
@@ -209,7 +209,7 @@ func sshDown(ctx context.Context, a *app, t *target) error {
 	if w := t.c.SSH.Warning(); w != "" {
 		fmt.Fprintf(a.stderr, "eccheck: warning: %s\n", w)
 	}
-	hosts, err := ecstore.DialHosts(ctx, t.c.Hosts, t.c.SSH)
+	hosts, err := sshcluster.Dial(ctx, t.c.Hosts, t.c.SSH)
 	if err != nil {
 		return err
 	}

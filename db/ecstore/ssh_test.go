@@ -44,12 +44,7 @@ func TestClockText(t *testing.T) {
 	}
 }
 
-func TestHostName(t *testing.T) {
-	for in, want := range map[string]string{"db1": "db1", "db1:2222": "db1", "10.0.0.1:22": "10.0.0.1", "[::1]:22": "::1"} {
-		if got := hostName(in); got != want {
-			t.Errorf("host name/%s/%s: got %s", in, want, got)
-		}
-	}
+func TestBackends(t *testing.T) {
 	if !slices.Equal(DB{}.Backends(), []string{"local", "docker", "ssh"}) {
 		t.Errorf("backends/ecstore/local, docker and ssh: %v", DB{}.Backends())
 	}
