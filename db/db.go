@@ -244,6 +244,15 @@ type SSHOpener interface {
 	OpenSSH(ctx context.Context, hosts []string, cfg sshhost.Config, name string) (System, error)
 }
 
+// Linker is a System on SSH hosts whose links can be delayed or made
+// lossy (tc netem on the hosts, where the kernel has it): Link makes
+// node's host delay or drop what it sends to peer's host (every peer's
+// when peer is ""), replacing the link fault node had; a zero Link
+// removes it.
+type Linker interface {
+	Link(node, peer string, l sshhost.Link) error
+}
+
 // HostedNode is one node of a System on SSH hosts.
 type HostedNode struct {
 	Node, Host, Addr string

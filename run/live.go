@@ -87,12 +87,21 @@ func (l *Live) runs() string {
 }
 
 // docker refuses what only a Docker cluster can do (what, such as
-// "delay"), on SSH hosts.
+// "bandwidth"), on SSH hosts.
 func (l *Live) docker(what string) error {
 	if l.Cluster == nil {
-		return db.Usagef("%s: not on SSH hosts yet (partition, heal, clock, kill, start, pause, resume, crash, restart and status are)", what)
+		return db.Usagef("%s: not on SSH hosts yet (partition, heal, clock, kill, start, pause, resume, crash, restart, delay, loss and status are)", what)
 	}
 	return nil
+}
+
+// link sets node's link fault on SSH hosts (tc netem on its host).
+func (l *Live) link(node, peer string, link sshhost.Link) error {
+	lk, ok := l.System.(db.Linker)
+	if !ok {
+		return db.Usagef("delay and loss: this system's clusters on SSH hosts have no link faults")
+	}
+	return lk.Link(node, peer, link)
 }
 
 // OpenLive opens the cluster name and hands it to the system its label
@@ -359,11 +368,10 @@ func (l *Live) peer(node, peer string) (string, error) {
 }
 
 // Delay delays node's messages to peer (every peer when empty) by ms;
-// 0 removes the delay. The line says how it was applied, and why.
+// 0 removes the delay. The line says how it was applied, and why. On SSH
+// hosts it is tc netem on node's host, which holds one link fault at a
+// time (a delay replaces a loss).
 func (l *Live) Delay(node, peer string, ms int64) (string, error) {
-	if err := l.docker("delay"); err != nil {
-		return "", err
-	}
 	if err := CheckDelay(ms); err != nil {
 		return "", err
 	}
@@ -373,6 +381,15 @@ func (l *Live) Delay(node, peer string, ms int64) (string, error) {
 	to, err := l.peer(node, peer)
 	if err != nil {
 		return "", err
+	}
+	if l.Cluster == nil {
+		if err := l.link(node, peer, sshhost.Link{Delay: time.Duration(ms) * time.Millisecond}); err != nil {
+			return "", err
+		}
+		if ms == 0 {
+			return fmt.Sprintf("removed the delay and loss of %s's packets", node), nil
+		}
+		return fmt.Sprintf("delayed %s's packets to %s by %dms with tc netem on its host (this replaces a loss it had)", node, to, ms), nil
 	}
 	res, err := l.Cluster.Delay(node, peer, time.Duration(ms)*time.Millisecond)
 	if err != nil {
@@ -389,11 +406,9 @@ func (l *Live) Delay(node, peer string, ms int64) (string, error) {
 }
 
 // Loss drops percent of the packets node receives from peer (every peer
-// when empty); 0 removes the loss.
+// when empty); 0 removes the loss. On SSH hosts it drops what node's host
+// sends to peer instead (tc netem, one link fault at a time).
 func (l *Live) Loss(node, peer string, percent float64) (string, error) {
-	if err := l.docker("loss"); err != nil {
-		return "", err
-	}
 	if err := CheckLoss(percent); err != nil {
 		return "", err
 	}
@@ -403,6 +418,15 @@ func (l *Live) Loss(node, peer string, percent float64) (string, error) {
 	from, err := l.peer(node, peer)
 	if err != nil {
 		return "", err
+	}
+	if l.Cluster == nil {
+		if err := l.link(node, peer, sshhost.Link{Loss: percent}); err != nil {
+			return "", err
+		}
+		if percent == 0 {
+			return fmt.Sprintf("removed the delay and loss of %s's packets", node), nil
+		}
+		return fmt.Sprintf("%s's host drops %v%% of the packets it sends to %s at random, with tc netem (this replaces a delay it had)", node, percent, from), nil
 	}
 	if err := l.Cluster.Loss(node, peer, percent); err != nil {
 		return "", err

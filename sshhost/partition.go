@@ -8,9 +8,10 @@ import (
 )
 
 // Chain is eccheck's iptables chain (filter table) on a host: it holds
-// the DROP rules of a partition and is jumped to from INPUT and OUTPUT.
-// eccheck adds and removes only this chain and those two jumps; rules of
-// the host's own are never flushed or moved.
+// the DROP rules of a partition and is jumped to from INPUT. eccheck adds
+// and removes only this chain and that jump (and a jump from OUTPUT that
+// an earlier eccheck added); rules of the host's own are never flushed or
+// moved.
 const Chain = "ECCHECK"
 
 // pathLine gives eccheck's scripts the system directories, which a login
@@ -18,18 +19,15 @@ const Chain = "ECCHECK"
 const pathLine = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH\n"
 
 // partitionScript makes the ECCHECK chain when missing, jumps to it from
-// the top of INPUT and OUTPUT once, flushes it, and drops the packets
-// from and to each address given as an argument. It is a constant: the
+// the top of INPUT once, flushes it, and drops the packets from each
+// address given as an argument. It is a constant: the
 // addresses come as arguments, never inside the script.
 const partitionScript = `set -e
 ` + pathLine + `iptables -w -N ECCHECK 2>/dev/null || iptables -w -S ECCHECK >/dev/null
-for hook in INPUT OUTPUT; do
-  iptables -w -C $hook -j ECCHECK 2>/dev/null || iptables -w -I $hook 1 -j ECCHECK
-done
+iptables -w -C INPUT -j ECCHECK 2>/dev/null || iptables -w -I INPUT 1 -j ECCHECK
 iptables -w -F ECCHECK
 for ip in "$@"; do
   iptables -w -A ECCHECK -s "$ip" -j DROP
-  iptables -w -A ECCHECK -d "$ip" -j DROP
 done
 `
 
@@ -39,8 +37,8 @@ if iptables -w -S ECCHECK >/dev/null 2>&1; then iptables -w -F ECCHECK; fi
 `
 
 // removeRulesScript removes every jump to ECCHECK from INPUT and OUTPUT
-// (eccheck adds one each; a second would come from a crashed run), then
-// the chain itself.
+// (eccheck adds one to INPUT; OUTPUT's come from earlier versions, a
+// second from a crashed run), then the chain itself.
 const removeRulesScript = `set -e
 ` + pathLine + `command -v iptables >/dev/null 2>&1 || exit 0
 for hook in INPUT OUTPUT; do
@@ -77,11 +75,14 @@ func (h *Host) checkPeers(peers []netip.Addr) ([]string, error) {
 	return out, nil
 }
 
-// Partition makes the host drop every packet from and to the given peers
-// (iptables DROP rules in [Chain], which INPUT and OUTPUT jump to), so
-// that neither side hears the other; it replaces the peers of any earlier
-// partition. Traffic with every other address, eccheck's SSH connection
-// included, flows as before. No peers heals.
+// Partition makes the host drop every packet from the given peers
+// (iptables DROP rules in [Chain], which INPUT jumps to): the host no
+// longer hears them, as the Docker backend and Jepsen cut a link; a
+// partition both ways is each side dropping the other's packets (and a
+// TCP connection breaks either way, its acknowledgements lost). It
+// replaces the peers of any earlier partition. Traffic with every other
+// address, eccheck's SSH connection included, flows as before. No peers
+// heals.
 func (h *Host) Partition(ctx context.Context, peers []netip.Addr) error {
 	ips, err := h.checkPeers(peers)
 	if err != nil {

@@ -27,10 +27,10 @@ var _ db.DB = DB{}
 func (DB) Name() string { return Name }
 
 func (DB) Doc() string {
-	return "PostgreSQL 15, a primary and streaming replicas (Docker): replica reads, LSN fencing, synchronous replication, failover"
+	return "PostgreSQL 15, a primary and streaming replicas (Docker, or SSH hosts): replica reads, LSN fencing, synchronous replication, failover"
 }
 
-func (DB) Backends() []string { return []string{db.BackendDocker} }
+func (DB) Backends() []string { return []string{db.BackendDocker, db.BackendSSH} }
 
 func (DB) Images() []docker.ImageSpec { return []docker.ImageSpec{Image} }
 
@@ -44,7 +44,7 @@ func (DB) Open(ctx context.Context, c *docker.Client, cl *docker.Cluster) (db.Sy
 	if err != nil {
 		return nil, err
 	}
-	return &System{Cluster: pc, c: c, keep: true, logf: func(string, ...any) {}}, nil
+	return &System{Cluster: pc, c: c, keep: true, clientSet: clientSet{topo: pc, logf: func(string, ...any) {}}}, nil
 }
 
 // Settings are the --pg-* flags.
@@ -112,8 +112,12 @@ func (s *Settings) Validate(c db.Common) error {
 		return err
 	}
 	switch {
-	case c.Backend != db.BackendDocker:
-		return db.Usagef("--db postgres runs in Docker: add --cluster docker")
+	case c.Backend != db.BackendDocker && c.Backend != db.BackendSSH:
+		return db.Usagef("--db postgres runs in Docker or on SSH hosts: add --cluster docker")
+	case c.Backend == db.BackendSSH && slices.Contains(c.Faults, nemesis.KindFailover):
+		return db.Usagef("--nemesis failover: not on SSH hosts yet (partition, kill, pause, clock and lag are); run it with --cluster docker")
+	case c.Backend == db.BackendSSH && (s.Promote != "" || s.Rejoin):
+		return db.Usagef("--pg-promote and --pg-rejoin go with --nemesis failover, which is not on SSH hosts yet")
 	case s.Sync != SyncAsync && s.Sync != SyncRemoteApply:
 		return db.Usagef("--pg-sync %q: want %s or %s", s.Sync, SyncAsync, SyncRemoteApply)
 	case !slices.Contains(reads, s.Read):
@@ -173,6 +177,9 @@ func (s *Settings) Record() map[string]any {
 }
 
 func (s *Settings) Start(ctx context.Context, env db.Env) (db.System, error) {
+	if env.Backend == db.BackendSSH {
+		return s.startSSH(ctx, env)
+	}
 	return s.start(ctx, env)
 }
 

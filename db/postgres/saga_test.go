@@ -121,7 +121,7 @@ func TestPostgresSaga(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		(&System{Cluster: pc, logf: t.Logf}).catchUp(ctx, "n2")
+		(&clientSet{topo: pc, logf: t.Logf}).catchUp(ctx, "n2")
 		onPrimary := read(t, newSagaClient(t, pc.PrimaryDSN(), "", "", 0))
 		onReplica := read(t, newSagaClient(t, pc.PrimaryDSN(), pc.DSN("n2"), "n2", 0))
 		if !reflect.DeepEqual(onPrimary, onReplica) {

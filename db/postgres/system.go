@@ -23,16 +23,33 @@ import (
 // the workers' clients write to the primary and read as --pg-read says.
 type System struct {
 	*Cluster
+	clientSet
 	c       *docker.Client
 	keep    bool
 	images  map[string]string
 	engine  *docker.Engine
-	read    string        // --pg-read
-	iso     string        // --pg-isolation
-	wait    time.Duration // the per-operation timeout
-	promote string        // --pg-promote
-	rejoin  bool          // --pg-rejoin
-	idem    bool          // --idempotency-keys
+	promote string // --pg-promote
+	rejoin  bool   // --pg-rejoin
+}
+
+// topology is what the clients need to know of a cluster, in Docker or on
+// SSH hosts: which node takes writes, which replicate it, which a
+// failover fenced off, and where each answers.
+type topology interface {
+	Primary() string
+	Replicas() []string
+	Fenced() []string
+	DSN(node string) string
+}
+
+// clientSet makes the workers' and the final reads' clients of a
+// cluster, as --pg-read says, and closes them.
+type clientSet struct {
+	topo topology
+	read string        // --pg-read
+	iso  string        // --pg-isolation
+	wait time.Duration // the per-operation timeout
+	idem bool          // --idempotency-keys
 
 	logf func(string, ...any)
 
@@ -72,8 +89,8 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 		c.Close()
 		return nil, fmt.Errorf("start the postgres cluster in Docker: %w", err)
 	}
-	sys := &System{Cluster: pc, c: c, images: images, engine: d.Engine, read: s.Read, iso: s.Isolation, wait: env.OpTimeout,
-		promote: s.Promote, rejoin: s.Rejoin, idem: env.IdempotencyKeys, logf: env.Logf}
+	sys := &System{Cluster: pc, c: c, images: images, engine: d.Engine, promote: s.Promote, rejoin: s.Rejoin,
+		clientSet: clientSet{topo: pc, read: s.Read, iso: s.Isolation, wait: env.OpTimeout, idem: env.IdempotencyKeys, logf: env.Logf}}
 	if err := sys.setup(ctx); err != nil {
 		sys.Close(context.WithoutCancel(ctx), "") // keep is false yet: the cluster goes
 		return nil, err
@@ -86,12 +103,12 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 // setup creates the tables on the primary and waits until every replica
 // has replayed them (with an apply delay that takes a moment), so that the
 // first replica reads do not fail for want of a table.
-func (sys *System) setup(ctx context.Context) error {
-	if err := Setup(ctx, sys.PrimaryDSN()); err != nil {
+func (cs *clientSet) setup(ctx context.Context) error {
+	if err := Setup(ctx, cs.primaryDSN()); err != nil {
 		return err
 	}
-	for _, node := range sys.Replicas() {
-		if err := waitTables(ctx, sys.DSN(node), 30*time.Second); err != nil {
+	for _, node := range cs.topo.Replicas() {
+		if err := waitTables(ctx, cs.topo.DSN(node), 30*time.Second); err != nil {
 			return fmt.Errorf("postgres replica %s: %w", node, err)
 		}
 	}
@@ -182,16 +199,16 @@ func (sys *System) failover(to string, rejoin bool) (nemesis.FailoverResult, err
 // the primary's WAL position of now (at most catchUpBound each): the part
 // of recovery that is replication catching up. After it, the clients
 // NewClient makes read from their own node.
-func (sys *System) Settle(ctx context.Context) {
-	for _, node := range sys.Replicas() {
+func (cs *clientSet) Settle(ctx context.Context) {
+	for _, node := range cs.topo.Replicas() {
 		if ctx.Err() != nil {
 			break
 		}
-		sys.catchUp(ctx, node)
+		cs.catchUp(ctx, node)
 	}
-	sys.mu.Lock()
-	sys.final = true
-	sys.mu.Unlock()
+	cs.mu.Lock()
+	cs.final = true
+	cs.mu.Unlock()
 }
 
 // NewClient makes a client: writes on the primary, reads per --pg-read.
@@ -200,39 +217,39 @@ func (sys *System) Settle(ctx context.Context) {
 // round-robin it reads every replica in turn, one read each; with primary
 // it reads the primary. A final read's client (after Settle) reads from
 // its node, the primary's from the primary.
-func (sys *System) NewClient(name, node string) (workload.Client, error) {
-	sys.mu.Lock()
-	defer sys.mu.Unlock()
-	primary := sys.Primary()
-	co := ClientOptions{Workload: workload.Kind(name), Isolation: sys.iso, Node: primary, Timeout: sys.wait, ReadMode: sys.read, Primary: sys.primaryNow,
-		IdempotencyKeys: sys.idem}
-	if sys.final && slices.Contains(sys.Fenced(), node) {
+func (cs *clientSet) NewClient(name, node string) (workload.Client, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	primary := cs.topo.Primary()
+	co := ClientOptions{Workload: workload.Kind(name), Isolation: cs.iso, Node: primary, Timeout: cs.wait, ReadMode: cs.read, Primary: cs.primaryNow,
+		IdempotencyKeys: cs.idem}
+	if cs.final && slices.Contains(cs.topo.Fenced(), node) {
 		f := &fencedNode{node: node}
 		if co.Workload == Saga {
 			// The saga workload's final phase finishes the sagas left
 			// unfinished first, through a client of the first node,
 			// maybe this one: its steps go to the primary now.
 			co.ReadMode, co.ReadNode = ReadPrimary, primary
-			f.writes = NewClient(sys.PrimaryDSN(), co)
-			sys.clients = append(sys.clients, f.writes)
+			f.writes = NewClient(cs.primaryDSN(), co)
+			cs.clients = append(cs.clients, f.writes)
 		}
 		return f, nil
 	}
-	replicas := sys.Replicas()
+	replicas := cs.topo.Replicas()
 	switch {
-	case !sys.final && sys.read == ReadRoundRobin && len(replicas) > 0:
+	case !cs.final && cs.read == ReadRoundRobin && len(replicas) > 0:
 		// Every replica in turn, each worker starting at the next one.
 		for i := range replicas {
-			r := replicas[(sys.next+i)%len(replicas)]
-			co.ReadTargets = append(co.ReadTargets, ReadTarget{DSN: sys.DSN(r), Node: r})
+			r := replicas[(cs.next+i)%len(replicas)]
+			co.ReadTargets = append(co.ReadTargets, ReadTarget{DSN: cs.topo.DSN(r), Node: r})
 		}
-		sys.next++
-	case !sys.final && sys.read != ReadPrimary && len(replicas) > 0:
-		node = replicas[sys.next%len(replicas)]
-		sys.next++
-		co.ReadDSN, co.ReadNode = sys.DSN(node), node
-	case sys.final && node != primary:
-		co.ReadDSN, co.ReadNode = sys.DSN(node), node
+		cs.next++
+	case !cs.final && cs.read != ReadPrimary && len(replicas) > 0:
+		node = replicas[cs.next%len(replicas)]
+		cs.next++
+		co.ReadDSN, co.ReadNode = cs.topo.DSN(node), node
+	case cs.final && node != primary:
+		co.ReadDSN, co.ReadNode = cs.topo.DSN(node), node
 		if co.ReadMode == ReadPrimary || co.ReadMode == ReadRoundRobin {
 			co.ReadMode = ReadReplica
 		}
@@ -241,8 +258,8 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 		// failovers.
 		co.ReadMode, co.ReadNode = ReadPrimary, primary
 	}
-	cl := NewClient(sys.PrimaryDSN(), co)
-	sys.clients = append(sys.clients, cl)
+	cl := NewClient(cs.primaryDSN(), co)
+	cs.clients = append(cs.clients, cl)
 	return cl, nil
 }
 
@@ -250,19 +267,19 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 // node's alone (the primary's from the primary, a replica's from that
 // replica, with no fence), at any time; its writes go to the primary. A
 // node a failover fenced off is no member to agree with: an error.
-func (sys *System) NodeClient(name, node string) (workload.Client, error) {
-	sys.mu.Lock()
-	defer sys.mu.Unlock()
-	if slices.Contains(sys.Fenced(), node) {
+func (cs *clientSet) NodeClient(name, node string) (workload.Client, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if slices.Contains(cs.topo.Fenced(), node) {
 		return nil, fmt.Errorf("fenced off by a failover")
 	}
-	primary := sys.Primary()
-	co := ClientOptions{Workload: workload.Kind(name), Isolation: sys.iso, Node: primary, Timeout: sys.wait, ReadMode: ReadPrimary, ReadNode: primary, Primary: sys.primaryNow}
+	primary := cs.topo.Primary()
+	co := ClientOptions{Workload: workload.Kind(name), Isolation: cs.iso, Node: primary, Timeout: cs.wait, ReadMode: ReadPrimary, ReadNode: primary, Primary: cs.primaryNow}
 	if node != primary {
-		co.ReadMode, co.ReadDSN, co.ReadNode = ReadReplica, sys.DSN(node), node
+		co.ReadMode, co.ReadDSN, co.ReadNode = ReadReplica, cs.topo.DSN(node), node
 	}
-	cl := NewClient(sys.PrimaryDSN(), co)
-	sys.clients = append(sys.clients, cl)
+	cl := NewClient(cs.primaryDSN(), co)
+	cs.clients = append(cs.clients, cl)
 	return cl, nil
 }
 
@@ -293,27 +310,27 @@ const catchUpBound = 15 * time.Second
 // partition can take seconds of TCP retransmission to resume after the
 // heal). Past the bound the final reads go ahead and show what the
 // replica has, with a warning.
-func (sys *System) catchUp(ctx context.Context, replica string) {
+func (cs *clientSet) catchUp(ctx context.Context, replica string) {
 	ctx, cancel := context.WithTimeout(ctx, catchUpBound)
 	defer cancel()
 	start := time.Now()
 	var target string
-	if err := queryOne(ctx, sys.PrimaryDSN(), `SELECT pg_current_wal_lsn()::text`, &target); err != nil {
-		sys.logf("warning: final reads of %s: the primary's WAL position: %v", replica, err)
+	if err := queryOne(ctx, cs.primaryDSN(), `SELECT pg_current_wal_lsn()::text`, &target); err != nil {
+		cs.logf("warning: final reads of %s: the primary's WAL position: %v", replica, err)
 		return
 	}
 	for {
 		var done *bool
-		err := queryOne(ctx, sys.DSN(replica), `SELECT pg_last_wal_replay_lsn() >= `+"'"+target+"'"+`::pg_lsn`, &done)
+		err := queryOne(ctx, cs.topo.DSN(replica), `SELECT pg_last_wal_replay_lsn() >= `+"'"+target+"'"+`::pg_lsn`, &done)
 		if err == nil && (done == nil || *done) {
 			if d := time.Since(start); d > time.Second {
-				sys.logf("final reads of %s: waited %v for it to replay the primary's %s", replica, d.Round(time.Millisecond), target)
+				cs.logf("final reads of %s: waited %v for it to replay the primary's %s", replica, d.Round(time.Millisecond), target)
 			}
 			return
 		}
 		select {
 		case <-ctx.Done():
-			sys.logf("warning: %s had not replayed the primary's %s after %v (last: %v); its final reads show what it has", replica, target, catchUpBound, err)
+			cs.logf("warning: %s had not replayed the primary's %s after %v (last: %v); its final reads show what it has", replica, target, catchUpBound, err)
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -334,9 +351,22 @@ func queryOne(ctx context.Context, dsn, q string, dest ...any) error {
 
 // primaryNow names the primary now, for clients that reconnect after a
 // failover.
-func (sys *System) primaryNow() (string, string) {
-	p := sys.Primary()
-	return sys.DSN(p), p
+func (cs *clientSet) primaryNow() (string, string) {
+	p := cs.topo.Primary()
+	return cs.topo.DSN(p), p
+}
+
+// primaryDSN is the primary's connection string now.
+func (cs *clientSet) primaryDSN() string { return cs.topo.DSN(cs.topo.Primary()) }
+
+// closeClients closes every client made.
+func (cs *clientSet) closeClients(ctx context.Context) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, cl := range cs.clients {
+		cl.Close(ctx)
+	}
+	cs.clients = nil
 }
 
 // Info is what test.json records: the cluster, its images, the engine.
@@ -349,11 +379,6 @@ func (sys *System) Info() db.Info {
 // it is kept.
 func (sys *System) Close(ctx context.Context, logDir string) error {
 	defer sys.c.Close()
-	sys.mu.Lock()
-	for _, cl := range sys.clients {
-		cl.Close(ctx)
-	}
-	sys.clients = nil
-	sys.mu.Unlock()
+	sys.closeClients(ctx)
 	return sys.Finish(ctx, logDir, sys.keep, sys.logf)
 }

@@ -298,9 +298,10 @@ func (c *Cluster) Abandon(ctx context.Context, err error) error {
 	return err
 }
 
-// Partition drops, on each node's host, the packets from and to the
-// hosts of the nodes its grudge names (both ways: iptables rules on the
-// host); hosts with no grudge are healed.
+// Partition drops, on each node's host, the packets from the hosts of
+// the nodes its grudge names (iptables rules on the host's INPUT): a
+// grudge one way cuts one way, as in the Docker backend; hosts with no
+// grudge are healed.
 func (c *Cluster) Partition(grudge map[string][]string) error {
 	peers := make([][]netip.Addr, len(c.nodes))
 	for at, froms := range grudge {
@@ -321,11 +322,42 @@ func (c *Cluster) Partition(grudge map[string][]string) error {
 	return Each(len(c.hosts), func(i int) error { return c.hosts[i].Partition(ctx, peers[i]) })
 }
 
-// Heal flushes eccheck's iptables chain on every host.
+// Heal flushes eccheck's iptables chain on every host and removes its
+// qdiscs (the link faults of Link).
 func (c *Cluster) Heal() error {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	return Each(len(c.hosts), func(i int) error { return c.hosts[i].Heal(ctx) })
+	return Each(len(c.hosts), func(i int) error { return errors.Join(c.hosts[i].Heal(ctx), c.hosts[i].ClearNetem(ctx)) })
+}
+
+// Link makes node's host delay or drop (tc netem, as l says) the packets
+// it sends to peer's host, or to every other node's host when peer is "",
+// replacing the link fault node had; a zero l removes it. Where the
+// host's kernel has no sch_netem the error wraps sshhost.ErrNoNetem and
+// nothing was changed.
+func (c *Cluster) Link(node, peer string, l sshhost.Link) error {
+	i, err := c.Node(node)
+	if err != nil {
+		return err
+	}
+	var peers []netip.Addr
+	for j := range c.nodes {
+		if j != i && (peer == "" || c.nodes[j] == peer) {
+			peers = append(peers, c.IPs[j])
+		}
+	}
+	if peer != "" && len(peers) == 0 {
+		if _, err := c.Node(peer); err != nil {
+			return err
+		}
+		return fmt.Errorf("link of %s to itself", node)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if l == (sshhost.Link{}) {
+		return c.hosts[i].ClearNetem(ctx)
+	}
+	return c.hosts[i].Netem(ctx, peers, l)
 }
 
 // Kill sends SIGKILL to node's process group; a node that is not running

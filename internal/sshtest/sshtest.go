@@ -349,3 +349,33 @@ func waitSSH(ctx context.Context, h Host, cfg sshhost.Config) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Args are the flags that point eccheck at the hosts: --cluster ssh, the
+// hosts, the test user, its key and the known_hosts file that lists them.
+func (hs *Hosts) Args() []string {
+	return []string{"--cluster", "ssh", "--hosts", strings.Join(hs.Addrs(), ","), "--ssh-user", hs.Config.User,
+		"--ssh-key", hs.Config.KeyFile, "--ssh-known-hosts", hs.Config.KnownHosts}
+}
+
+// Leftovers lists what eccheck left on host i, as sshhost lists it over
+// SSH (rules, qdiscs, processes, directories).
+func (hs *Hosts) Leftovers(t testing.TB, i int) sshhost.Leftovers {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := hs.Dial(t, i).Leftovers(ctx)
+	if err != nil {
+		t.Fatalf("leftovers on %s: %v", hs.Hosts[i].Name, err)
+	}
+	return l
+}
+
+// NoLeftovers fails the test for anything of eccheck's left on any host.
+func (hs *Hosts) NoLeftovers(t testing.TB, what string) {
+	t.Helper()
+	for i, h := range hs.Hosts {
+		if l := hs.Leftovers(t, i); !l.Empty() {
+			t.Errorf("ssh/%s/nothing left on %s: %s", what, h.Name, l)
+		}
+	}
+}

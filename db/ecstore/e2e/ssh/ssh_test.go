@@ -1,7 +1,6 @@
 package ssh
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,31 +18,6 @@ import (
 // what killed test runs left.
 func TestMain(m *testing.M) { dockertest.Main(m) }
 
-// sshArgs are the flags that point eccheck at hs: the hosts, the test
-// user, its key and the known_hosts file that lists the hosts.
-func sshArgs(hs *sshtest.Hosts) []string {
-	return []string{"--cluster", "ssh", "--hosts", strings.Join(hs.Addrs(), ","), "--ssh-user", hs.Config.User,
-		"--ssh-key", hs.Config.KeyFile, "--ssh-known-hosts", hs.Config.KnownHosts}
-}
-
-// noLeftovers fails the test for anything of eccheck's left on a host,
-// as sshhost lists it over SSH (rules, qdiscs, processes, directories).
-func noLeftovers(t *testing.T, hs *sshtest.Hosts, what string) {
-	t.Helper()
-	for i, h := range hs.Hosts {
-		sh := hs.Dial(t, i)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		l, err := sh.Leftovers(ctx)
-		cancel()
-		if err != nil {
-			t.Fatalf("leftovers on %s: %v", h.Name, err)
-		}
-		if !l.Empty() {
-			t.Errorf("ssh/%s/nothing left on %s: %s", what, h.Name, l)
-		}
-	}
-}
-
 // runSSH runs `eccheck test --cluster ssh` on three fresh hosts, checks
 // that the node logs were saved and that nothing was left on the hosts,
 // and returns the exit code, the report and the history.
@@ -51,7 +25,7 @@ func runSSH(t *testing.T, args ...string) (int, results.Report, history.History)
 	t.Helper()
 	hs := sshtest.Start(t, 3)
 	start := time.Now()
-	code, rep, dir := dockertest.Test(t, append(sshArgs(hs), args...)...)
+	code, rep, dir := dockertest.Test(t, append(hs.Args(), args...)...)
 	t.Logf("eccheck test on SSH hosts: exit %d in %v", code, time.Since(start).Round(time.Second))
 	cfg, err := run.ReadConfig(dir)
 	if err != nil || cfg.Cluster != "ssh" {
@@ -63,7 +37,7 @@ func runSSH(t *testing.T, args ...string) (int, results.Report, history.History)
 			t.Errorf("ssh/node log %s/saved: %v, %d bytes", n, err, len(b))
 		}
 	}
-	noLeftovers(t, hs, "after the run")
+	hs.NoLeftovers(t, "after the run")
 	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
 		t.Fatal(err)
