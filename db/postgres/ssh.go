@@ -65,9 +65,15 @@ var (
 )
 
 // Paths of a cluster on a host.
-func sshPasswordFile(cluster string) string { return path.Join(sshhost.ClusterDir(cluster), "password") }
-func sshData(cluster, node string) string   { return path.Join(sshcluster.NodeDir(cluster, node), "data") }
-func sshClock(cluster, node string) string  { return path.Join(sshcluster.NodeDir(cluster, node), "faketime") }
+func sshPasswordFile(cluster string) string {
+	return path.Join(sshhost.ClusterDir(cluster), "password")
+}
+func sshData(cluster, node string) string {
+	return path.Join(sshcluster.NodeDir(cluster, node), "data")
+}
+func sshClock(cluster, node string) string {
+	return path.Join(sshcluster.NodeDir(cluster, node), "faketime")
+}
 
 // sshDSN is the connection string of a node at addr.
 func sshDSN(addr, password string) string {
