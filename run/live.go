@@ -637,12 +637,28 @@ func WriteNodes(ctx context.Context, w io.Writer, s db.System) error {
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "NODE\tSTATE\tADDRESS\tHOST (cluster %s)\n", h.Name())
-		for _, n := range nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, n.State, n.Addr, n.Host)
+		var roles map[string]string
+		if r, ok := s.(db.Roler); ok {
+			roles = r.Roles(ctx)
 		}
-		return tw.Flush()
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "NODE\tSTATE\tROLE\tADDRESS\tHOST (cluster %s)\n", h.Name())
+		for _, n := range nodes {
+			role := roles[n.Node]
+			if role == "" {
+				role = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Node, n.State, role, n.Addr, n.Host)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if d, ok := s.(db.Describer); ok {
+			for _, n := range nodes {
+				fmt.Fprintf(w, "%s: %s\n", n.Node, d.Describe(n.Node))
+			}
+		}
+		return nil
 	}
 	if !ok {
 		return errors.New("the cluster is not in containers")

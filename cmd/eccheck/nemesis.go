@@ -39,11 +39,14 @@ A partition is not remembered between commands: a node started with
 again).
 
 On SSH hosts (--cluster ssh --hosts h1,h2,h3 and the --ssh-* flags of
-'eccheck cluster up'): partitions are iptables DROP rules both ways in the
-chain ECCHECK of each host (a one-way grudge drops both directions), clock
-offsets go through ecstore's clock file, kill, start, pause and resume
-signal the node's process group; delay, loss, bandwidth, failover and
-rejoin are not done there yet. See docs/ssh.md.`,
+'eccheck cluster up'; the cluster's manifest on the hosts says its
+system): partitions are iptables DROP rules on INPUT in the chain ECCHECK
+of each host (a one-way grudge cuts one way), clock offsets go through
+ecstore's clock file or Postgres's libfaketime file, kill, start, pause
+and resume signal the node's process group, delay and loss are tc netem
+on the node's host (where the kernel has sch_netem; one link fault per
+node at a time); bandwidth, failover and rejoin are not done there yet.
+See docs/ssh.md.`,
 		Example: `  eccheck nemesis partition --cluster-name demo --shape isolate --node n1
   eccheck nemesis partition --cluster-name demo --grudge 'n1=n2,n3;n2=n1'
   eccheck nemesis loss --cluster-name demo --node n1 --percent 20
