@@ -130,6 +130,9 @@ type Common struct {
 	// (--hosts); SSH says how to log in to them (--ssh-*).
 	Hosts []string
 	SSH   sshhost.Config
+	// HostClock makes clock faults on SSH hosts move the hosts' own
+	// clocks (--ssh-host-clock) instead of what one node reads.
+	HostClock bool
 	// Retry is how many times a client retries an operation whose
 	// attempt ended info (--retry); IdempotencyKeys makes every request
 	// carry a key the system dedupes by (--idempotency-keys: see

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Leftovers is what eccheck left on a host: the state [Host.Down]
@@ -28,11 +29,14 @@ type Leftovers struct {
 	Processes []ProcessStatus
 	// Dirs are Root and its cluster directories.
 	Dirs []string
+	// ClockOffset is how far eccheck moved the host's own clock
+	// ([ClockFile]); 0 when it did not.
+	ClockOffset time.Duration
 }
 
 // Empty reports whether nothing of eccheck's is left.
 func (l Leftovers) Empty() bool {
-	return !l.Chain && len(l.Rules)+len(l.Jumps)+len(l.Qdiscs)+len(l.Processes)+len(l.Dirs) == 0
+	return !l.Chain && len(l.Rules)+len(l.Jumps)+len(l.Qdiscs)+len(l.Processes)+len(l.Dirs) == 0 && l.ClockOffset == 0
 }
 
 // String lists what is left, one item per line, or says "nothing".
@@ -59,12 +63,15 @@ func (l Leftovers) String() string {
 	for _, d := range l.Dirs {
 		lines = append(lines, "directory "+d)
 	}
+	if l.ClockOffset != 0 {
+		lines = append(lines, fmt.Sprintf("the host's clock, moved by %+v", l.ClockOffset))
+	}
 	return strings.Join(lines, "\n")
 }
 
 // leftoversScript prints one line per thing of eccheck's on the host
 // ($1 is Root): "chain", "rule RULE", "jump RULE", "qdisc DEV: QDISC",
-// "dir PATH", "process PIDFILE PID STATE".
+// "dir PATH", "process PIDFILE PID STATE", "clock NANOSECONDS".
 const leftoversScript = pathLine + procFunc + `root=$1
 if command -v iptables >/dev/null 2>&1; then
   if iptables -w -S ECCHECK >/dev/null 2>&1; then
@@ -87,6 +94,7 @@ if [ -d "$root" ]; then
     [ -e "$f" ] || continue
     if proc "$f"; then echo "process $f $pid $state"; fi
   done
+  if [ -s "$root/hostclock" ]; then echo "clock $(cat "$root/hostclock")"; fi
 fi
 exit 0
 `
@@ -111,6 +119,12 @@ func parseLeftovers(text string) (Leftovers, error) {
 			l.Qdiscs = append(l.Qdiscs, rest)
 		case "dir":
 			l.Dirs = append(l.Dirs, rest)
+		case "clock":
+			n, err := strconv.ParseInt(rest, 10, 64)
+			if err != nil {
+				return l, fmt.Errorf("unexpected line %q", line)
+			}
+			l.ClockOffset = time.Duration(n)
 		case "process":
 			f := strings.Fields(rest)
 			if len(f) != 3 {
@@ -166,8 +180,9 @@ exit 0
 `
 
 // Down removes everything eccheck put on the host, whatever run left it:
-// it kills the processes of every pidfile under [Root], removes its
-// iptables chain and jumps ([Host.RemoveRules]) and its qdiscs
+// it kills the processes of every pidfile under [Root], puts the host's
+// clock back where eccheck moved it ([ClockFile]), removes its iptables
+// chain and jumps ([Host.RemoveRules]) and its qdiscs
 // ([Host.ClearNetem]), then Root itself. Packages stay. Fetch logs
 // first: they go with Root.
 func (h *Host) Down(ctx context.Context) error {
@@ -176,6 +191,14 @@ func (h *Host) Down(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("down: %w", err))
 	}
 	errs = append(errs, h.RemoveRules(ctx), h.ClearNetem(ctx))
+	if err := h.SetClockOffset(ctx, 0); err != nil {
+		// The record of the offset stays, for another try.
+		errs = append(errs, fmt.Errorf("down: %w (%s keeps the offset to undo)", err, ClockFile))
+		if _, _, err := h.sudo(ctx, "remove "+Root+" but "+ClockFile, nil, nil, "find", Root, "-mindepth", "1", "-maxdepth", "1", "!", "-name", "hostclock", "-exec", "rm", "-rf", "--", "{}", "+"); err != nil {
+			errs = append(errs, fmt.Errorf("down: %w", err))
+		}
+		return errors.Join(errs...)
+	}
 	if _, _, err := h.sudo(ctx, "remove "+Root, nil, nil, "rm", "-rf", "--", Root); err != nil {
 		errs = append(errs, fmt.Errorf("down: %w", err))
 	}

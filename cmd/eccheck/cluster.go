@@ -81,7 +81,7 @@ clock' can move their clocks), and prints each node's connection string.`,
 			if err := t.check(changed); err != nil {
 				return err
 			}
-			c.Backend, c.Hosts, c.SSH = t.c.Backend, t.c.Hosts, t.c.SSH
+			c.Backend, c.Hosts, c.SSH, c.HostClock = t.c.Backend, t.c.Hosts, t.c.SSH, t.c.HostClock
 			if err := checkSSH(sys, &c, changed); err != nil {
 				return err
 			}

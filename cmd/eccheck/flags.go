@@ -102,6 +102,7 @@ func bindSSHFlags(f *pflag.FlagSet, c *db.Common) {
 	f.IntVar(&c.SSH.Port, "ssh-port", sshhost.DefaultPort, "ssh: the SSH port of hosts that do not name their own")
 	f.StringVar(&c.SSH.KnownHosts, "ssh-known-hosts", "", "ssh: the known_hosts file host keys are checked against (default: ~/.ssh/known_hosts)")
 	f.BoolVar(&c.SSH.Insecure, "ssh-insecure", false, "ssh: accept any host key (throwaway hosts only: anyone on the path could pose as a host)")
+	f.BoolVar(&c.HostClock, "ssh-host-clock", false, "ssh: clock faults move the hosts' own clocks (date -s as root; stop their time daemons first), not a clock the node alone reads; eccheck puts them back")
 }
 
 // checkSSH refuses the ssh flags without --cluster ssh, and --cluster ssh
@@ -109,7 +110,7 @@ func bindSSHFlags(f *pflag.FlagSet, c *db.Common) {
 // must match it. sys must run on SSH hosts.
 func checkSSH(sys db.DB, c *db.Common, changed func(string) bool) error {
 	if c.Backend != db.BackendSSH {
-		for _, fl := range []string{"hosts", "ssh-user", "ssh-key", "ssh-port", "ssh-known-hosts", "ssh-insecure"} {
+		for _, fl := range []string{"hosts", "ssh-user", "ssh-key", "ssh-port", "ssh-known-hosts", "ssh-insecure", "ssh-host-clock"} {
 			if changed(fl) {
 				return usagef("--%s goes with --cluster ssh", fl)
 			}
@@ -123,7 +124,7 @@ func checkSSH(sys db.DB, c *db.Common, changed func(string) bool) error {
 				ok = append(ok, s.Name())
 			}
 		}
-		return usagef("--cluster ssh: --db %s does not run on SSH hosts yet (%s does)", sys.Name(), strings.Join(ok, ", "))
+		return usagef("--cluster ssh: --db %s does not run on SSH hosts yet (these do: %s)", sys.Name(), strings.Join(ok, ", "))
 	}
 	if len(c.Hosts) == 0 {
 		return usagef("--cluster ssh needs --hosts h1,h2,h3 (node i runs on host i)")

@@ -217,9 +217,12 @@ func TestTestFlagsRefusedBeforeAnyWork(t *testing.T) {
 		{"--cluster ssh", "--cluster ssh needs --hosts"},
 		{"--cluster ssh --hosts h1,h2 --nodes 3", "--nodes 3 with 2 --hosts"},
 		{"--cluster ssh --hosts h1,h1,h2", "an empty or repeated host"},
-		{"--cluster ssh --hosts h1,h2,h3 --db postgres", "--db postgres does not run on SSH hosts yet (ecstore does)"},
+		{"--cluster ssh --hosts h1,h2,h3 --db etcd", "--db etcd does not run on SSH hosts yet (these do: ecstore, postgres)"},
 		{"--hosts h1,h2,h3", "--hosts goes with --cluster ssh"},
 		{"--cluster docker --ssh-insecure", "--ssh-insecure goes with --cluster ssh"},
+		{"--cluster docker --ssh-host-clock", "--ssh-host-clock goes with --cluster ssh"},
+		{"--cluster ssh --hosts h1,h2,h3 --db postgres --nemesis failover", "--nemesis failover: not on SSH hosts yet"},
+		{"--cluster ssh --hosts h1,h2,h3 --db postgres --pg-rejoin", "--pg-promote and --pg-rejoin go with --nemesis failover, which is not on SSH hosts yet"},
 		{"--cluster moon", `--cluster "moon": want local`},
 	} {
 		t.Run("flags/"+tc.args+"/usage error, nothing written", func(t *testing.T) {

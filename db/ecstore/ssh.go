@@ -167,8 +167,12 @@ func clockText(offset time.Duration) string {
 }
 
 // SetClock writes node's clock file on its host (atomically: the node
-// never reads half of it).
+// never reads half of it), or with --ssh-host-clock sets the host's own
+// clock.
 func (sys *sshSystem) SetClock(node string, offset time.Duration) error {
+	if sys.HostClock() {
+		return sys.SetHostClock(node, offset)
+	}
 	if err := sys.WriteNodeFile(node, "clock", clockText(offset)+"\n"); err != nil {
 		return fmt.Errorf("set clock of %s: %w", node, err)
 	}

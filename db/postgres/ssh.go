@@ -212,7 +212,7 @@ chown -R postgres:postgres "$D"
 // primary sees every replica streaming and the workloads' tables have
 // reached the replicas. On failure it removes what it made.
 func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) {
-	fakeTime := slices.Contains(env.Faults, nemesis.KindClock) || s.FakeTime
+	fakeTime := (slices.Contains(env.Faults, nemesis.KindClock) || s.FakeTime) && !env.HostClock
 	o := Options{Nodes: len(env.Hosts), Sync: s.Sync, SyncStandbys: s.Standbys}
 	syncCommit, standbyNames, err := o.syncSettings()
 	if err != nil {
@@ -362,8 +362,12 @@ func poll(ctx context.Context, d time.Duration, f func() error) error {
 }
 
 // SetClock moves node's clock through libfaketime's timestamp file
-// (whole seconds), which the node's processes read on every clock call.
+// (whole seconds), which the node's processes read on every clock call,
+// or with --ssh-host-clock the host's own clock.
 func (sys *sshSystem) SetClock(node string, offset time.Duration) error {
+	if sys.HostClock() {
+		return sys.SetHostClock(node, offset)
+	}
 	if !sys.fakeTime {
 		return fmt.Errorf("set clock of %s: the nodes do not run under libfaketime (start the cluster with --nemesis clock, or 'cluster up --fake-time')", node)
 	}

@@ -48,9 +48,11 @@ type Manifest struct {
 	Cmds  [][]string `json:"cmds"`
 	// User runs the nodes' processes (empty: root); Env is added to their
 	// environment.
-	User   string          `json:"user,omitempty"`
-	Env    []string        `json:"env,omitempty"`
-	System json.RawMessage `json:"system,omitempty"`
+	User string   `json:"user,omitempty"`
+	Env  []string `json:"env,omitempty"`
+	// HostClock: clock faults move the hosts' own clocks.
+	HostClock bool            `json:"host_clock,omitempty"`
+	System    json.RawMessage `json:"system,omitempty"`
 }
 
 // Paths of a cluster on a host, below sshhost.ClusterDir.
@@ -80,6 +82,9 @@ type Cluster struct {
 	// again after a kill (a stale lock file to remove).
 	OnStart func(ctx context.Context, i int) error
 	keep    bool
+	// hostClock: clock faults move the hosts' own clocks
+	// (--ssh-host-clock).
+	hostClock bool
 	// opened: taken over by a command that did not start it (Close only
 	// closes the connections).
 	opened bool
@@ -163,9 +168,10 @@ func Resolve(ctx context.Context, h *sshhost.Host) (netip.Addr, error) {
 }
 
 // New logs in to env.Hosts, checks each host's tools (and check's, when
-// not nil), refuses a cluster of the same name already there, and
-// resolves each host's address; node i (n1...) answers clients at the
-// host's name and port. On error nothing was changed on the hosts.
+// not nil) and, with env.HostClock, that root may set its clock, refuses
+// a cluster of the same name already there, and resolves each host's
+// address; node i (n1...) answers clients at the host's name and port.
+// On error nothing was changed on the hosts.
 func New(ctx context.Context, env db.Env, port int, check func(ctx context.Context, h *sshhost.Host) error) (*Cluster, error) {
 	name := env.ClusterName
 	if name == "" {
@@ -180,7 +186,7 @@ func New(ctx context.Context, env db.Env, port int, check func(ctx context.Conte
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{name: name, hosts: hosts, IPs: make([]netip.Addr, len(hosts)), Addrs: make([]string, len(hosts)), keep: env.Keep, Logf: env.Logf}
+	c := &Cluster{name: name, hosts: hosts, IPs: make([]netip.Addr, len(hosts)), Addrs: make([]string, len(hosts)), keep: env.Keep, hostClock: env.HostClock, Logf: env.Logf}
 	for i := range hosts {
 		c.nodes = append(c.nodes, fmt.Sprintf("n%d", i+1))
 	}
@@ -192,6 +198,11 @@ func New(ctx context.Context, env db.Env, port int, check func(ctx context.Conte
 		if check != nil {
 			if err := check(dctx, h); err != nil {
 				return err
+			}
+		}
+		if c.hostClock {
+			if err := h.ProbeClock(dctx); err != nil {
+				return fmt.Errorf("--ssh-host-clock: %w", err)
 			}
 		}
 		l, err := h.Leftovers(dctx)
@@ -241,7 +252,7 @@ func (c *Cluster) Node(node string) (int, error) {
 // processes from Specs (every node's user and environment are the first
 // one's).
 func (c *Cluster) Manifest(dbName string) Manifest {
-	m := Manifest{DB: dbName, Nodes: c.Nodes(), Addrs: c.Addrs}
+	m := Manifest{DB: dbName, Nodes: c.Nodes(), Addrs: c.Addrs, HostClock: c.hostClock}
 	for i, h := range c.hosts {
 		m.Hosts = append(m.Hosts, h.Name())
 		m.IPs = append(m.IPs, c.IPs[i].String())
@@ -437,6 +448,25 @@ func (c *Cluster) WriteNodeFile(node, name, body string) error {
 	return c.hosts[i].Upload(ctx, path.Join(NodeDir(c.name, node), name), 0o644, strings.NewReader(body))
 }
 
+// HostClock reports whether clock faults move the hosts' own clocks
+// (--ssh-host-clock).
+func (c *Cluster) HostClock() bool { return c.hostClock }
+
+// SetHostClock sets the clock of node's host to the real time plus
+// offset (0 puts it back): the clock every program there reads.
+func (c *Cluster) SetHostClock(node string, offset time.Duration) error {
+	i, err := c.Node(node)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := c.hosts[i].SetClockOffset(ctx, offset); err != nil {
+		return fmt.Errorf("set clock of %s: %w", node, err)
+	}
+	return nil
+}
+
 // Info names the cluster for test.json.
 func (c *Cluster) Info() db.Info { return db.Info{ClusterName: c.name} }
 
@@ -504,6 +534,9 @@ func (c *Cluster) remove(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, h.RemoveRules(ctx), h.ClearNetem(ctx))
+		// Where this fails, sshhost.ClockFile (outside the cluster's
+		// directory) keeps the offset for 'eccheck cluster down'.
+		errs = append(errs, h.SetClockOffset(ctx, 0))
 		if _, _, err := h.Sudo(ctx, "rm -rf -- "+sshhost.Quote(sshhost.ClusterDir(c.name))+" && { [ ! -d "+sshhost.Root+" ] || rmdir --ignore-fail-on-non-empty -- "+sshhost.Root+"; }"); err != nil {
 			errs = append(errs, err)
 		}
@@ -572,7 +605,7 @@ func open(ctx context.Context, hs []*sshhost.Host, hosts []string, name, dbName 
 	if !slices.Equal(m.Hosts, hosts) || len(m.Nodes) != n || len(m.IPs) != n || len(m.Addrs) != n || len(m.Cmds) != n {
 		return nil, m, db.Usagef("cluster %s runs on --hosts %s (node i on host i): give those hosts in that order", name, strings.Join(m.Hosts, ","))
 	}
-	c := &Cluster{name: name, hosts: hs, nodes: m.Nodes, Addrs: m.Addrs, keep: true, opened: true, Logf: func(string, ...any) {}}
+	c := &Cluster{name: name, hosts: hs, nodes: m.Nodes, Addrs: m.Addrs, keep: true, opened: true, hostClock: m.HostClock, Logf: func(string, ...any) {}}
 	for i, nd := range m.Nodes {
 		ip, err := netip.ParseAddr(m.IPs[i])
 		if err != nil {
