@@ -31,6 +31,26 @@ var Image = docker.ImageSpec{
 	Doc:      "the base plus Debian's postgresql-15",
 }
 
+// replicationConf is what a primary's postgresql.conf gets for streaming
+// replication, in Docker and on SSH hosts (wal_log_hints and
+// wal_keep_size are for pg_rewind: see postgresScript).
+const replicationConf = `wal_level = replica
+wal_log_hints = on
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = '512MB'
+hot_standby = on
+`
+
+// syncConf is the shell lines that give the primary's configuration
+// ($D/postgresql.conf) synchronous_commit $synccommit and
+// synchronous_standby_names $standbys, when $standbys is not empty.
+const syncConf = `if [ -n "$standbys" ]; then
+  echo "synchronous_commit = $synccommit" >>"$D/postgresql.conf"
+  echo "synchronous_standby_names = '$standbys'" >>"$D/postgresql.conf"
+fi
+`
+
 // postgresScript starts a Postgres node. It is a constant: the values
 // (role, primary address, slot name) arrive as positional arguments. The
 // primary is made with initdb and configured for streaming replication
@@ -115,19 +135,9 @@ if [ ! -s "$D/PG_VERSION" ]; then
     initdb -D "$D" -A trust -U postgres >/dev/null
     cat >>"$D/postgresql.conf" <<EOF
 listen_addresses = '*'
-wal_level = replica
-wal_log_hints = on
-max_wal_senders = 10
-max_replication_slots = 10
-wal_keep_size = '512MB'
-hot_standby = on
-unix_socket_directories = '/tmp'
+` + replicationConf + `unix_socket_directories = '/tmp'
 EOF
-    if [ -n "$standbys" ]; then
-      echo "synchronous_commit = $synccommit" >>"$D/postgresql.conf"
-      echo "synchronous_standby_names = '$standbys'" >>"$D/postgresql.conf"
-    fi
-    echo "host all all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
+` + syncConf + `    echo "host all all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
     echo "host replication all 0.0.0.0/0 trust" >>"$D/pg_hba.conf"
   else
     i=0

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/eccheck/eccheck/docker"
 )
@@ -25,20 +24,26 @@ func (pc *Cluster) Roles(ctx context.Context) map[string]string {
 			roles[name] = n.State
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		var rec bool
-		err := pc.query(cctx, name, `SELECT pg_is_in_recovery()`, &rec)
-		cancel()
-		switch {
-		case err != nil:
-			roles[name] = "no answer"
-		case rec:
-			roles[name] = "replica"
-		default:
-			roles[name] = "primary"
+		role, err := roleOf(ctx, pc.DSN(name))
+		if err != nil {
+			role = "no answer"
 		}
+		roles[name] = role
 	}
 	return roles
+}
+
+// roleOf asks the server at dsn (within 3 s) whether it is in recovery:
+// "replica" if so, else "primary".
+func roleOf(ctx context.Context, dsn string) (string, error) {
+	var rec bool
+	if err := queryOne(ctx, dsn, `SELECT pg_is_in_recovery()`, &rec); err != nil {
+		return "", err
+	}
+	if rec {
+		return "replica", nil
+	}
+	return "primary", nil
 }
 
 func orNone(names []string) string {

@@ -20,8 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/eccheck/eccheck/db"
 	"github.com/eccheck/eccheck/db/sshcluster"
 	"github.com/eccheck/eccheck/docker"
@@ -168,19 +166,9 @@ cat >>"$D/postgresql.conf" <<EOF
 listen_addresses = '*'
 port = $port
 unix_socket_directories = '$dir'
-wal_level = replica
-wal_log_hints = on
-max_wal_senders = 10
-max_replication_slots = 10
-wal_keep_size = '512MB'
-hot_standby = on
 password_encryption = 'scram-sha-256'
-EOF
-if [ -n "$standbys" ]; then
-  echo "synchronous_commit = $synccommit" >>"$D/postgresql.conf"
-  echo "synchronous_standby_names = '$standbys'" >>"$D/postgresql.conf"
-fi
-echo "host all all 0.0.0.0/0 scram-sha-256" >>"$D/pg_hba.conf"
+` + replicationConf + `EOF
+` + syncConf + `echo "host all all 0.0.0.0/0 scram-sha-256" >>"$D/pg_hba.conf"
 echo "host replication all 0.0.0.0/0 scram-sha-256" >>"$D/pg_hba.conf"
 `
 
@@ -277,7 +265,7 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 		return err
 	}
 	for _, n := range nodes[1:] {
-		if err := execOn(ctx, sys.DSN(nodes[0]), `SELECT pg_create_physical_replication_slot($1)`, "eccheck_"+n); err != nil {
+		if err := queryOne(ctx, sys.DSN(nodes[0]), `SELECT pg_create_physical_replication_slot(`+quote("eccheck_"+n)+`)`); err != nil {
 			return fmt.Errorf("replication slot of %s on the primary: %w", n, err)
 		}
 	}
@@ -296,19 +284,6 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 		return err
 	}
 	return sys.setup(ctx)
-}
-
-// execOn runs one statement on dsn.
-func execOn(ctx context.Context, dsn, q string, args ...any) error {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(cctx))
-	_, err = conn.Exec(cctx, q, args...)
-	return err
 }
 
 // ready waits, at most d, until node i accepts a connection and is in
@@ -395,7 +370,7 @@ func (sys *sshSystem) Lag(node string, on bool) error {
 	if on {
 		q = `SELECT pg_wal_replay_pause()`
 	}
-	if err := execOn(ctx, sys.DSN(node), q); err != nil {
+	if err := queryOne(ctx, sys.DSN(node), q); err != nil {
 		if st, serr := sys.Hosts()[i].Status(ctx, sys.Name(), node); !on && serr == nil && st.State != sshhost.Running {
 			return nil // down: a restart replays anyway
 		}
@@ -409,15 +384,11 @@ func (sys *sshSystem) Lag(node string, on bool) error {
 func (sys *sshSystem) Roles(ctx context.Context) map[string]string {
 	out := map[string]string{}
 	for _, n := range sys.Nodes() {
-		var rec bool
-		switch err := queryOne(ctx, sys.DSN(n), `SELECT pg_is_in_recovery()`, &rec); {
-		case err != nil:
-			out[n] = "down"
-		case rec:
-			out[n] = "replica"
-		default:
-			out[n] = "primary"
+		role, err := roleOf(ctx, sys.DSN(n))
+		if err != nil {
+			role = "no answer"
 		}
+		out[n] = role
 	}
 	return out
 }

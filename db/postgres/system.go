@@ -337,7 +337,8 @@ func (cs *clientSet) catchUp(ctx context.Context, replica string) {
 	}
 }
 
-// queryOne runs one query on dsn and scans its single row into dest.
+// queryOne runs one query on dsn and scans its single row into dest
+// (with no dest, runs one statement).
 func queryOne(ctx context.Context, dsn, q string, dest ...any) error {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -346,6 +347,10 @@ func queryOne(ctx context.Context, dsn, q string, dest ...any) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(cctx))
+	if len(dest) == 0 {
+		_, err = conn.Exec(cctx, q)
+		return err
+	}
 	return conn.QueryRow(cctx, q).Scan(dest...)
 }
 

@@ -76,6 +76,17 @@ func CLI(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	return CLIContext(context.Background(), t, args...)
 }
 
+// MustCLI runs the eccheck binary with args, fails the test unless it
+// exits 0, and returns its stdout.
+func MustCLI(t testing.TB, args ...string) string {
+	t.Helper()
+	code, out, errs := CLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eccheck %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
 // CLIContext is CLI with a context that kills the process when done.
 func CLIContext(ctx context.Context, t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

@@ -34,7 +34,10 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/eccheck/eccheck/docker"
+	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
+	"github.com/eccheck/eccheck/results"
+	"github.com/eccheck/eccheck/run"
 	"github.com/eccheck/eccheck/sshhost"
 )
 
@@ -378,4 +381,33 @@ func (hs *Hosts) NoLeftovers(t testing.TB, what string) {
 			t.Errorf("ssh/%s/nothing left on %s: %s", what, h.Name, l)
 		}
 	}
+}
+
+// Test runs `eccheck test` with args on the hosts (after [Hosts.Args];
+// see dockertest.Test), checks that test.json records --cluster ssh, that
+// every node's log was saved into the run directory and holds what mark
+// says it must (mark("n1")), and that nothing was left on the hosts; it
+// returns the exit code, the report, the history and the run directory.
+func (hs *Hosts) Test(t *testing.T, mark func(node string) string, args ...string) (int, results.Report, history.History, string) {
+	t.Helper()
+	start := time.Now()
+	code, rep, dir := dockertest.Test(t, append(hs.Args(), args...)...)
+	t.Logf("eccheck test on SSH hosts: exit %d in %v", code, time.Since(start).Round(time.Second))
+	cfg, err := run.ReadConfig(dir)
+	if err != nil || cfg.Cluster != "ssh" {
+		t.Errorf("ssh/test.json/cluster ssh recorded: %v, %q", err, cfg.Cluster)
+	}
+	for i := range hs.Hosts {
+		n := fmt.Sprintf("n%d", i+1)
+		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
+		if err != nil || !strings.Contains(string(b), mark(n)) {
+			t.Errorf("ssh/node log %s/saved, holding %q: %v, %d bytes", n, mark(n), err, len(b))
+		}
+	}
+	hs.NoLeftovers(t, "after the run")
+	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, rep, h, dir
 }

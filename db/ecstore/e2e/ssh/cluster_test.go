@@ -12,23 +12,13 @@ import (
 	"github.com/eccheck/eccheck/internal/sshtest"
 )
 
-// cli runs eccheck with args and fails the test unless it exits 0.
-func cli(t *testing.T, args ...string) string {
-	t.Helper()
-	code, out, errs := dockertest.CLI(t, args...)
-	if code != 0 {
-		t.Fatalf("eccheck %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
-	}
-	return out
-}
-
 // TestClusterNemesisDown brings a cluster up on SSH hosts with `eccheck
 // cluster up`, injects faults by hand with `eccheck nemesis`, and checks
 // that `eccheck cluster down` leaves nothing of eccheck's on the hosts.
 func TestClusterNemesisDown(t *testing.T) {
 	hs := sshtest.Start(t, 3)
 	args := hs.Args()
-	out := cli(t, append([]string{"cluster", "up", "--mode", "lww"}, args...)...)
+	out := dockertest.MustCLI(t, append([]string{"cluster", "up", "--mode", "lww"}, args...)...)
 	for _, n := range []string{"n1", "n2", "n3"} {
 		if !strings.Contains(out, n) {
 			t.Errorf("ssh/cluster up/lists %s: %s", n, out)
@@ -37,26 +27,26 @@ func TestClusterNemesisDown(t *testing.T) {
 	if code, _, errs := dockertest.CLI(t, append([]string{"cluster", "up", "--mode", "lww"}, args...)...); code != dockertest.ExitUsage || !strings.Contains(errs, "already exists") {
 		t.Errorf("ssh/cluster up twice/refused as usage (exit 3): exit %d: %s", code, errs)
 	}
-	if out := cli(t, append([]string{"cluster", "status"}, args...)...); strings.Count(out, "running") != 3 {
+	if out := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...); strings.Count(out, "running") != 3 {
 		t.Errorf("ssh/cluster status/three nodes running: %s", out)
 	}
-	cli(t, append([]string{"nemesis", "partition", "--shape", "isolate", "--node", "n1"}, args...)...)
+	dockertest.MustCLI(t, append([]string{"nemesis", "partition", "--shape", "isolate", "--node", "n1"}, args...)...)
 	if l := hs.Leftovers(t, 0); len(l.Rules) != 2 {
 		t.Errorf("ssh/nemesis partition/n1 drops what its two peers send (2 rules): %s", l)
 	}
-	cli(t, append([]string{"nemesis", "kill", "--node", "n2"}, args...)...)
-	if out := cli(t, append([]string{"cluster", "status"}, args...)...); !strings.Contains(out, "exited") {
+	dockertest.MustCLI(t, append([]string{"nemesis", "kill", "--node", "n2"}, args...)...)
+	if out := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...); !strings.Contains(out, "exited") {
 		t.Errorf("ssh/nemesis kill/n2 exited: %s", out)
 	}
-	cli(t, append([]string{"nemesis", "start", "--node", "n2"}, args...)...)
-	cli(t, append([]string{"nemesis", "clock", "--node", "n3", "--offset", "5s"}, args...)...)
-	if out := cli(t, append([]string{"nemesis", "status"}, args...)...); !strings.Contains(out, "5s") || strings.Count(out, "running") != 3 {
+	dockertest.MustCLI(t, append([]string{"nemesis", "start", "--node", "n2"}, args...)...)
+	dockertest.MustCLI(t, append([]string{"nemesis", "clock", "--node", "n3", "--offset", "5s"}, args...)...)
+	if out := dockertest.MustCLI(t, append([]string{"nemesis", "status"}, args...)...); !strings.Contains(out, "5s") || strings.Count(out, "running") != 3 {
 		t.Errorf("ssh/nemesis status/n3 5s ahead, every node running: %s", out)
 	}
-	if out := cli(t, append([]string{"cluster", "logs", "n1"}, args...)...); !strings.Contains(out, "ecstore n1") {
+	if out := dockertest.MustCLI(t, append([]string{"cluster", "logs", "n1"}, args...)...); !strings.Contains(out, "ecstore n1") {
 		t.Errorf("ssh/cluster logs n1/its log: %q", out)
 	}
-	cli(t, append([]string{"nemesis", "heal"}, args...)...)
+	dockertest.MustCLI(t, append([]string{"nemesis", "heal"}, args...)...)
 	if l := hs.Leftovers(t, 0); len(l.Rules) != 0 {
 		t.Errorf("ssh/nemesis heal/no rules: %s", l)
 	}
@@ -73,14 +63,14 @@ func TestClusterNemesisDown(t *testing.T) {
 	default:
 		t.Logf("nemesis delay on SSH hosts: exit %d: %s%s", code, out, errs)
 	}
-	cli(t, append([]string{"nemesis", "heal"}, args...)...)
+	dockertest.MustCLI(t, append([]string{"nemesis", "heal"}, args...)...)
 	if l := hs.Leftovers(t, 0); len(l.Qdiscs) != 0 || len(l.Rules) != 0 {
 		t.Errorf("ssh/nemesis heal/no rules, no qdiscs: %s", l)
 	}
 	if code, _, errs := dockertest.CLI(t, append([]string{"nemesis", "bandwidth", "--node", "n1", "--rate", "1mbit"}, args...)...); code != dockertest.ExitUsage {
 		t.Errorf("ssh/nemesis bandwidth/refused as usage (exit 3): exit %d: %s", code, errs)
 	}
-	cli(t, append([]string{"cluster", "down"}, args...)...)
+	dockertest.MustCLI(t, append([]string{"cluster", "down"}, args...)...)
 	hs.NoLeftovers(t, "after cluster down")
 }
 
@@ -113,7 +103,7 @@ func TestClusterDownAfterSIGKILL(t *testing.T) {
 	if l := hs.Leftovers(t, 0); l.Empty() {
 		t.Fatalf("ssh/SIGKILL/left behind on h1: nothing")
 	}
-	cli(t, append([]string{"cluster", "down"}, args...)...)
+	dockertest.MustCLI(t, append([]string{"cluster", "down"}, args...)...)
 	hs.NoLeftovers(t, "cluster down after SIGKILL")
 }
 

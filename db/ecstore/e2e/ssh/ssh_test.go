@@ -1,47 +1,24 @@
 package ssh
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/internal/sshtest"
 	"github.com/eccheck/eccheck/results"
-	"github.com/eccheck/eccheck/run"
 )
 
 // TestMain labels what these tests create with this process and sweeps
 // what killed test runs left.
 func TestMain(m *testing.M) { dockertest.Main(m) }
 
-// runSSH runs `eccheck test --cluster ssh` on three fresh hosts, checks
-// that the node logs were saved and that nothing was left on the hosts,
-// and returns the exit code, the report and the history.
+// runSSH runs `eccheck test --cluster ssh` on three fresh hosts (see
+// sshtest.Hosts.Test) and returns the exit code, the report and the
+// history.
 func runSSH(t *testing.T, args ...string) (int, results.Report, history.History) {
 	t.Helper()
-	hs := sshtest.Start(t, 3)
-	start := time.Now()
-	code, rep, dir := dockertest.Test(t, append(hs.Args(), args...)...)
-	t.Logf("eccheck test on SSH hosts: exit %d in %v", code, time.Since(start).Round(time.Second))
-	cfg, err := run.ReadConfig(dir)
-	if err != nil || cfg.Cluster != "ssh" {
-		t.Errorf("ssh/test.json/cluster ssh recorded: %v, %q", err, cfg.Cluster)
-	}
-	for _, n := range []string{"n1", "n2", "n3"} {
-		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
-		if err != nil || !strings.Contains(string(b), "ecstore "+n) {
-			t.Errorf("ssh/node log %s/saved: %v, %d bytes", n, err, len(b))
-		}
-	}
-	hs.NoLeftovers(t, "after the run")
-	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, rep, h, _ := sshtest.Start(t, 3).Test(t, func(n string) string { return "ecstore " + n }, args...)
 	return code, rep, h
 }
 

@@ -1,11 +1,7 @@
 package ssh
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/eccheck/eccheck/history"
 	"github.com/eccheck/eccheck/internal/dockertest"
@@ -19,29 +15,14 @@ import (
 func TestMain(m *testing.M) { dockertest.Main(m) }
 
 // runPostgres runs `eccheck test --db postgres --cluster ssh` on three
-// fresh hosts, checks what test.json records, that every node's log was
-// saved and that nothing was left on the hosts, and returns the exit
-// code, the report and the history.
+// fresh hosts (see sshtest.Hosts.Test: every node's log saved, nothing
+// left on the hosts) and returns the exit code, the report and the
+// history.
 func runPostgres(t *testing.T, args ...string) (int, results.Report, history.History) {
 	t.Helper()
-	hs := sshtest.Start(t, 3)
-	start := time.Now()
-	code, rep, dir := dockertest.Test(t, append(append(hs.Args(), "--db", "postgres"), args...)...)
-	t.Logf("eccheck test --db postgres on SSH hosts: exit %d in %v", code, time.Since(start).Round(time.Second))
-	cfg, err := run.ReadConfig(dir)
-	if err != nil || cfg.Cluster != "ssh" || cfg.DB != "postgres" {
-		t.Errorf("postgres ssh/test.json/cluster ssh, db postgres recorded: %v, %q, %q", err, cfg.Cluster, cfg.DB)
-	}
-	for _, n := range []string{"n1", "n2", "n3"} {
-		b, err := os.ReadFile(filepath.Join(dir, "nodes", n+".log"))
-		if err != nil || !strings.Contains(string(b), "ready to accept") {
-			t.Errorf("postgres ssh/node log %s/saved, with the server's start: %v, %d bytes", n, err, len(b))
-		}
-	}
-	hs.NoLeftovers(t, "after the run")
-	h, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
-	if err != nil {
-		t.Fatal(err)
+	code, rep, h, dir := sshtest.Start(t, 3).Test(t, func(string) string { return "ready to accept" }, append([]string{"--db", "postgres"}, args...)...)
+	if cfg, err := run.ReadConfig(dir); err != nil || cfg.DB != "postgres" {
+		t.Errorf("postgres ssh/test.json/db postgres recorded: %v, %q", err, cfg.DB)
 	}
 	return code, rep, h
 }
