@@ -149,16 +149,17 @@ func sshCheck(fakeTime bool, libs map[string]string) func(ctx context.Context, h
 }
 
 // sshPrimaryScript makes the primary's data directory: $1 the node's
-// directory, $2 the password, $3 the port, $4 synchronous_commit and $5
+// directory, $2 the file holding the password (root's alone: never an
+// argument, which any user of the host could read in ps), $3 the port, $4 synchronous_commit and $5
 // synchronous_standby_names (none when empty). Every client and replica
 // authenticates with the password (SCRAM); local connections through
 // the node's own socket directory are trusted.
 const sshPrimaryScript = `set -eu
-dir=$1 pw=$2 port=$3 synccommit=$4 standbys=$5
+dir=$1 pwsrc=$2 port=$3 synccommit=$4 standbys=$5
 D=$dir/data
 install -d -o postgres -g postgres -m 700 "$dir"
 umask 077
-printf '%s\n' "$pw" >"$dir/pwfile"
+cp -- "$pwsrc" "$dir/pwfile"
 chown postgres:postgres "$dir/pwfile"
 runuser -u postgres -- ` + sshBin + `/initdb -D "$D" -U postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile="$dir/pwfile" >/dev/null
 rm -f "$dir/pwfile"
@@ -173,15 +174,21 @@ echo "host replication all 0.0.0.0/0 scram-sha-256" >>"$D/pg_hba.conf"
 `
 
 // sshReplicaScript clones the primary into a replica's data directory
-// through its replication slot: $1 the node's directory, $2 the password,
-// $3 the primary's address, $4 the port, $5 the slot, $6 the node's name
+// through its replication slot: $1 the node's directory, $2 the file
+// holding the password (root's alone), $3 the primary's address, $4 the port, $5 the slot, $6 the node's name
 // (its application_name) and $7 recovery_min_apply_delay in ms.
 const sshReplicaScript = `set -eu
-dir=$1 pw=$2 primary=$3 port=$4 slot=$5 name=$6 applydelay=$7
+dir=$1 pwsrc=$2 primary=$3 port=$4 slot=$5 name=$6 applydelay=$7
 D=$dir/data
 install -d -o postgres -g postgres -m 700 "$dir"
-runuser -u postgres -- env PGPASSWORD="$pw" ` + sshBin + `/pg_basebackup -h "$primary" -p "$port" -U postgres -D "$D" -X stream -S "$slot"
 umask 077
+read pw < "$pwsrc"
+# pg_basebackup reads the password from a passfile of the postgres
+# user's, removed once the copy is made.
+printf '*:*:*:postgres:%s\n' "$pw" >"$dir/pgpass"
+chown postgres:postgres "$dir/pgpass"
+runuser -u postgres -- env PGPASSFILE="$dir/pgpass" ` + sshBin + `/pg_basebackup -h "$primary" -p "$port" -U postgres -D "$D" -X stream -S "$slot"
+rm -f "$dir/pgpass"
 touch "$D/standby.signal"
 cat >>"$D/postgresql.auto.conf" <<EOF
 unix_socket_directories = '$dir'
@@ -245,7 +252,9 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 // up makes and starts the nodes, the primary first.
 func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o Options, wait time.Duration) error {
 	name, hosts, nodes := sys.Name(), sys.Hosts(), sys.Nodes()
-	if err := hosts[0].Upload(ctx, sshPasswordFile(name), 0o600, strings.NewReader(sys.password+"\n")); err != nil {
+	if err := sshcluster.Each(len(hosts), func(i int) error {
+		return hosts[i].Upload(ctx, sshPasswordFile(name), 0o600, strings.NewReader(sys.password+"\n"))
+	}); err != nil {
 		return err
 	}
 	if err := sys.WriteManifest(ctx, sys.Manifest(Name)); err != nil {
@@ -258,7 +267,7 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 			return err
 		}
 	}
-	if _, _, err := hosts[0].Sudo(ctx, sshhost.Command("sh", "-c", sshPrimaryScript, "eccheck-initdb", sshcluster.NodeDir(name, nodes[0]), sys.password, strconv.Itoa(SSHPort), syncCommit, standbyNames)); err != nil {
+	if _, _, err := hosts[0].Sudo(ctx, sshhost.Command("sh", "-c", sshPrimaryScript, "eccheck-initdb", sshcluster.NodeDir(name, nodes[0]), sshPasswordFile(name), strconv.Itoa(SSHPort), syncCommit, standbyNames)); err != nil {
 		return fmt.Errorf("initdb of the primary on %s: %w", hosts[0].Name(), err)
 	}
 	if err := sys.StartNode(ctx, 0, wait); err != nil {
@@ -273,7 +282,7 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 	if err := sshcluster.Each(len(hosts)-1, func(j int) error {
 		i := j + 1
 		n := nodes[i]
-		if _, _, err := hosts[i].Sudo(ctx, sshhost.Command("sh", "-c", sshReplicaScript, "eccheck-basebackup", sshcluster.NodeDir(name, n), sys.password, primaryIP, strconv.Itoa(SSHPort), "eccheck_"+n, n, strconv.FormatInt(o.applyDelay(n).Milliseconds(), 10))); err != nil {
+		if _, _, err := hosts[i].Sudo(ctx, sshhost.Command("sh", "-c", sshReplicaScript, "eccheck-basebackup", sshcluster.NodeDir(name, n), sshPasswordFile(name), primaryIP, strconv.Itoa(SSHPort), "eccheck_"+n, n, strconv.FormatInt(o.applyDelay(n).Milliseconds(), 10))); err != nil {
 			return fmt.Errorf("clone the primary to %s on %s: %w", n, hosts[i].Name(), err)
 		}
 		return sys.StartNode(ctx, i, wait)
