@@ -370,6 +370,54 @@ func psState(t *testing.T, h *sshhost.Host, pid int) string {
 	return strings.TrimSpace(out)
 }
 
+// testProcessTree checks that pause, resume and kill reach a child that
+// left the process's group and session (setsid), as a Postgres backend
+// does: the signal goes to the whole tree, not only to the group.
+func testProcessTree(t *testing.T, h *sshhost.Host, cluster string) {
+	const name = "parent"
+	st, err := h.Start(ctx(t), sshhost.ProcessSpec{Cluster: cluster, Name: name, Cmd: []string{"sh", "-c", "setsid sleep 1000 & exec sleep 1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	if err := dockertest.Eventually(10*time.Second, func() error {
+		out, _, err := h.Run(ctx(t), fmt.Sprintf("pgrep -P %d || true", st.PID))
+		if _, serr := fmt.Sscan(strings.TrimSpace(out), &child); err != nil || serr != nil {
+			return fmt.Errorf("no child of %d yet: %q, %v", st.PID, out, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := h.Run(ctx(t), fmt.Sprintf("ps -o pgid=,sid= -p %d", child))
+	if f := strings.Fields(out); err != nil || len(f) != 2 || f[0] == fmt.Sprint(st.PID) || f[1] == fmt.Sprint(st.PID) {
+		t.Fatalf("tree/precondition/the child %d left the parent's group and session: %q, %v", child, out, err)
+	}
+	if err := h.Pause(ctx(t), cluster, name); err != nil {
+		t.Fatal(err)
+	}
+	if s := psState(t, h, child); !strings.HasPrefix(s, "T") {
+		t.Errorf("tree/pause/the child outside the group stopped too: state %q", s)
+	}
+	if err := h.Resume(ctx(t), cluster, name); err != nil {
+		t.Fatal(err)
+	}
+	if s := psState(t, h, child); strings.HasPrefix(s, "T") {
+		t.Errorf("tree/resume/the child runs again: state %q", s)
+	}
+	if err := h.Kill(ctx(t), cluster, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := dockertest.Eventually(10*time.Second, func() error {
+		if out, _, _ := h.Run(ctx(t), fmt.Sprintf("ps -o pid= -p %d || true", child)); strings.TrimSpace(out) != "" {
+			return fmt.Errorf("tree/kill/the child outside the group is gone: ps %q", out)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
 func testProcess(t *testing.T, hs *sshtest.Hosts, h *sshhost.Host) {
 	const cluster, name = "proc-test", "sleeper"
 	t.Cleanup(func() { // what a failure left, so that it fails no later test
@@ -447,6 +495,7 @@ func testProcess(t *testing.T, hs *sshtest.Hosts, h *sshhost.Host) {
 	if err != nil || len(l.Processes) != 0 {
 		t.Fatalf("leftovers after kill (%v):\n%s", err, l)
 	}
+	testProcessTree(t, h, cluster)
 	if got, _ := h.Status(ctx(t), cluster, "never"); got.State != sshhost.NoProc {
 		t.Errorf("Status of a process never started = %+v", got)
 	}

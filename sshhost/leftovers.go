@@ -160,12 +160,13 @@ func (h *Host) Leftovers(ctx context.Context) (Leftovers, error) {
 	return l, nil
 }
 
-// killAllScript kills the process group of every live process named by a
-// pidfile under $1 and waits (10 s at most) until they are gone.
-const killAllScript = pathLine + procFunc + `root=$1
+// killAllScript kills every live process named by a pidfile under $1,
+// with its group and descendants (see treeFunc), and waits (10 s at
+// most) until they are gone.
+const killAllScript = pathLine + procFunc + treeFunc + `root=$1
 for f in "$root"/*/*.pid; do
   [ -e "$f" ] || continue
-  if proc "$f"; then pkill --signal KILL -g "$pid" || kill -s KILL "$pid"; fi
+  if proc "$f"; then signal KILL "$pid"; fi
 done
 for f in "$root"/*/*.pid; do
   [ -e "$f" ] || continue

@@ -53,6 +53,26 @@ const procFunc = `proc() {
 }
 `
 
+// treeFunc defines tree PID, which prints PID and its descendants, and
+// signal SIG PID, which sends SIG to the process, its process group, and
+// every descendant and the group each leads: a server's children may call
+// setsid and leave the group (Postgres's backends, walsenders and
+// walreceiver do), so signalling the group alone would stop or kill only
+// the parent. Unless SIG is CONT the process is stopped first, so that it
+// forks no child while its tree is listed.
+const treeFunc = `tree() {
+  echo "$1"
+  for c in $(pgrep -P "$1" 2>/dev/null); do tree "$c"; done
+}
+signal() {
+  [ "$1" = CONT ] || kill -s STOP "$2" 2>/dev/null || true
+  for p in $(tree "$2"); do
+    pkill --signal "$1" -g "$p" 2>/dev/null || true
+    kill -s "$1" "$p" 2>/dev/null || true
+  done
+}
+`
+
 // startScript starts "$@" as a process group of its own (setsid), with
 // no terminal, its output appended to the log file and its pid and start
 // time in the pidfile, written by the process itself before it execs the
@@ -88,15 +108,15 @@ done
 cat "$pidf"
 `
 
-// signalScript sends signal $2 to the process group of the process in
-// pidfile $1 and waits (10 s at most) until the process is $3: gone,
+// signalScript sends signal $2 to the process in pidfile $1, its group
+// and its descendants (see treeFunc) and waits (10 s at most) until the process is $3: gone,
 // stopped or running. It fails with exit 4 when the process is not alive.
 const signalScript = `set -e
-` + pathLine + procFunc + `pidf=$1; sig=$2; want=$3
+` + pathLine + procFunc + treeFunc + `pidf=$1; sig=$2; want=$3
 if ! proc "$pidf"; then echo "eccheck-not-running" >&2; exit 4; fi
 # pkill -g, not kill -- -PGID: procps-ng 4.0.2's kill takes -40 for a
 # signal number, not a process group.
-pkill --signal "$sig" -g "$pid" || true
+signal "$sig" "$pid"
 i=0
 while :; do
   case $want in
@@ -242,20 +262,22 @@ func (h *Host) signal(ctx context.Context, cluster, name, sig, want string) erro
 	return err
 }
 
-// Kill sends SIGKILL to the process group of cluster's process name and
-// waits until it is gone. The error wraps [ErrNotRunning] when it was
+// Kill sends SIGKILL to cluster's process name, its process group and
+// its descendants (those that left the group too) and waits until it is
+// gone. The error wraps [ErrNotRunning] when it was
 // not alive.
 func (h *Host) Kill(ctx context.Context, cluster, name string) error {
 	return h.signal(ctx, cluster, name, "KILL", "gone")
 }
 
-// Pause stops the process group with SIGSTOP and waits until the process
-// is stopped (ps state T).
+// Pause stops the process, its group and its descendants with SIGSTOP
+// and waits until the process is stopped (ps state T).
 func (h *Host) Pause(ctx context.Context, cluster, name string) error {
 	return h.signal(ctx, cluster, name, "STOP", "stopped")
 }
 
-// Resume continues a paused process group with SIGCONT.
+// Resume continues a paused process, its group and its descendants with
+// SIGCONT.
 func (h *Host) Resume(ctx context.Context, cluster, name string) error {
 	return h.signal(ctx, cluster, name, "CONT", "running")
 }
