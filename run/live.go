@@ -37,13 +37,13 @@ type Live struct {
 // or the one name names when not empty) through the system its manifest
 // names; bad hosts or a missing cluster are usage errors.
 func OpenLiveSSH(ctx context.Context, systems []db.DB, hosts []string, cfg sshhost.Config, name string, progress io.Writer) (*Live, error) {
+	var other *sshcluster.OtherDBError
 	for _, s := range systems {
 		o, ok := s.(db.SSHOpener)
 		if !ok {
 			continue
 		}
 		sys, err := o.OpenSSH(ctx, hosts, cfg, name)
-		var other *sshcluster.OtherDBError
 		if errors.As(err, &other) {
 			continue // another system's cluster: the next system takes it
 		}
@@ -54,6 +54,9 @@ func OpenLiveSSH(ctx context.Context, systems []db.DB, hosts []string, cfg sshho
 			p.SetProgress(progress)
 		}
 		return &Live{System: sys}, nil
+	}
+	if other != nil {
+		return nil, db.Usagef("cluster %s on %s runs %s, which this eccheck does not run on SSH hosts", other.Cluster, other.Host, other.DB)
 	}
 	return nil, db.Usagef("no system of this eccheck runs on SSH hosts")
 }
@@ -322,7 +325,7 @@ func FormatGrudge(g map[string][]string) string {
 // Heal removes every partition, loss rule, qdisc and hook delay.
 func (l *Live) Heal() (string, error) {
 	if l.Cluster == nil {
-		return "healed: partitions removed", l.System.Heal()
+		return "healed: partitions, delays and loss removed", l.System.Heal()
 	}
 	return "healed: partitions, loss, bandwidth limits and delays removed", l.Cluster.Heal()
 }
@@ -643,15 +646,22 @@ func WriteNodes(ctx context.Context, w io.Writer, s db.System) error {
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "NODE\tSTATE\tROLE\tADDRESS\tHOST (cluster %s)\n", h.Name())
+		primaries := 0
 		for _, n := range nodes {
 			role := roles[n.Node]
-			if role == "" {
+			switch role {
+			case "":
 				role = "-"
+			case "primary":
+				primaries++
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Node, n.State, role, n.Addr, n.Host)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		if primaries > 1 {
+			fmt.Fprintf(w, "warning: %d nodes take writes (split brain)\n", primaries)
 		}
 		if d, ok := s.(db.Describer); ok {
 			for _, n := range nodes {

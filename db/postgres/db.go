@@ -113,7 +113,7 @@ func (s *Settings) Validate(c db.Common) error {
 	}
 	switch {
 	case c.Backend != db.BackendDocker && c.Backend != db.BackendSSH:
-		return db.Usagef("--db postgres runs in Docker or on SSH hosts: add --cluster docker")
+		return db.Usagef("--db postgres runs in Docker or on SSH hosts: add --cluster docker, or --cluster ssh --hosts h1,h2,h3")
 	case c.Backend == db.BackendSSH && slices.Contains(c.Faults, nemesis.KindFailover):
 		return db.Usagef("--nemesis failover: not on SSH hosts yet (partition, kill, pause, clock and lag are); run it with --cluster docker")
 	case c.Backend == db.BackendSSH && (s.Promote != "" || s.Rejoin):

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eccheck/eccheck/db"
@@ -98,20 +99,27 @@ func (sys *sshSystem) DSN(node string) string {
 	return sshDSN(addr, sys.password)
 }
 
-// Describe returns node's connection string.
-func (sys *sshSystem) Describe(node string) string { return sys.DSN(node) }
+// Describe returns node's connection string without the password, and
+// where the hosts keep it: `cluster status` prints it every time.
+func (sys *sshSystem) Describe(node string) string {
+	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable (password: sudo cat %s on any host)", sys.Addr(node), sshPasswordFile(sys.Name()))
+}
 
 // sshCheckScript finds postgresql-15 and, with $1 = 1, libfaketime; it
-// installs postgresql-15 with apt-get when missing. It prints
-// "faketime PATH" and fails with a line that says what is missing.
+// installs postgresql-15 with apt-get when missing (after an apt-get
+// update if the package lists lack it). It prints "faketime PATH" and
+// fails with a line that says what is missing.
 const sshCheckScript = `set -e
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 if [ ! -x ` + sshBin + `/postgres ] || ! id postgres >/dev/null 2>&1; then
-  echo "eccheck: installing ` + sshPackage + `" >&2
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ` + sshPackage + ` >/tmp/eccheck-apt.log 2>&1; then
-    echo "eccheck-missing: ` + sshPackage + ` is not installed and apt-get install ` + sshPackage + ` failed: $(tail -n 3 /tmp/eccheck-apt.log | tr '\n' ' ')" >&2
+  log=$(mktemp)
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { apt-get install -y --no-install-recommends ` + sshPackage + ` || { apt-get update && apt-get install -y --no-install-recommends ` + sshPackage + `; }; } >"$log" 2>&1; then
+    echo "eccheck-missing: ` + sshPackage + ` is not installed and apt-get install ` + sshPackage + ` failed: $(tail -n 3 "$log" | tr '\n' ' ')" >&2
+    rm -f "$log"
     exit 3
   fi
+  rm -f "$log"
 fi
 if [ "$1" = 1 ]; then
   lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
@@ -123,11 +131,24 @@ if [ "$1" = 1 ]; then
 fi
 `
 
+// hostLibs maps a host to its libfaketime, found by the checks of the
+// hosts, which run at once.
+type hostLibs struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// installTimeout bounds the check of a host, which may install
+// postgresql-15.
+const installTimeout = 10 * time.Minute
+
 // sshCheck returns the check of a host for a Postgres node: it installs
 // postgresql-15 when missing and, with fakeTime, finds libfaketime
-// (whose path it stores in lib[i] for the host at index of h).
-func sshCheck(fakeTime bool, libs map[string]string) func(ctx context.Context, h *sshhost.Host) error {
+// (whose path it records in libs for h).
+func sshCheck(fakeTime bool, libs *hostLibs) func(ctx context.Context, h *sshhost.Host) error {
 	return func(ctx context.Context, h *sshhost.Host) error {
+		ctx, cancel := context.WithTimeout(ctx, installTimeout)
+		defer cancel()
 		ft := "0"
 		if fakeTime {
 			ft = "1"
@@ -142,7 +163,9 @@ func sshCheck(fakeTime bool, libs map[string]string) func(ctx context.Context, h
 			return fmt.Errorf("host %s: check for postgres: %w", h.Name(), err)
 		}
 		if lib, ok := strings.CutPrefix(strings.TrimSpace(out), "faketime "); ok {
-			libs[h.Name()] = lib
+			libs.mu.Lock()
+			libs.m[h.Name()] = lib
+			libs.mu.Unlock()
 		}
 		return nil
 	}
@@ -208,12 +231,12 @@ chown -R postgres:postgres "$D"
 // reached the replicas. On failure it removes what it made.
 func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) {
 	fakeTime := (slices.Contains(env.Faults, nemesis.KindClock) || s.FakeTime) && !env.HostClock
-	o := Options{Nodes: len(env.Hosts), Sync: s.Sync, SyncStandbys: s.Standbys}
+	o := Options{Nodes: len(env.Hosts), Sync: s.Sync, SyncStandbys: s.Standbys, ApplyDelay: s.ApplyDelay.all, ApplyDelays: s.ApplyDelay.per}
 	syncCommit, standbyNames, err := o.syncSettings()
 	if err != nil {
 		return nil, db.UsageError{Err: err}
 	}
-	libs := map[string]string{}
+	libs := &hostLibs{m: map[string]string{}}
 	cl, err := sshcluster.New(ctx, env, SSHPort, sshCheck(fakeTime, libs))
 	if err != nil {
 		return nil, err
@@ -226,7 +249,7 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 	for i, n := range nodes {
 		spec := sshhost.ProcessSpec{Cluster: name, Name: n, User: "postgres", Cmd: []string{sshBin + "/postgres", "-D", sshData(name, n)}}
 		if fakeTime {
-			spec.Env = []string{"LD_PRELOAD=" + libs[hosts[i].Name()], "FAKETIME_TIMESTAMP_FILE=" + sshClock(name, n), "FAKETIME_NO_CACHE=1"}
+			spec.Env = []string{"LD_PRELOAD=" + libs.m[hosts[i].Name()], "FAKETIME_TIMESTAMP_FILE=" + sshClock(name, n), "FAKETIME_NO_CACHE=1"}
 		}
 		cl.Specs = append(cl.Specs, spec)
 	}

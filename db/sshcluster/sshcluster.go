@@ -168,10 +168,11 @@ func Resolve(ctx context.Context, h *sshhost.Host) (netip.Addr, error) {
 }
 
 // New logs in to env.Hosts, checks each host's tools (and check's, when
-// not nil) and, with env.HostClock, that root may set its clock, refuses
-// a cluster of the same name already there, and resolves each host's
-// address; node i (n1...) answers clients at the host's name and port.
-// On error nothing was changed on the hosts.
+// not nil, with ctx: it may install a package) and, with env.HostClock,
+// that root may set its clock, refuses a cluster of the same name
+// already there, and resolves each host's address; node i (n1...)
+// answers clients at the host's name and port. On error nothing of the
+// cluster's was put on the hosts (a package check may have installed).
 func New(ctx context.Context, env db.Env, port int, check func(ctx context.Context, h *sshhost.Host) error) (*Cluster, error) {
 	name := env.ClusterName
 	if name == "" {
@@ -196,7 +197,7 @@ func New(ctx context.Context, env db.Env, port int, check func(ctx context.Conte
 			return err
 		}
 		if check != nil {
-			if err := check(dctx, h); err != nil {
+			if err := check(ctx, h); err != nil {
 				return err
 			}
 		}
@@ -480,12 +481,9 @@ func (c *Cluster) Close(ctx context.Context, logDir string) error {
 	if c.opened {
 		return nil
 	}
-	var errs []error
-	for _, h := range c.hosts {
-		if err := h.Heal(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := []error{Each(len(c.hosts), func(i int) error {
+		return errors.Join(c.hosts[i].Heal(ctx), c.hosts[i].ClearNetem(ctx))
+	})}
 	if logDir != "" {
 		if err := os.MkdirAll(logDir, 0o755); err != nil {
 			errs = append(errs, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,12 +55,49 @@ func Eccheck(t testing.TB) string {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = errors.New("go build of a static eccheck: " + err.Error() + "\n" + string(out))
+			return
 		}
+		statSources()
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
 	return binPath
+}
+
+// statSources makes the module's Go sources inputs of the running test
+// in go test's result cache: what a test of the eccheck binary shows
+// depends on all the code built into it, which the cache cannot see (go
+// build runs in a child process, and the test binary itself links only
+// part of it). The cache records the directories read and the files
+// stat'ed here, so a change to any source, or a new file, makes go test
+// run the test again rather than replay an old result.
+func statSources() {
+	dir, err := os.Getwd()
+	if err != nil {
+		return
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return
+		}
+		dir = parent
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil
+		case d.IsDir() && p != dir && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata"):
+			return filepath.SkipDir
+		case !d.IsDir() && (strings.HasSuffix(p, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum"):
+			os.Stat(p)
+		}
+		return nil
+	})
 }
 
 // removeBinary removes what Eccheck built.

@@ -1,8 +1,12 @@
 package ssh
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/internal/sshtest"
@@ -16,11 +20,45 @@ import (
 func TestClusterNemesisDown(t *testing.T) {
 	hs := sshtest.Start(t, 3)
 	args := hs.Args()
-	out := dockertest.MustCLI(t, append([]string{"cluster", "up", "--db", "postgres", "--fake-time"}, args...)...)
+	out := dockertest.MustCLI(t, append([]string{"cluster", "up", "--db", "postgres", "--fake-time", "--pg-apply-delay", "n2=700ms"}, args...)...)
 	for _, n := range []string{"n1", "n2", "n3"} {
 		if !strings.Contains(out, n) {
 			t.Errorf("postgres ssh/cluster up/lists %s: %s", n, out)
 		}
+	}
+	password, _, err := hs.Dial(t, 0).Sudo(context.Background(), "cat /var/lib/eccheck/default/password")
+	password = strings.TrimSpace(password)
+	if err != nil || len(password) < 16 || strings.Contains(out, password) {
+		t.Fatalf("postgres ssh/password/in root's file, not printed: %v, %q", err, out)
+	}
+	dsn := func(i int) string {
+		return "postgres://postgres:" + password + "@" + hs.Hosts[i].IP.String() + ":15432/postgres?sslmode=disable&connect_timeout=5"
+	}
+	ctx := context.Background()
+	n2, err := pgx.Connect(ctx, dsn(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	var delay string
+	if err := n2.QueryRow(ctx, "SHOW recovery_min_apply_delay").Scan(&delay); err != nil || delay != "700ms" {
+		t.Errorf("postgres ssh/--pg-apply-delay n2=700ms/set on n2: %q, %v", delay, err)
+	}
+	// Pause stops every process of the node, the backend of a connection
+	// open before it too (each calls setsid, leaving the postmaster's
+	// group): a query on that connection gets no answer until resume.
+	dockertest.MustCLI(t, append([]string{"nemesis", "pause", "--node", "n2"}, args...)...)
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err = n2.QueryRow(qctx, "SELECT 1").Scan(new(int))
+	cancel()
+	if err == nil {
+		t.Errorf("postgres ssh/nemesis pause/a backend of n2 answered while paused")
+	}
+	dockertest.MustCLI(t, append([]string{"nemesis", "resume", "--node", "n2"}, args...)...)
+	if n2b, err := pgx.Connect(ctx, dsn(1)); err != nil {
+		t.Errorf("postgres ssh/nemesis resume/n2 answers again: %v", err)
+	} else {
+		n2b.Close(ctx)
 	}
 	status := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...)
 	if strings.Count(status, "running") != 3 || strings.Count(status, "primary") != 1 || strings.Count(status, "replica") != 2 {
@@ -34,6 +72,10 @@ func TestClusterNemesisDown(t *testing.T) {
 	dockertest.MustCLI(t, append([]string{"nemesis", "kill", "--node", "n1"}, args...)...)
 	if out := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...); !strings.Contains(out, "exited") {
 		t.Errorf("postgres ssh/nemesis kill/n1 exited: %s", out)
+	}
+	// Every process of n1 is gone, not only its postmaster.
+	if ps, _, err := hs.Dial(t, 0).Run(ctx, "pgrep -u postgres -l || true"); err != nil || strings.TrimSpace(ps) != "" {
+		t.Errorf("postgres ssh/nemesis kill/no postgres process left on n1's host: %q, %v", ps, err)
 	}
 	dockertest.MustCLI(t, append([]string{"nemesis", "start", "--node", "n1"}, args...)...)
 	dockertest.MustCLI(t, append([]string{"nemesis", "clock", "--node", "n3", "--offset", "30s"}, args...)...)
