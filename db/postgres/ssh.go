@@ -105,30 +105,14 @@ func (sys *sshSystem) Describe(node string) string {
 	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable (password: sudo cat %s on any host)", sys.Addr(node), sshPasswordFile(sys.Name()))
 }
 
-// sshCheckScript finds postgresql-15 and, with $1 = 1, libfaketime; it
-// installs postgresql-15 with apt-get when missing (after an apt-get
-// update if the package lists lack it). It prints "faketime PATH" and
-// fails with a line that says what is missing.
-const sshCheckScript = `set -e
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-if [ ! -x ` + sshBin + `/postgres ] || ! id postgres >/dev/null 2>&1; then
-  log=$(mktemp)
-  export DEBIAN_FRONTEND=noninteractive
-  if ! { apt-get install -y --no-install-recommends ` + sshPackage + ` || { apt-get update && apt-get install -y --no-install-recommends ` + sshPackage + `; }; } >"$log" 2>&1; then
-    echo "eccheck-missing: ` + sshPackage + ` is not installed and apt-get install ` + sshPackage + ` failed: $(tail -n 3 "$log" | tr '\n' ' ')" >&2
-    rm -f "$log"
-    exit 3
-  fi
-  rm -f "$log"
+// fakeTimeScript prints the path of libfaketime on the host, or fails
+// saying it is missing.
+const fakeTimeScript = `lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+if [ -z "$lib" ]; then
+  echo "eccheck-missing: libfaketime (Debian package faketime), which clock faults on Postgres need" >&2
+  exit 3
 fi
-if [ "$1" = 1 ]; then
-  lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
-  if [ -z "$lib" ]; then
-    echo "eccheck-missing: libfaketime (Debian package faketime), which clock faults on Postgres need" >&2
-    exit 3
-  fi
-  echo "faketime $lib"
-fi
+echo "$lib"
 `
 
 // hostLibs maps a host to its libfaketime, found by the checks of the
@@ -149,24 +133,24 @@ func sshCheck(fakeTime bool, libs *hostLibs) func(ctx context.Context, h *sshhos
 	return func(ctx context.Context, h *sshhost.Host) error {
 		ctx, cancel := context.WithTimeout(ctx, installTimeout)
 		defer cancel()
-		ft := "0"
-		if fakeTime {
-			ft = "1"
+		if _, err := h.EnsurePackage(ctx, sshPackage, sshBin+"/postgres"); err != nil {
+			return err
 		}
-		out, _, err := h.Sudo(ctx, sshhost.Command("sh", "-c", sshCheckScript, "eccheck-check", ft))
+		if !fakeTime {
+			return nil
+		}
+		out, _, err := h.Run(ctx, sshhost.Command("sh", "-c", fakeTimeScript))
 		var ce *sshhost.CommandError
 		if errors.As(err, &ce) && strings.Contains(ce.Stderr, "eccheck-missing: ") {
 			_, msg, _ := strings.Cut(ce.Stderr, "eccheck-missing: ")
 			return fmt.Errorf("host %s: %s", h.Name(), strings.TrimSpace(msg))
 		}
 		if err != nil {
-			return fmt.Errorf("host %s: check for postgres: %w", h.Name(), err)
+			return fmt.Errorf("host %s: libfaketime: %w", h.Name(), err)
 		}
-		if lib, ok := strings.CutPrefix(strings.TrimSpace(out), "faketime "); ok {
-			libs.mu.Lock()
-			libs.m[h.Name()] = lib
-			libs.mu.Unlock()
-		}
+		libs.mu.Lock()
+		libs.m[h.Name()] = strings.TrimSpace(out)
+		libs.mu.Unlock()
 		return nil
 	}
 }
