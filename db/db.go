@@ -411,3 +411,23 @@ func StartDocker(ctx context.Context, env Env, specs ...docker.ImageSpec) (*Dock
 	}
 	return d, nil
 }
+
+// Poll calls f every pause until it succeeds, for bound at most; the
+// error then wraps f's last one. It ends early when ctx does.
+func Poll(ctx context.Context, bound, pause time.Duration, f func() error) error {
+	deadline := time.Now().Add(bound)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %w", bound, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(pause):
+		}
+	}
+}

@@ -50,7 +50,13 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// Node names the member the endpoints belong to, for the history.
 	Node string
+	// Auth, when set, is the user the client logs in as (a cluster with
+	// authentication on).
+	Auth *Auth
 }
+
+// Auth is an etcd user and its password.
+type Auth struct{ User, Password string }
 
 // Client performs a worker's operations on etcd through the official Go
 // client, bound to the endpoints it was made with (one member's, for a
@@ -74,7 +80,7 @@ func NewClient(endpoints []string, o ClientOptions) (*Client, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
-	cli, err := newEtcd(endpoints)
+	cli, err := newEtcd(endpoints, o.Auth)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +89,8 @@ func NewClient(endpoints []string, o ClientOptions) (*Client, error) {
 
 // newEtcd makes an etcd client of endpoints that logs nothing and never
 // learns the other members' endpoints (so a worker stays on its member).
-func newEtcd(endpoints []string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{
+func newEtcd(endpoints []string, auth *Auth) (*clientv3.Client, error) {
+	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
@@ -92,7 +98,11 @@ func newEtcd(endpoints []string) (*clientv3.Client, error) {
 		// paused member's requests end at their deadline.
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
-	})
+	}
+	if auth != nil {
+		cfg.Username, cfg.Password = auth.User, auth.Password
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client of %s: %w", strings.Join(endpoints, ","), err)
 	}

@@ -115,16 +115,17 @@ func command(cluster string, n *docker.Node, nodes []*docker.Node) []string {
 // request (with or without a leader, so that a member started while cut
 // off counts as up).
 func answers(ctx context.Context, _ *docker.Node, addr string) (bool, string) {
-	_, err := status(ctx, addr)
+	_, err := status(ctx, addr, nil)
 	if err != nil {
 		return false, err.Error()
 	}
 	return true, ""
 }
 
-// status asks the member at addr for its status, within 2 s.
-func status(ctx context.Context, addr string) (*clientv3.StatusResponse, error) {
-	cli, err := newEtcd([]string{addr})
+// status asks the member at addr for its status, within 2 s (as auth's
+// user, when set).
+func status(ctx context.Context, addr string, auth *Auth) (*clientv3.StatusResponse, error) {
+	cli, err := newEtcd([]string{addr}, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +141,7 @@ func (ec *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) error 
 	for _, node := range ec.Nodes() {
 		addr := ec.Addr(node)
 		err := ec.Poll(ctx, node, time.Until(deadline), 200*time.Millisecond, func() (bool, string) {
-			st, err := status(ctx, addr)
+			st, err := status(ctx, addr, nil)
 			switch {
 			case err != nil:
 				return false, err.Error()
@@ -166,19 +167,24 @@ func (ec *Cluster) Roles(ctx context.Context) map[string]string {
 			out[node] = n.State
 			continue
 		}
-		st, err := status(ctx, ec.Addr(node))
-		switch {
-		case err != nil:
-			out[node] = "no answer"
-		case st.Leader == 0:
-			out[node] = "no leader"
-		case st.Leader == st.Header.MemberId:
-			out[node] = "leader"
-		default:
-			out[node] = "follower"
-		}
+		out[node] = roleOf(ctx, ec.Addr(node), nil)
 	}
 	return out
+}
+
+// roleOf is the role of the member at addr: "leader", "follower", "no
+// leader" (cut off from the majority) or "no answer".
+func roleOf(ctx context.Context, addr string, auth *Auth) string {
+	st, err := status(ctx, addr, auth)
+	switch {
+	case err != nil:
+		return "no answer"
+	case st.Leader == 0:
+		return "no leader"
+	case st.Leader == st.Header.MemberId:
+		return "leader"
+	}
+	return "follower"
 }
 
 // Endpoint returns node's client URL.

@@ -29,10 +29,10 @@ var _ db.DB = DB{}
 func (DB) Name() string { return Name }
 
 func (DB) Doc() string {
-	return "etcd 3.4 (Debian's etcd-server), a Raft cluster (Docker): linearizable or serializable reads"
+	return "etcd 3.4 (Debian's etcd-server), a Raft cluster (Docker, or SSH hosts): linearizable or serializable reads"
 }
 
-func (DB) Backends() []string { return []string{db.BackendDocker} }
+func (DB) Backends() []string { return []string{db.BackendDocker, db.BackendSSH} }
 
 func (DB) Images() []docker.ImageSpec { return []docker.ImageSpec{Image} }
 
@@ -44,7 +44,8 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 		return nil, fmt.Errorf("cluster %s runs %s, not etcd", cl.Name(), cl.DB())
 	}
 	cl.SetReady(answers)
-	return &System{Cluster: &Cluster{Cluster: cl}, d: db.Opened(c, cl), keep: true, read: ReadLinearizable, logf: func(string, ...any) {}}, nil
+	ec := &Cluster{Cluster: cl}
+	return &System{Cluster: ec, d: db.Opened(c, cl), keep: true, members: members{view: ec, read: ReadLinearizable, logf: func(string, ...any) {}}}, nil
 }
 
 // Settings are the --etcd-* flags.
@@ -81,12 +82,12 @@ func (s *Settings) Validate(c db.Common) error {
 		return err
 	}
 	switch {
-	case c.Backend != db.BackendDocker:
-		return db.Usagef("--db etcd runs in Docker: add --cluster docker")
+	case c.Backend != db.BackendDocker && c.Backend != db.BackendSSH:
+		return db.Usagef("--db etcd runs in Docker or on SSH hosts: add --cluster docker, or --cluster ssh --hosts h1,h2,h3")
 	case !slices.Contains(Reads, s.Read):
 		return db.Usagef("--etcd-read %q: want %s", s.Read, strings.Join(Reads, " or "))
-	case slices.Contains(c.Faults, nemesis.KindClock):
-		return db.Usagef("--nemesis clock: etcd is a Go program, which reads the clock without libc, so libfaketime cannot move its clock (and etcd's Raft orders by terms and indexes, not time); use partition, kill or pause")
+	case slices.Contains(c.Faults, nemesis.KindClock) && !(c.Backend == db.BackendSSH && c.HostClock):
+		return db.Usagef("--nemesis clock: etcd is a Go program, which reads the clock without libc, so libfaketime cannot move its clock (and etcd's Raft orders by terms and indexes, not time); use partition, kill or pause, or on SSH hosts --ssh-host-clock")
 	case slices.Contains(c.Faults, nemesis.KindFailover):
 		return db.Usagef("--nemesis failover: etcd elects its own leader; to make it change, kill, pause or partition the leader (--nemesis kill,pause,partition)")
 	case slices.Contains(c.Faults, nemesis.KindLag):
@@ -102,6 +103,9 @@ func (s *Settings) RunName(db.Common) string { return Name + "-" + s.Read }
 func (s *Settings) Record() map[string]any { return map[string]any{"etcd_read": s.Read} }
 
 func (s *Settings) Start(ctx context.Context, env db.Env) (db.System, error) {
+	if env.Backend == db.BackendSSH {
+		return s.startSSH(ctx, env)
+	}
 	return s.start(ctx, env)
 }
 

@@ -18,8 +18,24 @@ import (
 // client talks to the member the workload bound it to.
 type System struct {
 	*Cluster
+	members
 	d    *db.Docker
 	keep bool
+}
+
+// view is what the clients need to know of a cluster, in Docker or on
+// SSH hosts: its members and where each answers.
+type view interface {
+	Name() string
+	Nodes() []string
+	Addr(node string) string
+}
+
+// members makes the workers' clients of a cluster's members, waits for
+// them before the final reads, and closes the clients.
+type members struct {
+	view view
+	auth *Auth         // the clients' credentials, when auth is on
 	read string        // --etcd-read
 	wait time.Duration // the per-operation timeout
 	logf func(string, ...any)
@@ -53,7 +69,7 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	roles := ec.Roles(ctx)
 	env.Logf("cluster up: etcd members %v in Docker cluster %s (roles %v)", ec.Nodes(), d.Name, roles)
 	return &System{Cluster: ec, d: d, keep: env.Keep,
-		read: s.Read, wait: env.OpTimeout, logf: env.Logf}, nil
+		members: members{view: ec, read: s.Read, wait: env.OpTimeout, logf: env.Logf}}, nil
 }
 
 // Docker returns the cluster's containers.
@@ -65,27 +81,37 @@ func (sys *System) Describe(node string) string { return sys.Endpoint(node) }
 // NewClient makes a worker's client bound to node's endpoint, or with
 // every member's endpoint when node is "" (the client then balances its
 // requests over them).
-func (sys *System) NewClient(name, node string) (workload.Client, error) {
+func (m *members) NewClient(name, node string) (workload.Client, error) {
 	nodes := []string{node}
 	if node == "" {
-		nodes = sys.Nodes()
+		nodes = m.view.Nodes()
 	}
 	var endpoints []string
 	for _, n := range nodes {
-		a := sys.Addr(n)
+		a := m.view.Addr(n)
 		if a == "" {
-			return nil, fmt.Errorf("etcd: no member %s in cluster %s", n, sys.Name())
+			return nil, fmt.Errorf("etcd: no member %s in cluster %s", n, m.view.Name())
 		}
 		endpoints = append(endpoints, a)
 	}
-	cl, err := NewClient(endpoints, ClientOptions{Workload: name, Read: sys.read, Timeout: sys.wait, Node: node})
+	cl, err := NewClient(endpoints, ClientOptions{Workload: name, Read: m.read, Timeout: m.wait, Node: node, Auth: m.auth})
 	if err != nil {
 		return nil, err
 	}
-	sys.mu.Lock()
-	sys.clients = append(sys.clients, cl)
-	sys.mu.Unlock()
+	m.mu.Lock()
+	m.clients = append(m.clients, cl)
+	m.mu.Unlock()
 	return cl, nil
+}
+
+// closeClients closes every client made.
+func (m *members) closeClients() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, cl := range m.clients {
+		cl.Close()
+	}
+	m.clients = nil
 }
 
 // settleBound bounds the wait, before the final reads, for every member
@@ -97,16 +123,16 @@ const settleBound = 15 * time.Second
 // up from the leader's log): with serializable reads, a final read then
 // shows what the cluster has, not what the member missed. Past the bound
 // the final reads go ahead, with a warning.
-func (sys *System) Settle(ctx context.Context) {
+func (m *members) Settle(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, settleBound)
 	defer cancel()
 	var addrs []string
-	for _, n := range sys.Nodes() {
-		addrs = append(addrs, sys.Addr(n))
+	for _, n := range m.view.Nodes() {
+		addrs = append(addrs, m.view.Addr(n))
 	}
-	cli, err := newEtcd(addrs)
+	cli, err := newEtcd(addrs, m.auth)
 	if err != nil {
-		sys.logf("warning: final reads: %v", err)
+		m.logf("warning: final reads: %v", err)
 		return
 	}
 	defer cli.Close()
@@ -120,34 +146,34 @@ func (sys *System) Settle(ctx context.Context) {
 			break
 		}
 		if ctx.Err() != nil {
-			sys.logf("warning: final reads: the cluster's revision: %v", err)
+			m.logf("warning: final reads: the cluster's revision: %v", err)
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, node := range sys.Nodes() {
+	for _, node := range m.view.Nodes() {
 		start := time.Now()
-		member, err := newEtcd([]string{sys.Addr(node)})
+		member, err := newEtcd([]string{m.view.Addr(node)}, m.auth)
 		if err != nil {
-			sys.logf("warning: final reads of %s: %v", node, err)
+			m.logf("warning: final reads of %s: %v", node, err)
 			continue
 		}
-		err = sys.Poll(ctx, node, time.Until(deadline(ctx)), 50*time.Millisecond, func() (bool, string) {
+		err = db.Poll(ctx, time.Until(deadline(ctx)), 50*time.Millisecond, func() error {
 			rev, err := appliedRevision(ctx, member)
 			if err != nil {
-				return false, err.Error()
+				return err
 			}
 			if rev < target {
-				return false, fmt.Sprintf("at revision %d of %d", rev, target)
+				return fmt.Errorf("at revision %d of %d", rev, target)
 			}
-			return true, ""
+			return nil
 		})
 		member.Close()
 		switch {
 		case err != nil:
-			sys.logf("warning: etcd member %s had not applied revision %d within %v; its final reads show what it has: %v", node, target, settleBound, err)
+			m.logf("warning: etcd member %s had not applied revision %d within %v; its final reads show what it has: %v", node, target, settleBound, err)
 		case time.Since(start) > time.Second:
-			sys.logf("final reads of %s: waited %v for it to apply revision %d", node, time.Since(start).Round(time.Millisecond), target)
+			m.logf("final reads of %s: waited %v for it to apply revision %d", node, time.Since(start).Round(time.Millisecond), target)
 		}
 	}
 }
@@ -179,11 +205,6 @@ func (sys *System) Info() db.Info {
 // logDir/<node>.log (when logDir is set) and removes the cluster, unless
 // it is kept.
 func (sys *System) Close(ctx context.Context, logDir string) error {
-	sys.mu.Lock()
-	for _, cl := range sys.clients {
-		cl.Close()
-	}
-	sys.clients = nil
-	sys.mu.Unlock()
+	sys.closeClients()
 	return sys.d.Finish(ctx, sys.Cluster.Cluster, logDir, sys.keep, sys.logf)
 }

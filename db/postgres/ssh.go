@@ -306,7 +306,7 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 // the role it should be (a replica in recovery, the primary not).
 func (sys *sshSystem) ready(ctx context.Context, i int, d time.Duration) error {
 	want := i > 0
-	return poll(ctx, d, func() error {
+	return db.Poll(ctx, d, 200*time.Millisecond, func() error {
 		var rec bool
 		if err := queryOne(ctx, sys.DSN(sys.Nodes()[i]), `SELECT pg_is_in_recovery()`, &rec); err != nil {
 			return err
@@ -321,7 +321,7 @@ func (sys *sshSystem) ready(ctx context.Context, i int, d time.Duration) error {
 // waitStreaming waits, at most d, until the primary sees n replicas
 // streaming.
 func (sys *sshSystem) waitStreaming(ctx context.Context, n int, d time.Duration) error {
-	return poll(ctx, d, func() error {
+	return db.Poll(ctx, d, 200*time.Millisecond, func() error {
 		var streaming int
 		if err := queryOne(ctx, sys.DSN("n1"), `SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'`, &streaming); err != nil {
 			return err
@@ -331,25 +331,6 @@ func (sys *sshSystem) waitStreaming(ctx context.Context, n int, d time.Duration)
 		}
 		return nil
 	})
-}
-
-// poll calls f every 200 ms until it succeeds, for d at most.
-func poll(ctx context.Context, d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %w", d, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // SetClock moves node's clock through libfaketime's timestamp file
