@@ -27,32 +27,36 @@ var ErrClockDenied = errors.New("the host does not let root set its clock (date 
 // clockScript sets the host's clock to the real time plus $2 nanoseconds,
 // where the real time is the host's clock minus the offset recorded in $3
 // (0 when there is none), and records $2 there (removes the record for
-// 0). $1 is "set", or "probe", which sets the clock to what it reads (a
-// few microseconds back: a check that date -s is allowed) and records
-// nothing. A "set" that does not move the clock runs no date -s. It
-// prints the offset it replaced.
+// 0). The record is written before the clock moves, and put back when
+// date -s fails, so that a script cut short never leaves a move
+// unrecorded. $1 is "set", or "probe", which sets the clock to what it
+// reads (a few microseconds back: a check that date -s is allowed) and
+// records nothing. A "set" that does not move the clock runs no date -s.
+// It prints the offset it replaced.
 const clockScript = `set -e
 ` + pathLine + `mode=$1 want=$2 file=$3
 cur=0
-if [ -s "$file" ]; then read cur < "$file"; fi
-case $cur in ''|*[!0-9-]*) echo "eccheck-clock: $file holds '$cur', not an offset in nanoseconds" >&2; exit 3 ;; esac
+if [ -s "$file" ]; then read -r cur < "$file" || true; fi
+case ${cur#-} in ''|*[!0-9]*) echo "eccheck-clock: $file holds '$cur', not an offset in nanoseconds: remove it once the clock is right" >&2; exit 3 ;; esac
 if [ "$mode" = probe ]; then want=$cur; fi
 delta=$((want - cur))
+record() {
+  if [ "$1" = 0 ]; then
+    rm -f -- "$file"
+  else
+    mkdir -p -- "${file%/*}"
+    echo "$1" > "$file.new"
+    mv -f -- "$file.new" "$file"
+  fi
+}
+if [ "$mode" = set ]; then record "$want"; fi
 if [ "$mode" = probe ] || [ "$delta" != 0 ]; then
   now=$(date +%s%N)
   t=$((now + delta))
   if ! out=$(date -s "@$((t / 1000000000)).$(printf '%09d' $((t % 1000000000)))" 2>&1); then
+    if [ "$mode" = set ]; then record "$cur"; fi
     echo "eccheck-denied: $out" >&2
     exit 4
-  fi
-fi
-if [ "$mode" = set ]; then
-  if [ "$want" = 0 ]; then
-    rm -f -- "$file"
-  else
-    mkdir -p -- "${file%/*}"
-    echo "$want" > "$file.new"
-    mv -f -- "$file.new" "$file"
   fi
 fi
 echo "$cur"

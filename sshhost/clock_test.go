@@ -81,11 +81,23 @@ func TestClockScript(t *testing.T) {
 	if code != 4 || !strings.Contains(out, "eccheck-denied: date: cannot set date: Operation not permitted") || record() != "" {
 		t.Fatalf("clock/denied/exit 4, nothing recorded: exit %d %q, record %q", code, out, record())
 	}
-	// A record that is not a number is refused, not trusted.
+	// Refused while a record stands: the record is put back as it was.
 	os.MkdirAll(filepath.Dir(rec), 0o755)
-	os.WriteFile(rec, []byte("5s\n"), 0o644)
-	if out, code, sets = runClockScript(t, dir, "1700000000000000000", false, "set", "0", rec); code != 3 || len(sets) != 0 || !strings.Contains(out, "not an offset") {
-		t.Fatalf("clock/bad record/refused: exit %d %q, sets %v", code, out, sets)
+	os.WriteFile(rec, []byte("1000000000\n"), 0o644)
+	if _, code, _ = runClockScript(t, dir, "1700000001000000000", true, "set", "3000000000", rec); code != 4 || record() != "1000000000" {
+		t.Fatalf("clock/denied with a record/record kept: exit %d, record %q", code, record())
+	}
+	// A record without its newline is read.
+	os.WriteFile(rec, []byte("1000000000"), 0o644)
+	if out, code, sets = runClockScript(t, dir, "1700000001000000000", false, "set", "0", rec); code != 0 || out != "1000000000" || len(sets) != 1 || sets[0] != "@1700000000.000000000" {
+		t.Fatalf("clock/record without newline/read: exit %d %q, sets %v", code, out, sets)
+	}
+	// A record that is not a number is refused, not trusted.
+	for _, bad := range []string{"5s\n", "5-3\n", "-\n"} {
+		os.WriteFile(rec, []byte(bad), 0o644)
+		if out, code, sets = runClockScript(t, dir, "1700000000000000000", false, "set", "0", rec); code != 3 || len(sets) != 0 || !strings.Contains(out, "not an offset") {
+			t.Fatalf("clock/bad record %q/refused: exit %d %q, sets %v", bad, code, out, sets)
+		}
 	}
 }
 

@@ -385,25 +385,38 @@ func testProcessTree(t *testing.T, h *sshhost.Host, cluster string) {
 		if _, serr := fmt.Sscan(strings.TrimSpace(out), &child); err != nil || serr != nil {
 			return fmt.Errorf("no child of %d yet: %q, %v", st.PID, out, err)
 		}
+		// The child is found before it has called setsid, maybe.
+		out, _, err = h.Run(ctx(t), fmt.Sprintf("ps -o pgid=,sid=,comm= -p %d", child))
+		if f := strings.Fields(out); err != nil || len(f) != 3 || f[0] == fmt.Sprint(st.PID) || f[1] == fmt.Sprint(st.PID) || f[2] != "sleep" {
+			return fmt.Errorf("tree/precondition/the child %d left the parent's group and session: %q, %v", child, out, err)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := h.Run(ctx(t), fmt.Sprintf("ps -o pgid=,sid= -p %d", child))
-	if f := strings.Fields(out); err != nil || len(f) != 2 || f[0] == fmt.Sprint(st.PID) || f[1] == fmt.Sprint(st.PID) {
-		t.Fatalf("tree/precondition/the child %d left the parent's group and session: %q, %v", child, out, err)
-	}
 	if err := h.Pause(ctx(t), cluster, name); err != nil {
 		t.Fatal(err)
 	}
-	if s := psState(t, h, child); !strings.HasPrefix(s, "T") {
-		t.Errorf("tree/pause/the child outside the group stopped too: state %q", s)
+	// Pause waits for the parent alone; the child's SIGSTOP lands soon
+	// after.
+	if err := dockertest.Eventually(5*time.Second, func() error {
+		if s := psState(t, h, child); !strings.HasPrefix(s, "T") {
+			return fmt.Errorf("tree/pause/the child outside the group stopped too: state %q", s)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	if err := h.Resume(ctx(t), cluster, name); err != nil {
 		t.Fatal(err)
 	}
-	if s := psState(t, h, child); strings.HasPrefix(s, "T") {
-		t.Errorf("tree/resume/the child runs again: state %q", s)
+	if err := dockertest.Eventually(5*time.Second, func() error {
+		if s := psState(t, h, child); strings.HasPrefix(s, "T") {
+			return fmt.Errorf("tree/resume/the child runs again: state %q", s)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	if err := h.Kill(ctx(t), cluster, name); err != nil {
 		t.Fatal(err)

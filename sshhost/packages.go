@@ -23,7 +23,8 @@ for f in "$@"; do [ -e "$f" ] || missing=1; done
 [ -n "$missing" ] || exit 0
 log=$(mktemp)
 export DEBIAN_FRONTEND=noninteractive
-if ! { apt-get install -y --no-install-recommends "$pkg" || { apt-get update && apt-get install -y --no-install-recommends "$pkg"; }; } >"$log" 2>&1; then
+apt() { apt-get -o DPkg::Lock::Timeout=120 "$@"; }
+if ! { apt install -y --no-install-recommends "$pkg" || { apt update && apt install -y --no-install-recommends "$pkg"; }; } >"$log" 2>&1; then
   echo "eccheck-apt: apt-get install $pkg failed: $(tail -n 3 "$log" | tr '\n' ' ')" >&2
   rm -f "$log"
   exit 3

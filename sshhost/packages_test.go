@@ -18,10 +18,11 @@ func TestPackageScript(t *testing.T) {
 	os.MkdirAll(bin, 0o755)
 	fake := `#!/bin/sh
 echo "$*" >> "$FAKE_LOG"
+while [ "$1" = -o ]; do shift 2; done
 case "$1" in
   update) exit 0 ;;
   install)
-    if [ "$FAKE_FAIL" = install ]; then echo "E: Unable to locate package $4" >&2; exit 100; fi
+    if [ "$FAKE_FAIL" = install ]; then echo "E: Unable to locate package" >&2; exit 100; fi
     if [ "$FAKE_FAIL" = first-install ] && ! grep -q update "$FAKE_LOG"; then echo "E: Unable to locate package" >&2; exit 100; fi
     [ "$FAKE_FAIL" = nofile ] || touch "$FAKE_FILE" ;;
 esac
@@ -52,7 +53,7 @@ esac
 		t.Errorf("package/present/no apt-get: exit %d %q, calls %q", code, out, calls)
 	}
 	missing := filepath.Join(dir, "postgres")
-	if out, code, calls := run("", missing); code != 0 || out != "installed" || calls != "install -y --no-install-recommends postgresql-15" {
+	if out, code, calls := run("", missing); code != 0 || out != "installed" || calls != "-o DPkg::Lock::Timeout=120 install -y --no-install-recommends postgresql-15" {
 		t.Errorf("package/missing/installed: exit %d %q, calls %q", code, out, calls)
 	}
 	os.Remove(missing)

@@ -83,10 +83,11 @@ found, 2 unknown; 4 when a cell failed in the harness. 3 for usage errors and
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.db, "db", "ecstore", "the system under test: "+strings.Join(systemNames(), " or "))
-	f.StringVar(&o.common.Backend, "cluster", db.BackendLocal, "where the clusters run: local (in this process) or docker")
+	f.StringVar(&o.common.Backend, "cluster", db.BackendLocal, "where the clusters run: local (in this process), docker, or ssh (--hosts: every cell on the same hosts, one after another)")
 	f.StringVar(&o.modes, "modes", "", "configurations, comma-separated (default: the system's card, see above)")
 	f.StringVar(&o.nemeses, "nemesis", "", "fault sets, comma-separated; none, or faults joined by + (default: the system's, see above)")
 	bindRunFlags(f, &o.common, &o.concurrency, &o.rate, &o.seed, &o.workloads, &o.out)
+	bindSSHFlags(f, &o.common)
 	f.DurationVar(&o.common.TimeLimit, "time-limit", 20*time.Second, "how long each cell's workload runs")
 	bindCheckerFlags(f, &o.check, false)
 	f.StringVarP(&o.output, "output", "o", "table", "card format on stdout: "+strings.Join(run.CardFormats, ", "))
@@ -120,8 +121,8 @@ func (o matrixOptions) spec(f *pflag.FlagSet) (run.MatrixSpec, error) {
 	if err != nil {
 		return run.MatrixSpec{}, err
 	}
-	if o.common.Backend == db.BackendSSH {
-		return run.MatrixSpec{}, usagef("--cluster ssh: eccheck matrix runs its cells locally or in Docker; run each configuration on SSH hosts with 'eccheck test --cluster ssh --hosts ...'")
+	if err := checkSSH(sys, &o.common, f.Changed); err != nil {
+		return run.MatrixSpec{}, err
 	}
 	if o.common.Workloads, err = workload.ParseWorkloads(o.workloads); err != nil {
 		return run.MatrixSpec{}, usageError{Err: fmt.Errorf("--workload: %w", err)}

@@ -2,11 +2,13 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/eccheck/eccheck/docker"
@@ -172,10 +174,21 @@ func (ec *Cluster) Roles(ctx context.Context) map[string]string {
 	return out
 }
 
+// statusAuth asks the member at addr for its status without logging in
+// (etcd answers a status without it, and logging in needs a quorum, which
+// a member cut off has not), and as auth's user when the member wants one.
+func statusAuth(ctx context.Context, addr string, auth *Auth) (*clientv3.StatusResponse, error) {
+	st, err := status(ctx, addr, nil)
+	if err != nil && auth != nil && (errors.Is(err, rpctypes.ErrUserEmpty) || errors.Is(err, rpctypes.ErrPermissionDenied) || strings.Contains(err.Error(), "user name is empty")) {
+		return status(ctx, addr, auth)
+	}
+	return st, err
+}
+
 // roleOf is the role of the member at addr: "leader", "follower", "no
 // leader" (cut off from the majority) or "no answer".
 func roleOf(ctx context.Context, addr string, auth *Auth) string {
-	st, err := status(ctx, addr, auth)
+	st, err := statusAuth(ctx, addr, auth)
 	switch {
 	case err != nil:
 		return "no answer"

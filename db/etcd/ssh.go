@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/eccheck/eccheck/db"
@@ -42,7 +41,6 @@ const (
 type sshSystem struct {
 	*sshcluster.Cluster
 	members
-	authOn atomic.Bool // authentication is on: requests need sys.auth
 }
 
 var (
@@ -105,12 +103,7 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 	}
 	// A member answers its status as soon as it runs, with or without a
 	// leader (it needs the others for one): they start at once.
-	cl.Ready = func(ctx context.Context, i int, d time.Duration) error {
-		return db.Poll(ctx, d, 200*time.Millisecond, func() error {
-			_, err := status(ctx, cl.Addrs[i], sys.startAuth())
-			return err
-		})
-	}
+	cl.Ready = sys.ready
 	env.Logf("starting cluster %s on %d SSH hosts: %d etcd members, %s reads", name, len(hosts), len(nodes), s.Read)
 	wait := env.Wait
 	if wait == 0 {
@@ -148,8 +141,9 @@ func (sys *sshSystem) up(ctx context.Context, wait time.Duration) error {
 	if err := sshcluster.Each(len(hosts), func(i int) error { return sys.StartNode(ctx, i, wait) }); err != nil {
 		return err
 	}
+	deadline := time.Now().Add(wait)
 	for i, n := range nodes {
-		if err := db.Poll(ctx, wait, 200*time.Millisecond, func() error {
+		if err := db.Poll(ctx, time.Until(deadline), 200*time.Millisecond, func() error {
 			st, err := status(ctx, sys.Addrs[i], nil)
 			if err == nil && st.Leader == 0 {
 				err = fmt.Errorf("no leader yet")
@@ -162,8 +156,9 @@ func (sys *sshSystem) up(ctx context.Context, wait time.Duration) error {
 	return sys.enableAuth(ctx)
 }
 
-// enableAuth makes the root user with the cluster's password and turns
-// authentication on: from then on every request needs it.
+// enableAuth makes the root user with the cluster's password, turns
+// authentication on (from then on every request for data needs it), and
+// checks that no other user or role was made meanwhile.
 func (sys *sshSystem) enableAuth(ctx context.Context) error {
 	var addrs []string
 	for _, n := range sys.Nodes() {
@@ -185,17 +180,35 @@ func (sys *sshSystem) enableAuth(ctx context.Context) error {
 	if _, err := cli.AuthEnable(cctx); err != nil {
 		return fmt.Errorf("etcd: enable authentication: %w", err)
 	}
-	sys.authOn.Store(true)
+	// Until now anyone who reached a member could have made a user or a
+	// role of their own: fail rather than hand over a cluster with one.
+	acli, err := newEtcd(addrs, sys.auth)
+	if err != nil {
+		return err
+	}
+	defer acli.Close()
+	users, err := acli.UserList(cctx)
+	if err != nil {
+		return fmt.Errorf("etcd: list users: %w", err)
+	}
+	roles, err := acli.RoleList(cctx)
+	if err != nil {
+		return fmt.Errorf("etcd: list roles: %w", err)
+	}
+	// etcd 3.4 lists no role for the built-in root; a later one may.
+	if len(users.Users) != 1 || users.Users[0] != sys.auth.User || len(roles.Roles) > 1 || len(roles.Roles) == 1 && roles.Roles[0] != "root" {
+		return fmt.Errorf("etcd: users %v and roles %v appeared while authentication was off (someone else reaches port %d): not using this cluster", users.Users, roles.Roles, SSHClientPort)
+	}
 	return nil
 }
 
-// startAuth is the credentials a status request needs: none until
-// authentication is on.
-func (sys *sshSystem) startAuth() *Auth {
-	if sys.authOn.Load() {
-		return sys.auth
-	}
-	return nil
+// ready waits, at most d, until member i answers its status (with or
+// without a leader).
+func (sys *sshSystem) ready(ctx context.Context, i int, d time.Duration) error {
+	return db.Poll(ctx, d, 200*time.Millisecond, func() error {
+		_, err := statusAuth(ctx, sys.Addrs[i], sys.auth)
+		return err
+	})
 }
 
 // SetClock moves node's host clock with --ssh-host-clock (a Go program
@@ -212,7 +225,7 @@ func (sys *sshSystem) SetClock(node string, offset time.Duration) error {
 func (sys *sshSystem) Roles(ctx context.Context) map[string]string {
 	out := map[string]string{}
 	for _, n := range sys.Nodes() {
-		out[n] = roleOf(ctx, sys.Addr(n), sys.startAuth())
+		out[n] = roleOf(ctx, sys.Addr(n), sys.auth)
 	}
 	return out
 }
@@ -244,12 +257,6 @@ func (DB) OpenSSH(ctx context.Context, hosts []string, cfg sshhost.Config, name 
 	}
 	sys := &sshSystem{Cluster: cl}
 	sys.members = members{view: cl, auth: &Auth{User: "root", Password: strings.TrimSpace(b.String())}, read: ReadLinearizable, logf: func(string, ...any) {}}
-	sys.authOn.Store(true)
-	cl.Ready = func(ctx context.Context, i int, d time.Duration) error {
-		return db.Poll(ctx, d, 200*time.Millisecond, func() error {
-			_, err := status(ctx, cl.Addrs[i], sys.auth)
-			return err
-		})
-	}
+	cl.Ready = sys.ready
 	return sys, nil
 }

@@ -192,6 +192,7 @@ umask 077
 read pw < "$pwsrc"
 # pg_basebackup reads the password from a passfile of the postgres
 # user's, removed once the copy is made.
+trap 'rm -f "$dir/pgpass"' EXIT
 printf '*:*:*:postgres:%s\n' "$pw" >"$dir/pgpass"
 chown postgres:postgres "$dir/pgpass"
 runuser -u postgres -- env PGPASSFILE="$dir/pgpass" ` + sshBin + `/pg_basebackup -h "$primary" -p "$port" -U postgres -D "$D" -X stream -S "$slot"

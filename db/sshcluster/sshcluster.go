@@ -191,15 +191,12 @@ func New(ctx context.Context, env db.Env, port int, check func(ctx context.Conte
 	for i := range hosts {
 		c.nodes = append(c.nodes, fmt.Sprintf("n%d", i+1))
 	}
+	// The quick refusals first, on every host; only then the system's
+	// check, which may install a package (minutes, its own bound).
 	if err := Each(len(hosts), func(i int) error {
 		h := hosts[i]
 		if err := h.Check(dctx); err != nil {
 			return err
-		}
-		if check != nil {
-			if err := check(ctx, h); err != nil {
-				return err
-			}
 		}
 		if c.hostClock {
 			if err := h.ProbeClock(dctx); err != nil {
@@ -219,6 +216,12 @@ func New(ctx context.Context, env db.Env, port int, check func(ctx context.Conte
 	}); err != nil {
 		CloseHosts(hosts)
 		return nil, err
+	}
+	if check != nil {
+		if err := Each(len(hosts), func(i int) error { return check(ctx, hosts[i]) }); err != nil {
+			CloseHosts(hosts)
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -532,9 +535,11 @@ func (c *Cluster) remove(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, h.RemoveRules(ctx), h.ClearNetem(ctx))
-		// Where this fails, sshhost.ClockFile (outside the cluster's
-		// directory) keeps the offset for 'eccheck cluster down'.
-		errs = append(errs, h.SetClockOffset(ctx, 0))
+		if c.hostClock {
+			// Where this fails, sshhost.ClockFile (outside the cluster's
+			// directory) keeps the offset for 'eccheck cluster down'.
+			errs = append(errs, h.SetClockOffset(ctx, 0))
+		}
 		if _, _, err := h.Sudo(ctx, "rm -rf -- "+sshhost.Quote(sshhost.ClusterDir(c.name))+" && { [ ! -d "+sshhost.Root+" ] || rmdir --ignore-fail-on-non-empty -- "+sshhost.Root+"; }"); err != nil {
 			errs = append(errs, err)
 		}

@@ -1,6 +1,8 @@
 package ssh
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/eccheck/eccheck/internal/dockertest"
 	"github.com/eccheck/eccheck/internal/sshtest"
+	"github.com/eccheck/eccheck/results"
 )
 
 // TestClusterNemesisDown brings a cluster up on SSH hosts with `eccheck
@@ -200,4 +203,32 @@ func TestRefusals(t *testing.T) {
 	if l := hs.Leftovers(t, 0); !l.Empty() {
 		t.Errorf("refusals/nothing done on the host: %s", l)
 	}
+}
+
+// TestMatrix runs a report card on the SSH hosts (`eccheck matrix
+// --cluster ssh`): each cell a cluster of its own on the same hosts, one
+// after another, each removed before the next; the expectation holds
+// (exit 0) and nothing is left on the hosts.
+func TestMatrix(t *testing.T) {
+	hs := sshtest.Start(t, 3)
+	out := t.TempDir()
+	expect := filepath.Join(out, "expect.txt")
+	if err := os.WriteFile(expect, []byte("raft x partition valid\nraft x none valid\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := dockertest.CLI(t, append([]string{"matrix", "--out", out, "--workload", "register", "--modes", "raft", "--nemesis", "none,partition",
+		"--nemesis-interval", "2s", "--time-limit", "5s", "--recovery", "1s", "--seed", "3", "-o", "json", "-q", "--expect", expect}, hs.Args()...)...)
+	var card results.Card
+	if err := json.Unmarshal([]byte(stdout), &card); err != nil {
+		t.Fatalf("exit %d; stdout is not JSON: %v\n%s\n%s", code, err, stdout, stderr)
+	}
+	if code != dockertest.ExitValid || len(card.Cells) != 2 || len(card.Expectations) != 2 {
+		t.Fatalf("ssh/matrix/exit 0 with 2 cells, 2 expectations holding: exit %d, %+v\n%s", code, card, stderr)
+	}
+	for _, c := range card.Cells {
+		if c.Error != "" {
+			t.Errorf("ssh/matrix/cell %s x %s ran: %s", c.Config, c.Nemesis, c.Error)
+		}
+	}
+	hs.NoLeftovers(t, "after the matrix")
 }
