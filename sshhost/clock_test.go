@@ -32,11 +32,22 @@ esac
 	set := filepath.Join(dir, "set")
 	os.Remove(set)
 	script := strings.Replace(clockScript, pathLine, "", 1)
-	cmd := exec.Command("sh", append([]string{"-c", script, "eccheck"}, args...)...)
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_NOW="+filepath.Join(dir, "now"), "FAKE_SET="+set)
+	env := []string{"FAKE_NOW=" + filepath.Join(dir, "now"), "FAKE_SET=" + set}
 	if deny {
-		cmd.Env = append(cmd.Env, "FAKE_DENY=1")
+		env = append(env, "FAKE_DENY=1")
 	}
+	out, code := runWithFakes(t, script, bin, env, args...)
+	b, _ := os.ReadFile(set)
+	return out, code, strings.Fields(string(b))
+}
+
+// runWithFakes runs script on this machine with the fake tools of bin
+// first on PATH and env added, and returns its output (trimmed) and exit
+// status.
+func runWithFakes(t *testing.T, script, bin string, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{"-c", script, "eccheck"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH")), env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -44,8 +55,7 @@ esac
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(set)
-	return strings.TrimSpace(string(out)), code, strings.Fields(string(b))
+	return strings.TrimSpace(string(out)), code
 }
 
 func TestClockScript(t *testing.T) {

@@ -2,7 +2,6 @@ package sshhost
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,17 +34,9 @@ esac
 		t.Helper()
 		logf := filepath.Join(dir, "apt.log")
 		os.Remove(logf)
-		cmd := exec.Command("sh", append([]string{"-c", script, "eccheck", "postgresql-15"}, files...)...)
-		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_LOG="+logf, "FAKE_FILE="+files[0], "FAKE_FAIL="+fail)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		out, code := runWithFakes(t, script, bin, []string{"FAKE_LOG=" + logf, "FAKE_FILE=" + files[0], "FAKE_FAIL=" + fail}, append([]string{"postgresql-15"}, files...)...)
 		calls, _ := os.ReadFile(logf)
-		return strings.TrimSpace(string(out)), code, strings.TrimSpace(string(calls))
+		return out, code, strings.TrimSpace(string(calls))
 	}
 	present := filepath.Join(dir, "present")
 	os.WriteFile(present, nil, 0o644)

@@ -52,11 +52,6 @@ var (
 	_ nemesis.Cluster = (*sshSystem)(nil)
 )
 
-// sshPasswordFile is where the hosts keep the root user's password.
-func sshPasswordFile(cluster string) string {
-	return path.Join(sshhost.ClusterDir(cluster), "password")
-}
-
 // sshCommand is member i's command line on its host.
 func sshCommand(cluster string, i int, nodes []string, ips []string) []string {
 	var initial []string
@@ -126,10 +121,10 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 // authentication on.
 func (sys *sshSystem) up(ctx context.Context, wait time.Duration) error {
 	name, hosts, nodes := sys.Name(), sys.Hosts(), sys.Nodes()
+	if err := sys.WriteSecret(ctx, sys.auth.Password); err != nil {
+		return err
+	}
 	if err := sshcluster.Each(len(hosts), func(i int) error {
-		if err := hosts[i].Upload(ctx, sshPasswordFile(name), 0o600, strings.NewReader(sys.auth.Password+"\n")); err != nil {
-			return err
-		}
 		_, _, err := hosts[i].Sudo(ctx, sshhost.Command("install", "-d", "-o", sshUser, "-g", sshUser, "-m", "700", sshcluster.NodeDir(name, nodes[i])))
 		return err
 	}); err != nil {
@@ -232,7 +227,7 @@ func (sys *sshSystem) Roles(ctx context.Context) map[string]string {
 
 // Describe returns node's client URL and how to log in.
 func (sys *sshSystem) Describe(node string) string {
-	return fmt.Sprintf("http://%s (user root; password: sudo cat %s on any host)", sys.Addr(node), sshPasswordFile(sys.Name()))
+	return fmt.Sprintf("http://%s (user root; password: sudo cat %s on any host)", sys.Addr(node), sshcluster.SecretFile(sys.Name()))
 }
 
 // Close closes the clients, then fetches the logs and removes the
@@ -246,17 +241,12 @@ func (sys *sshSystem) Close(ctx context.Context, logDir string) error {
 // nemesis` and `eccheck cluster status`: its manifest says the members,
 // the password file on the first host the root user's password.
 func (DB) OpenSSH(ctx context.Context, hosts []string, cfg sshhost.Config, name string) (db.System, error) {
-	cl, _, err := sshcluster.Open(ctx, hosts, cfg, name, Name)
+	cl, _, password, err := sshcluster.OpenSecret(ctx, hosts, cfg, name, Name)
 	if err != nil {
 		return nil, err
 	}
-	var b strings.Builder
-	if err := cl.Hosts()[0].Download(ctx, sshPasswordFile(cl.Name()), &b); err != nil {
-		sshcluster.CloseHosts(cl.Hosts())
-		return nil, fmt.Errorf("cluster %s: its password: %w", cl.Name(), err)
-	}
 	sys := &sshSystem{Cluster: cl}
-	sys.members = members{view: cl, auth: &Auth{User: "root", Password: strings.TrimSpace(b.String())}, read: ReadLinearizable, logf: func(string, ...any) {}}
+	sys.members = members{view: cl, auth: &Auth{User: "root", Password: password}, read: ReadLinearizable, logf: func(string, ...any) {}}
 	cl.Ready = sys.ready
 	return sys, nil
 }

@@ -64,9 +64,6 @@ var (
 )
 
 // Paths of a cluster on a host.
-func sshPasswordFile(cluster string) string {
-	return path.Join(sshhost.ClusterDir(cluster), "password")
-}
 func sshData(cluster, node string) string {
 	return path.Join(sshcluster.NodeDir(cluster, node), "data")
 }
@@ -102,7 +99,7 @@ func (sys *sshSystem) DSN(node string) string {
 // Describe returns node's connection string without the password, and
 // where the hosts keep it: `cluster status` prints it every time.
 func (sys *sshSystem) Describe(node string) string {
-	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable (password: sudo cat %s on any host)", sys.Addr(node), sshPasswordFile(sys.Name()))
+	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable (password: sudo cat %s on any host)", sys.Addr(node), sshcluster.SecretFile(sys.Name()))
 }
 
 // fakeTimeScript prints the path of libfaketime on the host, or fails
@@ -260,9 +257,7 @@ func (s *Settings) startSSH(ctx context.Context, env db.Env) (db.System, error) 
 // up makes and starts the nodes, the primary first.
 func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o Options, wait time.Duration) error {
 	name, hosts, nodes := sys.Name(), sys.Hosts(), sys.Nodes()
-	if err := sshcluster.Each(len(hosts), func(i int) error {
-		return hosts[i].Upload(ctx, sshPasswordFile(name), 0o600, strings.NewReader(sys.password+"\n"))
-	}); err != nil {
+	if err := sys.WriteSecret(ctx, sys.password); err != nil {
 		return err
 	}
 	if err := sys.WriteManifest(ctx, sys.Manifest(Name)); err != nil {
@@ -275,7 +270,7 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 			return err
 		}
 	}
-	if _, _, err := hosts[0].Sudo(ctx, sshhost.Command("sh", "-c", sshPrimaryScript, "eccheck-initdb", sshcluster.NodeDir(name, nodes[0]), sshPasswordFile(name), strconv.Itoa(SSHPort), syncCommit, standbyNames)); err != nil {
+	if _, _, err := hosts[0].Sudo(ctx, sshhost.Command("sh", "-c", sshPrimaryScript, "eccheck-initdb", sshcluster.NodeDir(name, nodes[0]), sshcluster.SecretFile(name), strconv.Itoa(SSHPort), syncCommit, standbyNames)); err != nil {
 		return fmt.Errorf("initdb of the primary on %s: %w", hosts[0].Name(), err)
 	}
 	if err := sys.StartNode(ctx, 0, wait); err != nil {
@@ -290,7 +285,7 @@ func (sys *sshSystem) up(ctx context.Context, syncCommit, standbyNames string, o
 	if err := sshcluster.Each(len(hosts)-1, func(j int) error {
 		i := j + 1
 		n := nodes[i]
-		if _, _, err := hosts[i].Sudo(ctx, sshhost.Command("sh", "-c", sshReplicaScript, "eccheck-basebackup", sshcluster.NodeDir(name, n), sshPasswordFile(name), primaryIP, strconv.Itoa(SSHPort), "eccheck_"+n, n, strconv.FormatInt(o.applyDelay(n).Milliseconds(), 10))); err != nil {
+		if _, _, err := hosts[i].Sudo(ctx, sshhost.Command("sh", "-c", sshReplicaScript, "eccheck-basebackup", sshcluster.NodeDir(name, n), sshcluster.SecretFile(name), primaryIP, strconv.Itoa(SSHPort), "eccheck_"+n, n, strconv.FormatInt(o.applyDelay(n).Milliseconds(), 10))); err != nil {
 			return fmt.Errorf("clone the primary to %s on %s: %w", n, hosts[i].Name(), err)
 		}
 		return sys.StartNode(ctx, i, wait)
@@ -402,16 +397,11 @@ func (sys *sshSystem) Close(ctx context.Context, logDir string) error {
 // nemesis` and `eccheck cluster status`: its manifest says the nodes, and
 // the password file on the first host (root's alone) the password.
 func (DB) OpenSSH(ctx context.Context, hosts []string, cfg sshhost.Config, name string) (db.System, error) {
-	cl, m, err := sshcluster.Open(ctx, hosts, cfg, name, Name)
+	cl, m, password, err := sshcluster.OpenSecret(ctx, hosts, cfg, name, Name)
 	if err != nil {
 		return nil, err
 	}
-	var b strings.Builder
-	if err := cl.Hosts()[0].Download(ctx, sshPasswordFile(cl.Name()), &b); err != nil {
-		sshcluster.CloseHosts(cl.Hosts())
-		return nil, fmt.Errorf("cluster %s: its password: %w", cl.Name(), err)
-	}
-	sys := &sshSystem{Cluster: cl, password: strings.TrimSpace(b.String()), fakeTime: len(m.Env) > 0}
+	sys := &sshSystem{Cluster: cl, password: password, fakeTime: len(m.Env) > 0}
 	sys.clientSet = clientSet{topo: sys, read: ReadPrimary, logf: func(string, ...any) {}}
 	cl.Ready = sys.ready
 	cl.OnStart = sys.clearLock

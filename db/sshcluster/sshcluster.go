@@ -471,6 +471,33 @@ func (c *Cluster) SetHostClock(node string, offset time.Duration) error {
 	return nil
 }
 
+// SecretFile is where every host keeps the cluster's secret (a
+// password), in a file only root reads: never on a command line, which
+// any user of the host could read.
+func SecretFile(cluster string) string { return path.Join(sshhost.ClusterDir(cluster), "password") }
+
+// WriteSecret uploads secret to [SecretFile] on every host (mode 0600).
+func (c *Cluster) WriteSecret(ctx context.Context, secret string) error {
+	return Each(len(c.hosts), func(i int) error {
+		return c.hosts[i].Upload(ctx, SecretFile(c.name), 0o600, strings.NewReader(secret+"\n"))
+	})
+}
+
+// OpenSecret is [Open] that also reads the cluster's secret from the
+// first host ([SecretFile]).
+func OpenSecret(ctx context.Context, hosts []string, cfg sshhost.Config, name, dbName string) (*Cluster, Manifest, string, error) {
+	c, m, err := Open(ctx, hosts, cfg, name, dbName)
+	if err != nil {
+		return nil, m, "", err
+	}
+	var b strings.Builder
+	if err := c.hosts[0].Download(ctx, SecretFile(c.name), &b); err != nil {
+		CloseHosts(c.hosts)
+		return nil, m, "", fmt.Errorf("cluster %s: its password: %w", c.name, err)
+	}
+	return c, m, strings.TrimSpace(b.String()), nil
+}
+
 // Info names the cluster for test.json.
 func (c *Cluster) Info() db.Info { return db.Info{ClusterName: c.name} }
 
