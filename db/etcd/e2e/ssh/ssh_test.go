@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { dockertest.Main(m) }
 // (db/etcd/e2e); every member's log saved and nothing left on the hosts.
 func TestLinearizableUnderFaults(t *testing.T) {
 	hs := sshtest.Start(t, 3)
-	code, rep, h, _ := hs.Test(t, func(n string) string { return "etcd" }, "--db", "etcd", "--workload", "register,set",
+	code, rep, h, _ := hs.Test(t, func(n string) string { return "embed: name = " + n }, "--db", "etcd", "--workload", "register,set",
 		"--nemesis", "partition,kill,pause", "--nemesis-cycles", "3", "--nemesis-interval", "2s", "--time-limit", "5m", "--seed", "1")
 	for _, kind := range []string{"partition", "kill", "pause"} {
 		dockertest.Window(t, h, kind)
