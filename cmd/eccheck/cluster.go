@@ -33,9 +33,9 @@ Build the images first: eccheck images build.
 
 With --cluster ssh --hosts h1,h2,h3 the cluster runs on hosts of yours
 instead, node i on host i, reached over SSH (--ssh-user, --ssh-key,
---ssh-port, --ssh-known-hosts, --ssh-insecure): ecstore, Postgres or
-etcd (--db postgres, --db etcd: Debian's packages, installed when
-missing).
+--ssh-port, --ssh-known-hosts, --ssh-insecure): ecstore, Postgres, etcd
+or Redis with Sentinel (--db postgres, etcd, redis: Debian's packages,
+installed when missing).
 Everything eccheck puts on a host is under /var/lib/eccheck and in its
 iptables chain ECCHECK; 'cluster down --cluster ssh --hosts ...' removes
 all of it, whatever run left it. See docs/ssh.md.`,

@@ -217,7 +217,7 @@ func TestTestFlagsRefusedBeforeAnyWork(t *testing.T) {
 		{"--cluster ssh", "--cluster ssh needs --hosts"},
 		{"--cluster ssh --hosts h1,h2 --nodes 3", "--nodes 3 with 2 --hosts"},
 		{"--cluster ssh --hosts h1,h1,h2", "an empty or repeated host"},
-		{"--cluster ssh --hosts h1,h2,h3 --db redis", "--db redis does not run on SSH hosts yet (these do: ecstore, postgres, etcd)"},
+		{"--cluster ssh --hosts h1,h2,h3 --db galera", "--db galera does not run on SSH hosts yet (these do: ecstore, postgres, etcd, redis)"},
 		{"--cluster ssh --hosts h1,h2,h3 --db etcd --nemesis clock", "use partition, kill or pause, or on SSH hosts --ssh-host-clock"},
 		{"--hosts h1,h2,h3", "--hosts goes with --cluster ssh"},
 		{"--cluster docker --ssh-insecure", "--ssh-insecure goes with --cluster ssh"},

@@ -92,6 +92,9 @@ type ClientOptions struct {
 	// (history.Op.Request) with [addOnceScript]; an add with no request
 	// is applied as it is.
 	IdempotencyKeys bool
+	// Password is what the servers and the Sentinels want (requirepass),
+	// or "".
+	Password string
 }
 
 // Client performs a worker's operations through go-redis: writes (and
@@ -142,15 +145,15 @@ func NewClient(o ClientOptions) *Client {
 	c := &Client{opts: o}
 	if o.Primary != "" {
 		c.primaryNode = c.node(o.Primary)
-		c.primary = goredis.NewClient(baseOptions(&goredis.Options{Addr: o.Primary}))
+		c.primary = goredis.NewClient(baseOptions(&goredis.Options{Addr: o.Primary, Password: o.Password}))
 	} else {
 		c.primary = goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName: MasterName, SentinelAddrs: o.Sentinels,
+			MasterName: MasterName, SentinelAddrs: o.Sentinels, Password: o.Password, SentinelPassword: o.Password,
 			MaxRetries: -1, DialTimeout: 2 * time.Second, ContextTimeoutEnabled: true, PoolSize: 2, DisableIdentity: true,
 		})
 	}
 	for _, r := range o.Replicas {
-		c.replicas = append(c.replicas, goredis.NewClient(baseOptions(&goredis.Options{Addr: r})))
+		c.replicas = append(c.replicas, goredis.NewClient(baseOptions(&goredis.Options{Addr: r, Password: o.Password})))
 	}
 	return c
 }

@@ -106,11 +106,36 @@ type Options struct {
 // when it is unreachable.
 type Cluster struct {
 	*docker.Cluster
-	// byIP maps a node's address (its bridge IP) to its name.
-	byIP map[string]string
+	*sentinels
+}
+
+// sentinels is what eccheck knows of a Redis cluster's nodes, in Docker
+// or on SSH hosts: where each server and Sentinel answers, the password
+// they want (none in Docker), and the primary the Sentinels name.
+type sentinels struct {
+	name  string
+	nodes []string
+	// server and sentinel map a node to its server's and its
+	// Sentinel's address (ip:port); byIP maps a node's IP (what Sentinel
+	// hands out) to its name.
+	server, sentinel, byIP map[string]string
+	password               string
 
 	mu      sync.Mutex
 	primary string // the primary last seen
+}
+
+// newSentinels makes the sentinels of nodes at ips (the addresses
+// Sentinel hands out), servers on port redisPort and Sentinels on
+// sentinelPort unless given.
+func newSentinels(name string, nodes, ips []string, serverPort, sentinelPort int, password string) *sentinels {
+	s := &sentinels{name: name, nodes: nodes, server: map[string]string{}, sentinel: map[string]string{}, byIP: map[string]string{}, password: password, primary: nodes[0]}
+	for i, n := range nodes {
+		s.server[n] = net.JoinHostPort(ips[i], strconv.Itoa(serverPort))
+		s.sentinel[n] = net.JoinHostPort(ips[i], strconv.Itoa(sentinelPort))
+		s.byIP[ips[i]] = n
+	}
+	return s
 }
 
 // Up starts a Redis cluster: n1 the primary, the others its replicas, a
@@ -173,7 +198,7 @@ func Up(ctx context.Context, c *docker.Client, o Options) (rc *Cluster, err erro
 // newCluster wraps cl, checking that this host reaches its nodes at their
 // bridge addresses, which is where Sentinel sends clients.
 func newCluster(cl *docker.Cluster) (*Cluster, error) {
-	rc := &Cluster{Cluster: cl, byIP: map[string]string{}, primary: "n1"}
+	var ips []string
 	for _, name := range cl.Nodes() {
 		n, err := cl.Node(name)
 		if err != nil {
@@ -183,9 +208,9 @@ func newCluster(cl *docker.Cluster) (*Cluster, error) {
 		if a := cl.Addr(name); a != bridge {
 			return nil, fmt.Errorf("redis cluster %s: Sentinel hands clients the nodes' bridge addresses (%s), which this host does not reach (the engine is remote, or ECCHECK_PUBLISHED_PORTS is set); run eccheck on the engine's host", cl.Name(), bridge)
 		}
-		rc.byIP[n.IP.String()] = name
+		ips = append(ips, n.IP.String())
 	}
-	return rc, nil
+	return &Cluster{Cluster: cl, sentinels: newSentinels(cl.Name(), cl.Nodes(), ips, redisPort, sentinelPort, "")}, nil
 }
 
 // pings is the readiness probe of a node: its server answers PING.
@@ -201,17 +226,16 @@ func pings(ctx context.Context, _ *docker.Node, addr string) (bool, string) {
 }
 
 // SentinelAddrs returns every node's Sentinel address, in node order.
-func (rc *Cluster) SentinelAddrs() []string {
+func (rc *sentinels) SentinelAddrs() []string {
 	var out []string
-	for _, name := range rc.Nodes() {
-		n, _ := rc.Node(name)
-		out = append(out, net.JoinHostPort(n.IP.String(), strconv.Itoa(sentinelPort)))
+	for _, name := range rc.nodes {
+		out = append(out, rc.sentinel[name])
 	}
 	return out
 }
 
 // NodeOf names the node at addr (ip:port), or "".
-func (rc *Cluster) NodeOf(addr string) string {
+func (rc *sentinels) NodeOf(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return ""
@@ -220,8 +244,8 @@ func (rc *Cluster) NodeOf(addr string) string {
 }
 
 // info returns INFO section of the server on node, as key: value.
-func (rc *Cluster) info(ctx context.Context, node, section string) (map[string]string, error) {
-	c := goredis.NewClient(&goredis.Options{Addr: rc.Addr(node), MaxRetries: -1, DialTimeout: 2 * time.Second})
+func (rc *sentinels) info(ctx context.Context, node, section string) (map[string]string, error) {
+	c := goredis.NewClient(&goredis.Options{Addr: rc.server[node], Password: rc.password, MaxRetries: -1, DialTimeout: 2 * time.Second})
 	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -245,13 +269,13 @@ type sentinelView struct {
 	replicas, sentinel int
 }
 
-// sentinel asks node's Sentinel about the primary.
-func (rc *Cluster) sentinel(ctx context.Context, node string) (sentinelView, error) {
-	n, err := rc.Node(node)
-	if err != nil {
-		return sentinelView{}, err
+// ask asks node's Sentinel about the primary.
+func (rc *sentinels) ask(ctx context.Context, node string) (sentinelView, error) {
+	addr, ok := rc.sentinel[node]
+	if !ok {
+		return sentinelView{}, fmt.Errorf("no node %s in cluster %s", node, rc.name)
 	}
-	s := goredis.NewSentinelClient(&goredis.Options{Addr: net.JoinHostPort(n.IP.String(), strconv.Itoa(sentinelPort)), MaxRetries: -1, DialTimeout: 2 * time.Second})
+	s := goredis.NewSentinelClient(&goredis.Options{Addr: addr, Password: rc.password, MaxRetries: -1, DialTimeout: 2 * time.Second})
 	defer s.Close()
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -271,12 +295,12 @@ func (rc *Cluster) sentinel(ctx context.Context, node string) (sentinelView, err
 // Primary returns the node the Sentinels name as the primary: the answer
 // of most of those that answer (a Sentinel cut off may lag behind), or
 // the one last seen when none answers.
-func (rc *Cluster) Primary() string {
+func (rc *sentinels) Primary() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	votes := map[string]int{}
-	for _, node := range rc.Nodes() {
-		if v, err := rc.sentinel(ctx, node); err == nil {
+	for _, node := range rc.nodes {
+		if v, err := rc.ask(ctx, node); err == nil {
 			votes[v.primary]++
 		}
 	}
@@ -292,9 +316,9 @@ func (rc *Cluster) Primary() string {
 }
 
 // Replicas returns every node but the primary, in node order.
-func (rc *Cluster) Replicas() []string {
+func (rc *sentinels) Replicas() []string {
 	p := rc.Primary()
-	return slices.DeleteFunc(rc.Nodes(), func(n string) bool { return n == p })
+	return slices.DeleteFunc(slices.Clone(rc.nodes), func(n string) bool { return n == p })
 }
 
 // errNotSettled says what is not yet as it should be.
@@ -304,11 +328,11 @@ var errNotSettled = errors.New("not settled")
 // primary, knows every other replica and Sentinel, that the primary says
 // it is one, and that every other node is its replica, linked and at its
 // replication offset.
-func (rc *Cluster) settled(ctx context.Context) error {
+func (rc *sentinels) settled(ctx context.Context) error {
 	var primary string
-	nodes := rc.Nodes()
+	nodes := rc.nodes
 	for _, node := range nodes {
-		v, err := rc.sentinel(ctx, node)
+		v, err := rc.ask(ctx, node)
 		switch {
 		case err != nil:
 			return fmt.Errorf("%w: sentinel on %s: %v", errNotSettled, node, err)
@@ -348,7 +372,7 @@ func (rc *Cluster) settled(ctx context.Context) error {
 
 // WaitSettled waits until the cluster is settled (see settled): one
 // primary everyone agrees on, every replica linked and caught up.
-func (rc *Cluster) WaitSettled(ctx context.Context, bound time.Duration) error {
+func (rc *sentinels) WaitSettled(ctx context.Context, bound time.Duration) error {
 	deadline := time.Now().Add(bound)
 	for {
 		err := rc.settled(ctx)
@@ -356,7 +380,7 @@ func (rc *Cluster) WaitSettled(ctx context.Context, bound time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("redis cluster %s not settled within %v: %w", rc.Name(), bound, err)
+			return fmt.Errorf("redis cluster %s not settled within %v: %w", rc.name, bound, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -371,15 +395,20 @@ func (rc *Cluster) Roles(ctx context.Context) map[string]string {
 			out[node] = n.State
 			continue
 		}
-		ri, err := rc.info(ctx, node, "replication")
-		switch {
-		case err != nil:
-			out[node] = "no answer"
-		case ri["role"] == "master":
-			out[node] = "primary"
-		default:
-			out[node] = "replica"
-		}
+		out[node] = rc.role(ctx, node)
 	}
 	return out
+}
+
+// role is what node's server says it is: "primary", "replica", or "no
+// answer".
+func (rc *sentinels) role(ctx context.Context, node string) string {
+	ri, err := rc.info(ctx, node, "replication")
+	switch {
+	case err != nil:
+		return "no answer"
+	case ri["role"] == "master":
+		return "primary"
+	}
+	return "replica"
 }

@@ -30,10 +30,10 @@ var _ db.DB = DB{}
 func (DB) Name() string { return Name }
 
 func (DB) Doc() string {
-	return "Redis 7 (Debian's redis-server and redis-sentinel), a primary, asynchronous replicas and Sentinel failover (Docker): replica reads, WAIT"
+	return "Redis 7 (Debian's redis-server and redis-sentinel), a primary, asynchronous replicas and Sentinel failover (Docker, or SSH hosts): replica reads, WAIT"
 }
 
-func (DB) Backends() []string { return []string{db.BackendDocker} }
+func (DB) Backends() []string { return []string{db.BackendDocker, db.BackendSSH} }
 
 func (DB) Images() []docker.ImageSpec { return []docker.ImageSpec{Image} }
 
@@ -49,7 +49,7 @@ func (DB) Open(_ context.Context, c *docker.Client, cl *docker.Cluster) (db.Syst
 	if err != nil {
 		return nil, err
 	}
-	return &System{Cluster: rc, d: db.Opened(c, cl), keep: true, read: ReadPrimary, logf: func(string, ...any) {}}, nil
+	return &System{Cluster: rc, d: db.Opened(c, cl), keep: true, redisSys: redisSys{s: rc.sentinels, at: rc, read: ReadPrimary, logf: func(string, ...any) {}}}, nil
 }
 
 // Settings are the --redis-* flags.
@@ -101,8 +101,8 @@ func (s *Settings) Validate(c db.Common) error {
 		return err
 	}
 	switch {
-	case c.Backend != db.BackendDocker:
-		return db.Usagef("--db redis runs in Docker: add --cluster docker")
+	case c.Backend != db.BackendDocker && c.Backend != db.BackendSSH:
+		return db.Usagef("--db redis runs in Docker or on SSH hosts: add --cluster docker, or --cluster ssh --hosts h1,h2,h3")
 	case !slices.Contains(Reads, s.Read):
 		return db.Usagef("--redis-read %q: want %s", s.Read, strings.Join(Reads, " or "))
 	case s.Read == ReadReplica && c.Nodes < 2:
@@ -113,8 +113,8 @@ func (s *Settings) Validate(c db.Common) error {
 		return db.Usagef("--redis-min-replicas %d: want 0 to %d (the replicas of --nodes %d)", s.MinReplicas, c.Nodes-1, c.Nodes)
 	case c.Nodes < 1 || c.Nodes > 9:
 		return db.Usagef("--nodes %d: want 1 to 9", c.Nodes)
-	case slices.Contains(c.Faults, nemesis.KindClock):
-		return db.Usagef("--nemesis clock: Debian's redis-server allocates with jemalloc, which reads the clock while libfaketime is still loading, and the server does not start under it (libfaketime: \"Cannot recover from unexpected recursive calls to clock_gettime()\"); use partition, kill, pause, failover or lag")
+	case slices.Contains(c.Faults, nemesis.KindClock) && !(c.Backend == db.BackendSSH && c.HostClock):
+		return db.Usagef("--nemesis clock: Debian's redis-server allocates with jemalloc, which reads the clock while libfaketime is still loading, and the server does not start under it (libfaketime: \"Cannot recover from unexpected recursive calls to clock_gettime()\"); use partition, kill, pause, failover or lag, or on SSH hosts --ssh-host-clock")
 	case slices.Contains(c.Faults, nemesis.KindFailover) && c.Nodes < 3:
 		return db.Usagef("--nemesis failover: Sentinel needs a majority to promote a replica once the primary is cut off: --nodes 3 or more")
 	}
@@ -135,6 +135,9 @@ func (s *Settings) Record() map[string]any {
 }
 
 func (s *Settings) Start(ctx context.Context, env db.Env) (db.System, error) {
+	if env.Backend == db.BackendSSH {
+		return s.startSSH(ctx, env)
+	}
 	return s.start(ctx, env)
 }
 

@@ -113,7 +113,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// n3 cut off from the primary: stale reads there, WAIT 2 times out.
-	if err := (&System{Cluster: rc}).Lag("n3", true); err != nil {
+	if err := (&System{Cluster: rc, redisSys: redisSys{s: rc.sentinels, at: rc}}).Lag("n3", true); err != nil {
 		t.Fatal(err)
 	}
 	reg.expect("write", "k", history.Int(4), history.OK, history.Nil())
@@ -122,7 +122,7 @@ func TestCluster(t *testing.T) {
 	waiter.expect("write", "k", history.Int(5), history.Info, history.Nil())
 	wait1 := rc.worker(t, ClientOptions{Workload: workload.Register, Wait: 1, WaitTimeout: time.Second})
 	wait1.expect("write", "k", history.Int(6), history.OK, history.Nil())
-	if err := (&System{Cluster: rc}).Lag("n3", false); err != nil {
+	if err := (&System{Cluster: rc, redisSys: redisSys{s: rc.sentinels, at: rc}}).Lag("n3", false); err != nil {
 		t.Fatal(err)
 	}
 	if err := dockertest.Eventually(20*time.Second, func() error {
@@ -136,7 +136,7 @@ func TestCluster(t *testing.T) {
 
 	// The primary cut off: it still takes a write, which the failover
 	// then loses.
-	sys := &System{Cluster: rc, logf: t.Logf}
+	sys := &System{Cluster: rc, redisSys: redisSys{s: rc.sentinels, at: rc, logf: t.Logf}}
 	if err := rc.Partition(map[string][]string{"n1": {"n2", "n3"}, "n2": {"n1"}, "n3": {"n1"}}); err != nil {
 		t.Fatal(err)
 	}

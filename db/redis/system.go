@@ -3,8 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,8 +19,25 @@ import (
 // writes through Sentinel and reads as --redis-read says.
 type System struct {
 	*Cluster
-	d      *db.Docker
-	keep   bool
+	redisSys
+	d    *db.Docker
+	keep bool
+}
+
+// hosts is what a Redis system needs of where its nodes run, in Docker
+// or on SSH hosts: their names, and partitions.
+type hosts interface {
+	Nodes() []string
+	Heal() error
+	Partition(grudge map[string][]string) error
+	Grudge() map[string][]string
+}
+
+// redisSys is what the Docker and SSH systems share: the clients (writes
+// through Sentinel, reads as --redis-read says), Settle, failover and lag.
+type redisSys struct {
+	s      *sentinels
+	at     hosts
 	read   string        // --redis-read
 	wait   int           // --redis-wait
 	opWait time.Duration // the per-operation timeout
@@ -62,37 +77,36 @@ func (s *Settings) start(ctx context.Context, env db.Env) (db.System, error) {
 	}
 	env.Logf("cluster up: redis primary %s, replicas %v in Docker cluster %s", rc.Primary(), rc.Replicas(), d.Name)
 	return &System{Cluster: rc, d: d, keep: env.Keep,
-		read: s.Read, wait: s.Wait, opWait: env.OpTimeout, idem: env.IdempotencyKeys, logf: env.Logf}, nil
+		redisSys: redisSys{s: rc.sentinels, at: rc, read: s.Read, wait: s.Wait, opWait: env.OpTimeout, idem: env.IdempotencyKeys, logf: env.Logf}}, nil
 }
 
 // Docker returns the cluster's containers.
 func (sys *System) Docker() *docker.Cluster { return sys.Cluster.Cluster }
 
 // Describe returns node's address as a redis:// URL, and its Sentinel's.
-func (sys *System) Describe(node string) string {
-	n, err := sys.Node(node)
-	if err != nil {
+func (sys *redisSys) Describe(node string) string {
+	if sys.s.server[node] == "" {
 		return ""
 	}
-	return "redis://" + sys.Addr(node) + " (sentinel " + net.JoinHostPort(n.IP.String(), strconv.Itoa(sentinelPort)) + ")"
+	return "redis://" + sys.s.server[node] + " (sentinel " + sys.s.sentinel[node] + ")"
 }
 
 // NewClient makes a worker's client: writes through Sentinel; reads on
 // the primary, or with --redis-read replica on each replica in turn, each
 // worker starting at the next one. A final read's client (after Settle)
 // reads its node.
-func (sys *System) NewClient(name, node string) (workload.Client, error) {
+func (sys *redisSys) NewClient(name, node string) (workload.Client, error) {
 	sys.mu.Lock()
 	defer sys.mu.Unlock()
-	o := ClientOptions{Workload: name, Sentinels: sys.SentinelAddrs(), Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
-		Timeout: sys.opWait, NodeOf: sys.NodeOf, IdempotencyKeys: sys.idem}
+	o := ClientOptions{Workload: name, Sentinels: sys.s.SentinelAddrs(), Password: sys.s.password, Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
+		Timeout: sys.opWait, NodeOf: sys.s.NodeOf, IdempotencyKeys: sys.idem}
 	switch {
 	case sys.final && node != "":
-		o.Replicas = []string{sys.Addr(node)}
+		o.Replicas = []string{sys.s.server[node]}
 	case sys.read == ReadReplica:
-		replicas := sys.Replicas()
+		replicas := sys.s.Replicas()
 		for i := range replicas {
-			o.Replicas = append(o.Replicas, sys.Addr(replicas[(sys.next+i)%len(replicas)]))
+			o.Replicas = append(o.Replicas, sys.s.server[replicas[(sys.next+i)%len(replicas)]])
 		}
 		sys.next++
 	}
@@ -103,15 +117,15 @@ func (sys *System) NewClient(name, node string) (workload.Client, error) {
 
 // NodeClient is the convergence phase's client of node: its reads are
 // node's alone, at any time (as a final read's are).
-func (sys *System) NodeClient(name, node string) (workload.Client, error) {
+func (sys *redisSys) NodeClient(name, node string) (workload.Client, error) {
 	sys.mu.Lock()
 	defer sys.mu.Unlock()
-	addr := sys.Addr(node)
+	addr := sys.s.server[node]
 	if addr == "" {
-		return nil, fmt.Errorf("no node %s in cluster %s", node, sys.Name())
+		return nil, fmt.Errorf("no node %s in cluster %s", node, sys.s.name)
 	}
-	cl := NewClient(ClientOptions{Workload: name, Sentinels: sys.SentinelAddrs(), Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
-		Timeout: sys.opWait, NodeOf: sys.NodeOf, Replicas: []string{addr}})
+	cl := NewClient(ClientOptions{Workload: name, Sentinels: sys.s.SentinelAddrs(), Password: sys.s.password, Wait: sys.wait, WaitTimeout: waitTimeout(sys.opWait),
+		Timeout: sys.opWait, NodeOf: sys.s.NodeOf, Replicas: []string{addr}})
 	sys.clients = append(sys.clients, cl)
 	return cl, nil
 }
@@ -132,12 +146,12 @@ const settleBound = 30 * time.Second
 // that every Sentinel names and every replica has caught up with it (an
 // old primary cut off rejoins as a replica once Sentinel reconfigures
 // it). Past the bound the final reads go ahead, with a warning.
-func (sys *System) Settle(ctx context.Context) {
+func (sys *redisSys) Settle(ctx context.Context) {
 	start := time.Now()
-	if err := sys.WaitSettled(ctx, settleBound); err != nil {
+	if err := sys.s.WaitSettled(ctx, settleBound); err != nil {
 		sys.logf("warning: %v; the final reads show what each node has", err)
 	} else if d := time.Since(start); d > time.Second {
-		sys.logf("final reads: waited %v for the replicas to follow primary %s", d.Round(time.Millisecond), sys.Primary())
+		sys.logf("final reads: waited %v for the replicas to follow primary %s", d.Round(time.Millisecond), sys.s.Primary())
 	}
 	sys.mu.Lock()
 	sys.final = true
@@ -153,27 +167,28 @@ const failoverBound = 30 * time.Second
 // of the new one. Nothing is killed: the old primary went on taking the
 // writes of the clients still connected to it, and loses them as it
 // resynchronizes.
-func (sys *System) Failover() (nemesis.FailoverResult, error) {
+func (sys *redisSys) Failover() (nemesis.FailoverResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*failoverBound)
 	defer cancel()
 	old := sys.cutOff()
 	if old == "" {
-		old = sys.Primary()
+		old = sys.s.Primary()
 	}
+	nodes := sys.at.Nodes()
 	var promoted string
 	deadline := time.Now().Add(failoverBound)
 	for promoted == "" {
 		votes := map[string]int{}
-		for _, node := range sys.Nodes() {
+		for _, node := range nodes {
 			if node == old {
 				continue // its Sentinel is cut off with it
 			}
-			if v, err := sys.sentinel(ctx, node); err == nil && v.primary != old {
+			if v, err := sys.s.ask(ctx, node); err == nil && v.primary != old {
 				votes[v.primary]++
 			}
 		}
 		for node, n := range votes {
-			if n > (len(sys.Nodes())-1)/2 {
+			if n > (len(nodes)-1)/2 {
 				promoted = node
 			}
 		}
@@ -186,18 +201,18 @@ func (sys *System) Failover() (nemesis.FailoverResult, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	res := nemesis.FailoverResult{Promoted: promoted}
-	if err := sys.Heal(); err != nil {
+	if err := sys.at.Heal(); err != nil {
 		return res, err
 	}
-	if err := sys.Poll(ctx, old, failoverBound, 200*time.Millisecond, func() (bool, string) {
-		ri, err := sys.info(ctx, old, "replication")
+	if err := db.Poll(ctx, failoverBound, 200*time.Millisecond, func() error {
+		ri, err := sys.s.info(ctx, old, "replication")
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
-		if ri["role"] != "slave" || sys.byIP[ri["master_host"]] != promoted {
-			return false, fmt.Sprintf("%s is %s of %q", old, ri["role"], ri["master_host"])
+		if ri["role"] != "slave" || sys.s.byIP[ri["master_host"]] != promoted {
+			return fmt.Errorf("%s is %s of %q", old, ri["role"], ri["master_host"])
 		}
-		return true, ""
+		return nil
 	}); err != nil {
 		return res, fmt.Errorf("the old primary %s did not rejoin as a replica of %s: %w", old, promoted, err)
 	}
@@ -208,10 +223,10 @@ func (sys *System) Failover() (nemesis.FailoverResult, error) {
 // cutOff returns the node the partition in force cuts off from every
 // other one (the primary the nemesis cut off, which by now the Sentinels
 // may no longer name), or "".
-func (sys *System) cutOff() string {
-	g := sys.Grudge()
+func (sys *redisSys) cutOff() string {
+	g := sys.at.Grudge()
 	for node, drops := range g {
-		if len(drops) == len(sys.Nodes())-1 {
+		if len(drops) == len(sys.at.Nodes())-1 {
 			return node
 		}
 	}
@@ -221,15 +236,25 @@ func (sys *System) cutOff() string {
 // Lag cuts replica node off from the primary (on), both ways, while
 // clients still reach it: it serves reads from what it had (Redis's
 // replica-serve-stale-data), and catches up when the cut is undone (off).
-func (sys *System) Lag(node string, on bool) error {
+func (sys *redisSys) Lag(node string, on bool) error {
 	if !on {
-		return sys.Heal()
+		return sys.at.Heal()
 	}
-	p := sys.Primary()
+	p := sys.s.Primary()
 	if node == p {
 		return fmt.Errorf("lag %s: it is the primary now", node)
 	}
-	return sys.Partition(map[string][]string{node: {p}, p: {node}})
+	return sys.at.Partition(map[string][]string{node: {p}, p: {node}})
+}
+
+// closeClients closes every client made.
+func (sys *redisSys) closeClients() {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	for _, cl := range sys.clients {
+		cl.Close()
+	}
+	sys.clients = nil
 }
 
 // Info is what test.json records: the cluster, its images, the engine.
@@ -241,11 +266,6 @@ func (sys *System) Info() db.Info {
 // logDir/<node>.log (when logDir is set) and removes the cluster, unless
 // it is kept.
 func (sys *System) Close(ctx context.Context, logDir string) error {
-	sys.mu.Lock()
-	for _, cl := range sys.clients {
-		cl.Close()
-	}
-	sys.clients = nil
-	sys.mu.Unlock()
+	sys.closeClients()
 	return sys.d.Finish(ctx, sys.Cluster.Cluster, logDir, sys.keep, sys.logf)
 }

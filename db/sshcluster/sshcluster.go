@@ -85,6 +85,9 @@ type Cluster struct {
 	// hostClock: clock faults move the hosts' own clocks
 	// (--ssh-host-clock).
 	hostClock bool
+	// grudge is the partition in force, as this process made it.
+	gmu    sync.Mutex
+	grudge map[string][]string
 	// opened: taken over by a command that did not start it (Close only
 	// closes the connections).
 	opened bool
@@ -334,7 +337,25 @@ func (c *Cluster) Partition(grudge map[string][]string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
+	c.gmu.Lock()
+	c.grudge = map[string][]string{}
+	for at, froms := range grudge {
+		c.grudge[at] = slices.Clone(froms)
+	}
+	c.gmu.Unlock()
 	return Each(len(c.hosts), func(i int) error { return c.hosts[i].Partition(ctx, peers[i]) })
+}
+
+// Grudge returns the partition in force, as this process made it (the
+// nodes each node drops), or an empty map.
+func (c *Cluster) Grudge() map[string][]string {
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	out := map[string][]string{}
+	for at, froms := range c.grudge {
+		out[at] = slices.Clone(froms)
+	}
+	return out
 }
 
 // Heal flushes eccheck's iptables chain on every host and removes its
@@ -342,6 +363,9 @@ func (c *Cluster) Partition(grudge map[string][]string) error {
 func (c *Cluster) Heal() error {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
+	c.gmu.Lock()
+	c.grudge = nil
+	c.gmu.Unlock()
 	return Each(len(c.hosts), func(i int) error { return errors.Join(c.hosts[i].Heal(ctx), c.hosts[i].ClearNetem(ctx)) })
 }
 

@@ -7,9 +7,9 @@ const RoleHost = "ssh-host"
 
 // HostImage is the image of a test host: Debian bookworm (debootstrap
 // minbase, as every Debian image of eccheck) with openssh-server, sudo
-// and Debian's postgresql-15 and etcd-server (which Postgres and etcd over
-// SSH find there, as they would on a host where they were installed
-// before) beside the base image's
+// and Debian's postgresql-15, etcd-server, redis-server and
+// redis-sentinel (which the systems over SSH find there, as they would on
+// a host where they were installed before) beside the base image's
 // iptables, iproute2, libfaketime and procps. Its containers run sshd as
 // their main process (see [Start]).
 //
@@ -18,6 +18,6 @@ const RoleHost = "ssh-host"
 // has no reason to offer it.
 var HostImage = docker.ImageSpec{
 	Role: RoleHost, Repo: "eccheck/debian-sshhost", Path: docker.BasePath,
-	Packages: append(docker.BasePackages(), "openssh-server", "sudo", "postgresql-15", "etcd-server"),
-	Doc:      "Debian with sshd, sudo, iptables, iproute2, procps, libfaketime, Postgres 15 and etcd: a test host of the ssh backend",
+	Packages: append(docker.BasePackages(), "openssh-server", "sudo", "postgresql-15", "etcd-server", "redis-server", "redis-sentinel"),
+	Doc:      "Debian with sshd, sudo, iptables, iproute2, procps, libfaketime, Postgres 15, etcd and Redis: a test host of the ssh backend",
 }

@@ -186,7 +186,7 @@ func TestRefusals(t *testing.T) {
 		{"login/key not authorized/refused", []string{"--ssh-key", otherKey, "--ssh-known-hosts", hs.Config.KnownHosts}, dockertest.ExitInfra, "login refused"},
 		{"login/no sshd/unreachable", []string{"--hosts", "127.0.0.1:1", "--ssh-key", hs.Config.KeyFile, "--ssh-known-hosts", hs.Config.KnownHosts}, dockertest.ExitInfra, "host unreachable"},
 		{"flags/nodes and hosts differ/usage", []string{"--nodes", "3", "--ssh-key", hs.Config.KeyFile}, dockertest.ExitUsage, "--nodes 3 with 1 --hosts"},
-		{"flags/redis/usage", []string{"--db", "redis", "--ssh-key", hs.Config.KeyFile}, dockertest.ExitUsage, "these do: ecstore, postgres, etcd"},
+		{"flags/galera/usage", []string{"--db", "galera", "--ssh-key", hs.Config.KeyFile}, dockertest.ExitUsage, "these do: ecstore, postgres, etcd, redis"},
 		// A container may not set the kernel's clock (no CAP_SYS_TIME):
 		// the probe says so before anything is put on the host.
 		{"host clock/not allowed/refused", []string{"--ssh-host-clock", "--ssh-key", hs.Config.KeyFile, "--ssh-known-hosts", hs.Config.KnownHosts}, dockertest.ExitInfra, "CAP_SYS_TIME"},

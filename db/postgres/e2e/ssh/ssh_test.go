@@ -49,6 +49,16 @@ func TestReplicaLagBreaksReadYourWrites(t *testing.T) {
 	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "invalid"})
 }
 
+// The other side: with remote_apply the primary acknowledges a commit
+// only once every replica has applied it, apply delay and all, so the
+// same sessions read their own writes from their replicas, and each
+// its replica's reads never go back (linearizability is not asserted:
+// the standbys apply a commit a few ms apart, as in Docker).
+func TestRemoteApplyReplicaReadsKeepReadYourWrites(t *testing.T) {
+	_, rep, _ := runPostgres(t, "--pg-read", "replica", "--pg-sync", "remote_apply", "--pg-apply-delay", "200ms", "--workload", "session", "--time-limit", "6s", "--seed", "3")
+	dockertest.ExpectVerdicts(t, rep, map[string]string{"read-your-writes": "valid", "monotonic-reads": "valid", "lost-writes": "valid"})
+}
+
 // Reads and writes on the primary stay linearizable and lose nothing
 // while the hosts are cut off from each other, the nodes are killed
 // (SIGKILL to the postmaster's process group; committed data is on
