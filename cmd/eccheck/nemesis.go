@@ -42,7 +42,8 @@ On SSH hosts (--cluster ssh --hosts h1,h2,h3 and the --ssh-* flags of
 'eccheck cluster up'; the cluster's manifest on the hosts says its
 system): partitions are iptables DROP rules on INPUT in the chain ECCHECK
 of each host (a one-way grudge cuts one way), clock offsets go through
-ecstore's clock file or Postgres's libfaketime file, kill, start, pause
+ecstore's clock file or Postgres's libfaketime file (or, for a cluster
+started with --ssh-host-clock, the hosts' own clocks), kill, start, pause
 and resume signal the node's process group, delay and loss are tc netem
 on the node's host (where the kernel has sch_netem; one link fault per
 node at a time); bandwidth, failover and rejoin are not done there yet.

@@ -61,11 +61,13 @@ var (
 // password (never an argument), $3 the role, $4 the first primary's
 // address, $5 and $6 the server's and Sentinel's ports, $7 the quorum,
 // $8 and $9 Sentinel's down-after and failover timeouts in ms, ${10}
-// min-replicas-to-write. Sentinel and the server rewrite them on every
+// min-replicas-to-write, ${11} the host's address, which its server and
+// Sentinel announce (the one eccheck knows it by, whatever interface a
+// connection leaves from). Sentinel and the server rewrite them on every
 // reconfiguration (CONFIG REWRITE), so a node started again comes back in
 // the role it last had, as in Docker.
 const sshConfigScript = `set -eu
-dir=$1 pwsrc=$2 role=$3 primary=$4 port=$5 sport=$6 quorum=$7 down=$8 failover=$9 minreplicas=${10}
+dir=$1 pwsrc=$2 role=$3 primary=$4 port=$5 sport=$6 quorum=$7 down=$8 failover=$9 minreplicas=${10} self=${11}
 install -d -o ` + sshUser + ` -g ` + sshUser + ` -m 700 "$dir"
 read -r pw < "$pwsrc"
 umask 077
@@ -74,6 +76,7 @@ port $sport
 bind 0.0.0.0
 dir $dir
 requirepass $pw
+sentinel announce-ip $self
 sentinel sentinel-pass $pw
 sentinel monitor ` + MasterName + ` $primary $port $quorum
 sentinel auth-pass ` + MasterName + ` $pw
@@ -85,6 +88,7 @@ cat >"$dir/redis.conf" <<EOF
 port $port
 bind 0.0.0.0
 dir $dir
+replica-announce-ip $self
 requirepass $pw
 masterauth $pw
 appendonly yes
@@ -99,9 +103,11 @@ chown ` + sshUser + `:` + sshUser + ` "$dir/sentinel.conf" "$dir/redis.conf"
 
 // sshNodeCommand runs a node's Sentinel in the background and its server
 // in the foreground, both logging to the node's log: one process tree,
-// which kill, pause and resume reach whole.
+// which kill, pause and resume reach whole. The umask keeps the
+// configuration files they rewrite (CONFIG REWRITE), password and all,
+// the redis user's alone.
 func sshNodeCommand(dir string) []string {
-	return []string{"sh", "-c", `/usr/bin/redis-sentinel "$0/sentinel.conf" & exec /usr/bin/redis-server "$0/redis.conf"`, dir}
+	return []string{"sh", "-c", `umask 077; /usr/bin/redis-sentinel "$0/sentinel.conf" & exec /usr/bin/redis-server "$0/redis.conf"`, dir}
 }
 
 // startSSH brings up the nodes on env.Hosts and waits until the cluster
@@ -172,7 +178,7 @@ func (sys *sshSystem) up(ctx context.Context, minReplicas int, wait time.Duratio
 		}
 		_, _, err := hosts[i].Sudo(ctx, sshhost.Command("sh", "-c", sshConfigScript, "eccheck-redis", sshcluster.NodeDir(name, nodes[i]), sshcluster.SecretFile(name),
 			role, sys.IPs[0].String(), strconv.Itoa(SSHPort), strconv.Itoa(SSHSentinelPort), strconv.Itoa(quorum),
-			strconv.FormatInt((2*time.Second).Milliseconds(), 10), strconv.FormatInt((6*time.Second).Milliseconds(), 10), strconv.Itoa(minReplicas)))
+			strconv.FormatInt((2*time.Second).Milliseconds(), 10), strconv.FormatInt((6*time.Second).Milliseconds(), 10), strconv.Itoa(minReplicas), sys.IPs[i].String()))
 		return err
 	}); err != nil {
 		return err

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -31,6 +32,12 @@ type hosts interface {
 	Heal() error
 	Partition(grudge map[string][]string) error
 	Grudge() map[string][]string
+}
+
+// poller is a hosts that polls a node itself (a Docker cluster: the wait
+// ends when the node's container stops).
+type poller interface {
+	Poll(ctx context.Context, node string, bound, pause time.Duration, probe func() (bool, string)) error
 }
 
 // redisSys is what the Docker and SSH systems share: the clients (writes
@@ -204,16 +211,30 @@ func (sys *redisSys) Failover() (nemesis.FailoverResult, error) {
 	if err := sys.at.Heal(); err != nil {
 		return res, err
 	}
-	if err := db.Poll(ctx, failoverBound, 200*time.Millisecond, func() error {
+	rejoined := func() (bool, string) {
 		ri, err := sys.s.info(ctx, old, "replication")
 		if err != nil {
-			return err
+			return false, err.Error()
 		}
 		if ri["role"] != "slave" || sys.s.byIP[ri["master_host"]] != promoted {
-			return fmt.Errorf("%s is %s of %q", old, ri["role"], ri["master_host"])
+			return false, fmt.Sprintf("%s is %s of %q", old, ri["role"], ri["master_host"])
 		}
-		return nil
-	}); err != nil {
+		return true, ""
+	}
+	var err error
+	if p, ok := sys.at.(poller); ok {
+		// In Docker: the wait ends when the container stops, and the
+		// error carries its last log lines.
+		err = p.Poll(ctx, old, failoverBound, 200*time.Millisecond, rejoined)
+	} else {
+		err = db.Poll(ctx, failoverBound, 200*time.Millisecond, func() error {
+			if ok, why := rejoined(); !ok {
+				return errors.New(why)
+			}
+			return nil
+		})
+	}
+	if err != nil {
 		return res, fmt.Errorf("the old primary %s did not rejoin as a replica of %s: %w", old, promoted, err)
 	}
 	res.Rejoined = old

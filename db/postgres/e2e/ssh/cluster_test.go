@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,9 +74,16 @@ func TestClusterNemesisDown(t *testing.T) {
 	if out := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...); !strings.Contains(out, "exited") {
 		t.Errorf("postgres ssh/nemesis kill/n1 exited: %s", out)
 	}
-	// Every process of n1 is gone, not only its postmaster.
-	if ps, _, err := hs.Dial(t, 0).Run(ctx, "pgrep -u postgres -l || true"); err != nil || strings.TrimSpace(ps) != "" {
-		t.Errorf("postgres ssh/nemesis kill/no postgres process left on n1's host: %q, %v", ps, err)
+	// Every process of n1 is gone, not only its postmaster (once the
+	// host's init has reaped them).
+	n1 := hs.Dial(t, 0)
+	if err := dockertest.Eventually(10*time.Second, func() error {
+		if ps, _, err := n1.Run(ctx, "pgrep -u postgres -l || true"); err != nil || strings.TrimSpace(ps) != "" {
+			return fmt.Errorf("postgres ssh/nemesis kill/no postgres process left on n1's host: %q, %v", ps, err)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	dockertest.MustCLI(t, append([]string{"nemesis", "start", "--node", "n1"}, args...)...)
 	dockertest.MustCLI(t, append([]string{"nemesis", "clock", "--node", "n3", "--offset", "30s"}, args...)...)

@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -81,13 +82,34 @@ func TestClusterNemesisDown(t *testing.T) {
 		t.Errorf("redis ssh/cluster status/three nodes running, one primary, two replicas: %s", status)
 	}
 	dockertest.MustCLI(t, append([]string{"nemesis", "kill", "--node", "n3"}, args...)...)
-	// Server and Sentinel are one process tree: both gone.
-	if ps, _, err := hs.Dial(t, 2).Run(context.Background(), "pgrep -u redis -l || true"); err != nil || strings.TrimSpace(ps) != "" {
-		t.Errorf("redis ssh/nemesis kill/no redis process left on n3's host: %q, %v", ps, err)
+	// Server and Sentinel are one process tree: both gone (once the
+	// host's init has reaped them).
+	n3 := hs.Dial(t, 2)
+	if err := dockertest.Eventually(10*time.Second, func() error {
+		if ps, _, err := n3.Run(context.Background(), "pgrep -u redis -l || true"); err != nil || strings.TrimSpace(ps) != "" {
+			return fmt.Errorf("redis ssh/nemesis kill/no redis process left on n3's host: %q, %v", ps, err)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	dockertest.MustCLI(t, append([]string{"nemesis", "start", "--node", "n3"}, args...)...)
-	if out := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...); strings.Count(out, "running") != 3 {
-		t.Errorf("redis ssh/nemesis start/n3 running again: %s", out)
+	// n3 comes back as a replica, from its rewritten configuration, and
+	// its Sentinel wants the password again.
+	if err := dockertest.Eventually(30*time.Second, func() error {
+		out := dockertest.MustCLI(t, append([]string{"cluster", "status"}, args...)...)
+		if strings.Count(out, "running") != 3 || strings.Count(out, "primary") != 1 || strings.Count(out, "replica") != 2 {
+			return fmt.Errorf("redis ssh/nemesis start/n3 back as a replica: %s", out)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if err := ping(hs.Hosts[2].IP.String()+":16380", password); err != nil {
+		t.Errorf("redis ssh/nemesis start/n3's Sentinel answers with the password: %v", err)
+	}
+	if mode, _, err := n3.Sudo(context.Background(), "stat -c %a /var/lib/eccheck/default/n3/sentinel.conf /var/lib/eccheck/default/n3/redis.conf"); err != nil || strings.Fields(mode)[0] != "600" || strings.Fields(mode)[1] != "600" {
+		t.Errorf("redis ssh/config files/0600 after Sentinel and the server rewrote them: %q, %v", mode, err)
 	}
 	dockertest.MustCLI(t, append([]string{"cluster", "down"}, args...)...)
 	hs.NoLeftovers(t, "after cluster down")
