@@ -35,6 +35,27 @@ var Image = docker.ImageSpec{
 	Doc:      "the base plus Debian's redis-server and redis-sentinel",
 }
 
+// serverConf is what every server's redis.conf holds, in Docker and on
+// SSH hosts, after its port, address and directory: an append-only file
+// fsynced every second (a killed node restarts with its data), no RDB
+// snapshots, and min-replicas-to-write $minreplicas.
+const serverConf = `appendonly yes
+appendfsync everysec
+save ""
+min-replicas-to-write $minreplicas
+min-replicas-max-lag 10
+`
+
+// sentinelConf is what every Sentinel's sentinel.conf holds after its
+// port, address, directory and passwords: the primary to watch at
+// $primary, port $port, with quorum $quorum, and the down-after and
+// failover timeouts $down and $failover (ms).
+const sentinelConf = `sentinel monitor ` + MasterName + ` $primary $port $quorum
+sentinel down-after-milliseconds ` + MasterName + ` $down
+sentinel failover-timeout ` + MasterName + ` $failover
+sentinel parallel-syncs ` + MasterName + ` 1
+`
+
 // nodeScript starts a node: a Sentinel in the background and the Redis
 // server in the foreground, both logging to the container's output. The
 // first start writes both configuration files (a replica's names the
@@ -46,7 +67,7 @@ var Image = docker.ImageSpec{
 // Sentinel's down-after and failover timeouts in ms, and
 // min-replicas-to-write.
 const nodeScript = `set -eu
-role=$1 primary=$2 quorum=$3 down=$4 failover=$5 minreplicas=$6
+role=$1 primary=$2 quorum=$3 down=$4 failover=$5 minreplicas=$6 port=6379
 D=` + nodeDir + `
 mkdir -p "$D"
 if [ ! -s "$D/sentinel.conf" ]; then
@@ -55,11 +76,7 @@ port ` + "26379" + `
 bind 0.0.0.0
 protected-mode no
 dir $D
-sentinel monitor ` + MasterName + ` $primary 6379 $quorum
-sentinel down-after-milliseconds ` + MasterName + ` $down
-sentinel failover-timeout ` + MasterName + ` $failover
-sentinel parallel-syncs ` + MasterName + ` 1
-EOF
+` + sentinelConf + `EOF
 fi
 if [ ! -s "$D/redis.conf" ]; then
   cat >"$D/redis.conf" <<EOF
@@ -67,12 +84,7 @@ port 6379
 bind 0.0.0.0
 protected-mode no
 dir $D
-appendonly yes
-appendfsync everysec
-save ""
-min-replicas-to-write $minreplicas
-min-replicas-max-lag 10
-EOF
+` + serverConf + `EOF
   if [ "$role" = replica ]; then echo "replicaof $primary 6379" >>"$D/redis.conf"; fi
 fi
 redis-sentinel "$D/sentinel.conf" &

@@ -78,11 +78,7 @@ dir $dir
 requirepass $pw
 sentinel announce-ip $self
 sentinel sentinel-pass $pw
-sentinel monitor ` + MasterName + ` $primary $port $quorum
-sentinel auth-pass ` + MasterName + ` $pw
-sentinel down-after-milliseconds ` + MasterName + ` $down
-sentinel failover-timeout ` + MasterName + ` $failover
-sentinel parallel-syncs ` + MasterName + ` 1
+` + sentinelConf + `sentinel auth-pass ` + MasterName + ` $pw
 EOF
 cat >"$dir/redis.conf" <<EOF
 port $port
@@ -91,12 +87,7 @@ dir $dir
 replica-announce-ip $self
 requirepass $pw
 masterauth $pw
-appendonly yes
-appendfsync everysec
-save ""
-min-replicas-to-write $minreplicas
-min-replicas-max-lag 10
-EOF
+` + serverConf + `EOF
 if [ "$role" = replica ]; then echo "replicaof $primary $port" >>"$dir/redis.conf"; fi
 chown ` + sshUser + `:` + sshUser + ` "$dir/sentinel.conf" "$dir/redis.conf"
 `
