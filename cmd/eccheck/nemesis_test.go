@@ -24,7 +24,7 @@ func TestNemesisUsageErrors(t *testing.T) {
 		{"ssh/no hosts/exit 3", []string{"nemesis", "heal", "--cluster", "ssh"}, "--cluster ssh needs --hosts"},
 		{"ssh/hosts without ssh/exit 3", []string{"nemesis", "heal", "--hosts", "h1"}, "--hosts goes with --cluster ssh"},
 		{"ssh/cluster down without hosts/exit 3", []string{"cluster", "down", "--cluster", "ssh"}, "--cluster ssh needs --hosts"},
-		{"ssh/cluster up other system/exit 3", []string{"cluster", "up", "--cluster", "ssh", "--hosts", "h1,h2,h3", "--db", "redis"}, "--db redis does not run on SSH hosts yet"},
+		{"ssh/cluster up other system/exit 3", []string{"cluster", "up", "--cluster", "ssh", "--hosts", "h1,h2,h3", "--db", "galera"}, "--db galera does not run on SSH hosts yet"},
 		{"ssh/cluster up nodes and hosts/exit 3", []string{"cluster", "up", "--cluster", "ssh", "--hosts", "h1,h2", "--nodes", "3"}, "--nodes 3 with 2 --hosts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
