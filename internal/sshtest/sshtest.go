@@ -411,3 +411,18 @@ func (hs *Hosts) Test(t *testing.T, mark func(node string) string, args ...strin
 	}
 	return code, rep, h, dir
 }
+
+// Secret reads cluster's secret (its password) from root's file on the
+// first host (sshcluster.SecretFile), and fails the test unless it is
+// there, long enough, and absent from printed (what eccheck printed).
+func (hs *Hosts) Secret(t *testing.T, cluster, printed string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _, err := hs.Dial(t, 0).Sudo(ctx, "cat "+sshhost.Quote(filepath.Join(sshhost.ClusterDir(cluster), "password")))
+	secret := strings.TrimSpace(out)
+	if err != nil || len(secret) < 16 || strings.Contains(printed, secret) {
+		t.Fatalf("ssh/password/in root's file, not printed: %v, %q", err, printed)
+	}
+	return secret
+}

@@ -27,11 +27,7 @@ func TestClusterNemesisDown(t *testing.T) {
 			t.Errorf("postgres ssh/cluster up/lists %s: %s", n, out)
 		}
 	}
-	password, _, err := hs.Dial(t, 0).Sudo(context.Background(), "cat /var/lib/eccheck/default/password")
-	password = strings.TrimSpace(password)
-	if err != nil || len(password) < 16 || strings.Contains(out, password) {
-		t.Fatalf("postgres ssh/password/in root's file, not printed: %v, %q", err, out)
-	}
+	password := hs.Secret(t, "default", out)
 	dsn := func(i int) string {
 		return "postgres://postgres:" + password + "@" + hs.Hosts[i].IP.String() + ":15432/postgres?sslmode=disable&connect_timeout=5"
 	}

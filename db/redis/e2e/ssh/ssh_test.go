@@ -56,11 +56,7 @@ func TestClusterNemesisDown(t *testing.T) {
 	hs := sshtest.Start(t, 3)
 	args := hs.Args()
 	out := dockertest.MustCLI(t, append([]string{"cluster", "up", "--db", "redis"}, args...)...)
-	password, _, err := hs.Dial(t, 0).Sudo(context.Background(), "cat /var/lib/eccheck/default/password")
-	password = strings.TrimSpace(password)
-	if err != nil || len(password) < 16 || strings.Contains(out, password) {
-		t.Fatalf("redis ssh/password/in root's file, not printed: %v, %q", err, out)
-	}
+	password := hs.Secret(t, "default", out)
 	ping := func(addr, pw string) error {
 		c := goredis.NewClient(&goredis.Options{Addr: addr, Password: pw, MaxRetries: -1, DialTimeout: 2 * time.Second})
 		defer c.Close()
